@@ -1,0 +1,171 @@
+/*
+ * redkit/client.h — the connection to Redis that a program shares between
+ * its threads.
+ *
+ * An rk_client owns a bounded pool of connections. Every call borrows one
+ * connection for the duration of one request (or one pipeline), so calls
+ * from many threads run in parallel up to the pool size and queue, within
+ * their own deadline, beyond it. A connection whose request failed in a way
+ * that leaves its state unknown (timeout, reset, protocol error) is closed,
+ * never returned to the pool: a late reply can never be read as the answer
+ * to somebody else's command. A new connection is opened on demand.
+ *
+ * Thread safety: every function here may be called from any thread at any
+ * time on the same rk_client, except rk_client_free(), which must be the
+ * last call on it and must not run while other calls are in progress.
+ */
+#ifndef REDKIT_CLIENT_H
+#define REDKIT_CLIENT_H
+
+#include "common.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rk_client rk_client;
+
+/* Defaults for a zeroed field of rk_client_options. */
+#define RK_DEFAULT_HOST "127.0.0.1"
+#define RK_DEFAULT_PORT 6379
+#define RK_DEFAULT_CONNECT_TIMEOUT_MS 1000
+#define RK_DEFAULT_COMMAND_TIMEOUT_MS 500
+#define RK_DEFAULT_POOL_SIZE 4
+/* Upper bounds accepted for the numeric options. */
+#define RK_MAX_POOL_SIZE 1024
+#define RK_MAX_TIMEOUT_MS 3600000
+
+/*
+ * How to reach Redis. Use designated initialisers; every zeroed field means
+ * the default named beside it. rk_client_new() copies the struct and every
+ * string in it, so none of it needs to outlive the call.
+ *
+ * If `url` is set it is parsed first (see redkit/url.h for the syntax);
+ * then every field that is set here (non-NULL, non-zero) overrides what the
+ * URL said. So `{ .url = getenv("REDIS_URL"), .pool_size = 16 }` takes the
+ * address and credentials from the environment and the pool size from code.
+ */
+typedef struct rk_client_options {
+    const char *url;            /* redis://, rediss:// or unix:// URL; NULL = none */
+    const char *host;           /* host name or IP literal; default "127.0.0.1" */
+    int port;                   /* TCP port; default 6379 */
+    const char *unix_path;      /* Unix socket path; when set, host/port are unused */
+    const char *username;       /* ACL user for AUTH; NULL = the default user */
+    const char *password;       /* AUTH password; NULL = no AUTH. Wiped from
+                                   redkit's memory when the client is freed. */
+    int db;                     /* database number for SELECT; default 0 */
+    const char *client_name;    /* CLIENT SETNAME on every connection; NULL = none */
+    const char *key_prefix;     /* first part of every key redkit writes
+                                   ("shop" gives "shop:cache:user:123");
+                                   NULL or "" = no prefix */
+    int connect_timeout_ms;     /* TCP connect + handshake; default 1000 */
+    int command_timeout_ms;     /* one call, waiting for a pooled connection
+                                   included; default 500 */
+    int pool_size;              /* maximum open connections; default 4 */
+    bool tls;                   /* TLS (set by rediss://); not yet implemented:
+                                   rk_client_new() returns RK_ERR_TLS */
+} rk_client_options;
+
+/*
+ * rk_client_new — create a client.
+ *
+ * opts may be NULL (all defaults: 127.0.0.1:6379, no auth). No connection
+ * is opened here: the first call that needs Redis opens one, so a service
+ * can start while Redis is still down. Use rk_client_ping() to check the
+ * server at start-up.
+ *
+ * On RK_OK *out receives the client, to be released with rk_client_free().
+ * On error *out is set to NULL and rk_last_error() says which option or
+ * which part of the URL is wrong (never repeating the password).
+ * Returns RK_OK, RK_ERR_INVALID, RK_ERR_TLS, RK_ERR_NOMEM or RK_ERR_SYSTEM.
+ */
+RK_EXPORT rk_status rk_client_new(const rk_client_options *opts, rk_client **out);
+
+/*
+ * rk_client_new_url — shorthand for rk_client_new() with only .url set.
+ * url NULL or "" means the defaults (127.0.0.1:6379).
+ */
+RK_EXPORT rk_status rk_client_new_url(const char *url, rk_client **out);
+
+/*
+ * rk_client_free — close every connection, wipe stored credentials and
+ * release the client. rk_client_free(NULL) does nothing. Module handles
+ * created from the client (rk_cache, ...) must be freed first.
+ */
+RK_EXPORT void rk_client_free(rk_client *client);
+
+/*
+ * rk_client_ping — send PING and wait for PONG, within the command
+ * timeout (plus the connect timeout if a connection has to be opened).
+ * Returns RK_OK, or the status of whatever failed (RK_ERR_UNAVAILABLE,
+ * RK_ERR_TIMEOUT, RK_ERR_AUTH, ...).
+ */
+RK_EXPORT rk_status rk_client_ping(rk_client *client);
+
+/* Reply types; the numbers are those of the RESP2 protocol types. */
+typedef enum rk_reply_type {
+    RK_REPLY_STRING = 1,  /* bulk string: str/len (binary-safe) */
+    RK_REPLY_ARRAY = 2,   /* element[0 .. elements-1] */
+    RK_REPLY_INTEGER = 3, /* integer */
+    RK_REPLY_NIL = 4,     /* null bulk string or null array */
+    RK_REPLY_STATUS = 5,  /* simple string such as "OK": str/len */
+    RK_REPLY_ERROR = 6    /* error text: str/len (only inside arrays; a
+                             top-level error becomes RK_ERR_SERVER) */
+} rk_reply_type;
+
+/*
+ * A reply from Redis, as returned by rk_client_command(). For STRING,
+ * STATUS and ERROR, str holds len bytes followed by a terminating NUL (so
+ * text can be printed directly; binary data may contain NULs too).
+ * The whole tree is owned by the caller and freed with rk_reply_free().
+ */
+typedef struct rk_reply {
+    rk_reply_type type;
+    long long integer;
+    size_t len;
+    char *str;
+    size_t elements;
+    struct rk_reply **element;
+} rk_reply;
+
+/*
+ * rk_client_command — send one command of your own, such as
+ * { "HSET", "h", "f", "v" }, and wait for its reply. This is the escape
+ * hatch for everything the modules do not cover. Keys you pass here are
+ * sent as they are: no prefix or namespace is added.
+ *
+ * argc      number of arguments (1 .. 1048576), the command name included.
+ * argv      the arguments; none may be NULL.
+ * argvlen   the length of each argument in bytes (binary-safe), or NULL to
+ *           use strlen() of each argv[i].
+ * reply     receives the reply on RK_OK, to be freed with rk_reply_free().
+ *
+ * When Redis answers with an error reply the call returns RK_ERR_SERVER,
+ * *reply is NULL and rk_last_error() holds the server's text. On every
+ * other failure *reply is NULL too.
+ *
+ * The command is never retried: whether a command that failed with
+ * RK_ERR_TIMEOUT or RK_ERR_UNAVAILABLE was applied is unknown.
+ */
+RK_EXPORT rk_status rk_client_command(rk_client *client, int argc,
+                                      const char *const *argv,
+                                      const size_t *argvlen, rk_reply **reply);
+
+/*
+ * rk_reply_free — release a reply and everything in it.
+ * rk_reply_free(NULL) does nothing.
+ */
+RK_EXPORT void rk_reply_free(rk_reply *reply);
+
+/*
+ * rk_client_key_prefix — the key prefix this client was created with
+ * ("" when none). The string belongs to the client and lives as long as it.
+ */
+RK_EXPORT const char *rk_client_key_prefix(const rk_client *client);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REDKIT_CLIENT_H */

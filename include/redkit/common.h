@@ -1,0 +1,53 @@
+/*
+ * redkit/common.h — version, export macro and memory ownership helpers
+ * shared by every redkit header.
+ *
+ * Everything redkit hands to the caller as heap memory (values read from
+ * the cache, replies, redacted URLs) is released with rk_free(), never with
+ * the caller's own free(): redkit may be built with its own allocator.
+ */
+#ifndef REDKIT_COMMON_H
+#define REDKIT_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The library version. RK_VERSION_MAJOR is also the shared library's
+ * SOVERSION: it changes only when the ABI breaks. */
+#define RK_VERSION_MAJOR 0
+#define RK_VERSION_MINOR 1
+#define RK_VERSION_PATCH 0
+#define RK_VERSION_STRING "0.1.0"
+
+/* RK_EXPORT marks the public symbols; the library is built with hidden
+ * visibility so that internal (rk__) functions never leak into the ABI. */
+#if defined(RK_BUILDING_LIBRARY) && defined(__GNUC__)
+#define RK_EXPORT __attribute__((visibility("default")))
+#else
+#define RK_EXPORT
+#endif
+
+/*
+ * rk_version — the version of the library actually linked, as
+ * "MAJOR.MINOR.PATCH". Compare it with RK_VERSION_STRING to detect a
+ * header/library mismatch. The string is static; never free it.
+ */
+RK_EXPORT const char *rk_version(void);
+
+/*
+ * rk_free — release memory that a redkit function returned to the caller
+ * (a value from rk_cache_get(), a string from rk_url_redact(), ...).
+ * rk_free(NULL) does nothing. Do not use it on memory you allocated.
+ */
+RK_EXPORT void rk_free(void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REDKIT_COMMON_H */

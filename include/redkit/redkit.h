@@ -1,0 +1,19 @@
+/*
+ * redkit/redkit.h — the umbrella header: include this one.
+ *
+ * redkit gives a C or C++ service its whole Redis integration: a client
+ * shared between threads (client.h), REDIS_URL parsing (url.h), namespaced
+ * keys (keys.h) and a TTL cache (cache.h). Each header carries the full
+ * contract of its functions; docs/ has a guide per header.
+ */
+#ifndef REDKIT_REDKIT_H
+#define REDKIT_REDKIT_H
+
+#include "common.h"
+#include "status.h"
+#include "url.h"
+#include "client.h"
+#include "keys.h"
+#include "cache.h"
+
+#endif /* REDKIT_REDKIT_H */

@@ -1,0 +1,98 @@
+/*
+ * redkit/status.h — the one status type every fallible redkit call returns.
+ *
+ * The numeric values are part of the ABI and are never reused or
+ * renumbered: a program may store them, log them or switch on them across
+ * library upgrades. New codes are only ever appended.
+ *
+ * A status names the class of failure; the detail ("connect to
+ * 127.0.0.1:6379: connection refused", the server's own error text) is in
+ * rk_last_error() for the calling thread. Neither ever contains a password,
+ * a session ID or an API key.
+ */
+#ifndef REDKIT_STATUS_H
+#define REDKIT_STATUS_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum rk_status {
+    /* Success. */
+    RK_OK = 0,
+    /* A lookup found nothing: the key is absent or has expired. This is an
+     * answer, not an error; rk_status_is_error(RK_MISS) is false. */
+    RK_MISS = 1,
+
+    /* A NULL pointer, an empty or oversized key, a malformed URL, an option
+     * out of range. Nothing was sent to Redis. */
+    RK_ERR_INVALID = 2,
+    /* Redis could not be reached: connection refused or reset, the pool
+     * has no connection to give, or (later) the circuit breaker is open. */
+    RK_ERR_UNAVAILABLE = 3,
+    /* The call's deadline passed before Redis answered. A write that timed
+     * out may or may not have been applied. */
+    RK_ERR_TIMEOUT = 4,
+    /* Redis refused the credentials (AUTH), or requires some. */
+    RK_ERR_AUTH = 5,
+    /* The TLS handshake or TLS I/O failed (rediss:// URLs). */
+    RK_ERR_TLS = 6,
+    /* Redis sent bytes that are not valid RESP, or a reply of a shape the
+     * command cannot produce. The connection is closed. */
+    RK_ERR_PROTOCOL = 7,
+    /* Redis answered with an error reply (-ERR, -WRONGTYPE, -NOPERM, ...);
+     * rk_last_error() holds the server's text. */
+    RK_ERR_SERVER = 8,
+    /* A stored value is not of the type asked for (a string read as an
+     * int64, a foreign value read by a typed cache). Nothing was changed. */
+    RK_ERR_TYPE = 9,
+    /* A key or value exceeds the configured maximum, or a caller-provided
+     * buffer is too small. */
+    RK_ERR_TOO_LARGE = 10,
+    /* An allocation failed. The operation had no effect on the caller's
+     * objects; whether Redis saw it is stated by the function. */
+    RK_ERR_NOMEM = 11,
+    /* The operating system refused something redkit needed (creating a
+     * socket, a thread primitive, reading the CSPRNG). */
+    RK_ERR_SYSTEM = 12
+} rk_status;
+
+/*
+ * rk_strerror — a short, static English name for a status, such as
+ * "timeout" or "server error". Unknown values give "unknown status".
+ * Never NULL; never free it.
+ */
+RK_EXPORT const char *rk_strerror(rk_status status);
+
+/*
+ * rk_last_error — a detailed message about the most recent redkit call on
+ * the calling thread that did not return RK_OK. Calls that succeed (RK_OK)
+ * leave it unchanged; RK_MISS sets it to a short explanation.
+ *
+ * The string is owned by redkit and lives in thread-local storage: it stays
+ * valid until the next redkit call on the same thread. Copy it to keep it.
+ * It never contains a password, a session ID or an API key. Never NULL
+ * ("" when nothing has failed yet).
+ */
+RK_EXPORT const char *rk_last_error(void);
+
+/*
+ * rk_status_is_error — true for every status except RK_OK and RK_MISS.
+ */
+RK_EXPORT bool rk_status_is_error(rk_status status);
+
+/*
+ * rk_status_is_retryable — true when trying the same call again later may
+ * succeed: RK_ERR_UNAVAILABLE, RK_ERR_TIMEOUT. For a write that failed
+ * with RK_ERR_TIMEOUT the first attempt may have been applied; retry only
+ * writes that are safe to repeat.
+ */
+RK_EXPORT bool rk_status_is_retryable(rk_status status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REDKIT_STATUS_H */

@@ -1,0 +1,330 @@
+/*
+ * client.c — rk_client: options, the connection pool, and running commands.
+ *
+ * The pool is a mutex, a condition variable and a LIFO stack of idle
+ * connections. LIFO keeps the most recently used connection (warm in
+ * every cache, its TCP window open) in use, and lets the others idle.
+ * Connections are opened lazily, outside the lock, up to pool_size; a
+ * caller that finds none free waits on the condition variable until its
+ * own deadline. A connection that failed is closed instead of returned,
+ * and its slot freed, so the next caller opens a fresh one.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+#include <redkit/client.h>
+
+#include "alloc.h"
+#include "client.h"
+#include "conn.h"
+#include "error.h"
+#include "keys.h"
+#include "reply.h"
+#include "url.h"
+
+struct rk_client {
+    rk__conn_config conn;          /* strings below are owned by the client */
+    char *host, *unix_path, *username, *password, *client_name;
+    char *prefix;                  /* "" when none */
+    char *key_head;                /* "prefix:" or "" */
+    size_t key_head_len;
+    int connect_timeout_ms;
+    int command_timeout_ms;
+    int pool_size;
+
+    pthread_mutex_t lock;
+    pthread_cond_t freed;          /* a connection or a slot became free */
+    rk__conn **idle;               /* stack of pool_size entries */
+    int n_idle;
+    int n_open;                    /* idle + borrowed + being opened */
+};
+
+static const char *pick(const char *explicit_value, const char *from_url)
+{
+    return explicit_value ? explicit_value : from_url;
+}
+
+static int pick_int(int explicit_value, int from_url, int fallback)
+{
+    return explicit_value ? explicit_value : from_url ? from_url : fallback;
+}
+
+static rk_status check_range(const char *name, int value, int lo, int hi)
+{
+    if (value < lo || value > hi)
+        return rk__fail(RK_ERR_INVALID, "option %s: %d is outside %d..%d", name, value, lo, hi);
+    return RK_OK;
+}
+
+/* Redis refuses client names with spaces or newlines; say so up front
+ * instead of failing every connection later. */
+static rk_status check_client_name(const char *name)
+{
+    if (!name) return RK_OK;
+    for (const char *p = name; *p; p++)
+        if ((unsigned char)*p <= ' ' || (unsigned char)*p == 0x7f)
+            return rk__fail(RK_ERR_INVALID, "option client_name: spaces and control characters are not allowed");
+    return RK_OK;
+}
+
+/* Merge URL and explicit options into c (strings copied). */
+static rk_status configure(rk_client *c, const rk_client_options *o, const rk__url *u)
+{
+    const char *unix_path = o->unix_path ? o->unix_path : o->host ? NULL : u->unix_path;
+    const char *prefix = pick(o->key_prefix, u->key_prefix);
+    int db = o->db ? o->db : u->has_db ? u->db : 0;
+    int port = pick_int(o->port, u->port, RK_DEFAULT_PORT);
+
+    c->connect_timeout_ms = pick_int(o->connect_timeout_ms, u->connect_timeout_ms,
+                                     RK_DEFAULT_CONNECT_TIMEOUT_MS);
+    c->command_timeout_ms = pick_int(o->command_timeout_ms, u->command_timeout_ms,
+                                     RK_DEFAULT_COMMAND_TIMEOUT_MS);
+    c->pool_size = pick_int(o->pool_size, u->pool_size, RK_DEFAULT_POOL_SIZE);
+
+    rk_status st;
+    if ((st = check_range("port", port, 1, 65535)) ||
+        (st = check_range("db", db, 0, 2147483647)) ||
+        (st = check_range("connect_timeout_ms", c->connect_timeout_ms, 1, RK_MAX_TIMEOUT_MS)) ||
+        (st = check_range("command_timeout_ms", c->command_timeout_ms, 1, RK_MAX_TIMEOUT_MS)) ||
+        (st = check_range("pool_size", c->pool_size, 1, RK_MAX_POOL_SIZE)) ||
+        (st = check_client_name(pick(o->client_name, u->client_name))))
+        return st;
+    if (prefix && *prefix && (st = rk__key_check_name("key_prefix", prefix)) != RK_OK) return st;
+    if (o->tls || u->tls)
+        return rk__fail(RK_ERR_TLS, "TLS (rediss://) is not supported by this build yet");
+
+    c->host = rk__strdup(pick(o->host, u->host) ? pick(o->host, u->host) : RK_DEFAULT_HOST);
+    c->unix_path = rk__strdup(unix_path);
+    c->username = rk__strdup(pick(o->username, u->username));
+    c->password = rk__strdup(pick(o->password, u->password));
+    c->client_name = rk__strdup(pick(o->client_name, u->client_name));
+    size_t plen = prefix ? strlen(prefix) : 0;
+    c->prefix = rk__strndup(prefix ? prefix : "", plen);
+    c->key_head = rk__malloc(plen + 2);
+    if (!c->host || !c->prefix || (unix_path && !c->unix_path) || (pick(o->username, u->username) && !c->username) ||
+        (pick(o->password, u->password) && !c->password) ||
+        (pick(o->client_name, u->client_name) && !c->client_name) || !c->key_head)
+        return rk__fail(RK_ERR_NOMEM, "client: out of memory");
+    if (plen) {
+        memcpy(c->key_head, prefix, plen);
+        c->key_head[plen++] = ':';
+    }
+    c->key_head[plen] = '\0';
+    c->key_head_len = plen;
+
+    c->conn = (rk__conn_config){.host = c->host, .port = port, .unix_path = c->unix_path,
+                                .username = c->username, .password = c->password, .db = db,
+                                .client_name = c->client_name};
+    return RK_OK;
+}
+
+static void release_strings(rk_client *c)
+{
+    rk__free(c->host);
+    rk__free(c->unix_path);
+    rk__free_secret(c->username);
+    rk__free_secret(c->password);
+    rk__free(c->client_name);
+    rk__free(c->prefix);
+    rk__free(c->key_head);
+}
+
+static rk_status init_sync(rk_client *c)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0) return rk__fail(RK_ERR_SYSTEM, "pthread_condattr_init failed");
+    /* Deadlines are on the monotonic clock; so must the waits be, or a
+     * wall-clock jump would stretch or cut them. */
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int e = pthread_cond_init(&c->freed, &attr);
+    pthread_condattr_destroy(&attr);
+    if (e != 0) return rk__fail(RK_ERR_SYSTEM, "pthread_cond_init: %s", strerror(e));
+    if ((e = pthread_mutex_init(&c->lock, NULL)) != 0) {
+        pthread_cond_destroy(&c->freed);
+        return rk__fail(RK_ERR_SYSTEM, "pthread_mutex_init: %s", strerror(e));
+    }
+    return RK_OK;
+}
+
+rk_status rk_client_new(const rk_client_options *opts, rk_client **out)
+{
+    if (!out) return rk__fail(RK_ERR_INVALID, "rk_client_new: out is NULL");
+    *out = NULL;
+    static const rk_client_options defaults = {0};
+    if (!opts) opts = &defaults;
+
+    rk__url url = {0};
+    rk_status st = RK_OK;
+    if (opts->url && *opts->url && (st = rk__url_parse(opts->url, &url)) != RK_OK) return st;
+
+    rk_client *c = rk__calloc(1, sizeof *c);
+    if (!c) {
+        rk__url_clear(&url);
+        return rk__fail(RK_ERR_NOMEM, "client: out of memory");
+    }
+    st = configure(c, opts, &url);
+    rk__url_clear(&url);
+    if (st == RK_OK) {
+        c->idle = rk__calloc((size_t)c->pool_size, sizeof *c->idle);
+        if (!c->idle) st = rk__fail(RK_ERR_NOMEM, "client: out of memory");
+    }
+    if (st == RK_OK) st = init_sync(c);
+    if (st != RK_OK) {
+        rk__free(c->idle);
+        release_strings(c);
+        rk__free(c);
+        return st;
+    }
+    *out = c;
+    return RK_OK;
+}
+
+rk_status rk_client_new_url(const char *url, rk_client **out)
+{
+    return rk_client_new(&(rk_client_options){.url = url}, out);
+}
+
+void rk_client_free(rk_client *c)
+{
+    if (!c) return;
+    for (int i = 0; i < c->n_idle; i++) rk__conn_close(c->idle[i]);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->freed);
+    rk__free(c->idle);
+    release_strings(c);
+    rk__free(c);
+}
+
+const char *rk_client_key_prefix(const rk_client *c)
+{
+    return c ? c->prefix : "";
+}
+
+const char *rk__client_key_head(const rk_client *c, size_t *len)
+{
+    *len = c->key_head_len;
+    return c->key_head;
+}
+
+static struct timespec to_timespec(int64_t ns)
+{
+    return (struct timespec){.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+}
+
+/* Borrow a connection: an idle one, a new one if the pool has room, or
+ * wait for one until the deadline. Opening a connection gets its own
+ * connect timeout, and extends the caller's deadline by as much, so that
+ * a call's total is bounded by connect_timeout_ms + command_timeout_ms. */
+static rk_status acquire(rk_client *c, int64_t *deadline_ns, rk__conn **out)
+{
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        if (c->n_idle > 0) {
+            *out = c->idle[--c->n_idle];
+            pthread_mutex_unlock(&c->lock);
+            return RK_OK;
+        }
+        if (c->n_open < c->pool_size) {
+            c->n_open++;
+            pthread_mutex_unlock(&c->lock);
+            int64_t connect_deadline = rk__now_ns() + (int64_t)c->connect_timeout_ms * 1000000;
+            rk_status st = rk__conn_open(&c->conn, connect_deadline, out);
+            if (st != RK_OK) {
+                pthread_mutex_lock(&c->lock);
+                c->n_open--;
+                pthread_cond_signal(&c->freed);
+                pthread_mutex_unlock(&c->lock);
+                return st;
+            }
+            *deadline_ns += (int64_t)c->connect_timeout_ms * 1000000;
+            return RK_OK;
+        }
+        struct timespec ts = to_timespec(*deadline_ns);
+        int e = pthread_cond_timedwait(&c->freed, &c->lock, &ts);
+        if (e == ETIMEDOUT && c->n_idle == 0 && c->n_open >= c->pool_size) {
+            pthread_mutex_unlock(&c->lock);
+            return rk__fail(RK_ERR_TIMEOUT, "no free connection in the pool of %d within %d ms",
+                            c->pool_size, c->command_timeout_ms);
+        }
+    }
+}
+
+static void release(rk_client *c, rk__conn *conn)
+{
+    if (rk__conn_broken(conn)) {
+        rk__conn_close(conn);
+        pthread_mutex_lock(&c->lock);
+        c->n_open--;
+    } else {
+        pthread_mutex_lock(&c->lock);
+        c->idle[c->n_idle++] = conn;
+    }
+    pthread_cond_signal(&c->freed);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Run already-encoded commands on one pooled connection. */
+static rk_status request(rk_client *c, const char *cmd, size_t len, size_t n, rk_reply **replies)
+{
+    int64_t deadline = rk__now_ns() + (int64_t)c->command_timeout_ms * 1000000;
+    rk__conn *conn;
+    rk_status st = acquire(c, &deadline, &conn);
+    if (st != RK_OK) return st;
+    st = rk__conn_request(conn, cmd, len, n, replies, deadline);
+    release(c, conn);
+    return st;
+}
+
+rk_status rk__client_exec(rk_client *c, int argc, const char **argv, const size_t *argvlen,
+                          rk_reply **reply)
+{
+    *reply = NULL;
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    if (len < 0) return rk__fail(RK_ERR_NOMEM, "%s: out of memory encoding the command", argv[0]);
+    rk_status st = request(c, cmd, (size_t)len, 1, reply);
+    redisFreeCommand(cmd);
+    if (st == RK_OK && (*reply)->type == RK_REPLY_ERROR) {
+        st = rk__reply_fail(*reply, argv[0]);
+        *reply = NULL;
+    }
+    return st;
+}
+
+#define MAX_ARGS 1048576
+
+rk_status rk_client_command(rk_client *c, int argc, const char *const *argv, const size_t *argvlen,
+                            rk_reply **reply)
+{
+    if (reply) *reply = NULL;
+    if (!c || !argv || !reply) return rk__fail(RK_ERR_INVALID, "rk_client_command: NULL argument");
+    if (argc < 1 || argc > MAX_ARGS)
+        return rk__fail(RK_ERR_INVALID, "rk_client_command: argc %d is outside 1..%d", argc, MAX_ARGS);
+    for (int i = 0; i < argc; i++)
+        if (!argv[i]) return rk__fail(RK_ERR_INVALID, "rk_client_command: argv[%d] is NULL", i);
+    if (argvlen) return rk__client_exec(c, argc, (const char **)argv, argvlen, reply);
+
+    size_t small[16];
+    size_t *lens = argc <= 16 ? small : rk__malloc((size_t)argc * sizeof *lens);
+    if (!lens) return rk__fail(RK_ERR_NOMEM, "rk_client_command: out of memory");
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    rk_status st = rk__client_exec(c, argc, (const char **)argv, lens, reply);
+    if (lens != small) rk__free(lens);
+    return st;
+}
+
+rk_status rk_client_ping(rk_client *c)
+{
+    if (!c) return rk__fail(RK_ERR_INVALID, "rk_client_ping: client is NULL");
+    static const char *argv[] = {"PING"};
+    static const size_t lens[] = {4};
+    rk_reply *r;
+    rk_status st = rk__client_exec(c, 1, argv, lens, &r);
+    if (st != RK_OK) return st;
+    bool pong = r->type == RK_REPLY_STATUS && r->len == 4 && memcmp(r->str, "PONG", 4) == 0;
+    rk_reply_free(r);
+    return pong ? RK_OK : rk__fail(RK_ERR_PROTOCOL, "PING: unexpected reply");
+}

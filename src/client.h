@@ -1,0 +1,19 @@
+/*
+ * client.h — what the modules (cache, sessions, ...) use of a client: run
+ * commands through the pool, and read the key prefix.
+ */
+#ifndef RK_SRC_CLIENT_H
+#define RK_SRC_CLIENT_H
+
+#include <redkit/client.h>
+
+/* Run one command (argv as in rk_client_command; argvlen required) and
+ * return its reply. A top-level error reply becomes RK_ERR_SERVER (or
+ * RK_ERR_AUTH for NOAUTH) with the text prefixed by argv[0]. */
+rk_status rk__client_exec(rk_client *client, int argc, const char **argv, const size_t *argvlen,
+                          rk_reply **reply);
+
+/* Prefix followed by ':' ("" when there is no prefix), and its length. */
+const char *rk__client_key_head(const rk_client *client, size_t *len);
+
+#endif

@@ -1,0 +1,338 @@
+/*
+ * conn.c — a single Redis connection over a socket that redkit owns.
+ *
+ * hiredis is used for the protocol only (redisFormatCommandArgv to encode,
+ * redisReader to decode). The socket is non-blocking and every wait goes
+ * through poll() with the time left before the caller's deadline, so no
+ * server or network behaviour can hold a caller longer than its timeout:
+ * a blocking hiredis context cannot promise that for connect, and its
+ * per-socket timeouts restart on every partial read.
+ *
+ * The request path is write → poll → recv, three system calls for a small
+ * command, the same work a blocking client does plus one poll.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "alloc.h"
+#include "conn.h"
+#include "error.h"
+#include "reply.h"
+
+/* Keepalive: notice a dead peer (a crashed host, a NAT that dropped the
+ * mapping) within about 15 + 3*5 = 30 s even on an idle connection. */
+#define KEEPALIVE_IDLE_S 15
+#define KEEPALIVE_INTERVAL_S 5
+#define KEEPALIVE_COUNT 3
+
+/* Bytes read per recv(); large values simply take several reads. */
+#define READ_CHUNK 16384
+
+struct rk__conn {
+    int fd;
+    bool broken;
+    redisReader *reader;
+    char peer[96]; /* "host:port" or the socket path, for messages */
+};
+
+int64_t rk__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Wait until fd is ready for `events` or the deadline passes. The timeout
+ * is rounded up to whole milliseconds so a wait never ends early. */
+static rk_status wait_fd(rk__conn *c, short events, int64_t deadline_ns, const char *doing)
+{
+    for (;;) {
+        int64_t left = deadline_ns - rk__now_ns();
+        if (left <= 0) return rk__fail(RK_ERR_TIMEOUT, "%s %s: timed out", doing, c->peer);
+        struct pollfd p = {.fd = c->fd, .events = events};
+        int ms = (int)((left + 999999) / 1000000);
+        int n = poll(&p, 1, ms);
+        if (n > 0) return RK_OK; /* errors and hang-ups surface in the I/O call */
+        if (n < 0 && errno != EINTR)
+            return rk__fail(RK_ERR_SYSTEM, "%s %s: poll: %s", doing, c->peer, strerror(errno));
+    }
+}
+
+static rk_status mark_broken(rk__conn *c, rk_status st)
+{
+    c->broken = true;
+    return st;
+}
+
+static void set_socket_options(int fd, bool tcp)
+{
+    if (!tcp) return;
+    int one = 1;
+    /* Commands are small and latency-bound: never let Nagle hold them. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    int idle = KEEPALIVE_IDLE_S, intvl = KEEPALIVE_INTERVAL_S, cnt = KEEPALIVE_COUNT;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
+/* Non-blocking connect to one address, finished under poll(). On success
+ * c->fd is the connected socket. */
+static rk_status connect_addr(rk__conn *c, const struct sockaddr *addr, socklen_t addrlen,
+                              int64_t deadline_ns)
+{
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return rk__fail(errno == EAFNOSUPPORT ? RK_ERR_UNAVAILABLE : RK_ERR_SYSTEM, "socket for %s: %s",
+                        c->peer, strerror(errno));
+    c->fd = fd;
+    if (connect(fd, addr, addrlen) != 0) {
+        if (errno != EINPROGRESS && errno != EINTR && errno != EAGAIN) {
+            int e = errno;
+            close(fd);
+            c->fd = -1;
+            return rk__fail(RK_ERR_UNAVAILABLE, "connect to %s: %s", c->peer, strerror(e));
+        }
+        rk_status st = wait_fd(c, POLLOUT, deadline_ns, "connect to");
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (st == RK_OK && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+        if (st == RK_OK && err != 0)
+            st = rk__fail(RK_ERR_UNAVAILABLE, "connect to %s: %s", c->peer, strerror(err));
+        if (st != RK_OK) {
+            close(fd);
+            c->fd = -1;
+            return st;
+        }
+    }
+    set_socket_options(fd, addr->sa_family != AF_UNIX);
+    return RK_OK;
+}
+
+static rk_status connect_unix(rk__conn *c, const char *path, int64_t deadline_ns)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(path);
+    if (len >= sizeof sa.sun_path)
+        return rk__fail(RK_ERR_INVALID, "unix socket path longer than %zu bytes",
+                        sizeof sa.sun_path - 1);
+    memcpy(sa.sun_path, path, len + 1);
+    return connect_addr(c, (struct sockaddr *)&sa, sizeof sa, deadline_ns);
+}
+
+static rk_status connect_tcp(rk__conn *c, const char *host, int port, int64_t deadline_ns)
+{
+    /* IP literals skip the resolver entirely; only names pay for it. */
+    struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &v4.sin_addr) == 1)
+        return connect_addr(c, (struct sockaddr *)&v4, sizeof v4, deadline_ns);
+    if (inet_pton(AF_INET6, host, &v6.sin6_addr) == 1)
+        return connect_addr(c, (struct sockaddr *)&v6, sizeof v6, deadline_ns);
+
+    char service[8];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(host, service, &hints, &res);
+    if (gai != 0)
+        return rk__fail(RK_ERR_UNAVAILABLE, "resolve %s: %s", host, gai_strerror(gai));
+    rk_status st = rk__fail(RK_ERR_UNAVAILABLE, "resolve %s: no address", host);
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        st = connect_addr(c, ai->ai_addr, ai->ai_addrlen, deadline_ns);
+        if (st == RK_OK || st == RK_ERR_TIMEOUT) break;
+    }
+    freeaddrinfo(res);
+    return st;
+}
+
+static rk_status send_all(rk__conn *c, const char *buf, size_t len, int64_t deadline_ns)
+{
+    while (len > 0) {
+        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            rk_status st = wait_fd(c, POLLOUT, deadline_ns, "write to");
+            if (st != RK_OK) return mark_broken(c, st);
+            continue;
+        }
+        return mark_broken(c, rk__fail(RK_ERR_UNAVAILABLE, "write to %s: %s", c->peer,
+                                       n < 0 ? strerror(errno) : "nothing written"));
+    }
+    return RK_OK;
+}
+
+/* Read until the reader yields one complete reply. */
+static rk_status read_reply(rk__conn *c, rk_reply **out, int64_t deadline_ns)
+{
+    for (;;) {
+        void *obj = NULL;
+        if (redisReaderGetReply(c->reader, &obj) != REDIS_OK) {
+            if (c->reader->err == REDIS_ERR_OOM)
+                return mark_broken(c, rk__fail(RK_ERR_NOMEM, "reading reply: out of memory"));
+            return mark_broken(c, rk__fail(RK_ERR_PROTOCOL, "reply from %s: %s", c->peer,
+                                           c->reader->errstr));
+        }
+        if (obj) {
+            *out = obj;
+            return RK_OK;
+        }
+        rk_status st = wait_fd(c, POLLIN, deadline_ns, "read from");
+        if (st != RK_OK) return mark_broken(c, st);
+        char buf[READ_CHUNK];
+        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+        if (n == 0)
+            return mark_broken(c, rk__fail(RK_ERR_UNAVAILABLE, "read from %s: connection closed by server",
+                                           c->peer));
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+            return mark_broken(c, rk__fail(RK_ERR_UNAVAILABLE, "read from %s: %s", c->peer,
+                                           strerror(errno)));
+        }
+        if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
+            return mark_broken(c, rk__fail(RK_ERR_NOMEM, "reading reply: out of memory"));
+    }
+}
+
+rk_status rk__conn_request(rk__conn *c, const char *cmd, size_t len, size_t n, rk_reply **replies,
+                           int64_t deadline_ns)
+{
+    for (size_t i = 0; i < n; i++) replies[i] = NULL;
+    if (c->broken) return rk__fail(RK_ERR_UNAVAILABLE, "connection to %s is closed", c->peer);
+    rk_status st = send_all(c, cmd, len, deadline_ns);
+    for (size_t i = 0; st == RK_OK && i < n; i++) st = read_reply(c, &replies[i], deadline_ns);
+    if (st != RK_OK) {
+        for (size_t i = 0; i < n; i++) {
+            rk_reply_free(replies[i]);
+            replies[i] = NULL;
+        }
+    }
+    return st;
+}
+
+bool rk__conn_broken(const rk__conn *c) { return c->broken; }
+
+void rk__conn_close(rk__conn *c)
+{
+    if (!c) return;
+    if (c->fd >= 0) close(c->fd);
+    if (c->reader) redisReaderFree(c->reader);
+    rk__free(c);
+}
+
+/* Encode one command and append it to *buf (grown with rk__realloc). The
+ * encoded bytes may hold a password, so the temporary is wiped. */
+static rk_status append_command(char **buf, size_t *len, int argc, const char **argv)
+{
+    char *cmd = NULL;
+    int n = redisFormatCommandArgv(&cmd, argc, argv, NULL);
+    if (n < 0) return rk__fail(RK_ERR_NOMEM, "encoding handshake: out of memory");
+    char *grown = rk__realloc(*buf, *len + (size_t)n);
+    if (grown) {
+        memcpy(grown + *len, cmd, (size_t)n);
+        *buf = grown;
+        *len += (size_t)n;
+    }
+    explicit_bzero(cmd, (size_t)n);
+    redisFreeCommand(cmd);
+    return grown ? RK_OK : rk__fail(RK_ERR_NOMEM, "encoding handshake: out of memory");
+}
+
+/* AUTH, SELECT and CLIENT SETNAME go out as one pipeline: one round trip
+ * however many are needed. Replies are checked in order, so a refused AUTH
+ * is reported as such rather than as the NOAUTH that follows it. */
+static rk_status handshake(rk__conn *c, const rk__conn_config *cfg, int64_t deadline_ns)
+{
+    char *buf = NULL;
+    size_t len = 0, n = 0;
+    const char *what[3];
+    rk_status st = RK_OK;
+    char dbtext[16];
+
+    if (cfg->password) {
+        const char *auth_user[] = {"AUTH", cfg->username, cfg->password};
+        const char *auth[] = {"AUTH", cfg->password};
+        st = cfg->username ? append_command(&buf, &len, 3, auth_user)
+                           : append_command(&buf, &len, 2, auth);
+        what[n++] = "AUTH";
+    }
+    if (st == RK_OK && cfg->db != 0) {
+        snprintf(dbtext, sizeof dbtext, "%d", cfg->db);
+        const char *select[] = {"SELECT", dbtext};
+        st = append_command(&buf, &len, 2, select);
+        what[n++] = "SELECT";
+    }
+    if (st == RK_OK && cfg->client_name) {
+        const char *setname[] = {"CLIENT", "SETNAME", cfg->client_name};
+        st = append_command(&buf, &len, 3, setname);
+        what[n++] = "CLIENT SETNAME";
+    }
+    if (st != RK_OK || n == 0) {
+        if (buf) explicit_bzero(buf, len);
+        rk__free(buf);
+        return st;
+    }
+
+    rk_reply *replies[3] = {NULL, NULL, NULL};
+    st = rk__conn_request(c, buf, len, n, replies, deadline_ns);
+    explicit_bzero(buf, len);
+    rk__free(buf);
+    for (size_t i = 0; i < n; i++) {
+        if (st == RK_OK && replies[i]->type == RK_REPLY_ERROR) {
+            st = rk__reply_fail(replies[i], what[i]);
+            if (i == 0 && cfg->password) st = RK_ERR_AUTH;
+            replies[i] = NULL;
+        }
+        rk_reply_free(replies[i]);
+    }
+    if (st != RK_OK) c->broken = true;
+    return st;
+}
+
+rk_status rk__conn_open(const rk__conn_config *cfg, int64_t deadline_ns, rk__conn **out)
+{
+    *out = NULL;
+    rk__conn *c = rk__calloc(1, sizeof *c);
+    if (!c) return rk__fail(RK_ERR_NOMEM, "connection: out of memory");
+    c->fd = -1;
+    c->reader = rk__reader_new();
+    if (!c->reader) {
+        rk__free(c);
+        return rk__fail(RK_ERR_NOMEM, "connection: out of memory");
+    }
+    rk_status st;
+    if (cfg->unix_path) {
+        snprintf(c->peer, sizeof c->peer, "%s", cfg->unix_path);
+        st = connect_unix(c, cfg->unix_path, deadline_ns);
+    } else {
+        bool v6 = strchr(cfg->host, ':') != NULL;
+        snprintf(c->peer, sizeof c->peer, v6 ? "[%s]:%d" : "%s:%d", cfg->host, cfg->port);
+        st = connect_tcp(c, cfg->host, cfg->port, deadline_ns);
+    }
+    if (st == RK_OK) st = handshake(c, cfg, deadline_ns);
+    if (st != RK_OK) {
+        rk__conn_close(c);
+        return st;
+    }
+    *out = c;
+    return RK_OK;
+}

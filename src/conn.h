@@ -1,0 +1,57 @@
+/*
+ * conn.h — one connection to Redis: a socket redkit owns, hiredis's reader
+ * for decoding, and a deadline on every operation.
+ *
+ * A connection knows nothing of pools, modules or keys. It is used by one
+ * thread at a time (the pool guarantees that). Once any operation on it
+ * fails in a way that leaves the stream in an unknown state (timeout,
+ * reset, protocol error) it is marked broken and must be closed: its next
+ * reply could be the late answer to the request that failed.
+ */
+#ifndef RK_SRC_CONN_H
+#define RK_SRC_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <redkit/client.h>
+
+/* Where and how to connect; the strings belong to the caller (the client)
+ * and must outlive every connection opened with them. */
+typedef struct rk__conn_config {
+    const char *host;
+    int port;
+    const char *unix_path;
+    const char *username;
+    const char *password;
+    int db;
+    const char *client_name;
+} rk__conn_config;
+
+typedef struct rk__conn rk__conn;
+
+/* Monotonic clock in nanoseconds (the clock of every deadline). */
+int64_t rk__now_ns(void);
+
+/* Open a connection and run the handshake (AUTH, SELECT, CLIENT SETNAME,
+ * sent as one pipeline) before deadline_ns. On error *out is NULL and the
+ * last error says what failed: RK_ERR_UNAVAILABLE (refused, unreachable,
+ * reset), RK_ERR_TIMEOUT, RK_ERR_AUTH, RK_ERR_SERVER, RK_ERR_INVALID (a
+ * Unix path too long), RK_ERR_NOMEM, RK_ERR_SYSTEM. */
+rk_status rk__conn_open(const rk__conn_config *cfg, int64_t deadline_ns, rk__conn **out);
+
+/* Close the socket and free everything. NULL is a no-op. */
+void rk__conn_close(rk__conn *conn);
+
+/* Send `len` bytes of already-encoded commands and read `n` replies into
+ * replies[0..n-1] (caller-owned on RK_OK; freed and NULLed otherwise).
+ * Error replies are returned as replies, not as failures. Any failure marks
+ * the connection broken. */
+rk_status rk__conn_request(rk__conn *conn, const char *cmd, size_t len, size_t n,
+                           rk_reply **replies, int64_t deadline_ns);
+
+/* True once the connection must not be reused. */
+bool rk__conn_broken(const rk__conn *conn);
+
+#endif

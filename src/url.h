@@ -1,0 +1,37 @@
+/*
+ * url.h — parsing REDIS_URL into its parts (the syntax is documented in
+ * include/redkit/url.h). Pure: no I/O, no global state; fuzzed.
+ */
+#ifndef RK_SRC_URL_H
+#define RK_SRC_URL_H
+
+#include <stdbool.h>
+#include <redkit/status.h>
+
+/* What a URL said. Strings are owned (rk__malloc'd) and NULL when the URL
+ * did not give them; numeric fields are 0 / false when absent. */
+typedef struct rk__url {
+    bool tls;                /* rediss:// */
+    char *host;              /* decoded; IPv6 without brackets ("::1") */
+    int port;                /* 0 = not given */
+    char *unix_path;         /* unix:// */
+    char *username;          /* percent-decoded */
+    char *password;          /* percent-decoded; wiped by rk__url_clear */
+    bool has_db;
+    int db;
+    int connect_timeout_ms;  /* 0 = not given */
+    int command_timeout_ms;
+    int pool_size;
+    char *client_name;
+    char *key_prefix;
+} rk__url;
+
+/* Parse url into *out (zeroed first). On error returns RK_ERR_INVALID (or
+ * RK_ERR_NOMEM) with rk_last_error() naming the bad part, never the
+ * password, and leaves *out empty. */
+rk_status rk__url_parse(const char *url, rk__url *out);
+
+/* Free every string of u (wiping the password) and zero it. */
+void rk__url_clear(rk__url *u);
+
+#endif

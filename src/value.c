@@ -1,0 +1,98 @@
+/*
+ * value.c — encoding and decoding of cache values (format in value.h).
+ * Pure functions: no allocation, no I/O.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "value.h"
+
+const char *rk__vtype_name(rk__vtype type)
+{
+    switch (type) {
+    case RK__V_BYTES: return "bytes";
+    case RK__V_STRING: return "string";
+    case RK__V_INT64: return "int64";
+    case RK__V_DOUBLE: return "double";
+    }
+    return "unknown";
+}
+
+void rk__value_header(rk__vtype type, unsigned char out[RK__VALUE_HEADER])
+{
+    out[0] = RK__VALUE_MAGIC;
+    out[1] = (unsigned char)type;
+}
+
+rk_status rk__value_decode(const void *data, size_t len, bool raw, rk__vtype *type, size_t *offset)
+{
+    if (raw) {
+        *type = RK__V_BYTES;
+        *offset = 0;
+        return RK_OK;
+    }
+    const unsigned char *p = data;
+    if (len < RK__VALUE_HEADER || p[0] != RK__VALUE_MAGIC)
+        return rk__fail(RK_ERR_TYPE, "value was not written by a typed redkit cache "
+                                     "(use a raw cache to read foreign values)");
+    if (p[1] >> 4)
+        return rk__fail(RK_ERR_TYPE, "value uses a format flag (0x%02x) this redkit version does not know",
+                        p[1] & 0xF0);
+    unsigned t = p[1] & 0x0F;
+    if (t < RK__V_BYTES || t > RK__V_DOUBLE)
+        return rk__fail(RK_ERR_TYPE, "value has an unknown type tag %u", t);
+    *type = (rk__vtype)t;
+    *offset = RK__VALUE_HEADER;
+    return RK_OK;
+}
+
+size_t rk__i64_to_text(int64_t v, char *buf)
+{
+    return (size_t)snprintf(buf, RK__NUMBER_TEXT_MAX + 1, "%lld", (long long)v);
+}
+
+size_t rk__double_to_text(double v, char *buf)
+{
+    return (size_t)snprintf(buf, RK__NUMBER_TEXT_MAX + 1, "%.17g", v);
+}
+
+rk_status rk__text_to_i64(const char *p, size_t n, int64_t *out)
+{
+    size_t i = 0;
+    bool neg = n > 0 && p[0] == '-';
+    if (neg) i = 1;
+    if (i == n || n > 20) return rk__fail(RK_ERR_TYPE, "value is not an int64");
+    uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, v = 0;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return rk__fail(RK_ERR_TYPE, "value is not an int64");
+        unsigned d = (unsigned)(p[i] - '0');
+        if (v > (limit - d) / 10) return rk__fail(RK_ERR_TYPE, "value is out of int64 range");
+        v = v * 10 + d;
+    }
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return RK_OK;
+}
+
+rk_status rk__text_to_double(const char *p, size_t n, double *out)
+{
+    char buf[RK__NUMBER_TEXT_MAX + 1];
+    /* strtod needs a NUL and accepts leading blanks; a stored number has
+     * neither, so copy and insist on the whole text being consumed. */
+    if (n == 0 || n > RK__NUMBER_TEXT_MAX || p[0] == ' ' || p[0] == '\t' || p[0] == '\n')
+        return rk__fail(RK_ERR_TYPE, "value is not a double");
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    char *end;
+    errno = 0;
+    double v = strtod(buf, &end);
+    /* glibc reports ERANGE for subnormals too; those read back exactly,
+     * so only overflow, and underflow all the way to zero, are refused. */
+    if (end != buf + n || !isfinite(v) || (errno == ERANGE && v == 0))
+        return rk__fail(RK_ERR_TYPE, "value is not a double");
+    *out = v;
+    return RK_OK;
+}
