@@ -1,0 +1,99 @@
+/*
+ * value_test.c — the typed value format and number text, without a
+ * server (src/value.c is pure).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "value.h"
+
+static void test_header_round_trip(void **state)
+{
+    (void)state;
+    for (int t = RK__V_BYTES; t <= RK__V_DOUBLE; t++) {
+        unsigned char buf[8];
+        rk__value_header((rk__vtype)t, buf);
+        memcpy(buf + 2, "xyz", 3);
+        rk__vtype type = 0;
+        size_t off = 99;
+        assert_int_equal(rk__value_decode(buf, 5, false, &type, &off), RK_OK);
+        assert_int_equal(type, t);
+        assert_int_equal(off, RK__VALUE_HEADER);
+        assert_string_not_equal(rk__vtype_name(type), "unknown");
+    }
+}
+
+static void test_decode_refuses_foreign_values(void **state)
+{
+    (void)state;
+    rk__vtype type;
+    size_t off;
+    assert_int_equal(rk__value_decode("", 0, false, &type, &off), RK_ERR_TYPE);
+    assert_int_equal(rk__value_decode("\xFE", 1, false, &type, &off), RK_ERR_TYPE);
+    assert_int_equal(rk__value_decode("hello", 5, false, &type, &off), RK_ERR_TYPE);
+    assert_int_equal(rk__value_decode("\xFE\x00", 2, false, &type, &off), RK_ERR_TYPE);  /* type 0 */
+    assert_int_equal(rk__value_decode("\xFE\x05", 2, false, &type, &off), RK_ERR_TYPE);  /* type 5 */
+    assert_int_equal(rk__value_decode("\xFE\x12", 2, false, &type, &off), RK_ERR_TYPE);  /* a flag */
+    assert_non_null(strstr(rk_last_error(), "flag"));
+    /* Raw mode takes anything as bytes. */
+    assert_int_equal(rk__value_decode("hello", 5, true, &type, &off), RK_OK);
+    assert_int_equal(type, RK__V_BYTES);
+    assert_int_equal(off, 0);
+    assert_int_equal(rk__value_decode("", 0, true, &type, &off), RK_OK);
+}
+
+static void test_int64_text(void **state)
+{
+    (void)state;
+    const int64_t values[] = {0, 1, -1, 1234567890123LL, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        char buf[RK__NUMBER_TEXT_MAX + 1];
+        size_t n = rk__i64_to_text(values[i], buf);
+        int64_t back = 0;
+        assert_int_equal(rk__text_to_i64(buf, n, &back), RK_OK);
+        assert_true(back == values[i]);
+    }
+    const char *bad[] = {"", "-", "+1", " 1", "1 ", "1.0", "0x10", "9223372036854775808",
+                         "-9223372036854775809", "123456789012345678901", "1a"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t v = 5;
+        assert_int_equal(rk__text_to_i64(bad[i], strlen(bad[i]), &v), RK_ERR_TYPE);
+        assert_int_equal(v, 5);
+    }
+}
+
+static void test_double_text(void **state)
+{
+    (void)state;
+    const double values[] = {0.0, -0.0, 0.1, 1.0 / 3, -1e308, 4.9e-324, 123456789.125};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        char buf[RK__NUMBER_TEXT_MAX + 1];
+        size_t n = rk__double_to_text(values[i], buf);
+        double back = 1;
+        assert_int_equal(rk__text_to_double(buf, n, &back), RK_OK);
+        assert_memory_equal(&back, &values[i], sizeof back);
+    }
+    const char *bad[] = {"", " 1", "1 ", "abc", "1e999", "nan", "inf", "1e-999",
+                         "1.000000000000000000000000000000001"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double v = 5;
+        assert_int_equal(rk__text_to_double(bad[i], strlen(bad[i]), &v), RK_ERR_TYPE);
+        assert_true(v == 5);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_header_round_trip),
+        cmocka_unit_test(test_decode_refuses_foreign_values),
+        cmocka_unit_test(test_int64_text),
+        cmocka_unit_test(test_double_text),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
