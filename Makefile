@@ -1,0 +1,64 @@
+# Makefile — a thin wrapper over CMake for the everyday commands.
+#
+#   make                      build in build/
+#   make test                 install missing packages, build, run all tests
+#   make test SANITIZE=1      the same with clang + ASan/UBSan, in build-asan/
+#   make test WERROR=1        warnings are errors (CI does this)
+#   make bench                run every bench/ program (private redis unless REDIS_URL is set)
+#   make run                  run the quickstart example ($REDIS_URL, or a private redis)
+#   make install PREFIX=/usr/local
+#   make clean
+SANITIZE ?=
+WERROR   ?= OFF
+PREFIX   ?= /usr/local
+JOBS     ?= 2
+
+on = $(if $(filter 1 ON On on YES yes TRUE true,$(1)),ON,OFF)
+
+ifeq ($(call on,$(SANITIZE)),ON)
+BUILD    ?= build-asan
+CMAKE_CC := CC=clang
+else
+BUILD    ?= build
+CMAKE_CC :=
+endif
+
+CMAKE_FLAGS = -DRK_WERROR=$(call on,$(WERROR)) -DRK_SANITIZE=$(call on,$(SANITIZE)) \
+              -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+
+.PHONY: all build configure test deps bench run install clean
+.NOTPARALLEL:
+
+all: build
+
+deps:
+	bash scripts/deps
+
+configure:
+	$(CMAKE_CC) cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+# CMake's own make must not see ours (it would print every directory change).
+build: configure
+	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL cmake --build $(BUILD) -j$(JOBS)
+
+# deps must finish before configure, so test and run list it first and
+# build after it (make runs prerequisites left to right without -j).
+test: deps build
+	ctest --test-dir $(BUILD) --output-on-failure
+
+bench: build
+	@set -e; for b in $(BUILD)/bench/*; do \
+	  [ -x "$$b" ] || continue; \
+	  echo "== $$b"; \
+	  if [ -n "$$REDIS_URL" ]; then "$$b"; else bash scripts/with-redis "$$b"; fi; \
+	done
+
+run: deps build
+	@if [ -n "$$REDIS_URL" ]; then $(BUILD)/quickstart; else bash scripts/with-redis $(BUILD)/quickstart; fi
+
+install: build
+	cmake --install $(BUILD)
+	@if [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then ldconfig; fi
+
+clean:
+	rm -rf build build-asan
