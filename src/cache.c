@@ -24,6 +24,7 @@
 
 /* Redis's own limit on a bulk string (proto-max-bulk-len default). */
 #define MAX_VALUE_LIMIT ((size_t)512 << 20)
+#define MAX_TTL_MS ((int64_t)1 << 62)
 /* Values up to this size are assembled (header + payload) on the stack. */
 #define STACK_VALUE 512
 
@@ -92,6 +93,8 @@ static rk_status resolve_ttl(const rk_cache *c, const rk_set_options *o, int64_t
     }
     if (ms < 0 && ms != RK_TTL_NONE)
         return rk__fail(RK_ERR_INVALID, "TTL is negative (use RK_TTL_NONE for no expiry)");
+    /* Redis adds the TTL to its clock and refuses a sum that overflows. */
+    if (ms > MAX_TTL_MS) return rk__fail(RK_ERR_INVALID, "TTL is over the maximum of 2^62 ms");
     *ttl_ms = ms;
     return RK_OK;
 }
@@ -105,7 +108,7 @@ static rk_status set_value(rk_cache *c, const char *key, rk__vtype type, const v
     if (plen > c->max_value)
         return rk__fail(RK_ERR_TOO_LARGE, "value of %zu bytes is over the cache's maximum of %zu", plen,
                         c->max_value);
-    int64_t ttl_ms;
+    int64_t ttl_ms = 0;
     rk_status st = resolve_ttl(c, opts, &ttl_ms);
     if (st != RK_OK) return st;
     rk__key k;

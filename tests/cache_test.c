@@ -340,6 +340,8 @@ static void test_bad_input(void **state)
                      RK_ERR_INVALID);
     assert_int_equal(rk_cache_set_str(small, "keep", "x", &(rk_set_options){.ttl_s = INT64_MAX}),
                      RK_ERR_INVALID);
+    assert_int_equal(rk_cache_set_str(small, "keep", "x", &(rk_set_options){.ttl_ms = INT64_MAX}),
+                     RK_ERR_INVALID);
 
     /* Bad handle options. */
     rk_cache *bad = (rk_cache *)1;

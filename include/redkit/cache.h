@@ -66,7 +66,8 @@ typedef struct rk_cache_options {
  * Per-call options of the set functions; pass NULL for the defaults.
  * ttl_ms wins over ttl_s when both are set. Zero in both means the
  * handle's default_ttl_ms; RK_TTL_NONE in either means no expiry. Any
- * other negative value is RK_ERR_INVALID.
+ * other negative value, or a TTL over 2^62 ms (Redis refuses TTLs that
+ * overflow its clock), is RK_ERR_INVALID.
  */
 typedef struct rk_set_options {
     int64_t ttl_s;   /* time to live in seconds */
