@@ -10,6 +10,7 @@
  */
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <redkit/cache.h>
@@ -173,8 +174,21 @@ rk_status rk_cache_set_double(rk_cache *c, const char *key, double value, const 
     return set_value(c, key, RK__V_DOUBLE, text, rk__double_to_text(value, text), opts);
 }
 
-/* Run a one-key command (GET, UNLINK, EXISTS, PTTL) on the namespaced key. */
-static rk_status key_command(rk_cache *c, const char *cmd, const char *key, rk_reply **r)
+/* A read that could not reach Redis answers "no value" instead of an
+ * error: the caller falls back to its source of truth, as on a miss, and
+ * can still tell the two apart. */
+static rk_status degrade(rk_status st)
+{
+    if (st != RK_ERR_UNAVAILABLE && st != RK_ERR_TIMEOUT) return st;
+    char why[RK__ERRMSG_MAX];
+    snprintf(why, sizeof why, "%s", rk_last_error());
+    return rk__fail(RK_DEGRADED, "degraded to a miss (%s): %s", rk_strerror(st), why);
+}
+
+/* Run a one-key command (GET, UNLINK, EXISTS, PTTL) on the namespaced key.
+ * Reads may be retried once on a fresh connection and degrade to a miss
+ * when Redis is unreachable; writes (UNLINK) do neither. */
+static rk_status key_command(rk_cache *c, const char *cmd, const char *key, bool is_read, rk_reply **r)
 {
     *r = NULL;
     if (!c) return rk__fail(RK_ERR_INVALID, "cache is NULL");
@@ -183,9 +197,9 @@ static rk_status key_command(rk_cache *c, const char *cmd, const char *key, rk_r
     if (st != RK_OK) return st;
     const char *argv[2] = {cmd, k.str};
     size_t lens[2] = {strlen(cmd), k.len};
-    st = rk__client_exec(c->client, 2, argv, lens, r);
+    st = rk__client_run(c->client, 2, argv, lens, is_read, r);
     rk__key_release(&k);
-    return st;
+    return is_read ? degrade(st) : st;
 }
 
 static rk_status miss(void) { return rk__fail(RK_MISS, "key not found"); }
@@ -198,7 +212,7 @@ static rk_status get_value(rk_cache *c, const char *key, unsigned accept, rk__vt
     *data = NULL;
     *len = 0;
     rk_reply *r;
-    rk_status st = key_command(c, "GET", key, &r);
+    rk_status st = key_command(c, "GET", key, true, &r);
     if (st != RK_OK) return st;
     if (r->type == RK_REPLY_NIL) {
         rk_reply_free(r);
@@ -279,10 +293,10 @@ rk_status rk_cache_get_double(rk_cache *c, const char *key, double *value)
 }
 
 /* Commands answering an integer: UNLINK and EXISTS (count), PTTL (ms). */
-static rk_status integer_command(rk_cache *c, const char *cmd, const char *key, long long *out)
+static rk_status integer_command(rk_cache *c, const char *cmd, const char *key, bool is_read, long long *out)
 {
     rk_reply *r;
-    rk_status st = key_command(c, cmd, key, &r);
+    rk_status st = key_command(c, cmd, key, is_read, &r);
     if (st != RK_OK) return st;
     bool ok = r->type == RK_REPLY_INTEGER;
     *out = r->integer;
@@ -293,14 +307,14 @@ static rk_status integer_command(rk_cache *c, const char *cmd, const char *key, 
 rk_status rk_cache_delete(rk_cache *c, const char *key)
 {
     long long n;
-    rk_status st = integer_command(c, "UNLINK", key, &n);
+    rk_status st = integer_command(c, "UNLINK", key, false, &n);
     return st != RK_OK ? st : n > 0 ? RK_OK : miss();
 }
 
 rk_status rk_cache_exists(rk_cache *c, const char *key)
 {
     long long n;
-    rk_status st = integer_command(c, "EXISTS", key, &n);
+    rk_status st = integer_command(c, "EXISTS", key, true, &n);
     return st != RK_OK ? st : n > 0 ? RK_OK : miss();
 }
 
@@ -308,7 +322,7 @@ rk_status rk_cache_ttl_ms(rk_cache *c, const char *key, int64_t *ttl_ms)
 {
     if (!ttl_ms) return rk__fail(RK_ERR_INVALID, "rk_cache_ttl_ms: NULL output");
     long long ms;
-    rk_status st = integer_command(c, "PTTL", key, &ms);
+    rk_status st = integer_command(c, "PTTL", key, true, &ms);
     if (st != RK_OK) return st;
     if (ms == -2) return miss();
     *ttl_ms = ms == -1 ? RK_TTL_NONE : ms;

@@ -11,6 +11,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -21,6 +23,7 @@
 #include "client.h"
 #include "conn.h"
 #include "error.h"
+#include "health.h"
 #include "keys.h"
 #include "reply.h"
 #include "url.h"
@@ -34,12 +37,21 @@ struct rk_client {
     int connect_timeout_ms;
     int command_timeout_ms;
     int pool_size;
+    int idle_ping_ms;              /* -1 = never */
+    rk_event_fn on_event;
+    void *event_user;
+    rk_log_fn log;
+    void *log_user;
+    rk_log_level log_level;
 
+    /* Everything below is guarded by lock. */
     pthread_mutex_t lock;
     pthread_cond_t freed;          /* a connection or a slot became free */
     rk__conn **idle;               /* stack of pool_size entries */
     int n_idle;
     int n_open;                    /* idle + borrowed + being opened */
+    rk__health health;             /* reconnect schedule, circuit breaker */
+    rk_client_stats stats;
 };
 
 static const char *pick(const char *explicit_value, const char *from_url)
@@ -51,6 +63,9 @@ static int pick_int(int explicit_value, int from_url, int fallback)
 {
     return explicit_value ? explicit_value : from_url ? from_url : fallback;
 }
+
+/* A zeroed field means the default; -1 means "off" where allowed. */
+static int pick_opt(int value, int fallback) { return value ? value : fallback; }
 
 static rk_status check_range(const char *name, int value, int lo, int hi)
 {
@@ -92,6 +107,26 @@ static rk_status configure(rk_client *c, const rk_client_options *o, const rk__u
         (st = check_range("pool_size", c->pool_size, 1, RK_MAX_POOL_SIZE)) ||
         (st = check_client_name(pick(o->client_name, u->client_name))))
         return st;
+
+    int base = pick_opt(o->reconnect_base_ms, RK_DEFAULT_RECONNECT_BASE_MS);
+    int max = pick_opt(o->reconnect_max_ms, RK_DEFAULT_RECONNECT_MAX_MS);
+    int threshold = pick_opt(o->breaker_threshold, RK_DEFAULT_BREAKER_THRESHOLD);
+    c->idle_ping_ms = pick_opt(o->idle_ping_ms, RK_DEFAULT_IDLE_PING_MS);
+    c->log_level = o->log_level ? o->log_level : RK_LOG_WARN;
+    if ((st = check_range("reconnect_base_ms", base, 1, RK_MAX_TIMEOUT_MS)) ||
+        (st = check_range("reconnect_max_ms", max, base, RK_MAX_TIMEOUT_MS)) ||
+        (st = check_range("breaker_threshold", threshold, -1, 1000000)) ||
+        (st = check_range("idle_ping_ms", c->idle_ping_ms, -1, RK_MAX_TIMEOUT_MS)) ||
+        (st = check_range("log_level", (int)c->log_level, RK_LOG_DEBUG, RK_LOG_ERROR)))
+        return st;
+    c->on_event = o->on_event;
+    c->event_user = o->event_user;
+    c->log = o->log;
+    c->log_user = o->log_user;
+    /* Each client gets its own jitter sequence: clients started together
+     * must not retry together. */
+    uint64_t seed = (uint64_t)rk__now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
+    rk__health_init(&c->health, base, max, threshold, seed);
     if (prefix && *prefix && (st = rk__key_check_name("key_prefix", prefix)) != RK_OK) return st;
     if (o->tls || u->tls)
         return rk__fail(RK_ERR_TLS, "TLS (rediss://) is not supported by this build yet");
@@ -214,84 +249,246 @@ static struct timespec to_timespec(int64_t ns)
     return (struct timespec){.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
 }
 
-/* Borrow a connection: an idle one, a new one if the pool has room, or
- * wait for one until the deadline. Opening a connection gets its own
- * connect timeout, and extends the caller's deadline by as much, so that
- * a call's total is bounded by connect_timeout_ms + command_timeout_ms. */
-static rk_status acquire(rk_client *c, int64_t *deadline_ns, rk__conn **out)
+/* ---- Events ------------------------------------------------------------ */
+
+static rk_log_level event_level(const rk_event *e)
 {
-    pthread_mutex_lock(&c->lock);
-    for (;;) {
-        if (c->n_idle > 0) {
-            *out = c->idle[--c->n_idle];
-            pthread_mutex_unlock(&c->lock);
-            return RK_OK;
-        }
-        if (c->n_open < c->pool_size) {
-            c->n_open++;
-            pthread_mutex_unlock(&c->lock);
-            int64_t connect_deadline = rk__now_ns() + (int64_t)c->connect_timeout_ms * 1000000;
-            rk_status st = rk__conn_open(&c->conn, connect_deadline, out);
-            if (st != RK_OK) {
-                pthread_mutex_lock(&c->lock);
-                c->n_open--;
-                pthread_cond_signal(&c->freed);
-                pthread_mutex_unlock(&c->lock);
-                return st;
-            }
-            *deadline_ns += (int64_t)c->connect_timeout_ms * 1000000;
-            return RK_OK;
-        }
-        struct timespec ts = to_timespec(*deadline_ns);
-        int e = pthread_cond_timedwait(&c->freed, &c->lock, &ts);
-        if (e == ETIMEDOUT && c->n_idle == 0 && c->n_open >= c->pool_size) {
-            pthread_mutex_unlock(&c->lock);
-            return rk__fail(RK_ERR_TIMEOUT, "no free connection in the pool of %d within %d ms",
-                            c->pool_size, c->command_timeout_ms);
-        }
+    switch (e->type) {
+    case RK_EVENT_DISCONNECTED:
+    case RK_EVENT_CIRCUIT_OPEN: return RK_LOG_WARN;
+    case RK_EVENT_CONNECTED: return e->attempt ? RK_LOG_INFO : RK_LOG_DEBUG;
+    default: return RK_LOG_INFO;
     }
 }
 
-static void release(rk_client *c, rk__conn *conn)
+/* Deliver queued events with no lock held. The callbacks may call redkit,
+ * which would overwrite this thread's last error: it is saved and put
+ * back, so the caller still reads the message of its own call. */
+static void deliver(rk_client *c, rk__events *ev)
 {
-    if (rk__conn_broken(conn)) {
-        rk__conn_close(conn);
-        pthread_mutex_lock(&c->lock);
-        c->n_open--;
-    } else {
-        pthread_mutex_lock(&c->lock);
-        c->idle[c->n_idle++] = conn;
+    if (ev->n == 0 || (!c->on_event && !c->log)) return;
+    char saved[RK__ERRMSG_MAX];
+    snprintf(saved, sizeof saved, "%s", rk_last_error());
+    for (int i = 0; i < ev->n; i++) {
+        if (c->on_event) c->on_event(&ev->ev[i], c->event_user);
+        rk_log_level level = event_level(&ev->ev[i]);
+        if (c->log && level >= c->log_level) c->log(level, ev->ev[i].message, c->log_user);
     }
-    pthread_cond_signal(&c->freed);
+    rk__fail_str(RK_OK, saved);
+    ev->n = 0;
+}
+
+/* ---- The pool ---------------------------------------------------------- */
+
+/* What one call carries through acquire and release. */
+typedef struct call {
+    int64_t deadline_ns;
+    bool probe;      /* this call is the circuit's half-open probe */
+    bool reused;     /* it got a pooled connection, not a fresh one */
+    rk__events ev;
+} call;
+
+/* Close every idle connection (lock held). Used when the server has gone:
+ * the idle ones are most likely dead too, and a read retried on one of
+ * them would fail again. */
+static void drain_idle(rk_client *c)
+{
+    for (int i = 0; i < c->n_idle; i++) rk__conn_close(c->idle[i]);
+    c->n_open -= c->n_idle;
+    c->n_idle = 0;
+}
+
+static bool transport_failure(rk_status st)
+{
+    return st == RK_ERR_TIMEOUT || st == RK_ERR_UNAVAILABLE || st == RK_ERR_PROTOCOL;
+}
+
+/* Count how a call ended (lock held). */
+static void count(rk_client *c, rk_status st)
+{
+    if (st == RK_ERR_TIMEOUT) c->stats.timeouts++;
+    else if (st == RK_ERR_UNAVAILABLE) c->stats.unavailable++;
+}
+
+static rk_status fast_fail(rk_client *c)
+{
+    c->stats.fast_failed++;
+    c->stats.unavailable++;
+    return RK_ERR_UNAVAILABLE; /* rk_last_error() was set by the health gate */
+}
+
+static const char ping_cmd[] = "*1\r\n$4\r\nPING\r\n";
+
+/* Is an idle connection still good? Called without the lock. A peer that
+ * closed or reset it is seen with one poll(); one that vanished silently
+ * only by a PING, which is sent after idle_ping_ms of silence. */
+static bool still_alive(rk_client *c, rk__conn *conn, int64_t deadline_ns)
+{
+    if (rk__conn_peer_gone(conn)) return false;
+    if (c->idle_ping_ms < 0 || rk__now_ns() - rk__conn_last_used(conn) < (int64_t)c->idle_ping_ms * 1000000)
+        return true;
+    rk_reply *r;
+    if (rk__conn_request(conn, ping_cmd, sizeof ping_cmd - 1, 1, &r, deadline_ns) != RK_OK) return false;
+    rk_reply_free(r);
+    return true;
+}
+
+/* Open a connection in a free slot (the caller reserved it in n_open).
+ * Called and returns with the lock held; drops it while connecting. */
+static rk_status open_slot(rk_client *c, call *k, bool conn_probe, rk__conn **out)
+{
     pthread_mutex_unlock(&c->lock);
-}
-
-/* Run already-encoded commands on one pooled connection. */
-static rk_status request(rk_client *c, const char *cmd, size_t len, size_t n, rk_reply **replies)
-{
-    int64_t deadline = rk__now_ns() + (int64_t)c->command_timeout_ms * 1000000;
-    rk__conn *conn;
-    rk_status st = acquire(c, &deadline, &conn);
-    if (st != RK_OK) return st;
-    st = rk__conn_request(conn, cmd, len, n, replies, deadline);
-    release(c, conn);
+    int64_t connect_deadline = rk__now_ns() + (int64_t)c->connect_timeout_ms * 1000000;
+    rk_status st = rk__conn_open(&c->conn, connect_deadline, out);
+    pthread_mutex_lock(&c->lock);
+    bool probe = k->probe || conn_probe;
+    if (st != RK_OK) {
+        c->n_open--;
+        c->stats.connect_failures++;
+        count(c, st);
+        rk__health_connect_failed(&c->health, rk__now_ns(), st, probe, &k->ev);
+        if (c->health.circuit == RK_CIRCUIT_OPEN) drain_idle(c);
+    } else {
+        c->stats.connects++;
+        if (c->health.attempt > 0) c->stats.reconnects++;
+        rk__health_connected(&c->health, probe, &k->ev);
+        /* The caller's own time starts once it has a connection. */
+        k->deadline_ns += (int64_t)c->connect_timeout_ms * 1000000;
+    }
+    pthread_cond_broadcast(&c->freed); /* waiters for the one attempt */
     return st;
 }
 
-rk_status rk__client_exec(rk_client *c, int argc, const char **argv, const size_t *argvlen,
-                          rk_reply **reply)
+/* Borrow a connection: an idle one that is still alive, a new one if the
+ * pool has room and the reconnect schedule allows, or wait for one until
+ * the deadline. Opening a connection has its own connect timeout and
+ * extends the caller's deadline by as much, so that a call's total is
+ * bounded by connect_timeout_ms + command_timeout_ms. */
+static rk_status acquire(rk_client *c, call *k, rk__conn **out)
+{
+    rk_status st = RK_OK;
+    pthread_mutex_lock(&c->lock);
+    rk__gate gate = rk__health_enter(&c->health, rk__now_ns(), &k->ev);
+    if (gate == RK__FAIL) st = fast_fail(c);
+    k->probe = gate == RK__PROBE;
+    while (st == RK_OK) {
+        int64_t now = rk__now_ns();
+        if (c->n_idle > 0) {
+            rk__conn *conn = c->idle[--c->n_idle];
+            pthread_mutex_unlock(&c->lock);
+            if (still_alive(c, conn, k->deadline_ns)) {
+                k->reused = true;
+                *out = conn;
+                deliver(c, &k->ev);
+                return RK_OK;
+            }
+            rk__conn_close(conn);
+            pthread_mutex_lock(&c->lock);
+            c->n_open--;
+            c->stats.disconnects++;
+            continue;
+        }
+        if (now >= k->deadline_ns) {
+            st = rk__fail(RK_ERR_TIMEOUT, "no free connection in the pool of %d within %d ms", c->pool_size,
+                          c->command_timeout_ms);
+            count(c, st);
+            break;
+        }
+        int64_t until = k->deadline_ns;
+        if (c->n_open < c->pool_size) {
+            gate = rk__health_may_connect(&c->health, now, k->deadline_ns, k->probe, &until);
+            if (gate == RK__FAIL) {
+                st = fast_fail(c);
+                break;
+            }
+            if (gate != RK__WAIT) {
+                c->n_open++;
+                st = open_slot(c, k, gate == RK__PROBE, out);
+                if (st == RK_OK) {
+                    pthread_mutex_unlock(&c->lock);
+                    deliver(c, &k->ev);
+                    return RK_OK;
+                }
+                break;
+            }
+        }
+        struct timespec ts = to_timespec(until);
+        pthread_cond_timedwait(&c->freed, &c->lock, &ts);
+    }
+    rk__health_cancel_probe(&c->health, k->probe);
+    pthread_mutex_unlock(&c->lock);
+    deliver(c, &k->ev);
+    return st;
+}
+
+static void release(rk_client *c, call *k, rk__conn *conn, rk_status st)
+{
+    bool broken = rk__conn_broken(conn);
+    bool failed = broken && transport_failure(st);
+    char detail[RK__ERRMSG_MAX];
+    if (broken) snprintf(detail, sizeof detail, "%s", rk_last_error());
+
+    pthread_mutex_lock(&c->lock);
+    if (broken) {
+        rk__conn_close(conn);
+        c->n_open--;
+        c->stats.disconnects++;
+        rk__events_add(&k->ev, RK_EVENT_DISCONNECTED, st, c->health.attempt, 0, "connection closed: %s", detail);
+    } else {
+        c->idle[c->n_idle++] = conn;
+        c->stats.requests++;
+    }
+    count(c, st);
+    rk__health_request_done(&c->health, rk__now_ns(), st, failed, k->probe, &k->ev);
+    if ((failed && st == RK_ERR_UNAVAILABLE) || c->health.circuit == RK_CIRCUIT_OPEN) drain_idle(c);
+    pthread_cond_signal(&c->freed);
+    pthread_mutex_unlock(&c->lock);
+    deliver(c, &k->ev);
+}
+
+/* Run already-encoded commands on one pooled connection. */
+static rk_status request(rk_client *c, call *k, const char *cmd, size_t len, size_t n, rk_reply **replies)
+{
+    rk__conn *conn;
+    k->reused = false;
+    k->probe = false;
+    rk_status st = acquire(c, k, &conn);
+    if (st != RK_OK) return st;
+    st = rk__conn_request(conn, cmd, len, n, replies, k->deadline_ns);
+    release(c, k, conn, st);
+    return st;
+}
+
+rk_status rk__client_run(rk_client *c, int argc, const char **argv, const size_t *argvlen, bool is_read,
+                         rk_reply **reply)
 {
     *reply = NULL;
     char *cmd = NULL;
     int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
     if (len < 0) return rk__fail(RK_ERR_NOMEM, "%s: out of memory encoding the command", argv[0]);
-    rk_status st = request(c, cmd, (size_t)len, 1, reply);
+    call k = {.deadline_ns = rk__now_ns() + (int64_t)c->command_timeout_ms * 1000000};
+    rk_status st = request(c, &k, cmd, (size_t)len, 1, reply);
+    /* A pooled connection can turn out dead only when used (the server
+     * restarted, say). A read is safe to repeat, so it gets one more try on
+     * a fresh connection within the same deadline; a write never does: it
+     * may have been applied. */
+    if (is_read && st == RK_ERR_UNAVAILABLE && k.reused && rk__now_ns() < k.deadline_ns) {
+        pthread_mutex_lock(&c->lock);
+        c->stats.read_retries++;
+        pthread_mutex_unlock(&c->lock);
+        st = request(c, &k, cmd, (size_t)len, 1, reply);
+    }
     redisFreeCommand(cmd);
     if (st == RK_OK && (*reply)->type == RK_REPLY_ERROR) {
         st = rk__reply_fail(*reply, argv[0]);
         *reply = NULL;
     }
     return st;
+}
+
+rk_status rk__client_exec(rk_client *c, int argc, const char **argv, const size_t *argvlen, rk_reply **reply)
+{
+    return rk__client_run(c, argc, argv, argvlen, false, reply);
 }
 
 #define MAX_ARGS 1048576
@@ -322,9 +519,32 @@ rk_status rk_client_ping(rk_client *c)
     static const char *argv[] = {"PING"};
     static const size_t lens[] = {4};
     rk_reply *r;
-    rk_status st = rk__client_exec(c, 1, argv, lens, &r);
+    rk_status st = rk__client_run(c, 1, argv, lens, true, &r);
     if (st != RK_OK) return st;
     bool pong = r->type == RK_REPLY_STATUS && r->len == 4 && memcmp(r->str, "PONG", 4) == 0;
     rk_reply_free(r);
     return pong ? RK_OK : rk__fail(RK_ERR_PROTOCOL, "PING: unexpected reply");
+}
+
+rk_status rk_client_stats_get(rk_client *c, rk_client_stats *out)
+{
+    if (!c || !out) return rk__fail(RK_ERR_INVALID, "rk_client_stats_get: NULL argument");
+    pthread_mutex_lock(&c->lock);
+    *out = c->stats;
+    out->circuit = c->health.circuit;
+    out->circuit_opened = c->health.opened;
+    out->circuit_closed = c->health.closed;
+    out->open_connections = c->n_open;
+    out->idle_connections = c->n_idle;
+    pthread_mutex_unlock(&c->lock);
+    return RK_OK;
+}
+
+rk_circuit_state rk_client_circuit(rk_client *c)
+{
+    if (!c) return RK_CIRCUIT_CLOSED;
+    pthread_mutex_lock(&c->lock);
+    rk_circuit_state s = c->health.circuit;
+    pthread_mutex_unlock(&c->lock);
+    return s;
 }

@@ -5,6 +5,8 @@
 #ifndef RK_SRC_CLIENT_H
 #define RK_SRC_CLIENT_H
 
+#include <stdbool.h>
+
 #include <redkit/client.h>
 
 /* Run one command (argv as in rk_client_command; argvlen required) and
@@ -12,6 +14,11 @@
  * RK_ERR_AUTH for NOAUTH) with the text prefixed by argv[0]. */
 rk_status rk__client_exec(rk_client *client, int argc, const char **argv, const size_t *argvlen,
                           rk_reply **reply);
+
+/* As rk__client_exec; is_read = the command only reads, so it may be
+ * retried once on a fresh connection when a pooled one turns out dead. */
+rk_status rk__client_run(rk_client *client, int argc, const char **argv, const size_t *argvlen, bool is_read,
+                         rk_reply **reply);
 
 /* Prefix followed by ':' ("" when there is no prefix), and its length. */
 const char *rk__client_key_head(const rk_client *client, size_t *len);

@@ -43,6 +43,7 @@
 struct rk__conn {
     int fd;
     bool broken;
+    int64_t last_used_ns;
     redisReader *reader;
     char peer[96]; /* "host:port" or the socket path, for messages */
 };
@@ -87,6 +88,12 @@ static void set_socket_options(int fd, bool tcp)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+#ifdef TCP_USER_TIMEOUT
+    /* Data unacknowledged this long means the peer is gone, even while
+     * keepalive is not yet due (it only probes idle connections). */
+    unsigned user_timeout_ms = (KEEPALIVE_IDLE_S + KEEPALIVE_INTERVAL_S * KEEPALIVE_COUNT) * 1000;
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
+#endif
 }
 
 /* Non-blocking connect to one address, finished under poll(). On success
@@ -225,11 +232,25 @@ rk_status rk__conn_request(rk__conn *c, const char *cmd, size_t len, size_t n, r
             rk_reply_free(replies[i]);
             replies[i] = NULL;
         }
+        return st;
     }
-    return st;
+    c->last_used_ns = rk__now_ns();
+    return RK_OK;
 }
 
 bool rk__conn_broken(const rk__conn *c) { return c->broken; }
+
+int64_t rk__conn_last_used(const rk__conn *c) { return c->last_used_ns; }
+
+const char *rk__conn_peer(const rk__conn *c) { return c->peer; }
+
+bool rk__conn_peer_gone(rk__conn *c)
+{
+    struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) == 0) return false;
+    c->broken = true;
+    return true;
+}
 
 void rk__conn_close(rk__conn *c)
 {
@@ -333,6 +354,7 @@ rk_status rk__conn_open(const rk__conn_config *cfg, int64_t deadline_ns, rk__con
         rk__conn_close(c);
         return st;
     }
+    c->last_used_ns = rk__now_ns();
     *out = c;
     return RK_OK;
 }

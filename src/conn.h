@@ -54,4 +54,14 @@ rk_status rk__conn_request(rk__conn *conn, const char *cmd, size_t len, size_t n
 /* True once the connection must not be reused. */
 bool rk__conn_broken(const rk__conn *conn);
 
+/* When the connection last completed a request (or was opened). */
+int64_t rk__conn_last_used(const rk__conn *conn);
+
+/* Without blocking: has the peer closed or reset the connection, or sent
+ * something unasked (a RESP2 server never does)? One poll(), no I/O. */
+bool rk__conn_peer_gone(rk__conn *conn);
+
+/* "host:port" or the socket path, for messages. */
+const char *rk__conn_peer(const rk__conn *conn);
+
 #endif

@@ -46,11 +46,17 @@ const char *rk_strerror(rk_status status)
     case RK_ERR_TOO_LARGE: return "too large";
     case RK_ERR_NOMEM: return "out of memory";
     case RK_ERR_SYSTEM: return "system error";
+    case RK_DEGRADED: return "degraded (redis unavailable, treated as a miss)";
     }
     return "unknown status";
 }
 
-bool rk_status_is_error(rk_status status) { return status != RK_OK && status != RK_MISS; }
+bool rk_status_is_error(rk_status status)
+{
+    return status != RK_OK && status != RK_MISS && status != RK_DEGRADED;
+}
+
+bool rk_status_is_miss(rk_status status) { return status == RK_MISS || status == RK_DEGRADED; }
 
 bool rk_status_is_retryable(rk_status status)
 {

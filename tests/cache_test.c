@@ -385,8 +385,8 @@ static void test_namespaces_are_isolated(void **state)
     rk_cache_free(b);
 }
 
-/* With Redis gone, calls fail with a retryable status within their
- * deadline; nothing crashes. */
+/* With Redis gone, reads degrade to a flagged miss and writes fail with a
+ * retryable status; nothing crashes, nothing blocks past its deadline. */
 static void test_server_down(void **state)
 {
     (void)state;
@@ -399,12 +399,22 @@ static void test_server_down(void **state)
     assert_int_equal(rk_cache_set_str(k, "x", "1", NULL), RK_OK);
     rk_test_server_stop(gone);
 
-    char *s = NULL;
+    char *s = (char *)"untouched";
     rk_status st = rk_cache_get_str(k, "x", &s);
-    assert_true(rk_status_is_retryable(st));
+    assert_int_equal(st, RK_DEGRADED);
+    assert_true(rk_status_is_miss(st));
+    assert_false(rk_status_is_error(st));
+    assert_non_null(strstr(rk_last_error(), "degraded"));
     assert_null(s);
+    int64_t ttl = 5, n = 5;
+    double d = 5;
+    assert_int_equal(rk_cache_exists(k, "x"), RK_DEGRADED);
+    assert_int_equal(rk_cache_ttl_ms(k, "x", &ttl), RK_DEGRADED);
+    assert_int_equal(ttl, 5);
+    assert_int_equal(rk_cache_get_i64(k, "x", &n), RK_DEGRADED);
+    assert_int_equal(rk_cache_get_double(k, "x", &d), RK_DEGRADED);
     st = rk_cache_set_str(k, "x", "2", NULL);
-    assert_true(rk_status_is_retryable(st));
+    assert_true(rk_status_is_error(st) && rk_status_is_retryable(st));
     assert_int_equal(rk_cache_delete(k, "x"), RK_ERR_UNAVAILABLE);
     rk_cache_free(k);
     rk_client_free(c);

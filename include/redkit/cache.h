@@ -26,6 +26,14 @@
  * typed getters parse text, returning RK_ERR_TYPE for text that is not a
  * number.
  *
+ * When Redis is unavailable (down, unreachable, circuit open, timed out):
+ * the reads — rk_cache_get*, rk_cache_exists, rk_cache_ttl_ms — return
+ * RK_DEGRADED, a miss flagged as "could not ask" (rk_status_is_miss() is
+ * true, rk_status_is_error() false), within the call's deadline; the
+ * writes — set and delete — return RK_ERR_UNAVAILABLE or RK_ERR_TIMEOUT
+ * without blocking longer. A read whose pooled connection turns out dead
+ * is retried once on a fresh connection; a write never is.
+ *
  * Thread safety: a cache handle may be used from any number of threads at
  * once. Its own memory is owned by the handle; every value it returns is
  * owned by the caller and freed with rk_free().
@@ -122,8 +130,9 @@ RK_EXPORT rk_status rk_cache_set_double(rk_cache *cache, const char *key, double
  * rk_free(); followed by a NUL that is not counted, so text can be used
  * directly) and *len their number. On RK_MISS (absent or expired) and on
  * every error *value is NULL and *len is 0.
- * Returns RK_OK, RK_MISS, RK_ERR_INVALID, RK_ERR_TYPE (the value is an
- * int64/double, or not a redkit value), or the client's errors.
+ * Returns RK_OK, RK_MISS, RK_DEGRADED (Redis unavailable), RK_ERR_INVALID,
+ * RK_ERR_TYPE (the value is an int64/double, or not a redkit value), or the
+ * client's other errors (RK_ERR_SERVER, RK_ERR_AUTH, ...).
  */
 RK_EXPORT rk_status rk_cache_get(rk_cache *cache, const char *key, void **value,
                                  size_t *len);
@@ -146,14 +155,15 @@ RK_EXPORT rk_status rk_cache_get_double(rk_cache *cache, const char *key, double
  */
 RK_EXPORT rk_status rk_cache_delete(rk_cache *cache, const char *key);
 
-/* rk_cache_exists — RK_OK if key holds a value, RK_MISS if not, or an
- * error. */
+/* rk_cache_exists — RK_OK if key holds a value, RK_MISS if not,
+ * RK_DEGRADED if Redis could not be asked, or an error. */
 RK_EXPORT rk_status rk_cache_exists(rk_cache *cache, const char *key);
 
 /*
  * rk_cache_ttl_ms — the remaining time to live of key in milliseconds.
  * On RK_OK *ttl_ms is >= 0, or RK_TTL_NONE for a value that never expires.
- * RK_MISS when the key is absent (*ttl_ms unchanged).
+ * RK_MISS when the key is absent, RK_DEGRADED when Redis could not be
+ * asked (*ttl_ms unchanged in both).
  */
 RK_EXPORT rk_status rk_cache_ttl_ms(rk_cache *cache, const char *key, int64_t *ttl_ms);
 

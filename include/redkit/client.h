@@ -26,12 +26,65 @@ extern "C" {
 
 typedef struct rk_client rk_client;
 
+/* ---- Events and logging ------------------------------------------------ */
+
+/* What happened to the client's connections or its circuit breaker. */
+typedef enum rk_event_type {
+    RK_EVENT_CONNECTED = 1,          /* a connection was opened (attempt > 0:
+                                        after failures, i.e. a reconnect) */
+    RK_EVENT_DISCONNECTED = 2,       /* a connection failed and was closed;
+                                        status says why */
+    RK_EVENT_RECONNECT_SCHEDULED = 3,/* a connect attempt failed; the next
+                                        one waits delay_ms (attempt = number
+                                        of consecutive failed attempts) */
+    RK_EVENT_CIRCUIT_OPEN = 4,       /* calls now fail fast */
+    RK_EVENT_CIRCUIT_HALF_OPEN = 5,  /* one probe call is let through */
+    RK_EVENT_CIRCUIT_CLOSED = 6      /* the probe succeeded: back to normal */
+} rk_event_type;
+
+typedef struct rk_event {
+    rk_event_type type;
+    rk_status status;     /* the failure behind DISCONNECTED, RECONNECT_SCHEDULED
+                             and CIRCUIT_OPEN; RK_OK otherwise */
+    int attempt;          /* consecutive failed connect attempts so far */
+    int delay_ms;         /* RECONNECT_SCHEDULED and CIRCUIT_OPEN: time until
+                             the next attempt */
+    const char *message;  /* detail, never a secret; valid during the call */
+} rk_event;
+
+/* Called on the thread whose call caused the event, with no redkit lock
+ * held: it may call redkit functions (but not free the client). Keep it
+ * short: the caller's call waits for it. */
+typedef void (*rk_event_fn)(const rk_event *event, void *user);
+
+typedef enum rk_log_level {
+    RK_LOG_DEBUG = 1,
+    RK_LOG_INFO = 2,
+    RK_LOG_WARN = 3,
+    RK_LOG_ERROR = 4
+} rk_log_level;
+
+/* A log line (no trailing newline, never a secret), on the calling thread,
+ * with no redkit lock held. */
+typedef void (*rk_log_fn)(rk_log_level level, const char *message, void *user);
+
+/* The circuit breaker's state. */
+typedef enum rk_circuit_state {
+    RK_CIRCUIT_CLOSED = 0,    /* normal */
+    RK_CIRCUIT_OPEN = 1,      /* failing fast until the next probe time */
+    RK_CIRCUIT_HALF_OPEN = 2  /* one probe in flight; other calls fail fast */
+} rk_circuit_state;
+
 /* Defaults for a zeroed field of rk_client_options. */
 #define RK_DEFAULT_HOST "127.0.0.1"
 #define RK_DEFAULT_PORT 6379
 #define RK_DEFAULT_CONNECT_TIMEOUT_MS 1000
 #define RK_DEFAULT_COMMAND_TIMEOUT_MS 500
 #define RK_DEFAULT_POOL_SIZE 4
+#define RK_DEFAULT_RECONNECT_BASE_MS 50
+#define RK_DEFAULT_RECONNECT_MAX_MS 5000
+#define RK_DEFAULT_BREAKER_THRESHOLD 5
+#define RK_DEFAULT_IDLE_PING_MS 30000
 /* Upper bounds accepted for the numeric options. */
 #define RK_MAX_POOL_SIZE 1024
 #define RK_MAX_TIMEOUT_MS 3600000
@@ -65,6 +118,30 @@ typedef struct rk_client_options {
     int pool_size;              /* maximum open connections; default 4 */
     bool tls;                   /* TLS (set by rediss://); not yet implemented:
                                    rk_client_new() returns RK_ERR_TLS */
+
+    /* Reconnection: after a failed connect attempt the next one waits a
+     * random time in [0, min(max, base * 2^(attempt-1))] ("full jitter"),
+     * so that many clients restarting with a server do not hammer it in
+     * step. A success resets the schedule. */
+    int reconnect_base_ms;      /* default 50 */
+    int reconnect_max_ms;       /* default 5000 */
+    /* Circuit breaker: after this many consecutive failures (connects that
+     * failed, requests that timed out or lost their connection) calls fail
+     * fast with RK_ERR_UNAVAILABLE, in microseconds, until the reconnect
+     * schedule allows a probe; the probe's success closes the circuit.
+     * Default 5; -1 disables the breaker. */
+    int breaker_threshold;
+    /* A pooled connection idle for longer than this is checked with PING
+     * before it is reused (catches peers that vanished silently, e.g.
+     * behind a NAT). Default 30000; -1 disables. A connection whose peer
+     * closed it is noticed without a round trip either way. */
+    int idle_ping_ms;
+
+    rk_event_fn on_event;       /* NULL = none */
+    void *event_user;           /* passed to on_event */
+    rk_log_fn log;              /* NULL = no logging */
+    void *log_user;             /* passed to log */
+    rk_log_level log_level;     /* lowest level passed to log; default WARN */
 } rk_client_options;
 
 /*
@@ -146,7 +223,9 @@ typedef struct rk_reply {
  * other failure *reply is NULL too.
  *
  * The command is never retried: whether a command that failed with
- * RK_ERR_TIMEOUT or RK_ERR_UNAVAILABLE was applied is unknown.
+ * RK_ERR_TIMEOUT or RK_ERR_UNAVAILABLE was applied is unknown. (redkit's
+ * own reads — GET, EXISTS, PTTL — are retried once on a fresh connection
+ * when a pooled connection turns out to be dead; see docs/client.md.)
  */
 RK_EXPORT rk_status rk_client_command(rk_client *client, int argc,
                                       const char *const *argv,
@@ -157,6 +236,38 @@ RK_EXPORT rk_status rk_client_command(rk_client *client, int argc,
  * rk_reply_free(NULL) does nothing.
  */
 RK_EXPORT void rk_reply_free(rk_reply *reply);
+
+/* Counters since the client was created, and its current state. */
+typedef struct rk_client_stats {
+    uint64_t requests;          /* requests that got their replies */
+    uint64_t connects;          /* connections opened */
+    uint64_t reconnects;        /* ... of which after a failure */
+    uint64_t connect_failures;  /* connect attempts that failed */
+    uint64_t disconnects;       /* connections closed because they failed */
+    uint64_t timeouts;          /* calls that ended with RK_ERR_TIMEOUT */
+    uint64_t unavailable;       /* calls that ended with RK_ERR_UNAVAILABLE,
+                                   fast-failed ones included */
+    uint64_t fast_failed;       /* calls refused without touching the network
+                                   (circuit open, or waiting for backoff
+                                   would overrun their deadline) */
+    uint64_t read_retries;      /* reads retried on a fresh connection */
+    uint64_t circuit_opened;    /* transitions to OPEN */
+    uint64_t circuit_closed;    /* transitions back to CLOSED */
+    rk_circuit_state circuit;   /* state now */
+    int open_connections;       /* connections open now (idle + in use) */
+    int idle_connections;
+} rk_client_stats;
+
+/*
+ * rk_client_stats_get — copy the client's counters into *out. A snapshot:
+ * consistent with itself, not with calls still in flight. Returns
+ * RK_ERR_INVALID for NULL arguments, RK_OK otherwise.
+ */
+RK_EXPORT rk_status rk_client_stats_get(rk_client *client, rk_client_stats *out);
+
+/* rk_client_circuit — the circuit breaker's current state (CLOSED for a
+ * NULL client). */
+RK_EXPORT rk_circuit_state rk_client_circuit(rk_client *client);
 
 /*
  * rk_client_key_prefix — the key prefix this client was created with

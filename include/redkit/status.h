@@ -56,7 +56,13 @@ typedef enum rk_status {
     RK_ERR_NOMEM = 11,
     /* The operating system refused something redkit needed (creating a
      * socket, a thread primitive, reading the CSPRNG). */
-    RK_ERR_SYSTEM = 12
+    RK_ERR_SYSTEM = 12,
+    /* A read could not ask Redis (unavailable, circuit open, timed out) and
+     * answers "nothing here" instead of failing: a cache read degrades to a
+     * miss, flagged, so a caller can tell it from a real RK_MISS and skip
+     * writing back. Not an error: rk_status_is_error(RK_DEGRADED) is false,
+     * rk_status_is_miss() is true. rk_last_error() says why. */
+    RK_DEGRADED = 13
 } rk_status;
 
 /*
@@ -69,7 +75,8 @@ RK_EXPORT const char *rk_strerror(rk_status status);
 /*
  * rk_last_error — a detailed message about the most recent redkit call on
  * the calling thread that did not return RK_OK. Calls that succeed (RK_OK)
- * leave it unchanged; RK_MISS sets it to a short explanation.
+ * leave it unchanged; RK_MISS and RK_DEGRADED set it to a short
+ * explanation.
  *
  * The string is owned by redkit and lives in thread-local storage: it stays
  * valid until the next redkit call on the same thread. Copy it to keep it.
@@ -79,9 +86,16 @@ RK_EXPORT const char *rk_strerror(rk_status status);
 RK_EXPORT const char *rk_last_error(void);
 
 /*
- * rk_status_is_error — true for every status except RK_OK and RK_MISS.
+ * rk_status_is_error — true for every status except RK_OK, RK_MISS and
+ * RK_DEGRADED.
  */
 RK_EXPORT bool rk_status_is_error(rk_status status);
+
+/*
+ * rk_status_is_miss — true for RK_MISS and RK_DEGRADED: "no value; compute
+ * it yourself".
+ */
+RK_EXPORT bool rk_status_is_miss(rk_status status);
 
 /*
  * rk_status_is_retryable — true when trying the same call again later may
