@@ -158,7 +158,8 @@ static rk_status connect_tcp(rk__conn *c, const char *host, int port, int64_t de
     int gai = getaddrinfo(host, service, &hints, &res);
     if (gai != 0)
         return rk__fail(RK_ERR_UNAVAILABLE, "resolve %s: %s", host, gai_strerror(gai));
-    rk_status st = rk__fail(RK_ERR_UNAVAILABLE, "resolve %s: no address", host);
+    rk_status st = RK_ERR_UNAVAILABLE;
+    if (!res) rk__fail(st, "resolve %s: no address", host);
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         st = connect_addr(c, ai->ai_addr, ai->ai_addrlen, deadline_ns);
         if (st == RK_OK || st == RK_ERR_TIMEOUT) break;

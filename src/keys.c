@@ -1,9 +1,10 @@
 /*
  * keys.c — namespaced key names (see include/redkit/keys.h).
  *
- * Namespaces and prefixes are restricted to a plain alphabet so that a
- * key's first two parts are always unambiguous and contain no glob
- * characters; the user key that follows is arbitrary bytes. Messages
+ * Namespaces and prefixes are restricted to a plain alphabet without ':'
+ * so that a key's first two parts are always unambiguous — namespace "a"
+ * with key "b:c" can never meet namespace "a:b" with key "c" — and contain
+ * no glob characters; the user key that follows is arbitrary bytes. Messages
  * never quote a user key: keys can carry personal data.
  */
 #include <string.h>
@@ -18,7 +19,7 @@
 static bool name_char(unsigned char ch)
 {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '_' || ch == '.' || ch == ':' || ch == '-';
+           ch == '_' || ch == '.' || ch == '-';
 }
 
 rk_status rk__key_check_name(const char *what, const char *name)
@@ -29,7 +30,7 @@ rk_status rk__key_check_name(const char *what, const char *name)
         if (n >= RK_MAX_NAMESPACE_BYTES)
             return rk__fail(RK_ERR_INVALID, "%s is longer than %d bytes", what, RK_MAX_NAMESPACE_BYTES);
         if (!name_char((unsigned char)*p))
-            return rk__fail(RK_ERR_INVALID, "%s may only contain A-Z a-z 0-9 _ . : -", what);
+            return rk__fail(RK_ERR_INVALID, "%s may only contain A-Z a-z 0-9 _ . - (':' is the separator)", what);
     }
     return RK_OK;
 }

@@ -19,7 +19,7 @@ typedef struct rk__key {
 } rk__key;
 
 /* Check a namespace or prefix: 1..RK_MAX_NAMESPACE_BYTES of
- * [A-Za-z0-9_.:-]. `what` names it in the error message. */
+ * [A-Za-z0-9_.-]. `what` names it in the error message. */
 rk_status rk__key_check_name(const char *what, const char *name);
 
 /* Build "<client head><ns>:" into a new string (rk__free it). */

@@ -274,12 +274,13 @@ static bool valid_client_name(const char *v)
 }
 
 /* A key prefix becomes part of every key and of SCAN patterns, so it is
- * kept to characters that need no escaping anywhere. */
+ * kept to characters that need no escaping anywhere, and without ':', the
+ * separator, so that a prefix can never pose as a prefix plus namespace. */
 static bool valid_prefix(const char *v)
 {
     if (strlen(v) > MAX_PREFIX_LEN) return false;
     for (; *v; v++)
-        if (!is_alnum(*v) && !strchr("_.:-", *v)) return false;
+        if (!is_alnum(*v) && !strchr("_.-", *v)) return false;
     return true;
 }
 
@@ -342,7 +343,7 @@ static rk_status parse_option(rk__url *u, const char *s, const char *e, unsigned
     case OPT_PREFIX:
         if (!valid_prefix(v)) {
             st = rk__fail(RK_ERR_INVALID,
-                          "URL option prefix: at most %d bytes of A-Z a-z 0-9 _ . : -",
+                          "URL option prefix: at most %d bytes of A-Z a-z 0-9 _ . -",
                           MAX_PREFIX_LEN);
             break;
         }

@@ -53,7 +53,8 @@ static void test_names(void **state)
 {
     (void)state;
     assert_int_equal(rk__key_check_name("ns", "cache"), RK_OK);
-    assert_int_equal(rk__key_check_name("ns", "a-b_c.d:e9"), RK_OK);
+    assert_int_equal(rk__key_check_name("ns", "a-b_c.d9"), RK_OK);
+    assert_int_equal(rk__key_check_name("ns", "a:b"), RK_ERR_INVALID); /* the separator */
     char long_name[RK_MAX_NAMESPACE_BYTES + 2];
     memset(long_name, 'a', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = '\0';

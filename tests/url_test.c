@@ -257,13 +257,13 @@ static void test_query_options(void **state)
     (void)state;
     rk__url u;
     parse_ok("redis://h?connect_timeout=250&command_timeout=3600000&pool_size=1024"
-             "&name=worker-7&prefix=shop.eu:v2_x-y&db=9",
+             "&name=worker-7&prefix=shop.eu_v2-x&db=9",
              &u);
     assert_int_equal(u.connect_timeout_ms, 250);
     assert_int_equal(u.command_timeout_ms, RK_MAX_TIMEOUT_MS);
     assert_int_equal(u.pool_size, RK_MAX_POOL_SIZE);
     assert_string_equal(u.client_name, "worker-7");
-    assert_string_equal(u.key_prefix, "shop.eu:v2_x-y");
+    assert_string_equal(u.key_prefix, "shop.eu_v2-x");
     assert_true(u.has_db);
     assert_int_equal(u.db, 9);
     rk__url_clear(&u);
@@ -483,6 +483,7 @@ static void test_bad_prefix(void **state)
 {
     (void)state;
     expect_invalid("redis://h?prefix=a*b", "URL option prefix");
+    expect_invalid("redis://h?prefix=a:b", "URL option prefix"); /* the separator */
     expect_invalid("redis://h?prefix=a%20b", "URL option prefix");
     expect_invalid("redis://h?prefix=a/b", "URL option prefix");
     /* 64 bytes is the limit. */

@@ -218,9 +218,11 @@ typedef struct rk_reply {
  *           use strlen() of each argv[i].
  * reply     receives the reply on RK_OK, to be freed with rk_reply_free().
  *
- * When Redis answers with an error reply the call returns RK_ERR_SERVER,
- * *reply is NULL and rk_last_error() holds the server's text. On every
- * other failure *reply is NULL too.
+ * When Redis answers with an error reply the call returns RK_ERR_SERVER
+ * (RK_ERR_AUTH for NOAUTH and WRONGPASS), *reply is NULL and
+ * rk_last_error() holds the server's text — which for some errors quotes
+ * the command's arguments, so don't send secrets you would not log. On
+ * every other failure *reply is NULL too.
  *
  * The command is never retried: whether a command that failed with
  * RK_ERR_TIMEOUT or RK_ERR_UNAVAILABLE was applied is unknown. (redkit's

@@ -4,7 +4,8 @@
  *
  * Everything redkit hands to the caller as heap memory (values read from
  * the cache, replies, redacted URLs) is released with rk_free(), never with
- * the caller's own free(): redkit may be built with its own allocator.
+ * the caller's own free(): redkit's memory comes from the allocator set
+ * with rk_set_allocator() (redkit/alloc.h), libc's by default.
  */
 #ifndef REDKIT_COMMON_H
 #define REDKIT_COMMON_H
@@ -41,8 +42,10 @@ RK_EXPORT const char *rk_version(void);
 
 /*
  * rk_free — release memory that a redkit function returned to the caller
- * (a value from rk_cache_get(), a string from rk_url_redact(), ...).
- * rk_free(NULL) does nothing. Do not use it on memory you allocated.
+ * (a value from rk_cache_get(), a string from rk_url_redact(), ...),
+ * through the free function of the allocator in use (see rk_set_allocator()
+ * in redkit/alloc.h). rk_free(NULL) does nothing. Do not use it on memory
+ * you allocated.
  */
 RK_EXPORT void rk_free(void *ptr);
 

@@ -11,7 +11,8 @@
  * Rules, checked by every function that takes a key:
  *   - a user key is a non-empty C string of at most the handle's maximum
  *     (RK_DEFAULT_MAX_KEY_BYTES unless configured), any bytes but NUL;
- *   - a namespace is 1..RK_MAX_NAMESPACE_BYTES of [A-Za-z0-9_.:-];
+ *   - a namespace is 1..RK_MAX_NAMESPACE_BYTES of [A-Za-z0-9_.-] — no ':',
+ *     which is the separator, so the split is never ambiguous;
  *   - a prefix follows the namespace rules, or is empty.
  */
 #ifndef REDKIT_KEYS_H

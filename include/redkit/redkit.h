@@ -3,14 +3,16 @@
  *
  * redkit gives a C or C++ service its whole Redis integration: a client
  * shared between threads (client.h), REDIS_URL parsing (url.h), namespaced
- * keys (keys.h) and a TTL cache (cache.h). Each header carries the full
- * contract of its functions; docs/ has a guide per header.
+ * keys (keys.h) and a TTL cache (cache.h); alloc.h plugs in your own
+ * allocator. Each header carries the full contract of its functions; docs/
+ * has a guide per header.
  */
 #ifndef REDKIT_REDKIT_H
 #define REDKIT_REDKIT_H
 
 #include "common.h"
 #include "status.h"
+#include "alloc.h"
 #include "url.h"
 #include "client.h"
 #include "keys.h"

@@ -29,11 +29,12 @@ typedef enum rk_status {
     /* A NULL pointer, an empty or oversized key, a malformed URL, an option
      * out of range. Nothing was sent to Redis. */
     RK_ERR_INVALID = 2,
-    /* Redis could not be reached: connection refused or reset, the pool
-     * has no connection to give, or (later) the circuit breaker is open. */
+    /* Redis could not be reached: connection refused or reset, or the
+     * circuit breaker is open (the call failed fast). */
     RK_ERR_UNAVAILABLE = 3,
-    /* The call's deadline passed before Redis answered. A write that timed
-     * out may or may not have been applied. */
+    /* The call's deadline passed before Redis answered, or before a pooled
+     * connection came free. A write that timed out may or may not have
+     * been applied. */
     RK_ERR_TIMEOUT = 4,
     /* Redis refused the credentials (AUTH), or requires some. */
     RK_ERR_AUTH = 5,

@@ -10,9 +10,10 @@
  *   host      a name, an IPv4 literal, or an IPv6 literal in brackets
  *             ("[::1]"); default 127.0.0.1. Port default 6379.
  *   user, password
- *             percent-decoded ("p%40ss" is "p@ss"). "redis://:secret@h"
- *             gives a password with no user (AUTH secret); with a user,
- *             AUTH user password (Redis 6 ACL).
+ *             percent-decoded ("p%40ss" is "p@ss"). AUTH is sent only when
+ *             there is a password: "redis://:secret@h" sends AUTH secret;
+ *             with a user, AUTH user secret (Redis 6 ACL). A user without a
+ *             password is ignored.
  *   /db       database number 0..2147483647 (also ?db=N).
  *   options   connect_timeout=MS, command_timeout=MS, pool_size=N,
  *             name=CLIENT_NAME, prefix=KEY_PREFIX, db=N. Giving an
