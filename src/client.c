@@ -338,8 +338,9 @@ static bool still_alive(rk_client *c, rk__conn *conn, int64_t deadline_ns)
 static rk_status open_slot(rk_client *c, call *k, bool conn_probe, rk__conn **out)
 {
     pthread_mutex_unlock(&c->lock);
-    int64_t connect_deadline = rk__now_ns() + (int64_t)c->connect_timeout_ms * 1000000;
-    rk_status st = rk__conn_open(&c->conn, connect_deadline, out);
+    int64_t started = rk__now_ns();
+    rk_status st = rk__conn_open(&c->conn, started + (int64_t)c->connect_timeout_ms * 1000000, out);
+    int64_t connected = rk__now_ns();
     pthread_mutex_lock(&c->lock);
     bool probe = k->probe || conn_probe;
     if (st != RK_OK) {
@@ -352,8 +353,9 @@ static rk_status open_slot(rk_client *c, call *k, bool conn_probe, rk__conn **ou
         c->stats.connects++;
         if (c->health.attempt > 0) c->stats.reconnects++;
         rk__health_connected(&c->health, probe, &k->ev);
-        /* The caller's own time starts once it has a connection. */
-        k->deadline_ns += (int64_t)c->connect_timeout_ms * 1000000;
+        /* Time spent connecting is the connect timeout's, not the
+         * command's: the command keeps its whole budget. */
+        k->deadline_ns += connected - started;
     }
     pthread_cond_broadcast(&c->freed); /* waiters for the one attempt */
     return st;
@@ -362,8 +364,8 @@ static rk_status open_slot(rk_client *c, call *k, bool conn_probe, rk__conn **ou
 /* Borrow a connection: an idle one that is still alive, a new one if the
  * pool has room and the reconnect schedule allows, or wait for one until
  * the deadline. Opening a connection has its own connect timeout and
- * extends the caller's deadline by as much, so that a call's total is
- * bounded by connect_timeout_ms + command_timeout_ms. */
+ * extends the caller's deadline by the time it took, so that a call's
+ * total is bounded by connect_timeout_ms + command_timeout_ms. */
 static rk_status acquire(rk_client *c, call *k, rk__conn **out)
 {
     rk_status st = RK_OK;
