@@ -12,7 +12,8 @@
  * The wrappers normalise what the hook sees — never a zero size, never a
  * NULL free, never an overflowing calloc — so a user allocator need not
  * handle the corner cases on which C libraries differ, and a NULL return
- * always means failure.
+ * always means failure. The member calls are parenthesised so that a
+ * malloc() or free() macro from a debugging header cannot capture them.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -64,21 +65,21 @@ rk_status rk_set_allocator(const rk_allocator *a)
     return RK_OK;
 }
 
-void *rk__malloc(size_t size) { return current.malloc(size ? size : 1, current.user); }
+void *rk__malloc(size_t size) { return (current.malloc)(size ? size : 1, current.user); }
 
 void *rk__calloc(size_t n, size_t size)
 {
     if (!n) n = 1;
     if (!size) size = 1;
     if (size > SIZE_MAX / n) return NULL; /* a user calloc might not check */
-    return current.calloc(n, size, current.user);
+    return (current.calloc)(n, size, current.user);
 }
 
-void *rk__realloc(void *ptr, size_t size) { return current.realloc(ptr, size ? size : 1, current.user); }
+void *rk__realloc(void *ptr, size_t size) { return (current.realloc)(ptr, size ? size : 1, current.user); }
 
 void rk__free(void *ptr)
 {
-    if (ptr) current.free(ptr, current.user);
+    if (ptr) (current.free)(ptr, current.user);
 }
 
 char *rk__strndup(const char *s, size_t len)

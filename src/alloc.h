@@ -1,7 +1,7 @@
 /*
  * alloc.h — every allocation redkit makes goes through these wrappers, so
- * that one place can later route them to a user allocator or fail the Nth
- * one in a test. Memory returned to callers is released with rk_free(),
+ * that one place routes them to the user's allocator (rk_set_allocator)
+ * and a test can fail the Nth one. Memory returned to callers is released with rk_free(),
  * which is rk__free().
  */
 #ifndef RK_SRC_ALLOC_H

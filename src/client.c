@@ -347,7 +347,13 @@ static rk_status open_slot(rk_client *c, call *k, bool conn_probe, rk__conn **ou
         c->n_open--;
         c->stats.connect_failures++;
         count(c, st);
-        rk__health_connect_failed(&c->health, rk__now_ns(), st, probe, &k->ev);
+        /* Only a failure of Redis or the network moves the schedule and
+         * the breaker; running out of memory or file descriptors here says
+         * nothing about the server. */
+        if (transport_failure(st) || st == RK_ERR_AUTH || st == RK_ERR_TLS || st == RK_ERR_SERVER)
+            rk__health_connect_failed(&c->health, rk__now_ns(), st, probe, &k->ev);
+        else
+            rk__health_cancel_probe(&c->health, probe);
         if (c->health.circuit == RK_CIRCUIT_OPEN) drain_idle(c);
     } else {
         c->stats.connects++;
