@@ -523,6 +523,80 @@ static void test_busy_server(void **state)
     rk_test_server_stop(s);
 }
 
+/* ---- idle connections and the log ------------------------------------- */
+
+static long long command_calls(rk_test_server *s, const char *name)
+{
+    redisReply *r = rk_test_server_command(s, "INFO commandstats");
+    assert_non_null(r);
+    char field[64];
+    snprintf(field, sizeof field, "cmdstat_%s:calls=", name);
+    const char *p = strstr(r->str, field);
+    long long v = p ? atoll(p + strlen(field)) : 0;
+    freeReplyObject(r);
+    return v;
+}
+
+struct log_capture {
+    pthread_mutex_t lock;
+    char text[16384];
+    int lines;
+};
+
+static void capture(rk_log_level level, const char *message, void *user)
+{
+    struct log_capture *l = user;
+    pthread_mutex_lock(&l->lock);
+    size_t n = strlen(l->text);
+    snprintf(l->text + n, sizeof l->text - n, "%d %s\n", (int)level, message);
+    l->lines++;
+    pthread_mutex_unlock(&l->lock);
+}
+
+static void test_idle_ping_and_log(void **state)
+{
+    (void)state;
+    const char *args[] = {"--requirepass", "Log-Secret-99", NULL};
+    rk_test_server *s = rk_test_server_start(args);
+    assert_non_null(s);
+    rk_test_server_set_admin_password(s, "Log-Secret-99");
+    char url[128];
+    snprintf(url, sizeof url, "redis://:Log-Secret-99@127.0.0.1:%d", rk_test_server_port(s));
+    struct log_capture log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    rk_client *c = new_client(url, &(rk_client_options){
+        .idle_ping_ms = 50, .command_timeout_ms = 300, .reconnect_base_ms = 10, .reconnect_max_ms = 50,
+        .log = capture, .log_user = &log, .log_level = RK_LOG_DEBUG});
+    rk_cache *cache;
+    assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "k", "v", NULL), RK_OK);
+    long long pings = command_calls(s, "ping");
+    /* Used again at once: no PING. Idle past idle_ping_ms: one PING first. */
+    char *v = NULL;
+    assert_int_equal(rk_cache_get_str(cache, "k", &v), RK_OK);
+    rk_free(v);
+    assert_int_equal(command_calls(s, "ping"), pings);
+    sleep_ms(120);
+    assert_int_equal(rk_cache_get_str(cache, "k", &v), RK_OK);
+    rk_free(v);
+    assert_int_equal(command_calls(s, "ping"), pings + 1);
+
+    /* Through a kill and a restart, the log tells the story without the
+     * password. */
+    assert_true(rk_test_server_signal(s, SIGKILL));
+    assert_int_equal(rk_cache_get_str(cache, "k", &v), RK_DEGRADED);
+    assert_true(rk_test_server_restart(s, NULL));
+    assert_true(recovers(c, 5000));
+    pthread_mutex_lock(&log.lock);
+    assert_true(log.lines >= 3);
+    assert_non_null(strstr(log.text, "connection closed"));
+    assert_non_null(strstr(log.text, "reconnected"));
+    assert_null(strstr(log.text, "Log-Secret-99"));
+    pthread_mutex_unlock(&log.lock);
+    rk_cache_free(cache);
+    rk_client_free(c);
+    rk_test_server_stop(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -534,6 +608,7 @@ int main(void)
         cmocka_unit_test(test_sliced_resets_and_truncated_replies),
         cmocka_unit_test(test_restart_with_new_password),
         cmocka_unit_test(test_busy_server),
+        cmocka_unit_test(test_idle_ping_and_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
