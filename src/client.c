@@ -357,7 +357,8 @@ static rk_status open_slot(rk_client *c, call *k, bool conn_probe, rk__conn **ou
         if (c->health.circuit == RK_CIRCUIT_OPEN) drain_idle(c);
     } else {
         c->stats.connects++;
-        if (c->health.attempt > 0) c->stats.reconnects++;
+        if (c->health.attempt > 0 && !(probe && c->health.circuit == RK_CIRCUIT_HALF_OPEN))
+            c->stats.reconnects++; /* a half-open probe counts when its request closes the circuit */
         rk__health_connected(&c->health, probe, &k->ev);
         /* Time spent connecting is the connect timeout's, not the
          * command's: the command keeps its whole budget. */
@@ -449,7 +450,9 @@ static void release(rk_client *c, call *k, rk__conn *conn, rk_status st)
         c->stats.requests++;
     }
     count(c, st);
+    uint64_t closed = c->health.closed;
     rk__health_request_done(&c->health, rk__now_ns(), st, failed, k->probe, &k->ev);
+    if (c->health.closed != closed) c->stats.reconnects++;
     if ((failed && st == RK_ERR_UNAVAILABLE) || c->health.circuit == RK_CIRCUIT_OPEN) drain_idle(c);
     pthread_cond_signal(&c->freed);
     pthread_mutex_unlock(&c->lock);

@@ -140,11 +140,15 @@ void rk__health_connect_failed(rk__health *h, int64_t now_ns, rk_status st, bool
 
 void rk__health_connected(rk__health *h, bool probe, rk__events *ev)
 {
+    /* A half-open probe is not done when it has connected: a server that
+     * accepts connections but never answers (paused, or hung) would
+     * otherwise reset the schedule on every probe and never back off. The
+     * probe's request decides, in rk__health_request_done(). */
+    if (probe && h->circuit == RK_CIRCUIT_HALF_OPEN) return;
     rk__events_add(ev, RK_EVENT_CONNECTED, RK_OK, h->attempt, 0,
                    h->attempt ? "reconnected after %d failed attempts" : "connected", h->attempt);
     h->attempt = 0;
-    /* A half-open probe stays the probe until its request is done. */
-    if (probe && h->circuit != RK_CIRCUIT_HALF_OPEN) h->probing = false;
+    if (probe) h->probing = false;
 }
 
 void rk__health_request_done(rk__health *h, int64_t now_ns, rk_status st, bool transport_failed, bool probe,

@@ -128,9 +128,12 @@ static void test_circuit_opens_probes_and_closes(void **state)
     assert_true(h.retry_at_ns >= now);
     /* Next probe succeeds: closed, schedule reset. */
     now = h.retry_at_ns;
+    int attempt = h.attempt;
+    assert_true(attempt >= 2);
     assert_int_equal(rk__health_enter(&h, now, &ev), RK__PROBE);
     rk__health_connected(&h, true, &ev);
     assert_true(h.probing); /* still the probe until its request is done */
+    assert_int_equal(h.attempt, attempt); /* a connect alone proves nothing */
     rk__health_request_done(&h, now, RK_OK, false, true, &ev);
     assert_int_equal(h.circuit, RK_CIRCUIT_CLOSED);
     assert_int_equal(h.closed, 1);

@@ -243,7 +243,9 @@ RK_EXPORT void rk_reply_free(rk_reply *reply);
 typedef struct rk_client_stats {
     uint64_t requests;          /* requests that got their replies */
     uint64_t connects;          /* connections opened */
-    uint64_t reconnects;        /* ... of which after a failure */
+    uint64_t reconnects;        /* times Redis was reached again after
+                                   failures (a connect after failed attempts,
+                                   or a probe that closed the circuit) */
     uint64_t connect_failures;  /* connect attempts that failed */
     uint64_t disconnects;       /* connections closed because they failed */
     uint64_t timeouts;          /* calls that ended with RK_ERR_TIMEOUT */
@@ -253,7 +255,8 @@ typedef struct rk_client_stats {
                                    (circuit open, or waiting for backoff
                                    would overrun their deadline) */
     uint64_t read_retries;      /* reads retried on a fresh connection */
-    uint64_t circuit_opened;    /* transitions to OPEN */
+    uint64_t circuit_opened;    /* transitions to OPEN (a failed half-open
+                                   probe re-opens it and counts again) */
     uint64_t circuit_closed;    /* transitions back to CLOSED */
     rk_circuit_state circuit;   /* state now */
     int open_connections;       /* connections open now (idle + in use) */
