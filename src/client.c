@@ -391,7 +391,7 @@ static rk_status acquire(rk_client *c, call *k, rk__conn **out)
                 deliver(c, &k->ev);
                 return RK_OK;
             }
-            rk__events_add(&k->ev, RK_EVENT_DISCONNECTED, RK_ERR_UNAVAILABLE, c->health.attempt, 0,
+            rk__events_add(&k->ev, RK_EVENT_DISCONNECTED, RK_ERR_UNAVAILABLE, 0, 0,
                            "connection closed: idle connection to %s found dead", rk__conn_peer(conn));
             rk__conn_close(conn);
             pthread_mutex_lock(&c->lock);

@@ -1,7 +1,8 @@
 /*
  * errors.c — handling rk_status in a request path: a cache read that
- * degrades to the database when Redis is unavailable, and a write that is
- * retried only because it is safe to repeat (docs/status.md).
+ * degrades to the database when Redis is unavailable (RK_DEGRADED) or
+ * answers with an error, and a write that is retried only because it is
+ * safe to repeat (docs/status.md).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,9 +37,16 @@ static char *get_user(rk_cache *cache, const char *id)
         rk_free(cached);
         return copy;
     }
+    if (st == RK_DEGRADED) {
+        /* Redis could not be asked (down, circuit open, too slow): serve
+         * from the database and skip the write-back, which would only fail
+         * the same way. The message never holds a password. */
+        fprintf(stderr, "cache get %s: %s\n", key, rk_last_error());
+        return load_user_from_db(id);
+    }
     if (st != RK_MISS) {
-        /* Redis down, slow or refusing: log it and serve from the database.
-         * The message never holds a password. */
+        /* Redis answered, but with an error (auth, server, type): log it
+         * and serve from the database. */
         fprintf(stderr, "cache get %s: %s: %s\n", key, rk_strerror(st), rk_last_error());
     }
 
