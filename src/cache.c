@@ -140,7 +140,7 @@ static rk_status set_value(rk_cache *c, const char *key, rk__vtype type, const v
         argc = 5;
     }
     rk_reply *r;
-    st = rk__client_exec(c->client, argc, argv, lens, &r);
+    st = rk__client_run(c->client, argc, argv, lens, false, &r);
     rk__free(heap);
     rk__key_release(&k);
     if (st != RK_OK) return st;

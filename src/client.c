@@ -64,8 +64,12 @@ static int pick_int(int explicit_value, int from_url, int fallback)
     return explicit_value ? explicit_value : from_url ? from_url : fallback;
 }
 
-/* A zeroed field means the default; -1 means "off" where allowed. */
-static int pick_opt(int value, int fallback) { return value ? value : fallback; }
+/* Copy src (NULL stays NULL) into *dst; false when the copy failed. */
+static bool copy_opt(char **dst, const char *src)
+{
+    *dst = rk__strdup(src);
+    return !src || *dst;
+}
 
 static rk_status check_range(const char *name, int value, int lo, int hi)
 {
@@ -74,15 +78,11 @@ static rk_status check_range(const char *name, int value, int lo, int hi)
     return RK_OK;
 }
 
-/* Redis refuses client names with spaces or newlines; say so up front
- * instead of failing every connection later. */
+/* Said up front, instead of failing every connection's CLIENT SETNAME. */
 static rk_status check_client_name(const char *name)
 {
-    if (!name) return RK_OK;
-    for (const char *p = name; *p; p++)
-        if ((unsigned char)*p <= ' ' || (unsigned char)*p == 0x7f)
-            return rk__fail(RK_ERR_INVALID, "option client_name: spaces and control characters are not allowed");
-    return RK_OK;
+    if (!name || rk__client_name_valid(name)) return RK_OK;
+    return rk__fail(RK_ERR_INVALID, "option client_name: only printable ASCII without spaces is allowed");
 }
 
 /* Merge URL and explicit options into c (strings copied). */
@@ -90,6 +90,8 @@ static rk_status configure(rk_client *c, const rk_client_options *o, const rk__u
 {
     const char *unix_path = o->unix_path ? o->unix_path : o->host ? NULL : u->unix_path;
     const char *prefix = pick(o->key_prefix, u->key_prefix);
+    const char *host = pick(o->host, u->host);
+    const char *client_name = pick(o->client_name, u->client_name);
     int db = o->db ? o->db : u->has_db ? u->db : 0;
     int port = pick_int(o->port, u->port, RK_DEFAULT_PORT);
 
@@ -105,13 +107,16 @@ static rk_status configure(rk_client *c, const rk_client_options *o, const rk__u
         (st = check_range("connect_timeout_ms", c->connect_timeout_ms, 1, RK_MAX_TIMEOUT_MS)) ||
         (st = check_range("command_timeout_ms", c->command_timeout_ms, 1, RK_MAX_TIMEOUT_MS)) ||
         (st = check_range("pool_size", c->pool_size, 1, RK_MAX_POOL_SIZE)) ||
-        (st = check_client_name(pick(o->client_name, u->client_name))))
+        (st = check_client_name(client_name)))
         return st;
+    if (prefix && *prefix && (st = rk__key_check_name("key_prefix", prefix)) != RK_OK) return st;
 
-    int base = pick_opt(o->reconnect_base_ms, RK_DEFAULT_RECONNECT_BASE_MS);
-    int max = pick_opt(o->reconnect_max_ms, RK_DEFAULT_RECONNECT_MAX_MS);
-    int threshold = pick_opt(o->breaker_threshold, RK_DEFAULT_BREAKER_THRESHOLD);
-    c->idle_ping_ms = pick_opt(o->idle_ping_ms, RK_DEFAULT_IDLE_PING_MS);
+    /* These have no URL form; a zeroed field means the default, -1 "off"
+     * where that is allowed. */
+    int base = pick_int(o->reconnect_base_ms, 0, RK_DEFAULT_RECONNECT_BASE_MS);
+    int max = pick_int(o->reconnect_max_ms, 0, RK_DEFAULT_RECONNECT_MAX_MS);
+    int threshold = pick_int(o->breaker_threshold, 0, RK_DEFAULT_BREAKER_THRESHOLD);
+    c->idle_ping_ms = pick_int(o->idle_ping_ms, 0, RK_DEFAULT_IDLE_PING_MS);
     c->log_level = o->log_level ? o->log_level : RK_LOG_WARN;
     if ((st = check_range("reconnect_base_ms", base, 1, RK_MAX_TIMEOUT_MS)) ||
         (st = check_range("reconnect_max_ms", max, base, RK_MAX_TIMEOUT_MS)) ||
@@ -127,21 +132,14 @@ static rk_status configure(rk_client *c, const rk_client_options *o, const rk__u
      * must not retry together. */
     uint64_t seed = (uint64_t)rk__now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
     rk__health_init(&c->health, base, max, threshold, seed);
-    if (prefix && *prefix && (st = rk__key_check_name("key_prefix", prefix)) != RK_OK) return st;
     if (o->tls || u->tls)
         return rk__fail(RK_ERR_TLS, "TLS (rediss://) is not supported by this build yet");
 
-    c->host = rk__strdup(pick(o->host, u->host) ? pick(o->host, u->host) : RK_DEFAULT_HOST);
-    c->unix_path = rk__strdup(unix_path);
-    c->username = rk__strdup(pick(o->username, u->username));
-    c->password = rk__strdup(pick(o->password, u->password));
-    c->client_name = rk__strdup(pick(o->client_name, u->client_name));
     size_t plen = prefix ? strlen(prefix) : 0;
-    c->prefix = rk__strndup(prefix ? prefix : "", plen);
-    c->key_head = rk__malloc(plen + 2);
-    if (!c->host || !c->prefix || (unix_path && !c->unix_path) || (pick(o->username, u->username) && !c->username) ||
-        (pick(o->password, u->password) && !c->password) ||
-        (pick(o->client_name, u->client_name) && !c->client_name) || !c->key_head)
+    if (!copy_opt(&c->host, host ? host : RK_DEFAULT_HOST) || !copy_opt(&c->unix_path, unix_path) ||
+        !copy_opt(&c->username, pick(o->username, u->username)) ||
+        !copy_opt(&c->password, pick(o->password, u->password)) || !copy_opt(&c->client_name, client_name) ||
+        !copy_opt(&c->prefix, prefix ? prefix : "") || !(c->key_head = rk__malloc(plen + 2)))
         return rk__fail(RK_ERR_NOMEM, "client: out of memory");
     if (plen) {
         memcpy(c->key_head, prefix, plen);
@@ -298,11 +296,6 @@ static void drain_idle(rk_client *c)
     c->n_idle = 0;
 }
 
-static bool transport_failure(rk_status st)
-{
-    return st == RK_ERR_TIMEOUT || st == RK_ERR_UNAVAILABLE || st == RK_ERR_PROTOCOL;
-}
-
 /* Count how a call ended (lock held). */
 static void count(rk_client *c, rk_status st)
 {
@@ -319,14 +312,22 @@ static rk_status fast_fail(rk_client *c)
 
 static const char ping_cmd[] = "*1\r\n$4\r\nPING\r\n";
 
+/* Below this much idle time a connection is used without a check: it
+ * answered a moment ago, and under load that is every call, so the check
+ * would cost the hot path a system call (about 1% of a loopback GET) to
+ * close a window no wider than the one in which a server can die during
+ * the call itself. */
+#define PEER_CHECK_AFTER_NS 1000000
+
 /* Is an idle connection still good? Called without the lock. A peer that
  * closed or reset it is seen with one poll(); one that vanished silently
  * only by a PING, which is sent after idle_ping_ms of silence. */
 static bool still_alive(rk_client *c, rk__conn *conn, int64_t deadline_ns)
 {
+    int64_t idle_ns = rk__now_ns() - rk__conn_last_used(conn);
+    if (idle_ns < PEER_CHECK_AFTER_NS) return true;
     if (rk__conn_peer_gone(conn)) return false;
-    if (c->idle_ping_ms < 0 || rk__now_ns() - rk__conn_last_used(conn) < (int64_t)c->idle_ping_ms * 1000000)
-        return true;
+    if (c->idle_ping_ms < 0 || idle_ns < (int64_t)c->idle_ping_ms * 1000000) return true;
     rk_reply *r;
     if (rk__conn_request(conn, ping_cmd, sizeof ping_cmd - 1, 1, &r, deadline_ns) != RK_OK) return false;
     rk_reply_free(r);
@@ -347,13 +348,7 @@ static rk_status open_slot(rk_client *c, call *k, bool conn_probe, rk__conn **ou
         c->n_open--;
         c->stats.connect_failures++;
         count(c, st);
-        /* Only a failure of Redis or the network moves the schedule and
-         * the breaker; running out of memory or file descriptors here says
-         * nothing about the server. */
-        if (transport_failure(st) || st == RK_ERR_AUTH || st == RK_ERR_TLS || st == RK_ERR_SERVER)
-            rk__health_connect_failed(&c->health, rk__now_ns(), st, probe, &k->ev);
-        else
-            rk__health_cancel_probe(&c->health, probe);
+        rk__health_connect_failed(&c->health, rk__now_ns(), st, probe, &k->ev);
         if (c->health.circuit == RK_CIRCUIT_OPEN) drain_idle(c);
     } else {
         c->stats.connects++;
@@ -435,7 +430,7 @@ static rk_status acquire(rk_client *c, call *k, rk__conn **out)
 static void release(rk_client *c, call *k, rk__conn *conn, rk_status st)
 {
     bool broken = rk__conn_broken(conn);
-    bool failed = broken && transport_failure(st);
+    bool failed = broken && rk__transport_failure(st);
     char detail[RK__ERRMSG_MAX];
     if (broken) snprintf(detail, sizeof detail, "%s", rk_last_error());
 
@@ -499,11 +494,6 @@ rk_status rk__client_run(rk_client *c, int argc, const char **argv, const size_t
     return st;
 }
 
-rk_status rk__client_exec(rk_client *c, int argc, const char **argv, const size_t *argvlen, rk_reply **reply)
-{
-    return rk__client_run(c, argc, argv, argvlen, false, reply);
-}
-
 #define MAX_ARGS 1048576
 
 rk_status rk_client_command(rk_client *c, int argc, const char *const *argv, const size_t *argvlen,
@@ -515,13 +505,13 @@ rk_status rk_client_command(rk_client *c, int argc, const char *const *argv, con
         return rk__fail(RK_ERR_INVALID, "rk_client_command: argc %d is outside 1..%d", argc, MAX_ARGS);
     for (int i = 0; i < argc; i++)
         if (!argv[i]) return rk__fail(RK_ERR_INVALID, "rk_client_command: argv[%d] is NULL", i);
-    if (argvlen) return rk__client_exec(c, argc, (const char **)argv, argvlen, reply);
+    if (argvlen) return rk__client_run(c, argc, (const char **)argv, argvlen, false, reply);
 
     size_t small[16];
     size_t *lens = argc <= 16 ? small : rk__malloc((size_t)argc * sizeof *lens);
     if (!lens) return rk__fail(RK_ERR_NOMEM, "rk_client_command: out of memory");
     for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    rk_status st = rk__client_exec(c, argc, (const char **)argv, lens, reply);
+    rk_status st = rk__client_run(c, argc, (const char **)argv, lens, false, reply);
     if (lens != small) rk__free(lens);
     return st;
 }

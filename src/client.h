@@ -11,12 +11,9 @@
 
 /* Run one command (argv as in rk_client_command; argvlen required) and
  * return its reply. A top-level error reply becomes RK_ERR_SERVER (or
- * RK_ERR_AUTH for NOAUTH) with the text prefixed by argv[0]. */
-rk_status rk__client_exec(rk_client *client, int argc, const char **argv, const size_t *argvlen,
-                          rk_reply **reply);
-
-/* As rk__client_exec; is_read = the command only reads, so it may be
- * retried once on a fresh connection when a pooled one turns out dead. */
+ * RK_ERR_AUTH for NOAUTH) with the text prefixed by argv[0]. is_read = the
+ * command only reads, so it may be retried once on a fresh connection when
+ * a pooled one turns out dead; writes never are. */
 rk_status rk__client_run(rk_client *client, int argc, const char **argv, const size_t *argvlen, bool is_read,
                          rk_reply **reply);
 

@@ -8,8 +8,10 @@
  * a blocking hiredis context cannot promise that for connect, and its
  * per-socket timeouts restart on every partial read.
  *
- * The request path is write → poll → recv, three system calls for a small
- * command, the same work a blocking client does plus one poll.
+ * The request path is send → poll → recv, three system calls for a small
+ * command, the same work a blocking client does plus one poll. (A pooled
+ * connection that sat idle also gets a zero-timeout poll first; see
+ * client.c.)
  */
 #include <errno.h>
 #include <netdb.h>

@@ -67,9 +67,8 @@ static int schedule(rk__health *h, int64_t now_ns)
     return delay;
 }
 
-static void open_circuit(rk__health *h, int64_t now_ns, rk_status st, int delay, rk__events *ev)
+static void open_circuit(rk__health *h, rk_status st, int delay, rk__events *ev)
 {
-    (void)now_ns;
     h->probing = false;
     if (h->circuit == RK_CIRCUIT_OPEN) return;
     h->circuit = RK_CIRCUIT_OPEN;
@@ -127,15 +126,26 @@ rk__gate rk__health_may_connect(rk__health *h, int64_t now_ns, int64_t deadline_
     return RK__PROBE;
 }
 
+bool rk__transport_failure(rk_status st)
+{
+    return st == RK_ERR_TIMEOUT || st == RK_ERR_UNAVAILABLE || st == RK_ERR_PROTOCOL;
+}
+
 void rk__health_connect_failed(rk__health *h, int64_t now_ns, rk_status st, bool probe, rk__events *ev)
 {
+    /* A refused handshake (AUTH, TLS, SELECT) is the server's answer too:
+     * retrying it at full speed would only hammer it. */
+    if (!rk__transport_failure(st) && st != RK_ERR_AUTH && st != RK_ERR_TLS && st != RK_ERR_SERVER) {
+        rk__health_cancel_probe(h, probe);
+        return;
+    }
     h->failures++;
     int delay = schedule(h, now_ns);
     if (probe) h->probing = false;
     rk__events_add(ev, RK_EVENT_RECONNECT_SCHEDULED, st, h->attempt, delay,
                    "connect attempt %d failed (%s); next attempt in %d ms", h->attempt, rk_strerror(st), delay);
     if ((h->circuit == RK_CIRCUIT_HALF_OPEN && probe) || (h->circuit == RK_CIRCUIT_CLOSED && over_threshold(h)))
-        open_circuit(h, now_ns, st, delay, ev);
+        open_circuit(h, st, delay, ev);
 }
 
 void rk__health_connected(rk__health *h, bool probe, rk__events *ev)
@@ -158,7 +168,7 @@ void rk__health_request_done(rk__health *h, int64_t now_ns, rk_status st, bool t
         h->failures++;
         if ((h->circuit == RK_CIRCUIT_HALF_OPEN && probe) ||
             (h->circuit == RK_CIRCUIT_CLOSED && over_threshold(h)))
-            open_circuit(h, now_ns, st, schedule(h, now_ns), ev);
+            open_circuit(h, st, schedule(h, now_ns), ev);
         return;
     }
     h->failures = 0;

@@ -62,7 +62,14 @@ rk__gate rk__health_enter(rk__health *h, int64_t now_ns, rk__events *ev);
 rk__gate rk__health_may_connect(rk__health *h, int64_t now_ns, int64_t deadline_ns, bool probe,
                                 int64_t *until_ns);
 
-/* A connect attempt failed with st / succeeded. */
+/* Did st come from the server or the network (a timeout, a lost or
+ * refused connection, garbage on the wire)? Only such failures move the
+ * schedule and the breaker. */
+bool rk__transport_failure(rk_status st);
+
+/* A connect attempt failed with st / succeeded. A failure that says
+ * nothing about the server (out of memory, out of file descriptors) only
+ * gives up the probe. */
 void rk__health_connect_failed(rk__health *h, int64_t now_ns, rk_status st, bool probe, rk__events *ev);
 void rk__health_connected(rk__health *h, bool probe, rk__events *ev);
 

@@ -15,12 +15,7 @@
 #include "client.h"
 #include "error.h"
 #include "keys.h"
-
-static bool name_char(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '_' || ch == '.' || ch == '-';
-}
+#include "url.h"
 
 rk_status rk__key_check_name(const char *what, const char *name)
 {
@@ -29,7 +24,7 @@ rk_status rk__key_check_name(const char *what, const char *name)
     for (const char *p = name; *p; p++, n++) {
         if (n >= RK_MAX_NAMESPACE_BYTES)
             return rk__fail(RK_ERR_INVALID, "%s is longer than %d bytes", what, RK_MAX_NAMESPACE_BYTES);
-        if (!name_char((unsigned char)*p))
+        if (!rk__name_char(*p))
             return rk__fail(RK_ERR_INVALID, "%s may only contain A-Z a-z 0-9 _ . - (':' is the separator)", what);
     }
     return RK_OK;

@@ -26,13 +26,13 @@
 #include <sys/un.h>
 
 #include <redkit/client.h>
+#include <redkit/keys.h>
 #include <redkit/url.h>
 
 #include "alloc.h"
 #include "error.h"
 #include "url.h"
 
-#define MAX_PREFIX_LEN 64
 /* Longest option name repeated in an "unknown option" message. */
 #define MAX_ECHOED_NAME 32
 
@@ -266,7 +266,7 @@ static rk_status option_number(const char *name, const char *v, long min, long m
 
 /* Redis refuses CLIENT SETNAME with spaces, newlines or anything outside
  * printable ASCII; better to say so before connecting. */
-static bool valid_client_name(const char *v)
+bool rk__client_name_valid(const char *v)
 {
     for (; *v; v++)
         if ((unsigned char)*v <= ' ' || (unsigned char)*v > '~') return false;
@@ -276,11 +276,13 @@ static bool valid_client_name(const char *v)
 /* A key prefix becomes part of every key and of SCAN patterns, so it is
  * kept to characters that need no escaping anywhere, and without ':', the
  * separator, so that a prefix can never pose as a prefix plus namespace. */
+bool rk__name_char(char c) { return is_alnum(c) || c == '_' || c == '.' || c == '-'; }
+
 static bool valid_prefix(const char *v)
 {
-    if (strlen(v) > MAX_PREFIX_LEN) return false;
+    if (strlen(v) > RK_MAX_NAMESPACE_BYTES) return false;
     for (; *v; v++)
-        if (!is_alnum(*v) && !strchr("_.-", *v)) return false;
+        if (!rk__name_char(*v)) return false;
     return true;
 }
 
@@ -333,7 +335,7 @@ static rk_status parse_option(rk__url *u, const char *s, const char *e, unsigned
         u->has_db = st == RK_OK;
         break;
     case OPT_NAME:
-        if (!valid_client_name(v)) {
+        if (!rk__client_name_valid(v)) {
             st = rk__fail(RK_ERR_INVALID,
                           "URL option name: only printable ASCII without spaces is allowed");
             break;
@@ -344,7 +346,7 @@ static rk_status parse_option(rk__url *u, const char *s, const char *e, unsigned
         if (!valid_prefix(v)) {
             st = rk__fail(RK_ERR_INVALID,
                           "URL option prefix: at most %d bytes of A-Z a-z 0-9 _ . -",
-                          MAX_PREFIX_LEN);
+                          RK_MAX_NAMESPACE_BYTES);
             break;
         }
         u->key_prefix = v;

@@ -34,4 +34,13 @@ rk_status rk__url_parse(const char *url, rk__url *out);
 /* Free every string of u (wiping the password) and zero it. */
 void rk__url_clear(rk__url *u);
 
+/* The rules for names that come from configuration, whether from a URL or
+ * from code. A key prefix or namespace is made of these characters (no
+ * ':', the separator; no glob characters): A-Z a-z 0-9 _ . - */
+bool rk__name_char(char c);
+
+/* A client name Redis accepts for CLIENT SETNAME: printable ASCII without
+ * spaces. */
+bool rk__client_name_valid(const char *name);
+
 #endif

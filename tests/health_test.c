@@ -147,6 +147,12 @@ static void test_failed_connects_open_the_circuit(void **state)
     rk__health h;
     rk__health_init(&h, 10, 100, 2, 3);
     rk__events ev = {0};
+    /* Local failures say nothing about the server: no count, no schedule. */
+    rk__health_connect_failed(&h, 0, RK_ERR_NOMEM, false, &ev);
+    rk__health_connect_failed(&h, 0, RK_ERR_SYSTEM, false, &ev);
+    assert_int_equal(h.failures, 0);
+    assert_int_equal(h.attempt, 0);
+    assert_int_equal(ev.n, 0);
     rk__health_connect_failed(&h, 0, RK_ERR_UNAVAILABLE, false, &ev);
     assert_int_equal(h.circuit, RK_CIRCUIT_CLOSED);
     rk__health_connect_failed(&h, 0, RK_ERR_UNAVAILABLE, false, &ev);

@@ -108,7 +108,8 @@ typedef struct rk_client_options {
     const char *password;       /* AUTH password; NULL = no AUTH. Wiped from
                                    redkit's memory when the client is freed. */
     int db;                     /* database number for SELECT; default 0 */
-    const char *client_name;    /* CLIENT SETNAME on every connection; NULL = none */
+    const char *client_name;    /* CLIENT SETNAME on every connection: printable
+                                   ASCII without spaces; NULL = none */
     const char *key_prefix;     /* first part of every key redkit writes
                                    ("shop" gives "shop:cache:user:123");
                                    NULL or "" = no prefix */
@@ -133,8 +134,9 @@ typedef struct rk_client_options {
     int breaker_threshold;
     /* A pooled connection idle for longer than this is checked with PING
      * before it is reused (catches peers that vanished silently, e.g.
-     * behind a NAT). Default 30000; -1 disables. A connection whose peer
-     * closed it is noticed without a round trip either way. */
+     * behind a NAT). Default 30000; -1 disables. A connection idle for a
+     * millisecond or more whose peer closed it is noticed without a round
+     * trip either way. */
     int idle_ping_ms;
 
     rk_event_fn on_event;       /* NULL = none */
