@@ -33,6 +33,9 @@
 #include <hiredis/hiredis.h>
 #include <redkit/redkit.h>
 
+#include "measure.h"
+#include "url.h" /* src/: redkit's REDIS_URL parser */
+
 #define DEFAULT_OPS 50000
 #define WARMUP_OPS 2000
 #define ROUNDS 3
@@ -59,7 +62,7 @@ typedef struct bench {
     char *user_key[N_IMPLS][KEYSPACE]; /* what a redkit caller passes: "bench:r:N" */
     char *full_key[N_IMPLS][KEYSPACE]; /* what reaches Redis: "[prefix:]cache:bench:r:N" */
     size_t full_key_len[N_IMPLS][KEYSPACE];
-    uint64_t *lat_ns[N_IMPLS]; /* one entry per measured op */
+    int64_t *lat_ns[N_IMPLS]; /* one entry per measured op */
 } bench;
 
 /* One request of kind op on key number k; 0 on success, -1 after printing
@@ -85,14 +88,6 @@ _Noreturn static void die_rk(const char *what, rk_status st)
 
     snprintf(detail, sizeof detail, "%s: %s", rk_strerror(st), rk_last_error());
     die(what, detail);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- the three contenders ---------------------------------------------- */
@@ -159,23 +154,6 @@ static const op_fn impl_fns[N_IMPLS] = { hiredis_op, redkit_raw_op, redkit_typed
 
 /* ---- measuring ----------------------------------------------------------- */
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of the sorted lat[0..n-1], in microseconds. */
-static double percentile_us(const uint64_t *lat, size_t n, double p)
-{
-    size_t rank = (size_t)(p * (double)n + 0.999999);
-
-    if (rank < 1)
-        rank = 1;
-    return (double)lat[rank - 1] / 1000.0;
-}
-
 /*
  * One measured phase of op for every contender. The contenders take turns
  * every BLOCK_OPS requests, the first of each turn rotating, until each
@@ -187,7 +165,7 @@ static double percentile_us(const uint64_t *lat, size_t n, double p)
  */
 static void measure(bench *b, int op, size_t ops, size_t round, result out[N_IMPLS])
 {
-    uint64_t busy_ns[N_IMPLS] = { 0 };
+    int64_t busy_ns[N_IMPLS] = { 0 };
 
     for (size_t i = 0; i < N_IMPLS; i++)
         for (size_t n = 0; n < WARMUP_OPS; n++)
@@ -199,12 +177,12 @@ static void measure(bench *b, int op, size_t ops, size_t round, result out[N_IMP
 
         for (size_t j = 0; j < N_IMPLS; j++) {
             size_t i = (j + turn) % N_IMPLS;
-            uint64_t start = now_ns(), t0 = start, t1;
+            int64_t start = bench_now_ns(), t0 = start, t1;
 
             for (size_t n = done; n < end; n++, t0 = t1) {
                 if (impl_fns[i](b, op, n % KEYSPACE) != 0)
                     exit(2);
-                t1 = now_ns();
+                t1 = bench_now_ns();
                 b->lat_ns[i][n] = t1 - t0;
             }
             busy_ns[i] += t0 - start;
@@ -212,10 +190,10 @@ static void measure(bench *b, int op, size_t ops, size_t round, result out[N_IMP
     }
 
     for (size_t i = 0; i < N_IMPLS; i++) {
-        qsort(b->lat_ns[i], ops, sizeof b->lat_ns[i][0], cmp_u64);
+        bench_sort(b->lat_ns[i], ops);
         out[i].ops_per_s = (double)ops * 1e9 / (double)busy_ns[i];
-        out[i].p50_us = percentile_us(b->lat_ns[i], ops, 0.50);
-        out[i].p99_us = percentile_us(b->lat_ns[i], ops, 0.99);
+        out[i].p50_us = (double)bench_percentile(b->lat_ns[i], ops, 0.50) / 1000.0;
+        out[i].p99_us = (double)bench_percentile(b->lat_ns[i], ops, 0.99) / 1000.0;
     }
 }
 
@@ -241,114 +219,44 @@ static result median_round(const result *rounds, double *spread)
 
 /* ---- set-up -------------------------------------------------------------- */
 
-static int hex(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
-/* A new string holding s[0..n-1] with its %XX escapes decoded. */
-static char *decode(const char *s, size_t n)
-{
-    char *out = malloc(n + 1), *o = out;
-
-    if (out == NULL)
-        die("setup", "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-            *o++ = (char)(hex(s[i + 1]) * 16 + hex(s[i + 2]));
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    *o = '\0';
-    return out;
-}
-
 /*
- * Open the hiredis connection to the server that url names. redkit parses
- * REDIS_URL for itself; this is a small parser of the common forms —
- * redis://[[user]:password@]host[:port][/db] and unix:///path[?db=N] — so
- * that the baseline uses hiredis alone. Other forms are refused.
+ * Open the hiredis connection to the server that url names, with AUTH and
+ * SELECT as the URL says. The URL is read by redkit's own parser (setup
+ * only: the baseline's measured path is hiredis alone).
  */
 static redisContext *hiredis_connect(const char *url)
 {
     const struct timeval timeout = { 1, 0 };
-    char *host = NULL, *user = NULL, *pass = NULL;
-    const char *p, *q, *end;
-    int port = 6379, db = 0;
+    rk__url u;
     redisContext *c;
 
-    end = url + strcspn(url, "?");
-    for (q = end; q != NULL && *q != '\0'; q = strchr(q + 1, '&'))
-        if (strncmp(q + 1, "db=", 3) == 0)
-            db = atoi(q + 4);
-    if (strncmp(url, "unix://", 7) == 0) {
-        host = decode(url + 7, (size_t)(end - url - 7));
-        c = redisConnectUnixWithTimeout(host, timeout);
-    } else if (strncmp(url, "redis://", 8) == 0) {
-        p = url + 8;
-        if ((q = memchr(p, '@', (size_t)(end - p))) != NULL) {
-            const char *colon = memchr(p, ':', (size_t)(q - p));
-
-            if (colon != NULL) {
-                if (colon > p)
-                    user = decode(p, (size_t)(colon - p));
-                pass = decode(colon + 1, (size_t)(q - colon - 1));
-            } else {
-                user = decode(p, (size_t)(q - p)); /* user without password */
-            }
-            p = q + 1;
-        }
-        if (*p == '[') { /* [IPv6] */
-            q = strchr(p, ']');
-            if (q == NULL || q > end)
-                die("REDIS_URL", "unterminated [IPv6] host");
-            host = decode(p + 1, (size_t)(q - p - 1));
-            p = q + 1;
-        } else {
-            q = p + strcspn(p, ":/?");
-            host = q > p ? decode(p, (size_t)(q - p)) : decode("127.0.0.1", 9);
-            p = q;
-        }
-        if (*p == ':') {
-            char *after;
-
-            port = (int)strtol(p + 1, &after, 10);
-            p = after;
-        }
-        if (*p == '/' && p[1] >= '0' && p[1] <= '9')
-            db = atoi(p + 1);
-        c = redisConnectWithTimeout(host, port, timeout);
-    } else {
-        die("REDIS_URL", "the hiredis baseline reads only redis:// and unix:// URLs");
-        return NULL;
-    }
+    if (rk__url_parse(url, &u) != RK_OK)
+        die("REDIS_URL", rk_last_error());
+    if (u.tls)
+        die("REDIS_URL", "the hiredis baseline does not speak TLS");
+    if (u.unix_path != NULL)
+        c = redisConnectUnixWithTimeout(u.unix_path, timeout);
+    else
+        c = redisConnectWithTimeout(u.host != NULL ? u.host : RK_DEFAULT_HOST,
+                                    u.port != 0 ? u.port : RK_DEFAULT_PORT, timeout);
     if (c == NULL || c->err)
         die("hiredis connect", c == NULL ? "out of memory" : c->errstr);
 
     redisReply *r = NULL;
-    if (pass != NULL && user != NULL)
-        r = redisCommand(c, "AUTH %s %s", user, pass);
-    else if (pass != NULL)
-        r = redisCommand(c, "AUTH %s", pass);
+    if (u.password != NULL && u.username != NULL)
+        r = redisCommand(c, "AUTH %s %s", u.username, u.password);
+    else if (u.password != NULL)
+        r = redisCommand(c, "AUTH %s", u.password);
     if (r != NULL && r->type == REDIS_REPLY_ERROR)
         die("hiredis AUTH", r->str);
     freeReplyObject(r);
-    if (db != 0) {
-        r = redisCommand(c, "SELECT %d", db);
+    if (u.db != 0) {
+        r = redisCommand(c, "SELECT %d", u.db);
         if (r == NULL || r->type == REDIS_REPLY_ERROR)
             die("hiredis SELECT", r == NULL ? c->errstr : r->str);
         freeReplyObject(r);
     }
-    if (pass != NULL)
-        memset(pass, 0, strlen(pass));
-    free(host);
-    free(user);
-    free(pass);
+    rk__url_clear(&u); /* wipes the password */
     return c;
 }
 

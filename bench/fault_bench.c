@@ -42,6 +42,7 @@
 
 #include <redkit/redkit.h>
 
+#include "measure.h"
 #include "support/redis_server.h" /* the test fixture, tests/support/ */
 
 #define VALUE_BYTES 100
@@ -139,14 +140,6 @@ static int classify(rk_status st)
     }
 }
 
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static double ms(int64_t ns) { return (double)ns / 1e6; }
 
 /* Sleep until the monotonic time t (ns). */
@@ -160,7 +153,7 @@ static void sleep_until(int64_t t)
 
 static void sleep_us(int us)
 {
-    sleep_until(now_ns() + (int64_t)us * 1000);
+    sleep_until(bench_now_ns() + (int64_t)us * 1000);
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -200,7 +193,7 @@ static const char *event_name(rk_event_type t)
 static void on_event(const rk_event *e, void *user)
 {
     event_log *log = user;
-    ev_rec r = { now_ns(), e->type, e->status, e->attempt, e->delay_ms };
+    ev_rec r = { bench_now_ns(), e->type, e->status, e->attempt, e->delay_ms };
 
     if (e->type >= RK_EVENT_CONNECTED && e->type <= RK_EVENT_CIRCUIT_CLOSED)
         atomic_fetch_add(&log->count[e->type], 1);
@@ -381,7 +374,7 @@ static void *worker_main(void *arg)
         int64_t killed = atomic_load(&a->killed_ns);
         int64_t ready = atomic_load(&a->ready_ns);
         int64_t back = atomic_load(&a->back_ns);
-        int64_t start = now_ns();
+        int64_t start = bench_now_ns();
         if (op == OP_SET) {
             st = rk_cache_set(a->cli.cache, key, value_bytes, VALUE_BYTES, NULL);
         } else {
@@ -391,7 +384,7 @@ static void *worker_main(void *arg)
             st = rk_cache_get(a->cli.cache, key, &value, &len);
             rk_free(value);
         }
-        int64_t end = now_ns(), lat = end - start;
+        int64_t end = bench_now_ns(), lat = end - start;
         int c = classify(st);
 
         w->n[op][c]++;
@@ -604,7 +597,7 @@ static bool scenario_a(rk_test_server *srv)
     atomic_init(&a.killed_ns, 0);
     atomic_init(&a.ready_ns, 0);
     atomic_init(&a.back_ns, 0);
-    a.t0 = now_ns();
+    a.t0 = bench_now_ns();
     for (int t = 0; t < A_THREADS; t++) {
         worker *w = &a.w[t];
 
@@ -621,26 +614,26 @@ static bool scenario_a(rk_test_server *srv)
 
     if (started == A_THREADS) {
         sleep_until(a.t0 + A_KILL_MS * NS_PER_MS);
-        atomic_store(&a.kill_ns, now_ns());
+        atomic_store(&a.kill_ns, bench_now_ns());
         if (!rk_test_server_signal(srv, SIGKILL))
             fprintf(stderr, "fault_bench: SIGKILL failed\n");
-        atomic_store(&a.killed_ns, now_ns());
+        atomic_store(&a.killed_ns, bench_now_ns());
 
         sleep_until(a.t0 + A_RESTART_MS * NS_PER_MS);
         restarted = rk_test_server_restart(srv, NULL);
         if (restarted)
-            atomic_store(&a.ready_ns, now_ns());
+            atomic_store(&a.ready_ns, bench_now_ns());
 
         sleep_until(a.t0 + A_RUN_MS * NS_PER_MS);
         /* Give a slow recovery time to show, within a bound. */
         while (restarted && atomic_load(&a.recovered) < A_THREADS &&
-               now_ns() < a.t0 + (A_RUN_MS + A_EXTRA_MS) * NS_PER_MS)
+               bench_now_ns() < a.t0 + (A_RUN_MS + A_EXTRA_MS) * NS_PER_MS)
             sleep_us(10000);
     }
     atomic_store(&a.stop, 1);
     for (int t = 0; t < started; t++)
         pthread_join(a.w[t].thread, NULL);
-    int64_t end = now_ns();
+    int64_t end = bench_now_ns();
 
     if (started == A_THREADS)
         print_scenario_a(&a, &log, end, restarted);
@@ -650,23 +643,6 @@ static bool scenario_a(rk_test_server *srv)
 }
 
 /* ---- scenario B: the cost of failing fast -------------------------------- */
-
-static int cmp_i64(const void *x, const void *y)
-{
-    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
-
-    return (a > b) - (a < b);
-}
-
-/* Nearest-rank percentile of the sorted v[0..n-1]. */
-static int64_t percentile(const int64_t *v, size_t n, double p)
-{
-    size_t rank = (size_t)(p * (double)n + 0.999999);
-
-    if (rank < 1)
-        rank = 1;
-    return v[rank - 1];
-}
 
 static rk_status get_once(rk_cache *cache, const char *key)
 {
@@ -685,13 +661,13 @@ static void time_gets(rk_cache *cache, const char *key, int64_t *lat, size_t n,
 {
     memset(by_class, 0, N_CLASSES * sizeof by_class[0]);
     for (size_t i = 0; i < n; i++) {
-        int64_t t0 = now_ns();
+        int64_t t0 = bench_now_ns();
         rk_status st = get_once(cache, key);
 
-        lat[i] = now_ns() - t0;
+        lat[i] = bench_now_ns() - t0;
         by_class[classify(st)]++;
     }
-    qsort(lat, n, sizeof lat[0], cmp_i64);
+    bench_sort(lat, n);
 }
 
 static void print_percentiles(const char *what, const int64_t *lat, size_t n)
@@ -703,9 +679,9 @@ static void print_percentiles(const char *what, const int64_t *lat, size_t n)
     printf("  %s (%zu calls):\n"
            "    p50 %.3f us (%" PRId64 " ns), p99 %.3f us (%" PRId64 " ns), p99.9 %.3f us,"
            " max %.3f us, mean %.3f us\n",
-           what, n, (double)percentile(lat, n, 0.50) / 1e3, percentile(lat, n, 0.50),
-           (double)percentile(lat, n, 0.99) / 1e3, percentile(lat, n, 0.99),
-           (double)percentile(lat, n, 0.999) / 1e3, (double)lat[n - 1] / 1e3,
+           what, n, (double)bench_percentile(lat, n, 0.50) / 1e3, bench_percentile(lat, n, 0.50),
+           (double)bench_percentile(lat, n, 0.99) / 1e3, bench_percentile(lat, n, 0.99),
+           (double)bench_percentile(lat, n, 0.999) / 1e3, (double)lat[n - 1] / 1e3,
            (double)sum / (double)n / 1e3);
 }
 
@@ -713,12 +689,12 @@ static void print_percentiles(const char *what, const int64_t *lat, size_t n)
 static int64_t clock_overhead(int64_t *scratch, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        int64_t t0 = now_ns();
+        int64_t t0 = bench_now_ns();
 
-        scratch[i] = now_ns() - t0;
+        scratch[i] = bench_now_ns() - t0;
     }
-    qsort(scratch, n, sizeof scratch[0], cmp_i64);
-    return percentile(scratch, n, 0.50);
+    bench_sort(scratch, n);
+    return bench_percentile(scratch, n, 0.50);
 }
 
 /* Call get until the circuit is open, within bounds. Returns the number
@@ -726,20 +702,20 @@ static int64_t clock_overhead(int64_t *scratch, size_t n)
 static int drive_open(rk_cache *cache, rk_client *client, const char *key, bool show,
                       int64_t *took)
 {
-    int64_t t0 = now_ns();
+    int64_t t0 = bench_now_ns();
     int calls = 0;
 
     while (rk_client_circuit(client) != RK_CIRCUIT_OPEN) {
-        if (calls >= B_OPEN_MAX_CALLS || now_ns() - t0 > B_OPEN_MAX_MS * NS_PER_MS)
+        if (calls >= B_OPEN_MAX_CALLS || bench_now_ns() - t0 > B_OPEN_MAX_MS * NS_PER_MS)
             return -1;
-        int64_t start = now_ns();
+        int64_t start = bench_now_ns();
         rk_status st = get_once(cache, key);
         if (show)
-            printf("    call %d: %.1f ms, %s: %s\n", calls + 1, ms(now_ns() - start),
+            printf("    call %d: %.1f ms, %s: %s\n", calls + 1, ms(bench_now_ns() - start),
                    rk_strerror(st), rk_last_error());
         calls++;
     }
-    *took = now_ns() - t0;
+    *took = bench_now_ns() - t0;
     return calls;
 }
 
@@ -777,7 +753,7 @@ static void scenario_b(rk_test_server *srv)
     if (by_class[C_OK] != B_HIT_CALLS)
         printf("    (only %" PRIu64 " of them were hits)\n", by_class[C_OK]);
 
-    int64_t t_stop = now_ns();
+    int64_t t_stop = bench_now_ns();
     if (!rk_test_server_signal(srv, SIGSTOP)) {
         fprintf(stderr, "fault_bench: SIGSTOP failed\n");
         goto out;
@@ -823,19 +799,19 @@ static void scenario_b(rk_test_server *srv)
     /* Show what the client expects, then let the server run again. */
     st = get_once(cli.cache, key);
     printf("  last call before SIGCONT: %s: %s\n", rk_strerror(st), rk_last_error());
-    int64_t t_cont = now_ns();
+    int64_t t_cont = bench_now_ns();
     if (!rk_test_server_signal(srv, SIGCONT)) {
         fprintf(stderr, "fault_bench: SIGCONT failed\n");
         goto out;
     }
     int64_t t_ok = -1;
     uint64_t rec_calls = 0, rec_class[N_CLASSES] = { 0 };
-    while (now_ns() - t_cont < B_RECOVER_MAX_MS * NS_PER_MS) {
+    while (bench_now_ns() - t_cont < B_RECOVER_MAX_MS * NS_PER_MS) {
         st = get_once(cli.cache, key);
         rec_calls++;
         rec_class[classify(st)]++;
         if (st == RK_OK) {
-            t_ok = now_ns();
+            t_ok = bench_now_ns();
             break;
         }
         sleep_us(B_RECOVER_PAUSE_US);

@@ -13,10 +13,10 @@
 #include <float.h>
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 #include <redkit/redkit.h>
 
+#include "support/clock.h"
 #include "support/redis_server.h"
 
 static rk_test_server *server;
@@ -60,12 +60,6 @@ static long long server_integer(const char *fmt, const char *key)
     long long v = r->integer;
     freeReplyObject(r);
     return v;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
 }
 
 /* The seed's example: set with a TTL, get, delete. */
@@ -151,7 +145,7 @@ static void test_ttl_expires(void **state)
 
     long long exists = 1;
     for (int i = 0; i < 100 && exists; i++) { /* at most ~5 s */
-        sleep_ms(50);
+        rk_test_sleep_ms(50);
         exists = server_integer("EXISTS %s", "shop:cache:brief");
     }
     assert_int_equal(exists, 0);

@@ -18,29 +18,16 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include <redkit/redkit.h>
 
+#include "support/clock.h"
 #include "support/fault_proxy.h"
 #include "support/redis_server.h"
 
 /* Slack over a call's deadline: scheduling on a loaded 2-core machine and
  * sanitizer builds, never the client's own waiting. */
 #define MARGIN_MS 400
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 static rk_client *new_client(const char *url, const rk_client_options *extra)
 {
@@ -61,10 +48,10 @@ static char *url_for_port(char *buf, size_t cap, int port)
 /* Ping until it works (bounded): the client must recover by itself. */
 static bool recovers(rk_client *c, int within_ms)
 {
-    int64_t end = now_ms() + within_ms;
-    while (now_ms() < end) {
+    int64_t end = rk_test_now_ms() + within_ms;
+    while (rk_test_now_ms() < end) {
         if (rk_client_ping(c) == RK_OK) return true;
-        sleep_ms(20);
+        rk_test_sleep_ms(20);
     }
     return false;
 }
@@ -91,7 +78,7 @@ static void *load(void *arg)
     val[sizeof val - 1] = '\0';
     for (long i = 0; i < 1000000 && !atomic_load(l->stop); i++) {
         snprintf(key, sizeof key, "k%d:%ld", l->id, i % 20);
-        int64_t t0 = now_ms();
+        int64_t t0 = rk_test_now_ms();
         rk_status st;
         if (i % 2) {
             char *s = NULL;
@@ -100,7 +87,7 @@ static void *load(void *arg)
         } else {
             st = rk_cache_set_str(l->cache, key, val, &(rk_set_options){.ttl_s = 60});
         }
-        int64_t took = now_ms() - t0;
+        int64_t took = rk_test_now_ms() - t0;
         if (took > l->max_call_ms) l->max_call_ms = took;
         l->calls++;
         if (st == RK_OK && atomic_load(l->restarted)) l->ok_after_restart++;
@@ -109,7 +96,7 @@ static void *load(void *arg)
             l->unexpected++;
             l->unexpected_st = st;
         }
-        if (st != RK_OK && st != RK_MISS) sleep_ms(2); /* a caller backing off a little */
+        if (st != RK_OK && st != RK_MISS) rk_test_sleep_ms(2); /* a caller backing off a little */
     }
     return NULL;
 }
@@ -133,9 +120,9 @@ static void test_kill9_and_restart_under_load(void **state)
         l[i] = (struct loader){.cache = cache, .id = i, .stop = &stop, .restarted = &restarted};
         assert_int_equal(pthread_create(&t[i], NULL, load, &l[i]), 0);
     }
-    sleep_ms(300);
+    rk_test_sleep_ms(300);
     assert_true(rk_test_server_signal(s, SIGKILL));
-    sleep_ms(600);
+    rk_test_sleep_ms(600);
     assert_true(rk_test_server_restart(s, NULL));
     atomic_store(&restarted, true);
     /* Wait (bounded) until every thread has succeeded after the restart. */
@@ -143,7 +130,7 @@ static void test_kill9_and_restart_under_load(void **state)
         bool all = true;
         for (int i = 0; i < 4; i++) all = all && l[i].ok_after_restart > 0;
         if (all) break;
-        sleep_ms(50);
+        rk_test_sleep_ms(50);
     }
     atomic_store(&stop, true);
     for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
@@ -206,10 +193,10 @@ static void check_circuit_cycle(rk_client *c, struct recorder *rec, void (*heal)
 {
     /* Each call ends by its deadline; three of them open the circuit. */
     for (int i = 0; i < 3; i++) {
-        int64_t t0 = now_ms();
+        int64_t t0 = rk_test_now_ms();
         rk_status st = rk_client_ping(c);
         assert_true(st == RK_ERR_TIMEOUT || st == RK_ERR_UNAVAILABLE);
-        assert_true(now_ms() - t0 <= 150 + 150 + MARGIN_MS);
+        assert_true(rk_test_now_ms() - t0 <= 150 + 150 + MARGIN_MS);
     }
     assert_int_equal(rk_client_circuit(c), RK_CIRCUIT_OPEN);
     assert_true(count_events(rec, RK_EVENT_CIRCUIT_OPEN) >= 1);
@@ -217,9 +204,9 @@ static void check_circuit_cycle(rk_client *c, struct recorder *rec, void (*heal)
     rk_client_stats before, after;
     rk_client_stats_get(c, &before);
     for (int i = 0; i < 100; i++) {
-        int64_t t0 = now_ms();
+        int64_t t0 = rk_test_now_ms();
         assert_int_equal(rk_client_ping(c), RK_ERR_UNAVAILABLE);
-        assert_true(now_ms() - t0 <= MARGIN_MS);
+        assert_true(rk_test_now_ms() - t0 <= MARGIN_MS);
     }
     rk_client_stats_get(c, &after);
     assert_true(after.fast_failed >= before.fast_failed + 100);
@@ -232,6 +219,15 @@ static void check_circuit_cycle(rk_client *c, struct recorder *rec, void (*heal)
     assert_true(count_events(rec, RK_EVENT_CIRCUIT_CLOSED) >= 1);
 }
 
+/* A client whose circuit opens after three failed 150 ms calls and
+ * probes again 200..400 ms later, with its events recorded. */
+static rk_client *circuit_client(const char *url, struct recorder *rec)
+{
+    return new_client(url, &(rk_client_options){
+        .command_timeout_ms = 150, .connect_timeout_ms = 150, .breaker_threshold = 3,
+        .reconnect_base_ms = 200, .reconnect_max_ms = 400, .on_event = record, .event_user = rec});
+}
+
 static void sigcont(void *s) { assert_true(rk_test_server_signal(s, SIGCONT)); }
 
 static void test_sigstop_opens_and_probe_closes_circuit(void **state)
@@ -240,9 +236,7 @@ static void test_sigstop_opens_and_probe_closes_circuit(void **state)
     rk_test_server *s = rk_test_server_start(NULL);
     assert_non_null(s);
     struct recorder rec = {.lock = PTHREAD_MUTEX_INITIALIZER};
-    rk_client *c = new_client(rk_test_server_url(s), &(rk_client_options){
-        .command_timeout_ms = 150, .connect_timeout_ms = 150, .breaker_threshold = 3,
-        .reconnect_base_ms = 200, .reconnect_max_ms = 400, .on_event = record, .event_user = &rec});
+    rk_client *c = circuit_client(rk_test_server_url(s), &rec);
     assert_int_equal(rk_client_ping(c), RK_OK);
     assert_true(rk_test_server_signal(s, SIGSTOP));
     check_circuit_cycle(c, &rec, sigcont, s);
@@ -261,9 +255,7 @@ static void test_blackhole_opens_and_probe_closes_circuit(void **state)
     assert_non_null(p);
     char url[64];
     struct recorder rec = {.lock = PTHREAD_MUTEX_INITIALIZER};
-    rk_client *c = new_client(url_for_port(url, sizeof url, rk_fault_proxy_port(p)), &(rk_client_options){
-        .command_timeout_ms = 150, .connect_timeout_ms = 150, .breaker_threshold = 3,
-        .reconnect_base_ms = 200, .reconnect_max_ms = 400, .on_event = record, .event_user = &rec});
+    rk_client *c = circuit_client(url_for_port(url, sizeof url, rk_fault_proxy_port(p)), &rec);
     assert_int_equal(rk_client_ping(c), RK_OK);
     rk_fault_proxy_set(p, RK_FAULT_BLACKHOLE, 0);
     check_circuit_cycle(c, &rec, pass, p);
@@ -376,9 +368,9 @@ static void test_timed_out_write_is_not_resent(void **state)
     assert_int_equal(rk_cache_set_str(cache, "k", "v", NULL), RK_ERR_TIMEOUT);
 
     /* The delayed commands do arrive, once each. */
-    for (int i = 0; i < 60 && server_counter(s) == 0; i++) sleep_ms(50);
-    for (int i = 0; i < 60 && set_calls(s) == 0; i++) sleep_ms(50);
-    sleep_ms(500);
+    for (int i = 0; i < 60 && server_counter(s) == 0; i++) rk_test_sleep_ms(50);
+    for (int i = 0; i < 60 && set_calls(s) == 0; i++) rk_test_sleep_ms(50);
+    rk_test_sleep_ms(500);
     assert_int_equal(server_counter(s), 1);
     assert_int_equal(set_calls(s), 1);
 
@@ -473,7 +465,7 @@ static void test_restart_with_new_password(void **state)
     rk_status st = RK_OK;
     for (int i = 0; i < 50 && st != RK_ERR_AUTH; i++) {
         st = rk_client_ping(c);
-        if (st != RK_ERR_AUTH) sleep_ms(20);
+        if (st != RK_ERR_AUTH) rk_test_sleep_ms(20);
     }
     assert_int_equal(st, RK_ERR_AUTH);
     assert_null(strstr(rk_last_error(), "first-pass"));
@@ -503,21 +495,21 @@ static void test_busy_server(void **state)
 
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, debug_sleep, s), 0);
-    sleep_ms(100);
-    int64_t t0 = now_ms();
+    rk_test_sleep_ms(100);
+    int64_t t0 = rk_test_now_ms();
     assert_int_equal(rk_client_ping(c), RK_ERR_TIMEOUT);
-    assert_true(now_ms() - t0 <= 150 + MARGIN_MS);
+    assert_true(rk_test_now_ms() - t0 <= 150 + MARGIN_MS);
     pthread_join(t, NULL);
     assert_true(recovers(c, 3000));
 
     redisReply *r = rk_test_server_command(s, "CLIENT PAUSE 600");
     assert_non_null(r);
     freeReplyObject(r);
-    t0 = now_ms();
+    t0 = rk_test_now_ms();
     const char *set[] = {"SET", "paused", "1"};
     rk_reply *reply = NULL;
     assert_int_equal(rk_client_command(c, 3, set, NULL, &reply), RK_ERR_TIMEOUT);
-    assert_true(now_ms() - t0 <= 150 + 150 + MARGIN_MS);
+    assert_true(rk_test_now_ms() - t0 <= 150 + 150 + MARGIN_MS);
     assert_true(recovers(c, 3000));
     rk_client_free(c);
     rk_test_server_stop(s);
@@ -575,7 +567,7 @@ static void test_idle_ping_and_log(void **state)
     assert_int_equal(rk_cache_get_str(cache, "k", &v), RK_OK);
     rk_free(v);
     assert_int_equal(command_calls(s, "ping"), pings);
-    sleep_ms(120);
+    rk_test_sleep_ms(120);
     assert_int_equal(rk_cache_get_str(cache, "k", &v), RK_OK);
     rk_free(v);
     assert_int_equal(command_calls(s, "ping"), pings + 1);

@@ -15,16 +15,9 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "clock.h"
 #include "redis_server.h"
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* PING through the admin helper; true on +PONG. */
 static bool admin_ping(rk_test_server *s)
@@ -188,7 +181,7 @@ static void test_sigstop_times_out_sigcont_recovers(void **state)
 
     /* The kernel still accepts the connection (listen backlog), but the
      * paused server never answers: the command must time out. */
-    int64_t t0 = now_ms();
+    int64_t t0 = rk_test_now_ms();
     redisContext *c = redisConnectWithTimeout("127.0.0.1", rk_test_server_port(s), tv);
     assert_non_null(c);
     redisReply *r = NULL;
@@ -196,7 +189,7 @@ static void test_sigstop_times_out_sigcont_recovers(void **state)
         assert_int_equal(redisSetTimeout(c, tv), REDIS_OK);
         r = redisCommand(c, "PING");
     }
-    int64_t elapsed = now_ms() - t0;
+    int64_t elapsed = rk_test_now_ms() - t0;
     assert_null(r);
     assert_int_not_equal(c->err, 0);
     assert_true(elapsed < 2000);

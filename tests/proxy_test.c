@@ -30,6 +30,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "clock.h"
 #include "fault_proxy.h"
 #include "redis_server.h"
 
@@ -41,13 +42,6 @@ static redisContext *contexts[MAX_TRACKED];
 static int ncontexts;
 static int raw_fds[MAX_TRACKED];
 static int nraw;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct timeval tv_ms(int ms)
 {
@@ -264,13 +258,13 @@ static void test_latency(void **state)
     redisContext *patient = connect_proxy(1000);
     rk_fault_proxy_set(proxy, RK_FAULT_LATENCY, 200);
 
-    int64_t t0 = now_ms();
+    int64_t t0 = rk_test_now_ms();
     assert_int_equal(expect_failure(fast, "PING"), REDIS_ERR_IO); /* the timeout */
-    assert_true(now_ms() - t0 < 190);
+    assert_true(rk_test_now_ms() - t0 < 190);
 
-    t0 = now_ms();
+    t0 = rk_test_now_ms();
     expect_reply(patient, "PONG", "PING");
-    int64_t took = now_ms() - t0;
+    int64_t took = rk_test_now_ms() - t0;
     assert_true(took >= 390); /* 200 ms each way */
     assert_true(took < 1000);
 
@@ -291,9 +285,9 @@ static void test_latency(void **state)
     freeReplyObject(r);
     assert_true(ok);
 
-    t0 = now_ms();
+    t0 = rk_test_now_ms();
     expect_reply(connect_proxy(1000), "PONG", "PING");
-    assert_true(now_ms() - t0 < 200);
+    assert_true(rk_test_now_ms() - t0 < 200);
 }
 
 static void test_blackhole(void **state)
@@ -303,15 +297,15 @@ static void test_blackhole(void **state)
     expect_reply(old, "PONG", "PING");
     rk_fault_proxy_set(proxy, RK_FAULT_BLACKHOLE, 0);
 
-    int64_t t0 = now_ms();
+    int64_t t0 = rk_test_now_ms();
     assert_int_equal(expect_failure(old, "PING"), REDIS_ERR_IO);
-    assert_true(now_ms() - t0 >= 250);
+    assert_true(rk_test_now_ms() - t0 >= 250);
 
     /* New connections are accepted, then hear nothing either. */
     redisContext *fresh = connect_proxy(300);
-    t0 = now_ms();
+    t0 = rk_test_now_ms();
     assert_int_equal(expect_failure(fresh, "PING"), REDIS_ERR_IO);
-    assert_true(now_ms() - t0 >= 250);
+    assert_true(rk_test_now_ms() - t0 >= 250);
     assert_int_equal(rk_fault_proxy_connections(proxy), 2);
 
     rk_fault_proxy_set(proxy, RK_FAULT_PASS, 0);
@@ -345,14 +339,14 @@ static void test_reset(void **state)
     expect_reply(old, "PONG", "PING");
     rk_fault_proxy_set(proxy, RK_FAULT_RESET, 0);
 
-    int64_t t0 = now_ms();
+    int64_t t0 = rk_test_now_ms();
     assert_int_equal(expect_failure(old, "PING"), REDIS_ERR_IO);
-    assert_true(now_ms() - t0 < 1000); /* a reset, not a timeout */
+    assert_true(rk_test_now_ms() - t0 < 1000); /* a reset, not a timeout */
 
     /* The kernel completes the handshake, then the proxy resets the
      * connection on accept: depending on timing, hiredis sees the reset
      * while it finishes connecting or on the first command. */
-    t0 = now_ms();
+    t0 = rk_test_now_ms();
     redisContext *fresh = redisConnectWithTimeout("127.0.0.1", rk_fault_proxy_port(proxy), tv_ms(2000));
     assert_non_null(fresh);
     contexts[ncontexts++] = fresh;
@@ -361,7 +355,7 @@ static void test_reset(void **state)
         expect_failure(fresh, "PING");
     }
     assert_int_equal(fresh->err, REDIS_ERR_IO);
-    assert_true(now_ms() - t0 < 1000);
+    assert_true(rk_test_now_ms() - t0 < 1000);
     assert_int_equal(rk_fault_proxy_connections(proxy), 2);
 
     rk_fault_proxy_set(proxy, RK_FAULT_PASS, 0);
@@ -435,9 +429,9 @@ static void test_slice(void **state)
     assert_true(reads > 10);
 
     rk_fault_proxy_set(proxy, RK_FAULT_PASS, 0);
-    int64_t t0 = now_ms();
+    int64_t t0 = rk_test_now_ms();
     expect_reply(connect_proxy(2000), value, "GET big");
-    assert_true(now_ms() - t0 < 200);
+    assert_true(rk_test_now_ms() - t0 < 200);
     test_free(value);
 }
 
@@ -451,14 +445,14 @@ static void test_upstream_down(void **state)
     redisContext *c = redisConnectWithTimeout("127.0.0.1", rk_fault_proxy_port(down), tv_ms(2000));
     int connect_err = c ? c->err : -1;
     int err = 0;
-    int64_t t0 = now_ms();
+    int64_t t0 = rk_test_now_ms();
     if (c && !c->err) {
         redisSetTimeout(c, tv_ms(2000));
         redisReply *r = redisCommand(c, "PING");
         if (r) freeReplyObject(r);
         err = r ? 0 : c->err;
     }
-    int64_t took = now_ms() - t0;
+    int64_t took = rk_test_now_ms() - t0;
     int accepted = rk_fault_proxy_connections(down);
     redisFree(c);
     rk_fault_proxy_stop(down);
@@ -479,10 +473,10 @@ static void test_stop_prompt(void **state)
     assert_int_equal(redisAppendCommand(c, "PING"), REDIS_OK);
     assert_int_equal(redisBufferWrite(c, &(int){0}), REDIS_OK);
     connect_proxy(2000);
-    int64_t t0 = now_ms();
+    int64_t t0 = rk_test_now_ms();
     rk_fault_proxy_stop(proxy);
     proxy = NULL;
-    assert_true(now_ms() - t0 < 500);
+    assert_true(rk_test_now_ms() - t0 < 500);
     /* The client sees the end of its connection. */
     assert_int_not_equal(redisGetReply(c, &(void *){NULL}), REDIS_OK);
 }

@@ -25,6 +25,7 @@
  * checks its stop flag on every iteration; rk_fault_proxy_set() waits at
  * most FP_SET_WAIT_MS.
  */
+#include "clock.h"
 #include "fault_proxy.h"
 
 #include <arpa/inet.h>
@@ -117,19 +118,6 @@ struct rk_fault_proxy {
 };
 
 /* ------------------------------------------------------------------ utils */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
 
 static bool would_block(int err)
 {
@@ -252,7 +240,7 @@ static void accept_some(rk_fault_proxy *p)
             /* EMFILE and the like: the connection stays pending and poll()
              * would report it again at once; back off instead of spinning. */
             fprintf(stderr, "fault_proxy: accept: %s\n", strerror(errno));
-            sleep_ms(10);
+            rk_test_sleep_ms(10);
             return;
         }
         atomic_fetch_add(&p->accepted, 1);
@@ -344,7 +332,7 @@ static void conn_flush(rk_fault_proxy *p, fp_conn *c, bool to_client, int64_t no
         }
         if (slice && ++c->slice_run >= FP_SLICE_RUN) {
             c->slice_run = 0;
-            c->slice_next_ms = now_ms() + FP_SLICE_PAUSE_MS;
+            c->slice_next_ms = rk_test_now_ms() + FP_SLICE_PAUSE_MS;
             return;
         }
     }
@@ -514,7 +502,7 @@ static void *loop(void *arg)
 {
     rk_fault_proxy *p = arg;
     for (;;) {
-        int64_t now = now_ms();
+        int64_t now = rk_test_now_ms();
         size_t n = p->nconns;
         int timeout = FP_IDLE_MS;
         p->pfds[0] = (struct pollfd){.fd = p->wake[0], .events = POLLIN};
@@ -525,7 +513,7 @@ static void *loop(void *arg)
         int rc = poll(p->pfds, 2 + 2 * n, timeout);
         if (rc < 0 && errno != EINTR) {
             fprintf(stderr, "fault_proxy: poll: %s\n", strerror(errno));
-            sleep_ms(10);
+            rk_test_sleep_ms(10);
         }
 
         if (rc > 0 && (p->pfds[0].revents & POLLIN)) {
@@ -543,7 +531,7 @@ static void *loop(void *arg)
         if (stop) break;
         if (changed) apply_mode(p, mode, mode_arg);
 
-        now = now_ms();
+        now = rk_test_now_ms();
         for (size_t i = 0; i < n; i++) {
             fp_conn *c = p->conns[i];
             if (c->dead) continue;

@@ -12,6 +12,7 @@
  * Every wait here is bounded both in iterations and in wall time, so a wedged
  * server makes a test fail, never hang.
  */
+#include "clock.h"
 #include "redis_server.h"
 
 #include <errno.h>
@@ -32,7 +33,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <arpa/inet.h>
-#include <time.h>
 #include <unistd.h>
 
 #define RK_TS_READY_MS 5000   /* how long a (re)start may take to answer PING */
@@ -53,20 +53,6 @@ struct rk_test_server {
 };
 
 /* ------------------------------------------------------------------ utils */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-    }
-}
 
 static const char *server_binary(void)
 {
@@ -111,12 +97,12 @@ static void free_args(char **args)
  */
 static bool reap(pid_t pid, int ms)
 {
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = rk_test_now_ms() + ms;
     for (int i = 0; i < ms / 5 + 2; i++) {
         pid_t r = waitpid(pid, NULL, WNOHANG);
         if (r == pid || (r == -1 && errno == ECHILD)) return true;
-        if (now_ms() >= deadline) break;
-        sleep_ms(5);
+        if (rk_test_now_ms() >= deadline) break;
+        rk_test_sleep_ms(5);
     }
     return false;
 }
@@ -374,7 +360,7 @@ static bool answers_ping(int port, int timeout_ms)
  */
 static int wait_ready(rk_test_server *s, int ms)
 {
-    int64_t deadline = now_ms() + ms;
+    int64_t deadline = rk_test_now_ms() + ms;
     for (int i = 0; i < ms / 10 + 2; i++) {
         int status;
         if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
@@ -382,8 +368,8 @@ static int wait_ready(rk_test_server *s, int ms)
             return -1;
         }
         if (answers_ping(s->port, 250)) return 1;
-        if (now_ms() >= deadline) break;
-        sleep_ms(10);
+        if (rk_test_now_ms() >= deadline) break;
+        rk_test_sleep_ms(10);
     }
     return 0;
 }
@@ -526,9 +512,9 @@ int rk_test_server_cli(rk_test_server *s, char *out, size_t cap, const char *con
      * redis-cli never blocks on a full pipe. */
     size_t len = 0;
     bool timed_out = false;
-    int64_t deadline = now_ms() + RK_TS_CLI_MS;
+    int64_t deadline = rk_test_now_ms() + RK_TS_CLI_MS;
     for (int i = 0; i < 100000; i++) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - rk_test_now_ms();
         if (left <= 0) {
             timed_out = true;
             break;
@@ -562,16 +548,16 @@ int rk_test_server_cli(rk_test_server *s, char *out, size_t cap, const char *con
     }
     int status = 0;
     pid_t r = -1;
-    int64_t wait_deadline = now_ms() + 2000;
+    int64_t wait_deadline = rk_test_now_ms() + 2000;
     for (int i = 0; i < 1000; i++) {
         r = waitpid(pid, &status, WNOHANG);
         if (r == pid || (r == -1 && errno != EINTR)) break;
-        if (now_ms() >= wait_deadline) {
+        if (rk_test_now_ms() >= wait_deadline) {
             kill(pid, SIGKILL);
             r = waitpid(pid, &status, 0);
             break;
         }
-        sleep_ms(2);
+        rk_test_sleep_ms(2);
     }
     if (r != pid || timed_out || !WIFEXITED(status)) return -1;
     return WEXITSTATUS(status);
@@ -604,9 +590,9 @@ bool rk_test_server_restart(rk_test_server *s, const char *const *extra_args)
     /* The old process's port is free once it is reaped, but a client of the
      * test may briefly hold it (e.g. a connect racing the restart), so a bind
      * failure is retried on the same port until the deadline. */
-    int64_t deadline = now_ms() + RK_TS_READY_MS;
+    int64_t deadline = rk_test_now_ms() + RK_TS_READY_MS;
     for (int attempt = 0; attempt < 50; attempt++) {
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - rk_test_now_ms());
         if (left <= 0) break;
         if (!spawn(s)) return false;
         int r = wait_ready(s, left);
@@ -616,7 +602,7 @@ bool rk_test_server_restart(rk_test_server *s, const char *const *extra_args)
             break;
         }
         if (!log_says_port_taken(s)) break;
-        sleep_ms(100);
+        rk_test_sleep_ms(100);
     }
     fprintf(stderr, "rk_test_server: restart on port %d failed\n", s->port);
     print_log_tail(s);
