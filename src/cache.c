@@ -17,6 +17,7 @@
 #include <redkit/keys.h>
 
 #include "alloc.h"
+#include "cache.h"
 #include "client.h"
 #include "error.h"
 #include "keys.h"
@@ -26,18 +27,24 @@
 /* Redis's own limit on a bulk string (proto-max-bulk-len default). */
 #define MAX_VALUE_LIMIT ((size_t)512 << 20)
 #define MAX_TTL_MS ((int64_t)1 << 62)
-/* Values up to this size are assembled (header + payload) on the stack. */
-#define STACK_VALUE 512
 
-struct rk_cache {
-    rk_client *client;
-    char *head;               /* "<prefix>:<ns>:" */
-    size_t head_len;
-    int64_t default_ttl_ms;   /* RK_TTL_NONE or > 0 */
-    bool raw;
-    size_t max_key;
-    size_t max_value;
-};
+static rk_status check_options(const rk_cache_options *o, int64_t *ttl, size_t *max_value)
+{
+    *ttl = o->default_ttl_ms ? o->default_ttl_ms : RK_CACHE_DEFAULT_TTL_MS;
+    if (*ttl < 0 && *ttl != RK_TTL_NONE)
+        return rk__fail(RK_ERR_INVALID, "default_ttl_ms: %lld is negative (use RK_TTL_NONE for no expiry)",
+                        (long long)*ttl);
+    *max_value = o->max_value_bytes ? o->max_value_bytes : RK_CACHE_DEFAULT_MAX_VALUE_BYTES;
+    if (*max_value > MAX_VALUE_LIMIT - RK__VALUE_HEADER_MAX)
+        return rk__fail(RK_ERR_INVALID, "max_value_bytes: %zu is over Redis's 512 MiB limit", *max_value);
+    if (o->compress_level < 0 || o->compress_level > 19)
+        return rk__fail(RK_ERR_INVALID, "compress_level: %d is outside 0..19", o->compress_level);
+    if (o->lock_ms < 0 || o->lock_ms > 3600000)
+        return rk__fail(RK_ERR_INVALID, "lock_ms: %lld is outside 0..3600000", (long long)o->lock_ms);
+    if (o->clear_budget_ms < 0 || o->clear_budget_ms > 60000)
+        return rk__fail(RK_ERR_INVALID, "clear_budget_ms: %d is outside 0..60000", o->clear_budget_ms);
+    return RK_OK;
+}
 
 rk_status rk_cache_new(rk_client *client, const rk_cache_options *opts, rk_cache **out)
 {
@@ -46,28 +53,42 @@ rk_status rk_cache_new(rk_client *client, const rk_cache_options *opts, rk_cache
     if (!client) return rk__fail(RK_ERR_INVALID, "rk_cache_new: client is NULL");
     static const rk_cache_options defaults = {0};
     if (!opts) opts = &defaults;
-
-    int64_t ttl = opts->default_ttl_ms ? opts->default_ttl_ms : RK_CACHE_DEFAULT_TTL_MS;
-    if (ttl < 0 && ttl != RK_TTL_NONE)
-        return rk__fail(RK_ERR_INVALID, "default_ttl_ms: %lld is negative (use RK_TTL_NONE for no expiry)",
-                        (long long)ttl);
-    size_t max_value = opts->max_value_bytes ? opts->max_value_bytes : RK_CACHE_DEFAULT_MAX_VALUE_BYTES;
-    if (max_value > MAX_VALUE_LIMIT - RK__VALUE_HEADER)
-        return rk__fail(RK_ERR_INVALID, "max_value_bytes: %zu is over Redis's 512 MiB limit", max_value);
+    int64_t ttl = 0;
+    size_t max_value = 0;
+    rk_status st = check_options(opts, &ttl, &max_value);
+    if (st != RK_OK) return st;
 
     rk_cache *c = rk__calloc(1, sizeof *c);
     if (!c) return rk__fail(RK_ERR_NOMEM, "cache: out of memory");
-    rk_status st = rk__key_head(client, opts->ns ? opts->ns : RK_CACHE_DEFAULT_NAMESPACE, &c->head,
-                                &c->head_len);
-    if (st != RK_OK) {
-        rk__free(c);
-        return st;
+    st = rk__key_head(client, opts->ns ? opts->ns : RK_CACHE_DEFAULT_NAMESPACE, &c->head, &c->head_len);
+    if (st == RK_OK) {
+        /* "<prefix>:<ns>#": the head with its last ':' turned into '#'. */
+        c->aux_head = rk__malloc(c->head_len + 1);
+        if (c->aux_head) {
+            memcpy(c->aux_head, c->head, c->head_len + 1);
+            c->aux_head[c->head_len - 1] = '#';
+            c->aux_head_len = c->head_len;
+        } else {
+            st = rk__fail(RK_ERR_NOMEM, "cache: out of memory");
+        }
     }
     c->client = client;
     c->default_ttl_ms = ttl;
     c->raw = opts->raw;
     c->max_key = opts->max_key_bytes ? opts->max_key_bytes : RK_DEFAULT_MAX_KEY_BYTES;
     c->max_value = max_value;
+    c->compress_threshold =
+        opts->compress_threshold ? opts->compress_threshold : RK_CACHE_DEFAULT_COMPRESS_THRESHOLD;
+    c->compress_level = opts->compress_level;
+    c->lock_ms = opts->lock_ms ? opts->lock_ms : RK_CACHE_DEFAULT_LOCK_MS;
+    c->local_copies = opts->local_copies ? opts->local_copies : RK_CACHE_DEFAULT_LOCAL_COPIES;
+    if (c->local_copies == SIZE_MAX) c->local_copies = 0;
+    c->clear_budget_ms = opts->clear_budget_ms ? opts->clear_budget_ms : RK_CACHE_DEFAULT_CLEAR_BUDGET_MS;
+    if (st == RK_OK) st = rk__fetch_state_new(c);
+    if (st != RK_OK) {
+        rk_cache_free(c);
+        return st;
+    }
     *out = c;
     return RK_OK;
 }
@@ -75,28 +96,110 @@ rk_status rk_cache_new(rk_client *client, const rk_cache_options *opts, rk_cache
 void rk_cache_free(rk_cache *c)
 {
     if (!c) return;
+    rk__fetch_state_free(c);
+    rk__free(c->aux_head);
     rk__free(c->head);
     rk__free(c);
 }
 
-/* The TTL of one set, in ms; RK_TTL_NONE for none. */
-static rk_status resolve_ttl(const rk_cache *c, const rk_set_options *o, int64_t *ttl_ms)
+void rk__cache_count_error(rk_cache *c, rk_status st)
+{
+    if (!c || st == RK_OK || rk_status_is_miss(st)) return;
+    unsigned slot = (unsigned)st < RK__STATUS_SLOTS ? (unsigned)st : RK__STATUS_SLOTS - 1;
+    atomic_fetch_add_explicit(&c->counters.errors[slot], 1, memory_order_relaxed);
+}
+
+/* Count the outcome of a public read and pass the status through. */
+static rk_status read_done(rk_cache *c, rk_status st)
+{
+    if (!c) return st;
+    if (st == RK_OK) RK__COUNT(c, hits, 1);
+    else if (st == RK_MISS) RK__COUNT(c, misses, 1);
+    else if (st == RK_DEGRADED) RK__COUNT(c, degraded, 1);
+    else rk__cache_count_error(c, st);
+    return st;
+}
+
+static rk_status write_done(rk_cache *c, rk_status st)
+{
+    if (c) rk__cache_count_error(c, st);
+    return st;
+}
+
+rk_status rk__cache_resolve_ttl(const rk_cache *c, int64_t ttl_s, int64_t ttl_ms, int64_t *out)
 {
     int64_t ms = c->default_ttl_ms;
-    if (o && o->ttl_ms) {
-        ms = o->ttl_ms;
-    } else if (o && o->ttl_s) {
-        if (o->ttl_s < 0 && o->ttl_s != RK_TTL_NONE)
+    if (ttl_ms) {
+        ms = ttl_ms;
+    } else if (ttl_s) {
+        if (ttl_s < 0 && ttl_s != RK_TTL_NONE)
             return rk__fail(RK_ERR_INVALID, "TTL is negative (use RK_TTL_NONE for no expiry)");
-        if (o->ttl_s > INT64_MAX / 1000)
-            return rk__fail(RK_ERR_INVALID, "ttl_s: %lld is too large", (long long)o->ttl_s);
-        ms = o->ttl_s == RK_TTL_NONE ? RK_TTL_NONE : o->ttl_s * 1000;
+        if (ttl_s > INT64_MAX / 1000)
+            return rk__fail(RK_ERR_INVALID, "ttl_s: %lld is too large", (long long)ttl_s);
+        ms = ttl_s == RK_TTL_NONE ? RK_TTL_NONE : ttl_s * 1000;
     }
     if (ms < 0 && ms != RK_TTL_NONE)
         return rk__fail(RK_ERR_INVALID, "TTL is negative (use RK_TTL_NONE for no expiry)");
     /* Redis adds the TTL to its clock and refuses a sum that overflows. */
     if (ms > MAX_TTL_MS) return rk__fail(RK_ERR_INVALID, "TTL is over the maximum of 2^62 ms");
-    *ttl_ms = ms;
+    *out = ms;
+    return RK_OK;
+}
+
+rk_status rk__cache_encode(rk_cache *c, rk__vtype type, const void *payload, size_t plen,
+                           const rk__value_meta *meta, rk__encoded *e)
+{
+    e->heap = NULL;
+    e->data = payload ? payload : "";
+    e->len = plen;
+    if (!payload && plen) return rk__fail(RK_ERR_INVALID, "value is NULL");
+    if (plen > c->max_value)
+        return rk__fail(RK_ERR_TOO_LARGE, "value of %zu bytes is over the cache's maximum of %zu", plen,
+                        c->max_value);
+    if (c->raw) return RK_OK;
+    unsigned char header[RK__VALUE_HEADER_MAX];
+    size_t hlen = rk__value_encode_header(type, meta ? RK__VF_META : 0, meta, header);
+    size_t vlen = hlen + plen;
+    char *buf = vlen <= sizeof e->small ? e->small : (e->heap = rk__malloc(vlen));
+    if (!buf) return rk__fail(RK_ERR_NOMEM, "cache set: out of memory");
+    memcpy(buf, header, hlen);
+    if (plen) memcpy(buf + hlen, payload, plen);
+    e->data = buf;
+    e->len = vlen;
+    return RK_OK;
+}
+
+void rk__cache_encoded_release(rk__encoded *e)
+{
+    rk__free(e->heap);
+    e->heap = NULL;
+}
+
+rk_status rk__cache_store(rk_cache *c, const rk__key *k, const rk__encoded *v, int64_t ttl_ms,
+                          const char *const *tags, size_t ntags)
+{
+    if (ntags) return rk__cache_store_tagged(c, k, v, ttl_ms, tags, ntags);
+    char ttl_text[RK__NUMBER_TEXT_MAX + 1];
+    const char *argv[5] = {"SET", k->str, v->data, "PX", ttl_text};
+    size_t lens[5] = {3, k->len, v->len, 2, 0};
+    int argc = 3;
+    if (ttl_ms != RK_TTL_NONE) {
+        lens[4] = rk__i64_to_text(ttl_ms, ttl_text);
+        argc = 5;
+    }
+    rk_reply *r;
+    rk_status st = rk__client_run(c->client, argc, argv, lens, false, &r);
+    if (st != RK_OK) return st;
+    bool ok = r->type == RK_REPLY_STATUS;
+    rk_reply_free(r);
+    return ok ? RK_OK : rk__fail(RK_ERR_PROTOCOL, "SET: unexpected reply type");
+}
+
+static rk_status check_tags(const rk_set_options *o)
+{
+    if (!o || !o->ntags) return RK_OK;
+    if (!o->tags) return rk__fail(RK_ERR_INVALID, "tags is NULL with ntags %zu", o->ntags);
+    if (o->ntags > RK_MAX_TAGS) return rk__fail(RK_ERR_INVALID, "more than %d tags", RK_MAX_TAGS);
     return RK_OK;
 }
 
@@ -105,48 +208,25 @@ static rk_status set_value(rk_cache *c, const char *key, rk__vtype type, const v
                            size_t plen, const rk_set_options *opts)
 {
     if (!c) return rk__fail(RK_ERR_INVALID, "cache is NULL");
-    if (!payload && plen) return rk__fail(RK_ERR_INVALID, "value is NULL");
-    if (plen > c->max_value)
-        return rk__fail(RK_ERR_TOO_LARGE, "value of %zu bytes is over the cache's maximum of %zu", plen,
-                        c->max_value);
     int64_t ttl_ms = 0;
-    rk_status st = resolve_ttl(c, opts, &ttl_ms);
-    if (st != RK_OK) return st;
+    rk_status st = rk__cache_resolve_ttl(c, opts ? opts->ttl_s : 0, opts ? opts->ttl_ms : 0, &ttl_ms);
+    if (st == RK_OK) st = check_tags(opts);
+    if (st != RK_OK) return write_done(c, st);
     rk__key k;
-    if ((st = rk__key_make(&k, c->head, c->head_len, key, c->max_key)) != RK_OK) return st;
-
-    char small[STACK_VALUE];
-    const char *value = payload ? payload : "";
-    size_t vlen = plen;
-    char *heap = NULL;
-    if (!c->raw) {
-        vlen = plen + RK__VALUE_HEADER;
-        char *buf = vlen <= sizeof small ? small : (heap = rk__malloc(vlen));
-        if (!buf) {
-            rk__key_release(&k);
-            return rk__fail(RK_ERR_NOMEM, "cache set: out of memory");
+    if ((st = rk__key_make(&k, c->head, c->head_len, key, c->max_key)) != RK_OK) return write_done(c, st);
+    rk__encoded v;
+    st = rk__cache_encode(c, type, payload, plen, NULL, &v);
+    if (st == RK_OK) {
+        st = rk__cache_store(c, &k, &v, ttl_ms, opts ? opts->tags : NULL, opts ? opts->ntags : 0);
+        if (st == RK_OK) {
+            RK__COUNT(c, sets, 1);
+            RK__COUNT(c, bytes_in, plen);
+            RK__COUNT(c, bytes_stored, v.len);
         }
-        rk__value_header(type, (unsigned char *)buf);
-        if (plen) memcpy(buf + RK__VALUE_HEADER, payload, plen);
-        value = buf;
     }
-
-    char ttl_text[RK__NUMBER_TEXT_MAX + 1];
-    const char *argv[5] = {"SET", k.str, value, "PX", ttl_text};
-    size_t lens[5] = {3, k.len, vlen, 2, 0};
-    int argc = 3;
-    if (ttl_ms != RK_TTL_NONE) {
-        lens[4] = rk__i64_to_text(ttl_ms, ttl_text);
-        argc = 5;
-    }
-    rk_reply *r;
-    st = rk__client_run(c->client, argc, argv, lens, false, &r);
-    rk__free(heap);
+    rk__cache_encoded_release(&v);
     rk__key_release(&k);
-    if (st != RK_OK) return st;
-    bool ok = r->type == RK_REPLY_STATUS;
-    rk_reply_free(r);
-    return ok ? RK_OK : rk__fail(RK_ERR_PROTOCOL, "SET: unexpected reply type");
+    return write_done(c, st);
 }
 
 rk_status rk_cache_set(rk_cache *c, const char *key, const void *value, size_t len,
@@ -157,7 +237,7 @@ rk_status rk_cache_set(rk_cache *c, const char *key, const void *value, size_t l
 
 rk_status rk_cache_set_str(rk_cache *c, const char *key, const char *value, const rk_set_options *opts)
 {
-    if (!value) return rk__fail(RK_ERR_INVALID, "value is NULL");
+    if (!value) return write_done(c, rk__fail(RK_ERR_INVALID, "value is NULL"));
     return set_value(c, key, RK__V_STRING, value, strlen(value), opts);
 }
 
@@ -169,7 +249,7 @@ rk_status rk_cache_set_i64(rk_cache *c, const char *key, int64_t value, const rk
 
 rk_status rk_cache_set_double(rk_cache *c, const char *key, double value, const rk_set_options *opts)
 {
-    if (!isfinite(value)) return rk__fail(RK_ERR_INVALID, "value is not a finite double");
+    if (!isfinite(value)) return write_done(c, rk__fail(RK_ERR_INVALID, "value is not a finite double"));
     char text[RK__NUMBER_TEXT_MAX + 1];
     return set_value(c, key, RK__V_DOUBLE, text, rk__double_to_text(value, text), opts);
 }
@@ -177,13 +257,15 @@ rk_status rk_cache_set_double(rk_cache *c, const char *key, double value, const 
 /* A read that could not reach Redis answers "no value" instead of an
  * error: the caller falls back to its source of truth, as on a miss, and
  * can still tell the two apart. */
-static rk_status degrade(rk_status st)
+rk_status rk__cache_degrade(rk_status st)
 {
     if (st != RK_ERR_UNAVAILABLE && st != RK_ERR_TIMEOUT) return st;
     char why[RK__ERRMSG_MAX];
     snprintf(why, sizeof why, "%s", rk_last_error());
     return rk__fail(RK_DEGRADED, "degraded to a miss (%s): %s", rk_strerror(st), why);
 }
+
+rk_status rk__cache_miss(void) { return rk__fail(RK_MISS, "key not found"); }
 
 /* Run a one-key command (GET, UNLINK, EXISTS, PTTL) on the namespaced key.
  * Reads may be retried once on a fresh connection and degrade to a miss
@@ -199,13 +281,40 @@ static rk_status key_command(rk_cache *c, const char *cmd, const char *key, bool
     size_t lens[2] = {strlen(cmd), k.len};
     st = rk__client_run(c->client, 2, argv, lens, is_read, r);
     rk__key_release(&k);
-    return is_read ? degrade(st) : st;
+    return is_read ? rk__cache_degrade(st) : st;
 }
 
-static rk_status miss(void) { return rk__fail(RK_MISS, "key not found"); }
+rk_status rk__cache_decode(rk_cache *c, rk_reply *r, unsigned accept, rk__vtype want, char **data, size_t *len,
+                           rk__value_meta *meta)
+{
+    *data = NULL;
+    *len = 0;
+    if (meta) memset(meta, 0, sizeof *meta);
+    if (r->type != RK_REPLY_STRING) {
+        rk_reply_free(r);
+        return rk__fail(RK_ERR_PROTOCOL, "GET: unexpected reply type");
+    }
+    rk__value_view view;
+    rk_status st = rk__value_parse(r->str, r->len, c->raw, &view);
+    if (st == RK_OK && !(accept & RK__ACCEPT(view.type)))
+        st = rk__fail(RK_ERR_TYPE, "value is %s, read as %s", rk__vtype_name(view.type), rk__vtype_name(want));
+    if (st == RK_OK && (view.flags & RK__VF_COMPRESSED))
+        st = rk__fail(RK_ERR_TYPE, "value is compressed, and this build cannot decompress it");
+    if (st != RK_OK) {
+        rk_reply_free(r);
+        return st;
+    }
+    if (meta) *meta = view.meta;
+    size_t n;
+    char *s = rk__reply_take_str(r, &n);
+    memmove(s, s + view.offset, n - view.offset + 1); /* the payload and the reader's NUL */
+    *data = s;
+    *len = n - view.offset;
+    return RK_OK;
+}
 
-/* GET and check the type. On RK_OK *data is the reply's buffer with the
- * payload moved to its start (NUL-terminated), owned by the caller. */
+/* GET and check the type. On RK_OK *data is the payload, NUL-terminated,
+ * owned by the caller. */
 static rk_status get_value(rk_cache *c, const char *key, unsigned accept, rk__vtype want, char **data,
                            size_t *len)
 {
@@ -216,59 +325,40 @@ static rk_status get_value(rk_cache *c, const char *key, unsigned accept, rk__vt
     if (st != RK_OK) return st;
     if (r->type == RK_REPLY_NIL) {
         rk_reply_free(r);
-        return miss();
+        return rk__cache_miss();
     }
-    if (r->type != RK_REPLY_STRING) {
-        rk_reply_free(r);
-        return rk__fail(RK_ERR_PROTOCOL, "GET: unexpected reply type");
-    }
-    rk__vtype type;
-    size_t off;
-    st = rk__value_decode(r->str, r->len, c->raw, &type, &off);
-    if (st == RK_OK && !(accept & (1u << type)))
-        st = rk__fail(RK_ERR_TYPE, "value is %s, read as %s", rk__vtype_name(type), rk__vtype_name(want));
-    if (st != RK_OK) {
-        rk_reply_free(r);
-        return st;
-    }
-    size_t n;
-    char *s = rk__reply_take_str(r, &n);
-    memmove(s, s + off, n - off + 1); /* the payload and the reader's NUL */
-    *data = s;
-    *len = n - off;
-    return RK_OK;
+    return rk__cache_decode(c, r, accept, want, data, len, NULL);
 }
-
-#define ACCEPT(t) (1u << (t))
 
 rk_status rk_cache_get(rk_cache *c, const char *key, void **value, size_t *len)
 {
-    if (!value || !len) return rk__fail(RK_ERR_INVALID, "rk_cache_get: NULL output");
+    if (!value || !len) return read_done(c, rk__fail(RK_ERR_INVALID, "rk_cache_get: NULL output"));
     char *data;
-    rk_status st = get_value(c, key, ACCEPT(RK__V_BYTES) | ACCEPT(RK__V_STRING), RK__V_BYTES, &data, len);
+    rk_status st =
+        get_value(c, key, RK__ACCEPT(RK__V_BYTES) | RK__ACCEPT(RK__V_STRING), RK__V_BYTES, &data, len);
     *value = data;
-    return st;
+    return read_done(c, st);
 }
 
 rk_status rk_cache_get_str(rk_cache *c, const char *key, char **value)
 {
-    if (!value) return rk__fail(RK_ERR_INVALID, "rk_cache_get_str: NULL output");
+    if (!value) return read_done(c, rk__fail(RK_ERR_INVALID, "rk_cache_get_str: NULL output"));
     size_t len;
-    unsigned accept = c && c->raw ? ACCEPT(RK__V_BYTES) : ACCEPT(RK__V_STRING);
-    return get_value(c, key, accept, RK__V_STRING, value, &len);
+    unsigned accept = c && c->raw ? RK__ACCEPT(RK__V_BYTES) : RK__ACCEPT(RK__V_STRING);
+    return read_done(c, get_value(c, key, accept, RK__V_STRING, value, &len));
 }
 
 /* Numbers: in typed mode the header must say so; in raw mode any text
  * that parses is a number. */
 static rk_status get_number(rk_cache *c, const char *key, rk__vtype want, char **text, size_t *len)
 {
-    unsigned accept = c && c->raw ? ACCEPT(RK__V_BYTES) : ACCEPT(want);
+    unsigned accept = c && c->raw ? RK__ACCEPT(RK__V_BYTES) : RK__ACCEPT(want);
     return get_value(c, key, accept, want, text, len);
 }
 
 rk_status rk_cache_get_i64(rk_cache *c, const char *key, int64_t *value)
 {
-    if (!value) return rk__fail(RK_ERR_INVALID, "rk_cache_get_i64: NULL output");
+    if (!value) return read_done(c, rk__fail(RK_ERR_INVALID, "rk_cache_get_i64: NULL output"));
     char *text;
     size_t len;
     rk_status st = get_number(c, key, RK__V_INT64, &text, &len);
@@ -276,12 +366,12 @@ rk_status rk_cache_get_i64(rk_cache *c, const char *key, int64_t *value)
         st = rk__text_to_i64(text, len, value);
         rk__free(text);
     }
-    return st;
+    return read_done(c, st);
 }
 
 rk_status rk_cache_get_double(rk_cache *c, const char *key, double *value)
 {
-    if (!value) return rk__fail(RK_ERR_INVALID, "rk_cache_get_double: NULL output");
+    if (!value) return read_done(c, rk__fail(RK_ERR_INVALID, "rk_cache_get_double: NULL output"));
     char *text;
     size_t len;
     rk_status st = get_number(c, key, RK__V_DOUBLE, &text, &len);
@@ -289,7 +379,7 @@ rk_status rk_cache_get_double(rk_cache *c, const char *key, double *value)
         st = rk__text_to_double(text, len, value);
         rk__free(text);
     }
-    return st;
+    return read_done(c, st);
 }
 
 /* Commands answering an integer: UNLINK and EXISTS (count), PTTL (ms). */
@@ -308,23 +398,26 @@ rk_status rk_cache_delete(rk_cache *c, const char *key)
 {
     long long n;
     rk_status st = integer_command(c, "UNLINK", key, false, &n);
-    return st != RK_OK ? st : n > 0 ? RK_OK : miss();
+    if (st != RK_OK) return write_done(c, st);
+    if (n <= 0) return rk__cache_miss();
+    RK__COUNT(c, deletes, 1);
+    return RK_OK;
 }
 
 rk_status rk_cache_exists(rk_cache *c, const char *key)
 {
     long long n;
     rk_status st = integer_command(c, "EXISTS", key, true, &n);
-    return st != RK_OK ? st : n > 0 ? RK_OK : miss();
+    return write_done(c, st != RK_OK ? st : n > 0 ? RK_OK : rk__cache_miss());
 }
 
 rk_status rk_cache_ttl_ms(rk_cache *c, const char *key, int64_t *ttl_ms)
 {
-    if (!ttl_ms) return rk__fail(RK_ERR_INVALID, "rk_cache_ttl_ms: NULL output");
+    if (!ttl_ms) return write_done(c, rk__fail(RK_ERR_INVALID, "rk_cache_ttl_ms: NULL output"));
     long long ms;
     rk_status st = integer_command(c, "PTTL", key, true, &ms);
-    if (st != RK_OK) return st;
-    if (ms == -2) return miss();
+    if (st != RK_OK) return write_done(c, st);
+    if (ms == -2) return rk__cache_miss();
     *ttl_ms = ms == -1 ? RK_TTL_NONE : ms;
     return RK_OK;
 }

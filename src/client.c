@@ -494,6 +494,58 @@ rk_status rk__client_run(rk_client *c, int argc, const char **argv, const size_t
     return st;
 }
 
+rk_status rk__client_pipeline(rk_client *c, size_t n, const rk__cmd *cmds, bool is_read, rk_reply **replies)
+{
+    for (size_t i = 0; i < n; i++) replies[i] = NULL;
+    if (n == 0) return RK_OK;
+    /* Encode every command, then send them as one buffer: one write, one
+     * round trip, n replies read in order. */
+    size_t total = 0;
+    char **parts = rk__calloc(n, sizeof *parts);
+    int *plens = rk__calloc(n, sizeof *plens);
+    char *buf = NULL;
+    rk_status st = RK_OK;
+    if (!parts || !plens) {
+        st = rk__fail(RK_ERR_NOMEM, "pipeline: out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        plens[i] = redisFormatCommandArgv(&parts[i], cmds[i].argc, cmds[i].argv, cmds[i].argvlen);
+        if (plens[i] < 0) {
+            parts[i] = NULL;
+            st = rk__fail(RK_ERR_NOMEM, "pipeline: out of memory encoding %s", cmds[i].argv[0]);
+            goto done;
+        }
+        total += (size_t)plens[i];
+    }
+    buf = rk__malloc(total ? total : 1);
+    if (!buf) {
+        st = rk__fail(RK_ERR_NOMEM, "pipeline: out of memory");
+        goto done;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(buf + at, parts[i], (size_t)plens[i]);
+        at += (size_t)plens[i];
+    }
+    call k = {.deadline_ns = rk__now_ns() + (int64_t)c->command_timeout_ms * 1000000};
+    st = request(c, &k, buf, total, n, replies);
+    if (is_read && st == RK_ERR_UNAVAILABLE && k.reused && rk__now_ns() < k.deadline_ns) {
+        pthread_mutex_lock(&c->lock);
+        c->stats.read_retries++;
+        pthread_mutex_unlock(&c->lock);
+        st = request(c, &k, buf, total, n, replies);
+    }
+done:
+    if (parts)
+        for (size_t i = 0; i < n; i++)
+            if (parts[i]) redisFreeCommand(parts[i]);
+    rk__free(parts);
+    rk__free(plens);
+    rk__free(buf);
+    return st;
+}
+
 #define MAX_ARGS 1048576
 
 rk_status rk_client_command(rk_client *c, int argc, const char *const *argv, const size_t *argvlen,

@@ -60,14 +60,39 @@ typedef struct rk_cache rk_cache;
  * rk_cache_options.default_ttl_ms. */
 #define RK_TTL_NONE (-1)
 
+/* rk_cache_options.compress_threshold: never compress. */
+#define RK_COMPRESS_OFF SIZE_MAX
+#define RK_CACHE_DEFAULT_COMPRESS_THRESHOLD 1024
+#define RK_CACHE_DEFAULT_LOCK_MS 10000
+#define RK_CACHE_DEFAULT_LOCAL_COPIES 1024
+#define RK_CACHE_DEFAULT_CLEAR_BUDGET_MS 100
+
 typedef struct rk_cache_options {
     const char *ns;              /* namespace; default "cache" */
     int64_t default_ttl_ms;      /* TTL of a set that names none; default
                                     300000 (5 min); RK_TTL_NONE = no expiry */
-    bool raw;                    /* store plain bytes, no type header */
+    bool raw;                    /* store plain bytes, no type header (and
+                                    so no compression, no XFetch metadata) */
     size_t max_key_bytes;        /* longest user key; default 1024 */
     size_t max_value_bytes;      /* largest value; default 16 MiB, at most
                                     512 MiB (Redis's own limit) */
+    size_t compress_threshold;   /* typed values of at least this many bytes
+                                    are stored compressed when that makes
+                                    them smaller; default 1024;
+                                    RK_COMPRESS_OFF = never */
+    int compress_level;          /* compression level; 0 = the library's
+                                    default (see docs/cache.md) */
+    int64_t lock_ms;             /* rk_cache_fetch: lifetime of the Redis
+                                    lock one process holds while it
+                                    computes a value, and the longest any
+                                    caller waits for another's computation;
+                                    default 10000 */
+    size_t local_copies;         /* rk_cache_fetch with stale_ms: how many
+                                    values to keep in process memory, to
+                                    serve stale when Redis is unreachable;
+                                    default 1024; SIZE_MAX = none */
+    int clear_budget_ms;         /* rk_cache_clear: time one call may spend;
+                                    default 100 */
 } rk_cache_options;
 
 /*
@@ -80,7 +105,13 @@ typedef struct rk_cache_options {
 typedef struct rk_set_options {
     int64_t ttl_s;   /* time to live in seconds */
     int64_t ttl_ms;  /* time to live in milliseconds */
+    const char *const *tags; /* tags of the value (see
+                                rk_cache_invalidate_tag); NULL = none */
+    size_t ntags;            /* number of tags, at most RK_MAX_TAGS */
 } rk_set_options;
+
+/* Most tags one value can carry. */
+#define RK_MAX_TAGS 32
 
 /*
  * rk_cache_new — create a cache handle on client. opts may be NULL
@@ -166,6 +197,145 @@ RK_EXPORT rk_status rk_cache_exists(rk_cache *cache, const char *key);
  * asked (*ttl_ms unchanged in both).
  */
 RK_EXPORT rk_status rk_cache_ttl_ms(rk_cache *cache, const char *key, int64_t *ttl_ms);
+
+/* ---- Get-or-compute ----------------------------------------------------- */
+
+/* Where a compute callback puts the value it computed. */
+typedef struct rk_computed rk_computed;
+
+/*
+ * The compute callback of rk_cache_fetch(): produce the value of key (from
+ * the database, say) and hand it over with rk_computed_set(). Return RK_OK
+ * when a value was set; RK_MISS when there is no value (nothing is cached
+ * and rk_cache_fetch() returns RK_MISS); any other status is a failure
+ * that reaches the caller (or makes it serve a stale value, see stale_ms).
+ * It runs on the calling thread with no redkit lock held and may call
+ * redkit (on other keys).
+ */
+typedef rk_status (*rk_compute_fn)(void *ctx, const char *key, rk_computed *out);
+
+/* rk_computed_set — copy len bytes as the computed value. Calling it again
+ * replaces the value. Returns RK_OK, RK_ERR_INVALID or RK_ERR_NOMEM. */
+RK_EXPORT rk_status rk_computed_set(rk_computed *out, const void *value, size_t len);
+
+/* rk_computed_set_ttl_ms — give this value its own fresh lifetime (for
+ * example a shorter one for a "not found" answer). Same rules as
+ * rk_set_options.ttl_ms. */
+RK_EXPORT rk_status rk_computed_set_ttl_ms(rk_computed *out, int64_t ttl_ms);
+
+typedef struct rk_fetch_options {
+    int64_t ttl_s;     /* fresh lifetime, as in rk_set_options */
+    int64_t ttl_ms;
+    int64_t stale_ms;  /* serve-stale window: keep the value this long past
+                          its fresh lifetime and serve it (flagged stale)
+                          when the computation fails, or when Redis is
+                          unreachable and this process holds a copy;
+                          0 = off */
+    double beta;       /* XFetch early recomputation: 0 = the default 1.0;
+                          larger recomputes earlier; negative = off */
+    const char *const *tags; /* tags of the stored value */
+    size_t ntags;
+} rk_fetch_options;
+
+/* What rk_cache_fetch() did, for callers who care. */
+typedef struct rk_fetch_info {
+    bool computed;   /* this call ran the compute callback */
+    bool early;      /* ... as an early (XFetch) refresh of a fresh value */
+    bool waited;     /* waited for another caller's computation */
+    bool stale;      /* the value is past its fresh lifetime */
+    bool degraded;   /* Redis could not be asked or written */
+} rk_fetch_info;
+
+/*
+ * rk_cache_fetch — read-through get: the cached value of key, or the value
+ * compute() produces, which is then cached. At most one computation of a
+ * key runs at a time: in this process, concurrent callers wait for the one
+ * computation and share its result; across processes, a short Redis lock
+ * (lock_ms) lets one compute while the others wait for its value. A hot
+ * value is recomputed early, by one caller, before it expires (XFetch), so
+ * its readers never see a miss. See docs/cache.md for the whole story.
+ *
+ * On RK_OK *value is a new copy (rk_free; NUL-terminated, not counted) and
+ * *len its size. info may be NULL. Returns RK_OK; RK_MISS when compute()
+ * returned RK_MISS; compute()'s own error (unless a stale value is served
+ * instead); RK_ERR_INVALID; RK_ERR_TYPE (the key holds a number); or
+ * RK_ERR_NOMEM. When Redis is unreachable the value is computed (or
+ * served from this process's copy within stale_ms) and RK_OK is returned
+ * with info->degraded set. Waiting for another caller's computation is
+ * bounded by lock_ms; compute() itself is not bounded by redkit.
+ */
+RK_EXPORT rk_status rk_cache_fetch(rk_cache *cache, const char *key, rk_compute_fn compute,
+                                   void *ctx, const rk_fetch_options *opts, void **value,
+                                   size_t *len, rk_fetch_info *info);
+
+/* ---- Batches ------------------------------------------------------------ */
+
+/* Most keys in one batch call. */
+#define RK_MAX_BATCH 100000
+
+/* One key's answer in rk_cache_mget(). */
+typedef struct rk_cache_result {
+    rk_status status; /* RK_OK, RK_MISS, RK_DEGRADED, RK_ERR_TYPE, ... */
+    void *value;      /* RK_OK: the bytes (NUL-terminated), owned by the
+                         caller until rk_cache_results_free(); else NULL */
+    size_t len;
+} rk_cache_result;
+
+/*
+ * rk_cache_mget — read n keys in one round trip (MGET). results[i] is the
+ * answer for keys[i]. Returns RK_OK when the batch was read (each result
+ * has its own status); RK_DEGRADED when Redis could not be asked (every
+ * result RK_DEGRADED); RK_ERR_INVALID / RK_ERR_TOO_LARGE for a bad key
+ * (nothing is read, every result carries the status); or another error.
+ * Free the values with rk_cache_results_free().
+ */
+RK_EXPORT rk_status rk_cache_mget(rk_cache *cache, const char *const *keys, size_t n,
+                                  rk_cache_result *results);
+
+/* rk_cache_results_free — free every value in results[0..n-1] and set the
+ * pointers to NULL. NULL results is a no-op. */
+RK_EXPORT void rk_cache_results_free(rk_cache_result *results, size_t n);
+
+/* One key and value of rk_cache_mset(). */
+typedef struct rk_cache_entry {
+    const char *key;
+    const void *value;
+    size_t len;
+} rk_cache_entry;
+
+/*
+ * rk_cache_mset — store n values (type bytes) in one round trip (pipelined
+ * SET ... PX, each with opts' TTL and tags). statuses may be NULL; else
+ * statuses[i] says how entries[i] fared. Returns RK_OK when every value
+ * was stored; the first failing status otherwise (bad input is found
+ * before anything is sent). Not atomic: after a transport error some
+ * values may have been stored.
+ */
+RK_EXPORT rk_status rk_cache_mset(rk_cache *cache, const rk_cache_entry *entries, size_t n,
+                                  const rk_set_options *opts, rk_status *statuses);
+
+/* ---- Invalidation ------------------------------------------------------- */
+
+/*
+ * rk_cache_clear — remove every key of the handle's namespace, without
+ * KEYS: SCAN with a MATCH pattern of the namespace (escaped) and UNLINK in
+ * batches. One call works for at most clear_budget_ms (plus one command
+ * timeout) and can be resumed: start with *cursor = 0; on return *cursor
+ * is 0 when the namespace is clear, otherwise pass it back to continue.
+ * *removed (may be NULL) is increased by the number of keys removed.
+ * Keys written while a clear runs may survive it (SCAN's guarantee).
+ * Returns RK_OK or an error (the cursor then still names where to resume).
+ */
+RK_EXPORT rk_status rk_cache_clear(rk_cache *cache, uint64_t *cursor, size_t *removed);
+
+/*
+ * rk_cache_invalidate_tag — remove every key that was set with tag in this
+ * namespace, atomically (one Lua script). *removed (may be NULL) receives
+ * the number of keys removed. A tag's bookkeeping set expires with the
+ * longest-lived value it names. Returns RK_OK (also when the tag names no
+ * key), RK_ERR_INVALID, or a client error.
+ */
+RK_EXPORT rk_status rk_cache_invalidate_tag(rk_cache *cache, const char *tag, size_t *removed);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,131 @@
+/*
+ * cache.h — the inside of an rk_cache, shared by the files that implement
+ * it (contract in include/redkit/cache.h):
+ *
+ *   cache.c          handle, single-key set/get/delete/exists/ttl, and the
+ *                    value encoding and decoding every other file uses
+ *   cache_fetch.c    get-or-compute: single-flight, Redis lock, XFetch,
+ *                    serve-stale and the in-process copies it serves from
+ *   cache_batch.c    multi-get and multi-set
+ *   cache_tags.c     tagged sets, tag invalidation, namespace clear
+ *   compress.c       compression of large values
+ *
+ * Keys: user values live under "<prefix>:<ns>:<key>" (head). The cache's
+ * own bookkeeping (fetch locks, tag sets) lives under "<prefix>:<ns>#..."
+ * (aux head): '#' can never appear in a namespace, so no user key and no
+ * other namespace can ever name one of them, and a SCAN of the namespace
+ * never sees them.
+ */
+#ifndef RK_SRC_CACHE_H
+#define RK_SRC_CACHE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <redkit/cache.h>
+
+#include "keys.h"
+#include "value.h"
+
+/* Values up to this size are assembled (header + payload) on the stack. */
+#define RK__CACHE_STACK_VALUE 512
+/* One counter slot per rk_status value (they are small and dense). */
+#define RK__STATUS_SLOTS 32
+
+/* Counters of one handle. Relaxed atomics: each is exact, a snapshot of
+ * several is not a single instant (see metrics). */
+typedef struct rk__cache_counters {
+    _Atomic uint64_t hits;            /* a read found a value */
+    _Atomic uint64_t misses;          /* a read found none */
+    _Atomic uint64_t degraded;        /* a read could not ask Redis */
+    _Atomic uint64_t stale;           /* fetch served a value past its fresh life */
+    _Atomic uint64_t sets;            /* values written */
+    _Atomic uint64_t deletes;         /* keys removed (delete, clear, tags) */
+    _Atomic uint64_t computations;    /* compute callbacks run */
+    _Atomic uint64_t compute_errors;  /* ... that failed */
+    _Atomic uint64_t early;           /* XFetch early refreshes */
+    _Atomic uint64_t lock_waits;      /* fetch waited for another computation */
+    _Atomic uint64_t bytes_in;        /* payload bytes given to set */
+    _Atomic uint64_t bytes_stored;    /* bytes written to Redis for them */
+    _Atomic uint64_t errors[RK__STATUS_SLOTS]; /* calls that failed, by status */
+} rk__cache_counters;
+
+#define RK__COUNT(c, field, n) atomic_fetch_add_explicit(&(c)->counters.field, (uint64_t)(n), memory_order_relaxed)
+
+/* Count an error status of a public call (no-op for RK_OK, misses). */
+void rk__cache_count_error(rk_cache *c, rk_status st);
+
+struct rk__fetch_state; /* cache_fetch.c */
+
+struct rk_cache {
+    rk_client *client;
+    char *head;               /* "<prefix>:<ns>:" */
+    size_t head_len;
+    char *aux_head;           /* "<prefix>:<ns>#" */
+    size_t aux_head_len;
+    int64_t default_ttl_ms;   /* RK_TTL_NONE or > 0 */
+    bool raw;
+    size_t max_key;
+    size_t max_value;
+    size_t compress_threshold; /* RK_COMPRESS_OFF = never */
+    int compress_level;
+    int64_t lock_ms;
+    size_t local_copies;
+    int clear_budget_ms;
+    rk__cache_counters counters;
+    struct rk__fetch_state *fetch; /* owned by cache_fetch.c */
+};
+
+/* The TTL from a (ttl_s, ttl_ms) pair by rk_set_options' rules: ms, or
+ * RK_TTL_NONE. */
+rk_status rk__cache_resolve_ttl(const rk_cache *c, int64_t ttl_s, int64_t ttl_ms, int64_t *out);
+
+/* An encoded value, ready to be the value argument of SET. */
+typedef struct rk__encoded {
+    const char *data;
+    size_t len;
+    char *heap;                          /* owned; NULL when on the stack */
+    char small[RK__CACHE_STACK_VALUE];
+} rk__encoded;
+
+/* Encode payload as the handle stores it: raw bytes in raw mode; else the
+ * header (with meta when non-NULL), compressed when it is large enough and
+ * compression pays. Checks plen against max_value. Release with
+ * rk__cache_encoded_release(). */
+rk_status rk__cache_encode(rk_cache *c, rk__vtype type, const void *payload, size_t plen,
+                           const rk__value_meta *meta, rk__encoded *out);
+void rk__cache_encoded_release(rk__encoded *e);
+
+/* Decode a stored value (the bytes of a GET reply). accept is a bit set of
+ * (1 << rk__vtype); want names the type asked for, for messages. On RK_OK
+ * *data is a new NUL-terminated buffer with the payload (decompressed),
+ * owned by the caller, *len its size, and *meta (may be NULL) the META
+ * block (zero when none). The reply is always consumed (freed); its
+ * buffer is reused for *data when it can be. */
+rk_status rk__cache_decode(rk_cache *c, rk_reply *string_reply, unsigned accept, rk__vtype want, char **data,
+                           size_t *len, rk__value_meta *meta);
+
+#define RK__ACCEPT(t) (1u << (t))
+
+/* SET key value [PX ttl]; when tags are given the set and the tag
+ * bookkeeping happen in one script (cache_tags.c). */
+rk_status rk__cache_store(rk_cache *c, const rk__key *k, const rk__encoded *v, int64_t ttl_ms,
+                          const char *const *tags, size_t ntags);
+
+/* Tagged store (cache_tags.c). */
+rk_status rk__cache_store_tagged(rk_cache *c, const rk__key *k, const rk__encoded *v, int64_t ttl_ms,
+                                 const char *const *tags, size_t ntags);
+
+/* Turn an unreachable-Redis failure of a read into RK_DEGRADED. */
+rk_status rk__cache_degrade(rk_status st);
+
+/* RK_MISS with its message. */
+rk_status rk__cache_miss(void);
+
+/* Get-or-compute state, created with the handle (cache_fetch.c). */
+rk_status rk__fetch_state_new(rk_cache *c);
+void rk__fetch_state_free(rk_cache *c);
+
+#endif
