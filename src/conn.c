@@ -12,6 +12,12 @@
  * command, the same work a blocking client does plus one poll. (A pooled
  * connection that sat idle also gets a zero-timeout poll first; see
  * client.c.)
+ *
+ * TLS (tls.c) slots in under the same two places, "send these bytes" and
+ * "read some bytes", with the same deadlines; everything above them — the
+ * RESP reader, the handshake pipeline, marking a connection broken — is
+ * the same for both transports, so reconnection, timeouts and the circuit
+ * breaker cannot behave differently over TLS.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -27,11 +33,13 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
 
 #include "alloc.h"
 #include "conn.h"
 #include "error.h"
 #include "reply.h"
+#include "tls.h"
 
 /* Keepalive: notice a dead peer (a crashed host, a NAT that dropped the
  * mapping) within about 15 + 3*5 = 30 s even on an idle connection. */
@@ -42,8 +50,14 @@
 /* Bytes read per recv(); large values simply take several reads. */
 #define READ_CHUNK 16384
 
+/* Waits that end without the awaited event (a signal, a spurious wake-up)
+ * are retried within the deadline, but not more often than this: a bound
+ * on the count as well as on the time. */
+#define MAX_WAKEUPS 1000000
+
 struct rk__conn {
     int fd;
+    rk__tls *tls;   /* NULL for plain TCP and Unix sockets */
     bool broken;
     int64_t last_used_ns;
     redisReader *reader;
@@ -59,18 +73,24 @@ int64_t rk__now_ns(void)
 
 /* Wait until fd is ready for `events` or the deadline passes. The timeout
  * is rounded up to whole milliseconds so a wait never ends early. */
-static rk_status wait_fd(rk__conn *c, short events, int64_t deadline_ns, const char *doing)
+rk_status rk__fd_wait(int fd, short events, int64_t deadline_ns, const char *doing, const char *peer)
 {
-    for (;;) {
+    for (int i = 0; i < MAX_WAKEUPS; i++) {
         int64_t left = deadline_ns - rk__now_ns();
-        if (left <= 0) return rk__fail(RK_ERR_TIMEOUT, "%s %s: timed out", doing, c->peer);
-        struct pollfd p = {.fd = c->fd, .events = events};
+        if (left <= 0) return rk__fail(RK_ERR_TIMEOUT, "%s %s: timed out", doing, peer);
+        struct pollfd p = {.fd = fd, .events = events};
         int ms = (int)((left + 999999) / 1000000);
         int n = poll(&p, 1, ms);
         if (n > 0) return RK_OK; /* errors and hang-ups surface in the I/O call */
         if (n < 0 && errno != EINTR)
-            return rk__fail(RK_ERR_SYSTEM, "%s %s: poll: %s", doing, c->peer, strerror(errno));
+            return rk__fail(RK_ERR_SYSTEM, "%s %s: poll: %s", doing, peer, strerror(errno));
     }
+    return rk__fail(RK_ERR_TIMEOUT, "%s %s: timed out (%d interrupted waits)", doing, peer, MAX_WAKEUPS);
+}
+
+static rk_status wait_fd(rk__conn *c, short events, int64_t deadline_ns, const char *doing)
+{
+    return rk__fd_wait(c->fd, events, deadline_ns, doing, c->peer);
 }
 
 static rk_status mark_broken(rk__conn *c, rk_status st)
@@ -172,6 +192,10 @@ static rk_status connect_tcp(rk__conn *c, const char *host, int port, int64_t de
 
 static rk_status send_all(rk__conn *c, const char *buf, size_t len, int64_t deadline_ns)
 {
+    if (c->tls) {
+        rk_status st = rk__tls_write(c->tls, buf, len, deadline_ns);
+        return st == RK_OK ? st : mark_broken(c, st);
+    }
     while (len > 0) {
         ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
         if (n > 0) {
@@ -191,6 +215,28 @@ static rk_status send_all(rk__conn *c, const char *buf, size_t len, int64_t dead
     return RK_OK;
 }
 
+/* Wait for data and read some of it into buf: at least one byte on RK_OK.
+ * A readable socket that yields nothing (a spurious wake-up) is waited on
+ * again, within the same deadline. */
+static rk_status recv_some(rk__conn *c, char *buf, size_t cap, size_t *got, int64_t deadline_ns)
+{
+    if (c->tls) return rk__tls_read(c->tls, buf, cap, got, deadline_ns);
+    for (int i = 0; i < MAX_WAKEUPS; i++) {
+        rk_status st = wait_fd(c, POLLIN, deadline_ns, "read from");
+        if (st != RK_OK) return st;
+        ssize_t n = recv(c->fd, buf, cap, 0);
+        if (n > 0) {
+            *got = (size_t)n;
+            return RK_OK;
+        }
+        if (n == 0)
+            return rk__fail(RK_ERR_UNAVAILABLE, "read from %s: connection closed by server", c->peer);
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+            return rk__fail(RK_ERR_UNAVAILABLE, "read from %s: %s", c->peer, strerror(errno));
+    }
+    return rk__fail(RK_ERR_TIMEOUT, "read from %s: timed out (%d empty wake-ups)", c->peer, MAX_WAKEUPS);
+}
+
 /* Read until the reader yields one complete reply. */
 static rk_status read_reply(rk__conn *c, rk_reply **out, int64_t deadline_ns)
 {
@@ -206,19 +252,11 @@ static rk_status read_reply(rk__conn *c, rk_reply **out, int64_t deadline_ns)
             *out = obj;
             return RK_OK;
         }
-        rk_status st = wait_fd(c, POLLIN, deadline_ns, "read from");
-        if (st != RK_OK) return mark_broken(c, st);
         char buf[READ_CHUNK];
-        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
-        if (n == 0)
-            return mark_broken(c, rk__fail(RK_ERR_UNAVAILABLE, "read from %s: connection closed by server",
-                                           c->peer));
-        if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
-            return mark_broken(c, rk__fail(RK_ERR_UNAVAILABLE, "read from %s: %s", c->peer,
-                                           strerror(errno)));
-        }
-        if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
+        size_t n = 0;
+        rk_status st = recv_some(c, buf, sizeof buf, &n, deadline_ns);
+        if (st != RK_OK) return mark_broken(c, st);
+        if (redisReaderFeed(c->reader, buf, n) != REDIS_OK)
             return mark_broken(c, rk__fail(RK_ERR_NOMEM, "reading reply: out of memory"));
     }
 }
@@ -249,6 +287,11 @@ const char *rk__conn_peer(const rk__conn *c) { return c->peer; }
 
 bool rk__conn_peer_gone(rk__conn *c)
 {
+    if (c->tls) {
+        if (!rk__tls_peer_gone(c->tls)) return false;
+        c->broken = true;
+        return true;
+    }
     struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
     if (poll(&p, 1, 0) == 0) return false;
     c->broken = true;
@@ -258,70 +301,85 @@ bool rk__conn_peer_gone(rk__conn *c)
 void rk__conn_close(rk__conn *c)
 {
     if (!c) return;
+    rk__tls_free(c->tls); /* before the socket it may still write to */
     if (c->fd >= 0) close(c->fd);
     if (c->reader) redisReaderFree(c->reader);
     rk__free(c);
 }
 
-/* Encode one command and append it to *buf (grown with rk__realloc). The
- * encoded bytes may hold a password, so the temporary is wiped. */
-static rk_status append_command(char **buf, size_t *len, int argc, const char **argv)
-{
-    char *cmd = NULL;
-    int n = redisFormatCommandArgv(&cmd, argc, argv, NULL);
-    if (n < 0) return rk__fail(RK_ERR_NOMEM, "encoding handshake: out of memory");
-    char *grown = rk__realloc(*buf, *len + (size_t)n);
-    if (grown) {
-        memcpy(grown + *len, cmd, (size_t)n);
-        *buf = grown;
-        *len += (size_t)n;
-    }
-    explicit_bzero(cmd, (size_t)n);
-    redisFreeCommand(cmd);
-    return grown ? RK_OK : rk__fail(RK_ERR_NOMEM, "encoding handshake: out of memory");
-}
+/* Most commands a handshake sends: AUTH, SELECT, CLIENT SETNAME (or the
+ * PING that stands in for them over TLS). */
+#define HANDSHAKE_MAX 3
 
 /* AUTH, SELECT and CLIENT SETNAME go out as one pipeline: one round trip
  * however many are needed. Replies are checked in order, so a refused AUTH
- * is reported as such rather than as the NOAUTH that follows it. */
+ * is reported as such rather than as the NOAUTH that follows it.
+ *
+ * The AUTH command holds the password, so each encoded command is copied
+ * into a buffer allocated once at its final size — a buffer grown with
+ * realloc could leave a copy behind in the block it moved from — and every
+ * copy (hiredis's and ours) is wiped with OPENSSL_cleanse before it is
+ * freed. The replies hold no secret: Redis never echoes AUTH's arguments. */
 static rk_status handshake(rk__conn *c, const rk__conn_config *cfg, int64_t deadline_ns)
 {
-    char *buf = NULL;
-    size_t len = 0, n = 0;
-    const char *what[3];
-    rk_status st = RK_OK;
+    char *cmd[HANDSHAKE_MAX] = {NULL, NULL, NULL};
+    int cmdlen[HANDSHAKE_MAX] = {0, 0, 0};
+    const char *what[HANDSHAKE_MAX]; /* NULL: any reply will do */
+    size_t n = 0;
     char dbtext[16];
 
     if (cfg->password) {
         const char *auth_user[] = {"AUTH", cfg->username, cfg->password};
         const char *auth[] = {"AUTH", cfg->password};
-        st = cfg->username ? append_command(&buf, &len, 3, auth_user)
-                           : append_command(&buf, &len, 2, auth);
+        cmdlen[n] = cfg->username ? redisFormatCommandArgv(&cmd[n], 3, auth_user, NULL)
+                                  : redisFormatCommandArgv(&cmd[n], 2, auth, NULL);
         what[n++] = "AUTH";
     }
-    if (st == RK_OK && cfg->db != 0) {
+    if (cfg->db != 0) {
         snprintf(dbtext, sizeof dbtext, "%d", cfg->db);
         const char *select[] = {"SELECT", dbtext};
-        st = append_command(&buf, &len, 2, select);
+        cmdlen[n] = redisFormatCommandArgv(&cmd[n], 2, select, NULL);
         what[n++] = "SELECT";
     }
-    if (st == RK_OK && cfg->client_name) {
+    if (cfg->client_name) {
         const char *setname[] = {"CLIENT", "SETNAME", cfg->client_name};
-        st = append_command(&buf, &len, 3, setname);
+        cmdlen[n] = redisFormatCommandArgv(&cmd[n], 3, setname, NULL);
         what[n++] = "CLIENT SETNAME";
     }
-    if (st != RK_OK || n == 0) {
-        if (buf) explicit_bzero(buf, len);
-        rk__free(buf);
-        return st;
+    if (n == 0 && c->tls) {
+        /* Any answer, even NOAUTH, proves the server accepted the TLS
+         * session; what it thinks of the command is for later calls to
+         * find out, exactly as over TCP. */
+        const char *ping[] = {"PING"};
+        cmdlen[n] = redisFormatCommandArgv(&cmd[n], 1, ping, NULL);
+        what[n++] = NULL;
     }
 
-    rk_reply *replies[3] = {NULL, NULL, NULL};
+    rk_status st = RK_OK;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (cmdlen[i] < 0 || !cmd[i]) st = rk__fail(RK_ERR_NOMEM, "encoding handshake: out of memory");
+        else len += (size_t)cmdlen[i];
+    }
+    char *buf = st == RK_OK && n > 0 ? rk__malloc(len) : NULL;
+    if (st == RK_OK && n > 0 && !buf) st = rk__fail(RK_ERR_NOMEM, "encoding handshake: out of memory");
+    for (size_t i = 0, at = 0; i < n; i++) {
+        if (!cmd[i] || cmdlen[i] <= 0) continue;
+        if (buf) {
+            memcpy(buf + at, cmd[i], (size_t)cmdlen[i]);
+            at += (size_t)cmdlen[i];
+        }
+        OPENSSL_cleanse(cmd[i], (size_t)cmdlen[i]);
+        redisFreeCommand(cmd[i]);
+    }
+    if (st != RK_OK || n == 0) return st;
+
+    rk_reply *replies[HANDSHAKE_MAX] = {NULL, NULL, NULL};
     st = rk__conn_request(c, buf, len, n, replies, deadline_ns);
-    explicit_bzero(buf, len);
+    OPENSSL_cleanse(buf, len);
     rk__free(buf);
     for (size_t i = 0; i < n; i++) {
-        if (st == RK_OK && replies[i]->type == RK_REPLY_ERROR) {
+        if (st == RK_OK && what[i] && replies[i]->type == RK_REPLY_ERROR) {
             st = rk__reply_fail(replies[i], what[i]);
             if (i == 0 && cfg->password) st = RK_ERR_AUTH;
             replies[i] = NULL;
@@ -329,6 +387,7 @@ static rk_status handshake(rk__conn *c, const rk__conn_config *cfg, int64_t dead
         rk_reply_free(replies[i]);
     }
     if (st != RK_OK) c->broken = true;
+    else if (c->tls) rk__tls_established(c->tls);
     return st;
 }
 
@@ -351,6 +410,9 @@ rk_status rk__conn_open(const rk__conn_config *cfg, int64_t deadline_ns, rk__con
         bool v6 = strchr(cfg->host, ':') != NULL;
         snprintf(c->peer, sizeof c->peer, v6 ? "[%s]:%d" : "%s:%d", cfg->host, cfg->port);
         st = connect_tcp(c, cfg->host, cfg->port, deadline_ns);
+        /* The TLS handshake shares the connect deadline with the TCP
+         * connect and the Redis handshake. */
+        if (st == RK_OK && cfg->tls) st = rk__tls_connect(cfg->tls, c->fd, c->peer, deadline_ns, &c->tls);
     }
     if (st == RK_OK) st = handshake(c, cfg, deadline_ns);
     if (st != RK_OK) {

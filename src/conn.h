@@ -1,6 +1,7 @@
 /*
- * conn.h — one connection to Redis: a socket redkit owns, hiredis's reader
- * for decoding, and a deadline on every operation.
+ * conn.h — one connection to Redis: a socket redkit owns (plain, or under
+ * TLS through tls.h), hiredis's reader for decoding, and a deadline on
+ * every operation.
  *
  * A connection knows nothing of pools, modules or keys. It is used by one
  * thread at a time (the pool guarantees that). Once any operation on it
@@ -17,8 +18,10 @@
 
 #include <redkit/client.h>
 
-/* Where and how to connect; the strings belong to the caller (the client)
- * and must outlive every connection opened with them. */
+#include "tls.h"
+
+/* Where and how to connect; the strings and the TLS context belong to the
+ * caller (the client) and must outlive every connection opened with them. */
 typedef struct rk__conn_config {
     const char *host;
     int port;
@@ -27,6 +30,7 @@ typedef struct rk__conn_config {
     const char *password;
     int db;
     const char *client_name;
+    rk__tls_ctx *tls;        /* TLS over TCP when set; NULL = plain */
 } rk__conn_config;
 
 typedef struct rk__conn rk__conn;
@@ -34,11 +38,21 @@ typedef struct rk__conn rk__conn;
 /* Monotonic clock in nanoseconds (the clock of every deadline). */
 int64_t rk__now_ns(void);
 
-/* Open a connection and run the handshake (AUTH, SELECT, CLIENT SETNAME,
- * sent as one pipeline) before deadline_ns. On error *out is NULL and the
- * last error says what failed: RK_ERR_UNAVAILABLE (refused, unreachable,
- * reset), RK_ERR_TIMEOUT, RK_ERR_AUTH, RK_ERR_SERVER, RK_ERR_INVALID (a
- * Unix path too long), RK_ERR_NOMEM, RK_ERR_SYSTEM. */
+/* Wait until fd is ready for events (POLLIN, POLLOUT) or deadline_ns has
+ * passed: RK_OK, RK_ERR_TIMEOUT ("<doing> <peer>: timed out") or
+ * RK_ERR_SYSTEM. The one wait of every transport, shared with tls.c. */
+rk_status rk__fd_wait(int fd, short events, int64_t deadline_ns, const char *doing, const char *peer);
+
+/* Open a connection and run the handshake (the TLS handshake when
+ * cfg->tls is set, then AUTH, SELECT, CLIENT SETNAME sent as one pipeline)
+ * before deadline_ns. Over TLS the pipeline always makes one round trip (a
+ * PING when there is nothing else to send), because a TLS 1.3 server
+ * refuses a client certificate only after the client's half of the
+ * handshake is done: the refusal must arrive here, as RK_ERR_TLS, not on
+ * the first command. On error *out is NULL and the last error says what
+ * failed: RK_ERR_UNAVAILABLE (refused, unreachable, reset), RK_ERR_TIMEOUT,
+ * RK_ERR_AUTH, RK_ERR_TLS, RK_ERR_SERVER, RK_ERR_INVALID (a Unix path too
+ * long), RK_ERR_NOMEM, RK_ERR_SYSTEM. */
 rk_status rk__conn_open(const rk__conn_config *cfg, int64_t deadline_ns, rk__conn **out);
 
 /* Close the socket and free everything. NULL is a no-op. */
@@ -58,7 +72,9 @@ bool rk__conn_broken(const rk__conn *conn);
 int64_t rk__conn_last_used(const rk__conn *conn);
 
 /* Without blocking: has the peer closed or reset the connection, or sent
- * something unasked (a RESP2 server never does)? One poll(), no I/O. */
+ * something unasked (a RESP2 server never does)? One poll(); over TLS, if
+ * the socket is readable, one non-blocking SSL_peek that consumes only
+ * records without application data (TLS 1.3 session tickets). */
 bool rk__conn_peer_gone(rk__conn *conn);
 
 /* "host:port" or the socket path, for messages. */

@@ -17,7 +17,14 @@
  * option (including a db given both as /N and ?db=N) is an error rather
  * than "last wins": a URL assembled from templates that says two things
  * most likely has a mistake in it. rk_url_redact() reuses split(), so the
- * text it hides is exactly what the parser read as the password.
+ * text it hides is exactly what the parser read as the password. For the
+ * same reason the tls_ options are refused outside rediss:// rather than
+ * ignored: a CA file in a redis:// URL says its author expected TLS, and
+ * silently connecting in clear would betray that.
+ *
+ * Every copy of the password is wiped with OPENSSL_cleanse before it is
+ * freed; decode() allocates it at its exact size, so no realloc ever
+ * leaves a stray copy behind.
  */
 #include <arpa/inet.h>
 #include <limits.h>
@@ -28,6 +35,8 @@
 #include <redkit/client.h>
 #include <redkit/keys.h>
 #include <redkit/url.h>
+
+#include <openssl/crypto.h>
 
 #include "alloc.h"
 #include "error.h"
@@ -248,9 +257,11 @@ static rk_status parse_unix_path(rk__url *u, const char *s, const char *e)
 
 static const char *const option_names[] = {
     "connect_timeout", "command_timeout", "pool_size", "name", "prefix", "db",
+    "tls_ca_file", "tls_ca_dir", "tls_cert_file", "tls_key_file", "tls_server_name", "tls_insecure",
 };
 enum { OPT_CONNECT_TIMEOUT, OPT_COMMAND_TIMEOUT, OPT_POOL_SIZE, OPT_NAME, OPT_PREFIX, OPT_DB,
-       OPT_COUNT };
+       OPT_TLS_CA_FILE, OPT_TLS_CA_DIR, OPT_TLS_CERT_FILE, OPT_TLS_KEY_FILE, OPT_TLS_SERVER_NAME,
+       OPT_TLS_INSECURE, OPT_COUNT, OPT_FIRST_TLS = OPT_TLS_CA_FILE };
 
 /* The value of a numeric option, already decoded, into *out. */
 static rk_status option_number(const char *name, const char *v, long min, long max,
@@ -278,6 +289,17 @@ bool rk__client_name_valid(const char *v)
  * separator, so that a prefix can never pose as a prefix plus namespace. */
 bool rk__name_char(char c) { return is_alnum(c) || c == '_' || c == '.' || c == '-'; }
 
+bool rk__server_name_valid(const char *v)
+{
+    unsigned char addr[16];
+    size_t n = strlen(v);
+    if (n == 0 || n > 253) return false;
+    if (inet_pton(AF_INET6, v, addr) == 1) return true;
+    for (; *v; v++)
+        if (!is_host_char(*v)) return false;
+    return true;
+}
+
 static bool valid_prefix(const char *v)
 {
     if (strlen(v) > RK_MAX_NAMESPACE_BYTES) return false;
@@ -302,7 +324,8 @@ static rk_status parse_option(rk__url *u, const char *s, const char *e, unsigned
          * query. The length cap keeps a garbage query out of the logs. */
         return rk__fail(RK_ERR_INVALID,
                         "URL option %.*s%s: unknown (expected connect_timeout, "
-                        "command_timeout, pool_size, name, prefix or db)",
+                        "command_timeout, pool_size, name, prefix, db, tls_ca_file, tls_ca_dir, "
+                        "tls_cert_file, tls_key_file, tls_server_name or tls_insecure)",
                         (int)(nlen > MAX_ECHOED_NAME ? MAX_ECHOED_NAME : nlen), s,
                         nlen > MAX_ECHOED_NAME ? "..." : "");
     }
@@ -312,8 +335,10 @@ static rk_status parse_option(rk__url *u, const char *s, const char *e, unsigned
     *seen |= 1u << opt;
     if (!eq || eq + 1 == e)
         return rk__fail(RK_ERR_INVALID, "URL option %s: missing value", name);
+    if (opt >= OPT_FIRST_TLS && !u->tls)
+        return rk__fail(RK_ERR_INVALID, "URL option %s: only for rediss:// URLs", name);
 
-    char part[32], *v;
+    char part[40], *v;
     rk_status st;
     snprintf(part, sizeof part, "option %s", name);
     if ((st = decode(eq + 1, (size_t)(e - eq - 1), part, &v))) return st;
@@ -351,6 +376,25 @@ static rk_status parse_option(rk__url *u, const char *s, const char *e, unsigned
         }
         u->key_prefix = v;
         return RK_OK;
+    case OPT_TLS_CA_FILE: u->tls_ca_file = v; return RK_OK;
+    case OPT_TLS_CA_DIR: u->tls_ca_dir = v; return RK_OK;
+    case OPT_TLS_CERT_FILE: u->tls_cert_file = v; return RK_OK;
+    case OPT_TLS_KEY_FILE: u->tls_key_file = v; return RK_OK;
+    case OPT_TLS_SERVER_NAME:
+        if (!rk__server_name_valid(v)) {
+            st = rk__fail(RK_ERR_INVALID, "URL option tls_server_name: not a host name "
+                                          "(A-Z a-z 0-9 - . _) or an IP address");
+            break;
+        }
+        u->tls_server_name = v;
+        return RK_OK;
+    case OPT_TLS_INSECURE:
+        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) {
+            st = rk__fail(RK_ERR_INVALID, "URL option tls_insecure: must be 1 (or 0)");
+            break;
+        }
+        u->tls_insecure = v[0] == '1';
+        break;
     }
     rk__free(v);
     return st;
@@ -427,9 +471,17 @@ void rk__url_clear(rk__url *u)
     rk__free(u->host);
     rk__free(u->unix_path);
     rk__free(u->username);
-    rk__free_secret(u->password);
+    if (u->password) {
+        OPENSSL_cleanse(u->password, strlen(u->password));
+        rk__free(u->password);
+    }
     rk__free(u->client_name);
     rk__free(u->key_prefix);
+    rk__free(u->tls_ca_file);
+    rk__free(u->tls_ca_dir);
+    rk__free(u->tls_cert_file);
+    rk__free(u->tls_key_file);
+    rk__free(u->tls_server_name);
     memset(u, 0, sizeof *u);
 }
 

@@ -24,6 +24,13 @@ typedef struct rk__url {
     int pool_size;
     char *client_name;
     char *key_prefix;
+    /* TLS query options, accepted only in rediss:// URLs. */
+    char *tls_ca_file;
+    char *tls_ca_dir;
+    char *tls_cert_file;
+    char *tls_key_file;
+    char *tls_server_name;
+    bool tls_insecure;       /* tls_insecure=1 */
 } rk__url;
 
 /* Parse url into *out (zeroed first). On error returns RK_ERR_INVALID (or
@@ -42,5 +49,9 @@ bool rk__name_char(char c);
 /* A client name Redis accepts for CLIENT SETNAME: printable ASCII without
  * spaces. */
 bool rk__client_name_valid(const char *name);
+
+/* A TLS server name: an IP literal, or a host name of A-Z a-z 0-9 - . _
+ * (the characters a URL host may have), 1..253 bytes. */
+bool rk__server_name_valid(const char *name);
 
 #endif

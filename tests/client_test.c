@@ -329,8 +329,9 @@ static void test_bad_options(void **state)
     assert_int_equal(rk_client_new(&(rk_client_options){.command_timeout_ms = -5}, &c), RK_ERR_INVALID);
     assert_int_equal(rk_client_new(&(rk_client_options){.client_name = "has space"}, &c), RK_ERR_INVALID);
     assert_int_equal(rk_client_new(&(rk_client_options){.key_prefix = "bad*prefix"}, &c), RK_ERR_INVALID);
-    assert_int_equal(rk_client_new(&(rk_client_options){.tls = true}, &c), RK_ERR_TLS);
-    assert_int_equal(rk_client_new_url("rediss://127.0.0.1", &c), RK_ERR_TLS);
+    assert_int_equal(rk_client_new(&(rk_client_options){.tls = {.enabled = true, .ca_file = "/nonexistent/ca.pem"}},
+                                   &c), RK_ERR_TLS);
+    assert_int_equal(rk_client_new_url("rediss://127.0.0.1?tls_ca_file=/nonexistent/ca.pem", &c), RK_ERR_TLS);
     assert_null(c);
 
     /* NULL and "" URLs mean the defaults. */

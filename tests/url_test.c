@@ -41,6 +41,12 @@ static void assert_empty(const rk__url *u)
     assert_int_equal(u->pool_size, 0);
     assert_null(u->client_name);
     assert_null(u->key_prefix);
+    assert_null(u->tls_ca_file);
+    assert_null(u->tls_ca_dir);
+    assert_null(u->tls_cert_file);
+    assert_null(u->tls_key_file);
+    assert_null(u->tls_server_name);
+    assert_false(u->tls_insecure);
 }
 
 /* A URL that must be refused with RK_ERR_INVALID, a message naming part,
@@ -559,6 +565,72 @@ static void test_message_never_echoes_url(void **state)
     assert_null(strstr(rk_last_error(), "99999"));
 }
 
+/* ---- TLS query options ------------------------------------------------- */
+
+static void test_tls_options(void **state)
+{
+    (void)state;
+    rk__url u;
+    parse_ok("rediss://app:hunter2@cache.internal:6380/1?tls_ca_file=/etc/redkit/ca.pem"
+             "&tls_ca_dir=/etc/ssl/certs&tls_cert_file=/etc/redkit/client.pem"
+             "&tls_key_file=/etc/redkit/client.key&tls_server_name=redis.example.com&tls_insecure=1"
+             "&pool_size=8",
+             &u);
+    assert_true(u.tls);
+    assert_string_equal(u.host, "cache.internal");
+    assert_string_equal(u.password, "hunter2");
+    assert_string_equal(u.tls_ca_file, "/etc/redkit/ca.pem");
+    assert_string_equal(u.tls_ca_dir, "/etc/ssl/certs");
+    assert_string_equal(u.tls_cert_file, "/etc/redkit/client.pem");
+    assert_string_equal(u.tls_key_file, "/etc/redkit/client.key");
+    assert_string_equal(u.tls_server_name, "redis.example.com");
+    assert_true(u.tls_insecure);
+    assert_int_equal(u.pool_size, 8);
+    rk__url_clear(&u);
+    assert_empty(&u);
+
+    /* Paths are percent-decoded; the switch takes 0 as well as 1. */
+    parse_ok("rediss://h?tls_ca_file=%2Fsrv%2Fmy%20certs%2Fca%26more.pem&tls_insecure=0", &u);
+    assert_string_equal(u.tls_ca_file, "/srv/my certs/ca&more.pem");
+    assert_false(u.tls_insecure);
+    rk__url_clear(&u);
+
+    /* A server name may be an IP literal, IPv6 without brackets. */
+    parse_ok("rediss://10.0.0.5?tls_server_name=10.0.0.6", &u);
+    assert_string_equal(u.tls_server_name, "10.0.0.6");
+    rk__url_clear(&u);
+    parse_ok("rediss://[::1]?tls_server_name=::1", &u);
+    assert_string_equal(u.host, "::1");
+    assert_string_equal(u.tls_server_name, "::1");
+    rk__url_clear(&u);
+
+    /* rediss:// alone: TLS on, nothing else set. */
+    parse_ok("rediss://h", &u);
+    assert_true(u.tls);
+    assert_null(u.tls_ca_file);
+    assert_false(u.tls_insecure);
+    rk__url_clear(&u);
+}
+
+static void test_bad_tls_options(void **state)
+{
+    (void)state;
+    /* TLS settings in a URL that is not TLS: a mistake, never plaintext. */
+    expect_invalid("redis://h?tls_ca_file=/ca.pem", "URL option tls_ca_file: only for rediss://");
+    expect_invalid("redis://:hunter2@h?tls_insecure=1", "URL option tls_insecure: only for rediss://");
+    expect_invalid("unix:///tmp/r.sock?tls_cert_file=/c.pem", "URL option tls_cert_file: only for rediss://");
+    expect_invalid("rediss://h?tls_insecure=yes", "URL option tls_insecure");
+    expect_invalid("rediss://h?tls_insecure=2", "URL option tls_insecure");
+    expect_invalid("rediss://h?tls_server_name=bad%20name", "URL option tls_server_name");
+    expect_invalid("rediss://h?tls_server_name=a/b", "URL option tls_server_name");
+    expect_invalid("rediss://h?tls_ca_file=", "URL option tls_ca_file: missing value");
+    expect_invalid("rediss://h?tls_key_file", "URL option tls_key_file: missing value");
+    expect_invalid("rediss://h?tls_ca_dir=/a%00b", "URL option tls_ca_dir");
+    expect_invalid("rediss://h?tls_ca_file=/a&tls_ca_file=/b", "URL option tls_ca_file: given more than once");
+    expect_invalid("rediss://h?tls_ca=/a", "URL option tls_ca: unknown");
+    expect_invalid("rediss://h?TLS_CA_FILE=/a", "URL option TLS_CA_FILE: unknown");
+}
+
 /* ---- rk_url_redact ----------------------------------------------------- */
 
 static void expect_redacted(const char *url, const char *want)
@@ -581,6 +653,8 @@ static void test_redact_password(void **state)
     expect_redacted("redis://app:hunter2%40x@h", "redis://app:***@h");
     expect_redacted("unix://:hunter2@/tmp/r.sock?db=1", "unix://:***@/tmp/r.sock?db=1");
     expect_redacted("REDIS://App:hunter2@H", "REDIS://App:***@H");
+    expect_redacted("rediss://:hunter2@h:6380?tls_ca_file=/etc/ca.pem&tls_insecure=1",
+                    "rediss://:***@h:6380?tls_ca_file=/etc/ca.pem&tls_insecure=1");
 }
 
 static void test_redact_without_password(void **state)
@@ -616,6 +690,8 @@ int main(void)
         cmocka_unit_test(test_empty_authority_means_defaults),
         cmocka_unit_test(test_scheme_case_insensitive),
         cmocka_unit_test(test_rediss),
+        cmocka_unit_test(test_tls_options),
+        cmocka_unit_test(test_bad_tls_options),
         cmocka_unit_test(test_user_and_password),
         cmocka_unit_test(test_password_only),
         cmocka_unit_test(test_user_only),

@@ -90,6 +90,45 @@ typedef enum rk_circuit_state {
 #define RK_MAX_TIMEOUT_MS 3600000
 
 /*
+ * TLS settings, rk_client_options.tls. All zero = TLS off (unless the URL
+ * is rediss://). rk_client_new() copies the server name and reads every
+ * file during the call — the CA bundle, the client certificate and its
+ * key — so none of the strings need outlive it, and a file that changes
+ * afterwards (a rotated certificate) is seen only by a new client. Files
+ * that do not load make rk_client_new() fail with RK_ERR_TLS.
+ *
+ * With TLS on, the server's certificate must chain to a trusted CA and
+ * name the host connected to (DNS or IP subjectAltName); TLS 1.2 is the
+ * oldest version accepted. The same fields exist as rediss:// query
+ * options (tls_ca_file=, ...; see redkit/url.h); a field set here
+ * overrides the URL's.
+ */
+typedef struct rk_tls_options {
+    bool enabled;              /* TLS on; a rediss:// URL turns it on too.
+                                  Setting any field below without TLS on is
+                                  RK_ERR_INVALID (a forgotten switch would
+                                  otherwise mean plaintext). TCP only: TLS
+                                  with a Unix socket is RK_ERR_INVALID. */
+    const char *ca_file;       /* PEM file of trusted CA certificates */
+    const char *ca_dir;        /* directory of CA certificates named by
+                                  hash (`openssl rehash`); with ca_file NULL
+                                  too: the system's default store */
+    const char *cert_file;     /* client certificate (PEM, chain allowed)
+                                  for mutual TLS; NULL = none */
+    const char *key_file;      /* its private key (PEM, not encrypted);
+                                  NULL = in cert_file. Needs cert_file. */
+    const char *server_name;   /* the name the server certificate must
+                                  carry, sent as SNI unless an IP literal;
+                                  NULL = the host. Lets a client reach
+                                  "10.0.0.5" and check "cache.internal". */
+    bool insecure_skip_verify; /* accept any server certificate: encrypted
+                                  but NOT authenticated, open to a
+                                  man-in-the-middle. For tests only; logs
+                                  one warning (RK_LOG_WARN) per client at
+                                  rk_client_new() through `log`. */
+} rk_tls_options;
+
+/*
  * How to reach Redis. Use designated initialisers; every zeroed field means
  * the default named beside it. rk_client_new() copies the struct and every
  * string in it, so none of it needs to outlive the call.
@@ -117,8 +156,7 @@ typedef struct rk_client_options {
     int command_timeout_ms;     /* one call, waiting for a pooled connection
                                    included; default 500 */
     int pool_size;              /* maximum open connections; default 4 */
-    bool tls;                   /* TLS (set by rediss://); not yet implemented:
-                                   rk_client_new() returns RK_ERR_TLS */
+    rk_tls_options tls;         /* TLS; zeroed = off (see rk_tls_options) */
 
     /* Reconnection: after a failed connect attempt the next one waits a
      * random time in [0, min(max, base * 2^(attempt-1))] ("full jitter"),
@@ -157,7 +195,16 @@ typedef struct rk_client_options {
  * On RK_OK *out receives the client, to be released with rk_client_free().
  * On error *out is set to NULL and rk_last_error() says which option or
  * which part of the URL is wrong (never repeating the password).
- * Returns RK_OK, RK_ERR_INVALID, RK_ERR_TLS, RK_ERR_NOMEM or RK_ERR_SYSTEM.
+ * Returns RK_OK, RK_ERR_INVALID, RK_ERR_TLS (a TLS file that does not
+ * load, or a key that does not match its certificate; the message names
+ * the file and gives OpenSSL's reason), RK_ERR_NOMEM or RK_ERR_SYSTEM.
+ *
+ * Over TLS, connection attempts can also fail with RK_ERR_TLS (the
+ * handshake or the certificate check failed; rk_last_error() gives
+ * OpenSSL's reason and, for a certificate, the verification result). Like
+ * a refused AUTH, that is the server's answer: it moves the reconnect
+ * schedule and the circuit breaker as any failed connect does. A TLS
+ * handshake that does not finish in time is RK_ERR_TIMEOUT.
  */
 RK_EXPORT rk_status rk_client_new(const rk_client_options *opts, rk_client **out);
 

@@ -18,6 +18,11 @@
  *   options   connect_timeout=MS, command_timeout=MS, pool_size=N,
  *             name=CLIENT_NAME, prefix=KEY_PREFIX, db=N. Giving an
  *             option twice (or the db both as /N and ?db=N) is an error.
+ *   TLS options (rediss:// only; elsewhere they are an error), the fields
+ *             of rk_tls_options in redkit/client.h: tls_ca_file=PATH,
+ *             tls_ca_dir=PATH, tls_cert_file=PATH, tls_key_file=PATH,
+ *             tls_server_name=NAME, tls_insecure=1. Paths are
+ *             percent-decoded.
  *   A '#', and an unescaped '/', '?' or '#' in a password, are refused:
  *   percent-encode them (%2F, %3F, %23).
  *

@@ -11,6 +11,9 @@
  *
  * Every wait here is bounded both in iterations and in wall time, so a wedged
  * server makes a test fail, never hang.
+ *
+ * A TLS server keeps its unix socket in clear, and the fixture talks to it
+ * there: the fixture must work whatever state the TLS code under test is in.
  */
 #include "clock.h"
 #include "redis_server.h"
@@ -47,6 +50,9 @@ struct rk_test_server {
     pid_t pid; /* -1 while not running */
     char dir[64];
     char url[64];
+    bool tls;        /* --port 0 --tls-port port, with the files below */
+    char *tls_cert, *tls_key, *tls_ca;
+    bool tls_auth_clients;
     char *password;  /* admin password, or NULL */
     char **args;     /* NULL-terminated copy of the extra args, or NULL */
     rk_test_server *next; /* the live-server list, for the atexit handler */
@@ -249,6 +255,21 @@ static void log_path(const rk_test_server *s, char *buf, size_t cap)
     snprintf(buf, cap, "%s/redis.log", s->dir);
 }
 
+static void sock_path(const rk_test_server *s, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s/redis.sock", s->dir);
+}
+
+/* A fixture connection: TCP for a plain server, the clear unix socket for
+ * a TLS one. */
+static redisContext *admin_connect(const rk_test_server *s, struct timeval tv)
+{
+    if (!s->tls) return redisConnectWithTimeout("127.0.0.1", s->port, tv);
+    char sock[128];
+    sock_path(s, sock, sizeof sock);
+    return redisConnectUnixWithTimeout(sock, tv);
+}
+
 /* Print the end of the server log, which says why a start failed. */
 static void print_log_tail(const rk_test_server *s)
 {
@@ -290,14 +311,31 @@ static bool spawn(rk_test_server *s)
     char port[16], logfile[128], sock[128];
     snprintf(port, sizeof port, "%d", s->port);
     log_path(s, logfile, sizeof logfile);
-    snprintf(sock, sizeof sock, "%s/redis.sock", s->dir);
+    sock_path(s, sock, sizeof sock);
     unlink(logfile); /* so the log only tells about this run */
 
-    const char *argv[RK_TS_MAX_ARGS + 32];
+    const char *argv[RK_TS_MAX_ARGS + 48];
     size_t n = 0;
     argv[n++] = server_binary();
-    argv[n++] = "--port";
-    argv[n++] = port;
+    if (s->tls) {
+        argv[n++] = "--port";
+        argv[n++] = "0";
+        argv[n++] = "--tls-port";
+        argv[n++] = port;
+        argv[n++] = "--tls-cert-file";
+        argv[n++] = s->tls_cert;
+        argv[n++] = "--tls-key-file";
+        argv[n++] = s->tls_key;
+        if (s->tls_ca) {
+            argv[n++] = "--tls-ca-cert-file";
+            argv[n++] = s->tls_ca;
+        }
+        argv[n++] = "--tls-auth-clients";
+        argv[n++] = s->tls_auth_clients ? "yes" : "no";
+    } else {
+        argv[n++] = "--port";
+        argv[n++] = port;
+    }
     argv[n++] = "--bind";
     argv[n++] = "127.0.0.1";
     argv[n++] = "--save";
@@ -338,11 +376,13 @@ static bool spawn(rk_test_server *s)
     return true;
 }
 
-/* One PING on a fresh connection; any reply (even NOAUTH) means "up". */
-static bool answers_ping(int port, int timeout_ms)
+/* One PING on a fresh connection; any reply (even NOAUTH) means "up". A TLS
+ * server binds its TLS port before its unix socket and before it serves
+ * anything, so an answer on the socket means the TLS port is up too. */
+static bool answers_ping(const rk_test_server *s, int timeout_ms)
 {
     struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    redisContext *c = admin_connect(s, tv);
     bool up = false;
     if (c && !c->err && redisSetTimeout(c, tv) == REDIS_OK) {
         redisReply *r = redisCommand(c, "PING");
@@ -367,7 +407,7 @@ static int wait_ready(rk_test_server *s, int ms)
             s->pid = -1;
             return -1;
         }
-        if (answers_ping(s->port, 250)) return 1;
+        if (answers_ping(s, 250)) return 1;
         if (rk_test_now_ms() >= deadline) break;
         rk_test_sleep_ms(10);
     }
@@ -383,12 +423,45 @@ static void kill_and_reap(rk_test_server *s)
     s->pid = -1;
 }
 
+static void free_tls(rk_test_server *s)
+{
+    free(s->tls_cert);
+    free(s->tls_key);
+    free(s->tls_ca);
+}
+
 rk_test_server *rk_test_server_start(const char *const *extra_args)
 {
+    return rk_test_server_start_opts(&(rk_test_server_options){.extra_args = extra_args});
+}
+
+rk_test_server *rk_test_server_start_opts(const rk_test_server_options *opts)
+{
+    static const rk_test_server_options defaults = {0};
+    if (!opts) opts = &defaults;
+    const char *const *extra_args = opts->extra_args;
     rk_test_server *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->pid = -1;
+    if (opts->tls) {
+        if (!opts->tls->cert_file || !opts->tls->key_file || (opts->tls->auth_clients && !opts->tls->ca_file)) {
+            fprintf(stderr, "rk_test_server: TLS needs cert_file, key_file, and ca_file with auth_clients\n");
+            free(s);
+            return NULL;
+        }
+        s->tls = true;
+        s->tls_auth_clients = opts->tls->auth_clients;
+        s->tls_cert = strdup(opts->tls->cert_file);
+        s->tls_key = strdup(opts->tls->key_file);
+        s->tls_ca = opts->tls->ca_file ? strdup(opts->tls->ca_file) : NULL;
+        if (!s->tls_cert || !s->tls_key || (opts->tls->ca_file && !s->tls_ca)) {
+            free_tls(s);
+            free(s);
+            return NULL;
+        }
+    }
     if (extra_args && !(s->args = copy_args(extra_args))) {
+        free_tls(s);
         free(s);
         return NULL;
     }
@@ -396,6 +469,7 @@ rk_test_server *rk_test_server_start(const char *const *extra_args)
     if (!mkdtemp(s->dir)) {
         fprintf(stderr, "rk_test_server: mkdtemp: %s\n", strerror(errno));
         free_args(s->args);
+        free_tls(s);
         free(s);
         return NULL;
     }
@@ -410,7 +484,7 @@ rk_test_server *rk_test_server_start(const char *const *extra_args)
         if (!spawn(s)) break;
         int r = wait_ready(s, RK_TS_READY_MS);
         if (r == 1) {
-            snprintf(s->url, sizeof s->url, "redis://127.0.0.1:%d", s->port);
+            snprintf(s->url, sizeof s->url, "%s://127.0.0.1:%d", s->tls ? "rediss" : "redis", s->port);
             return s;
         }
         if (r == 0) {
@@ -434,6 +508,8 @@ rk_test_server *rk_test_server_start(const char *const *extra_args)
 
 int rk_test_server_port(const rk_test_server *s) { return s->port; }
 
+bool rk_test_server_is_tls(const rk_test_server *s) { return s->tls; }
+
 pid_t rk_test_server_pid(const rk_test_server *s) { return s->pid; }
 
 const char *rk_test_server_dir(const rk_test_server *s) { return s->dir; }
@@ -449,7 +525,7 @@ void rk_test_server_set_admin_password(rk_test_server *s, const char *password)
 redisReply *rk_test_server_command(rk_test_server *s, const char *fmt, ...)
 {
     struct timeval tv = { RK_TS_ADMIN_MS / 1000, (RK_TS_ADMIN_MS % 1000) * 1000 };
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
+    redisContext *c = admin_connect(s, tv);
     if (!c || c->err || redisSetTimeout(c, tv) != REDIS_OK) {
         if (c) redisFree(c);
         return NULL;
@@ -474,15 +550,21 @@ int rk_test_server_cli(rk_test_server *s, char *out, size_t cap, const char *con
 {
     if (out && cap) out[0] = '\0';
 
-    char port[16];
+    char port[16], sock[128];
     snprintf(port, sizeof port, "%d", s->port);
+    sock_path(s, sock, sizeof sock);
     const char *argv[RK_TS_MAX_ARGS + 16];
     size_t n = 0;
     argv[n++] = cli_binary();
-    argv[n++] = "-h";
-    argv[n++] = "127.0.0.1";
-    argv[n++] = "-p";
-    argv[n++] = port;
+    if (s->tls) {
+        argv[n++] = "-s";
+        argv[n++] = sock;
+    } else {
+        argv[n++] = "-h";
+        argv[n++] = "127.0.0.1";
+        argv[n++] = "-p";
+        argv[n++] = port;
+    }
     if (s->password) {
         argv[n++] = "-a";
         argv[n++] = s->password;
@@ -625,5 +707,6 @@ void rk_test_server_stop(rk_test_server *s)
     remove_dir(s->dir);
     free(s->password);
     free_args(s->args);
+    free_tls(s);
     free(s);
 }

@@ -12,6 +12,12 @@
  * Every server started here also listens on a unix socket,
  * "<rk_test_server_dir()>/redis.sock" (mode 700), for the unix:// tests.
  *
+ * A server started with TLS (rk_test_server_start_opts()) listens with TLS
+ * only on its TCP port (--port 0 --tls-port PORT); the fixture's own
+ * traffic — the readiness PING, rk_test_server_command(),
+ * rk_test_server_cli() — then goes in clear over the unix socket, so it
+ * needs no certificates and never depends on the TLS code under test.
+ *
  * Not thread-safe per handle: drive one rk_test_server from one thread at a
  * time. Start servers from the main thread: the child is bound to its parent
  * thread by PR_SET_PDEATHSIG, so a server started from a thread that exits
@@ -47,6 +53,33 @@ typedef struct rk_test_server rk_test_server;
  */
 rk_test_server *rk_test_server_start(const char *const *extra_args);
 
+/* TLS settings for a test server. The paths are copied. */
+typedef struct rk_test_server_tls {
+    const char *cert_file;   /* --tls-cert-file: the server's certificate (PEM) */
+    const char *key_file;    /* --tls-key-file: its key */
+    const char *ca_file;     /* --tls-ca-cert-file: the CA client certificates
+                                must chain to; NULL = none (then auth_clients
+                                must be false) */
+    bool auth_clients;       /* --tls-auth-clients yes (mutual TLS) or no */
+} rk_test_server_tls;
+
+typedef struct rk_test_server_options {
+    const char *const *extra_args;  /* as for rk_test_server_start() */
+    const rk_test_server_tls *tls;  /* NULL = plain TCP */
+} rk_test_server_options;
+
+/*
+ * rk_test_server_start() with options; opts NULL means all defaults. With
+ * tls set the server listens with TLS only on its port: rk_test_server_port()
+ * is the TLS port and rk_test_server_url() is "rediss://127.0.0.1:PORT"
+ * (without certificate options: a test adds its own).
+ * rk_test_server_restart() keeps the TLS settings.
+ */
+rk_test_server *rk_test_server_start_opts(const rk_test_server_options *opts);
+
+/* True when the server was started with TLS. */
+bool rk_test_server_is_tls(const rk_test_server *s);
+
 /* The TCP port (the same across rk_test_server_restart()). */
 int rk_test_server_port(const rk_test_server *s);
 
@@ -56,7 +89,8 @@ pid_t rk_test_server_pid(const rk_test_server *s);
 /* The server's private directory (its working dir, log and unix socket). */
 const char *rk_test_server_dir(const rk_test_server *s);
 
-/* "redis://127.0.0.1:PORT", without credentials. Valid until _stop(). */
+/* "redis://127.0.0.1:PORT" ("rediss://" for a TLS server), without
+ * credentials. Valid until _stop(). */
 const char *rk_test_server_url(const rk_test_server *s);
 
 /*
@@ -76,7 +110,7 @@ redisReply *rk_test_server_command(rk_test_server *s, const char *fmt, ...);
 
 /*
  * Run the real redis-cli: `redis-cli -h 127.0.0.1 -p PORT [-a PW
- * --no-auth-warning] ARGS...` with stdin from /dev/null (so its output is
+ * --no-auth-warning] ARGS...` (`-s SOCKET` for a TLS server) with stdin from /dev/null (so its output is
  * raw: "PONG", "1", no type prefixes). Captures stdout into out (at most
  * cap-1 bytes, NUL-terminated, trailing newlines stripped); out may be NULL
  * when cap is 0. args is NULL-terminated. Gives redis-cli 10 s, then kills
@@ -96,6 +130,7 @@ bool rk_test_server_signal(rk_test_server *s, int sig);
  * (Re)start the server on the SAME port and directory, after a kill or a
  * stop. A server process still present (stopped with SIGSTOP, say) is killed
  * first. extra_args replaces the previous extra arguments; NULL keeps them.
+ * TLS settings are always kept.
  * Waits up to 5 s for PING. Returns false (and prints why) on failure.
  */
 bool rk_test_server_restart(rk_test_server *s, const char *const *extra_args);

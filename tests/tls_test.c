@@ -1,0 +1,993 @@
+/*
+ * tls_test.c — TLS (src/tls.c, and its use in conn.c and client.c) against
+ * real redis-server TLS ports, with certificates made for the run by
+ * tests/support/pki.c: verified TLS, mutual TLS, a wrong CA, a wrong host
+ * name, skipping verification, rediss:// URLs with TLS query options,
+ * AUTH over TLS, and the fault tier over TLS — kill -9 and restart under
+ * load, a paused server and a blackhole during the handshake, a proxy
+ * that slices, cuts and resets TLS records — plus the TLS 1.3 session
+ * tickets that must not pass for unasked data.
+ *
+ * Assertions on time are upper bounds only, with a wide margin; the
+ * outcomes asserted are statuses, messages and counters.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <redkit/redkit.h>
+
+#include "conn.h"
+#include "tls.h"
+
+#include "support/clock.h"
+#include "support/fault_proxy.h"
+#include "support/pki.h"
+#include "support/redis_server.h"
+
+#define SECRET "tls-Secret-42"
+
+/* The PKI is made once for the whole run; servers are started per test,
+ * because many tests kill, pause or reconfigure theirs. */
+static rk_test_pki *pki;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    pki = rk_test_pki_new();
+    return pki ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    rk_test_pki_free(pki);
+    pki = NULL;
+    return 0;
+}
+
+static rk_test_server *start_tls_server(bool auth_clients, const char *const *extra_args)
+{
+    rk_test_server_tls tls = {.cert_file = pki->server_cert, .key_file = pki->server_key,
+                              .ca_file = pki->ca_cert, .auth_clients = auth_clients};
+    rk_test_server *s = rk_test_server_start_opts(&(rk_test_server_options){.extra_args = extra_args, .tls = &tls});
+    assert_non_null(s);
+    assert_true(rk_test_server_is_tls(s));
+    return s;
+}
+
+/* Options for 127.0.0.1:port over TLS, trusting the test CA. */
+static rk_client_options tls_options(int port)
+{
+    return (rk_client_options){.host = "127.0.0.1", .port = port,
+                               .tls = {.enabled = true, .ca_file = pki->ca_cert}};
+}
+
+static rk_client *must_client(const rk_client_options *o)
+{
+    rk_client *c = NULL;
+    rk_status st = rk_client_new(o, &c);
+    if (st != RK_OK) fail_msg("rk_client_new: %s: %s", rk_strerror(st), rk_last_error());
+    return c;
+}
+
+/* Ping until it works (bounded): the client must recover by itself. */
+static bool recovers(rk_client *c, int within_ms)
+{
+    int64_t end = rk_test_now_ms() + within_ms;
+    for (int i = 0; i < 100000 && rk_test_now_ms() < end; i++) {
+        if (rk_client_ping(c) == RK_OK) return true;
+        rk_test_sleep_ms(20);
+    }
+    return false;
+}
+
+static void expect_message(const char *part)
+{
+    const char *msg = rk_last_error();
+    if (!strstr(msg, part)) fail_msg("last error \"%s\" lacks \"%s\"", msg, part);
+}
+
+/* A round trip through the cache and through rk_client_command. */
+static void check_set_get(rk_client *c)
+{
+    rk_cache *cache;
+    char *v = NULL;
+    assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "user:123", "{\"id\":123}", &(rk_set_options){.ttl_s = 60}), RK_OK);
+    assert_int_equal(rk_cache_get_str(cache, "user:123", &v), RK_OK);
+    assert_string_equal(v, "{\"id\":123}");
+    rk_free(v);
+    assert_int_equal(rk_cache_get_str(cache, "absent", &v), RK_MISS);
+    rk_cache_free(cache);
+
+    const char *set[] = {"SET", "tls:plain", "over TLS"};
+    const char *get[] = {"GET", "tls:plain"};
+    rk_reply *r = NULL;
+    assert_int_equal(rk_client_command(c, 3, set, NULL, &r), RK_OK);
+    assert_int_equal(r->type, RK_REPLY_STATUS);
+    rk_reply_free(r);
+    assert_int_equal(rk_client_command(c, 2, get, NULL, &r), RK_OK);
+    assert_int_equal(r->type, RK_REPLY_STRING);
+    assert_string_equal(r->str, "over TLS");
+    rk_reply_free(r);
+}
+
+/* ---- verified TLS ------------------------------------------------------ */
+
+static void test_verified_tls_set_get(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(false, NULL);
+    rk_client_options o = tls_options(rk_test_server_port(s));
+    o.command_timeout_ms = 5000;
+    rk_client *c = must_client(&o);
+    check_set_get(c);
+
+    /* 1 MB each way: many TLS records, partial writes and reads. */
+    size_t big_len = 1 << 20;
+    char *big = malloc(big_len);
+    assert_non_null(big);
+    for (size_t i = 0; i < big_len; i++) big[i] = (char)('a' + i % 23);
+    const char *set[] = {"SET", "tls:big", big};
+    size_t set_len[] = {3, 7, big_len};
+    rk_reply *r = NULL;
+    assert_int_equal(rk_client_command(c, 3, set, set_len, &r), RK_OK);
+    rk_reply_free(r);
+    const char *get[] = {"GET", "tls:big"};
+    assert_int_equal(rk_client_command(c, 2, get, NULL, &r), RK_OK);
+    assert_int_equal(r->len, big_len);
+    assert_memory_equal(r->str, big, big_len);
+    rk_reply_free(r);
+    free(big);
+
+    /* The port speaks TLS only: a plain client gets no answer from it. */
+    rk_client *plain = must_client(&(rk_client_options){.host = "127.0.0.1", .port = rk_test_server_port(s),
+                                                        .command_timeout_ms = 300, .connect_timeout_ms = 300});
+    assert_int_not_equal(rk_client_ping(plain), RK_OK);
+    rk_client_free(plain);
+
+    rk_client_free(c);
+    rk_test_server_stop(s);
+}
+
+static void test_host_name_and_ca_choices(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(false, NULL);
+    int port = rk_test_server_port(s);
+
+    /* A DNS name, checked against the certificate's DNS subjectAltName. */
+    rk_client *c = must_client(&(rk_client_options){.host = "localhost", .port = port,
+                                                    .tls = {.enabled = true, .ca_file = pki->ca_cert}});
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    rk_client_free(c);
+
+    /* A CA directory instead of a file. */
+    c = must_client(&(rk_client_options){.host = "127.0.0.1", .port = port,
+                                         .tls = {.enabled = true, .ca_dir = pki->ca_dir}});
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    rk_client_free(c);
+
+    /* Neither: the system's store, which does not know the test CA. */
+    c = must_client(&(rk_client_options){.host = "127.0.0.1", .port = port, .tls = {.enabled = true}});
+    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
+    expect_message("certificate verify failed");
+    rk_client_free(c);
+    rk_test_server_stop(s);
+}
+
+/* ---- mutual TLS -------------------------------------------------------- */
+
+static void test_mutual_tls(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(true, NULL);
+    rk_client_options o = tls_options(rk_test_server_port(s));
+    o.tls.cert_file = pki->client_cert;
+    o.tls.key_file = pki->client_key;
+    rk_client *c = must_client(&o);
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    check_set_get(c);
+    rk_client_free(c);
+
+    /* Without a certificate the server refuses the session. Under TLS 1.3
+     * it says so only after the client's half of the handshake: the
+     * refusal must still come back as RK_ERR_TLS from the connect, and
+     * count as a failed connect attempt. */
+    rk_client_options no_cert = tls_options(rk_test_server_port(s));
+    no_cert.breaker_threshold = -1;
+    c = must_client(&no_cert);
+    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
+    expect_message("TLS handshake with 127.0.0.1:");
+    expect_message("certificate");
+    rk_client_stats st;
+    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    assert_int_equal(st.connects, 0);
+    assert_int_equal(st.connect_failures, 1);
+    rk_client_free(c);
+
+    /* The same with a real handshake pipeline (CLIENT SETNAME) instead of
+     * the PING that stands in for an empty one. */
+    no_cert.client_name = "no-cert";
+    c = must_client(&no_cert);
+    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
+    expect_message("certificate");
+    rk_client_free(c);
+
+    /* A certificate the server does not accept for a client (the server's
+     * own: its extended key usage is serverAuth only). */
+    rk_client_options wrong_cert = tls_options(rk_test_server_port(s));
+    wrong_cert.tls.cert_file = pki->server_cert;
+    wrong_cert.tls.key_file = pki->server_key;
+    c = must_client(&wrong_cert);
+    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
+    expect_message("TLS handshake with 127.0.0.1:");
+    expect_message("alert");
+    rk_client_free(c);
+    rk_test_server_stop(s);
+}
+
+/* ---- verification failures ---------------------------------------------- */
+
+static void test_wrong_ca_rejected(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(false, NULL);
+    rk_client_options o = tls_options(rk_test_server_port(s));
+    o.tls.ca_file = pki->other_ca_cert;
+    rk_client *c = must_client(&o);
+    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
+    /* OpenSSL's reason and the verification result, both. (Which result
+     * depends on whether the server sends its CA along: redis-server
+     * does, as OpenSSL completes the chain from its CA file.) */
+    expect_message("certificate verify failed");
+    const char *msg = rk_last_error();
+    if (!strstr(msg, "(server certificate: self-signed certificate in certificate chain)") &&
+        !strstr(msg, "(server certificate: unable to get local issuer certificate)"))
+        fail_msg("no verification result in \"%s\"", msg);
+    rk_client_stats st;
+    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    assert_int_equal(st.connect_failures, 1);
+    assert_int_equal(st.connects, 0);
+    rk_client_free(c);
+    rk_test_server_stop(s);
+}
+
+static void test_wrong_host_name_rejected(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(false, NULL);
+    rk_client_options o = tls_options(rk_test_server_port(s));
+
+    o.tls.server_name = "wrong.example"; /* not in the certificate's SAN */
+    rk_client *c = must_client(&o);
+    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
+    expect_message("hostname mismatch");
+    rk_client_free(c);
+
+    o.tls.server_name = "127.0.0.2"; /* an IP the certificate does not name */
+    c = must_client(&o);
+    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
+    expect_message("IP address mismatch");
+    rk_client_free(c);
+
+    o.tls.server_name = "localhost"; /* reach 127.0.0.1, check "localhost" */
+    c = must_client(&o);
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    rk_client_free(c);
+    rk_test_server_stop(s);
+}
+
+/* ---- skipping verification ---------------------------------------------- */
+
+struct log_capture {
+    pthread_mutex_t lock;
+    char text[16384];
+    int lines;
+};
+
+static void capture(rk_log_level level, const char *message, void *user)
+{
+    struct log_capture *l = user;
+    pthread_mutex_lock(&l->lock);
+    size_t n = strlen(l->text);
+    snprintf(l->text + n, sizeof l->text - n, "%d %s\n", (int)level, message);
+    l->lines++;
+    pthread_mutex_unlock(&l->lock);
+}
+
+static int count_lines_with(struct log_capture *l, const char *part)
+{
+    int n = 0;
+    pthread_mutex_lock(&l->lock);
+    for (const char *p = l->text; (p = strstr(p, part)) != NULL; p += strlen(part)) n++;
+    pthread_mutex_unlock(&l->lock);
+    return n;
+}
+
+static void test_skip_verify_warns_once(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(false, NULL);
+    struct log_capture log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    rk_client_options o = tls_options(rk_test_server_port(s));
+    o.tls.ca_file = pki->other_ca_cert; /* would fail verification */
+    o.tls.insecure_skip_verify = true;
+    o.log = capture;
+    o.log_user = &log;
+    rk_client *c = must_client(&o);
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    check_set_get(c);
+    /* More connections: the server drops them all, the client reconnects. */
+    redisReply *r = rk_test_server_command(s, "CLIENT KILL TYPE normal");
+    assert_non_null(r);
+    freeReplyObject(r);
+    assert_true(recovers(c, 3000));
+    rk_client_stats st;
+    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    assert_true(st.connects >= 2);
+    assert_int_equal(count_lines_with(&log, "verification is disabled"), 1);
+    rk_client_free(c);
+
+    /* Once per client: a second client warns once more. */
+    c = must_client(&o);
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    rk_client_free(c);
+    assert_int_equal(count_lines_with(&log, "verification is disabled"), 2);
+    pthread_mutex_lock(&log.lock);
+    assert_non_null(strstr(log.text, "3 TLS certificate verification is disabled")); /* RK_LOG_WARN */
+    pthread_mutex_unlock(&log.lock);
+
+    /* A log level above WARN silences it. */
+    o.log_level = RK_LOG_ERROR;
+    c = must_client(&o);
+    rk_client_free(c);
+    assert_int_equal(count_lines_with(&log, "verification is disabled"), 2);
+    rk_test_server_stop(s);
+}
+
+/* ---- rediss:// URLs ----------------------------------------------------- */
+
+static void test_rediss_url_with_query_options(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(true, NULL);
+    int port = rk_test_server_port(s);
+    char url[1024];
+    snprintf(url, sizeof url,
+             "rediss://127.0.0.1:%d?tls_ca_file=%s&tls_cert_file=%s&tls_key_file=%s"
+             "&tls_server_name=localhost&name=tls-test&command_timeout=2000",
+             port, pki->ca_cert, pki->client_cert, pki->client_key);
+    rk_client *c = NULL;
+    assert_int_equal(rk_client_new_url(url, &c), RK_OK);
+    check_set_get(c);
+    rk_client_free(c);
+
+    /* Fields in the struct override the URL's: a wrong CA in the URL,
+     * the right one in code... */
+    snprintf(url, sizeof url, "rediss://127.0.0.1:%d?tls_ca_file=%s&tls_cert_file=%s&tls_key_file=%s", port,
+             pki->other_ca_cert, pki->client_cert, pki->client_key);
+    c = must_client(&(rk_client_options){.url = url, .tls = {.ca_file = pki->ca_cert}});
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    rk_client_free(c);
+    /* ...and the other way round. */
+    snprintf(url, sizeof url, "rediss://127.0.0.1:%d?tls_ca_file=%s&tls_cert_file=%s&tls_key_file=%s", port,
+             pki->ca_cert, pki->client_cert, pki->client_key);
+    c = must_client(&(rk_client_options){.url = url, .tls = {.ca_file = pki->other_ca_cert}});
+    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
+    rk_client_free(c);
+
+    /* tls_insecure=1 in the URL: connects with the wrong CA. */
+    snprintf(url, sizeof url,
+             "rediss://127.0.0.1:%d?tls_ca_file=%s&tls_cert_file=%s&tls_key_file=%s&tls_insecure=1", port,
+             pki->other_ca_cert, pki->client_cert, pki->client_key);
+    assert_int_equal(rk_client_new_url(url, &c), RK_OK);
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    rk_client_free(c);
+
+    /* The test fixture's own URL is rediss:// too. */
+    c = must_client(&(rk_client_options){.url = rk_test_server_url(s),
+                                         .tls = {.ca_file = pki->ca_cert, .cert_file = pki->client_cert,
+                                                 .key_file = pki->client_key}});
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    rk_client_free(c);
+    rk_test_server_stop(s);
+}
+
+/* ---- AUTH over TLS ------------------------------------------------------ */
+
+static void test_password_over_tls(void **state)
+{
+    (void)state;
+    const char *args[] = {"--requirepass", SECRET, NULL};
+    rk_test_server *s = start_tls_server(false, args);
+    rk_test_server_set_admin_password(s, SECRET);
+    char url[512];
+    snprintf(url, sizeof url, "rediss://:%s@127.0.0.1:%d?tls_ca_file=%s", SECRET, rk_test_server_port(s),
+             pki->ca_cert);
+    rk_client *c = must_client(&(rk_client_options){.url = url});
+    check_set_get(c);
+    rk_client_free(c);
+
+    /* A wrong password is an AUTH failure, not a TLS one. */
+    snprintf(url, sizeof url, "rediss://:not-%s@127.0.0.1:%d?tls_ca_file=%s", SECRET, rk_test_server_port(s),
+             pki->ca_cert);
+    c = must_client(&(rk_client_options){.url = url});
+    assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
+    assert_null(strstr(rk_last_error(), SECRET));
+    rk_client_free(c);
+
+    /* No password at all: the TLS session is accepted; commands get NOAUTH,
+     * exactly as over TCP. */
+    rk_client_options o = tls_options(rk_test_server_port(s));
+    c = must_client(&o);
+    assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
+    rk_client_stats st;
+    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    assert_int_equal(st.connects, 1);
+    rk_client_free(c);
+    rk_test_server_stop(s);
+}
+
+/* ---- kill -9 and restart under load, over TLS --------------------------- */
+
+struct loader {
+    rk_cache *cache;
+    int id;
+    atomic_bool *stop;
+    atomic_bool *restarted;
+    int unexpected;
+    rk_status unexpected_st;
+    char unexpected_msg[256];
+    int ok_after_restart;
+    long calls;
+};
+
+static void *load(void *arg)
+{
+    struct loader *l = arg;
+    char key[32];
+    for (long i = 0; i < 1000000 && !atomic_load(l->stop); i++) {
+        snprintf(key, sizeof key, "k%d:%ld", l->id, i % 20);
+        rk_status st;
+        if (i % 2) {
+            char *v = NULL;
+            st = rk_cache_get_str(l->cache, key, &v);
+            rk_free(v);
+        } else {
+            st = rk_cache_set_str(l->cache, key, "value over TLS", &(rk_set_options){.ttl_s = 60});
+        }
+        l->calls++;
+        if (st == RK_OK && atomic_load(l->restarted)) l->ok_after_restart++;
+        /* A server that dies mid-session must look exactly as over TCP:
+         * unavailable or timed out, never a TLS or protocol error. */
+        if (st != RK_OK && st != RK_MISS && st != RK_DEGRADED && st != RK_ERR_UNAVAILABLE &&
+            st != RK_ERR_TIMEOUT) {
+            l->unexpected++;
+            l->unexpected_st = st;
+            snprintf(l->unexpected_msg, sizeof l->unexpected_msg, "%s", rk_last_error());
+        }
+        if (st != RK_OK && st != RK_MISS) rk_test_sleep_ms(2);
+    }
+    return NULL;
+}
+
+static void test_kill9_and_restart_over_tls(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(false, NULL);
+    rk_client_options o = tls_options(rk_test_server_port(s));
+    o.pool_size = 4;
+    o.command_timeout_ms = 300;
+    o.connect_timeout_ms = 300;
+    o.reconnect_base_ms = 20;
+    o.reconnect_max_ms = 200;
+    rk_client *c = must_client(&o);
+    rk_cache *cache;
+    assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
+
+    atomic_bool stop = false, restarted = false;
+    struct loader l[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        l[i] = (struct loader){.cache = cache, .id = i, .stop = &stop, .restarted = &restarted};
+        assert_int_equal(pthread_create(&t[i], NULL, load, &l[i]), 0);
+    }
+    rk_test_sleep_ms(300);
+    assert_true(rk_test_server_signal(s, SIGKILL));
+    rk_test_sleep_ms(600);
+    assert_true(rk_test_server_restart(s, NULL)); /* same port, still TLS */
+    assert_true(rk_test_server_is_tls(s));
+    atomic_store(&restarted, true);
+    for (int waited = 0; waited < 10000; waited += 50) {
+        bool all = true;
+        for (int i = 0; i < 4; i++) all = all && l[i].ok_after_restart > 0;
+        if (all) break;
+        rk_test_sleep_ms(50);
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+
+    for (int i = 0; i < 4; i++) {
+        if (l[i].unexpected)
+            fail_msg("thread %d: %d unexpected statuses (last %s: %s)", i, l[i].unexpected,
+                     rk_strerror(l[i].unexpected_st), l[i].unexpected_msg);
+        assert_true(l[i].calls > 0);
+        assert_true(l[i].ok_after_restart > 0);
+    }
+    rk_client_stats st;
+    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    assert_true(st.disconnects > 0);
+    assert_true(st.reconnects > 0);
+    assert_true(recovers(c, 5000));
+    assert_int_equal(rk_client_circuit(c), RK_CIRCUIT_CLOSED);
+    assert_int_equal(rk_cache_set_str(cache, "after", "ok", NULL), RK_OK);
+    rk_cache_free(cache);
+    rk_client_free(c);
+    rk_test_server_stop(s);
+}
+
+/* ---- a silent server during the handshake ------------------------------- */
+
+static void test_paused_server_handshake_times_out(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(false, NULL);
+    rk_client_options o = tls_options(rk_test_server_port(s));
+    o.connect_timeout_ms = 200;
+    o.command_timeout_ms = 200;
+    o.breaker_threshold = -1;
+    o.reconnect_base_ms = 10;
+    o.reconnect_max_ms = 20;
+    rk_client *c = must_client(&o);
+
+    /* The kernel still accepts the TCP connection of a stopped process;
+     * the ClientHello is never answered. */
+    assert_true(rk_test_server_signal(s, SIGSTOP));
+    assert_int_equal(rk_client_ping(c), RK_ERR_TIMEOUT);
+    expect_message("TLS handshake with 127.0.0.1:");
+    expect_message("timed out");
+    assert_true(rk_test_server_signal(s, SIGCONT));
+    assert_true(recovers(c, 5000));
+    rk_client_free(c);
+    rk_test_server_stop(s);
+}
+
+#define MAX_EVENTS 256
+
+struct recorder {
+    pthread_mutex_t lock;
+    int n;
+    rk_event_type type[MAX_EVENTS];
+};
+
+static void record(const rk_event *e, void *user)
+{
+    struct recorder *r = user;
+    pthread_mutex_lock(&r->lock);
+    if (r->n < MAX_EVENTS) r->type[r->n++] = e->type;
+    pthread_mutex_unlock(&r->lock);
+}
+
+static int count_events(struct recorder *r, rk_event_type type)
+{
+    int n = 0;
+    pthread_mutex_lock(&r->lock);
+    for (int i = 0; i < r->n; i++) n += r->type[i] == type;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+static void test_blackhole_opens_and_probe_closes_circuit(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(false, NULL);
+    rk_fault_proxy *p = rk_fault_proxy_start(rk_test_server_port(s));
+    assert_non_null(p);
+    struct recorder rec = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    rk_client_options o = tls_options(rk_fault_proxy_port(p));
+    o.command_timeout_ms = 150;
+    o.connect_timeout_ms = 150;
+    o.breaker_threshold = 3;
+    o.reconnect_base_ms = 200;
+    o.reconnect_max_ms = 400;
+    o.on_event = record;
+    o.event_user = &rec;
+    rk_client *c = must_client(&o);
+    assert_int_equal(rk_client_ping(c), RK_OK);
+
+    rk_fault_proxy_set(p, RK_FAULT_BLACKHOLE, 0);
+    /* The pooled connection times out reading; new ones time out in the
+     * TLS handshake, a failed connect attempt that schedules the next one,
+     * so calls whose deadline comes first fail fast meanwhile (as they do
+     * over TCP when the handshake has an AUTH). Three counted failures
+     * open the circuit. */
+    int timeouts = 0;
+    for (int i = 0; i < 40 && rk_client_circuit(c) != RK_CIRCUIT_OPEN; i++) {
+        rk_status st = rk_client_ping(c);
+        assert_true(st == RK_ERR_TIMEOUT || st == RK_ERR_UNAVAILABLE);
+        timeouts += st == RK_ERR_TIMEOUT;
+        if (st == RK_ERR_UNAVAILABLE) rk_test_sleep_ms(20);
+    }
+    assert_int_equal(rk_client_circuit(c), RK_CIRCUIT_OPEN);
+    assert_true(timeouts >= 2);
+    rk_client_stats before, after;
+    rk_client_stats_get(c, &before);
+    for (int i = 0; i < 50; i++) assert_int_equal(rk_client_ping(c), RK_ERR_UNAVAILABLE);
+    rk_client_stats_get(c, &after);
+    assert_true(after.fast_failed >= before.fast_failed + 50);
+    assert_int_equal(after.connects, before.connects);
+
+    /* A fresh client meets the blackhole in its TLS handshake. */
+    rk_client_options fresh = tls_options(rk_fault_proxy_port(p));
+    fresh.connect_timeout_ms = 150;
+    rk_client *c2 = must_client(&fresh);
+    assert_int_equal(rk_client_ping(c2), RK_ERR_TIMEOUT);
+    expect_message("TLS handshake with");
+    rk_client_free(c2);
+
+    rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
+    assert_true(recovers(c, 5000));
+    assert_int_equal(rk_client_circuit(c), RK_CIRCUIT_CLOSED);
+    assert_true(count_events(&rec, RK_EVENT_CIRCUIT_OPEN) >= 1);
+    assert_true(count_events(&rec, RK_EVENT_CIRCUIT_HALF_OPEN) >= 1);
+    assert_true(count_events(&rec, RK_EVENT_CIRCUIT_CLOSED) >= 1);
+    rk_client_free(c);
+    rk_fault_proxy_stop(p);
+    rk_test_server_stop(s);
+}
+
+/* ---- TLS records sliced, cut and reset ---------------------------------- */
+
+static void test_sliced_cut_and_reset_records(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(false, NULL);
+    rk_fault_proxy *p = rk_fault_proxy_start(rk_test_server_port(s));
+    assert_non_null(p);
+    rk_client_options o = tls_options(rk_fault_proxy_port(p));
+    o.command_timeout_ms = 10000;
+    o.connect_timeout_ms = 10000;
+    o.breaker_threshold = -1;
+    o.reconnect_base_ms = 10;
+    o.reconnect_max_ms = 20;
+    rk_client *c = must_client(&o);
+    rk_cache *cache;
+    assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
+    char big[3000];
+    for (size_t i = 0; i < sizeof big - 1; i++) big[i] = (char)('a' + i % 26);
+    big[sizeof big - 1] = '\0';
+    assert_int_equal(rk_cache_set_str(cache, "big", big, NULL), RK_OK);
+
+    /* Records arrive a byte at a time: still decrypted and parsed whole. */
+    rk_fault_proxy_set(p, RK_FAULT_SLICE, 0);
+    char *got = NULL;
+    assert_int_equal(rk_cache_get_str(cache, "big", &got), RK_OK);
+    assert_string_equal(got, big);
+    rk_free(got);
+
+    /* A record cut short by the server's side closing: the server went
+     * away (unavailable), as a cut TCP reply is — not a TLS error. */
+    rk_fault_proxy_set(p, RK_FAULT_CLOSE_AFTER, 10);
+    const char *get[] = {"GET", "cache:big"};
+    rk_reply *r = NULL;
+    assert_int_equal(rk_client_command(c, 2, get, NULL, &r), RK_ERR_UNAVAILABLE);
+    assert_null(r);
+    expect_message("connection closed by server");
+    rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
+    assert_true(recovers(c, 3000));
+
+    /* A reset: unavailable too, and it recovers. */
+    rk_fault_proxy_set(p, RK_FAULT_RESET, 0);
+    assert_int_equal(rk_client_command(c, 2, get, NULL, &r), RK_ERR_UNAVAILABLE);
+    rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
+    assert_true(recovers(c, 3000));
+    assert_int_equal(rk_cache_get_str(cache, "big", &got), RK_OK);
+    assert_string_equal(got, big);
+    rk_free(got);
+    rk_cache_free(cache);
+    rk_client_free(c);
+    rk_fault_proxy_stop(p);
+    rk_test_server_stop(s);
+}
+
+/* ---- idle connections: session tickets and dead peers ------------------- */
+
+static void test_idle_connection_reused_and_dead_peer_noticed(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(false, NULL);
+    rk_client_options o = tls_options(rk_test_server_port(s));
+    o.pool_size = 1;
+    o.reconnect_base_ms = 10;
+    o.reconnect_max_ms = 20;
+    rk_client *c = must_client(&o);
+    /* Idle past the 1 ms threshold each time, so every reuse goes through
+     * rk__conn_peer_gone(): the session must survive it. */
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(rk_client_ping(c), RK_OK);
+        rk_test_sleep_ms(20);
+    }
+    rk_client_stats st;
+    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    assert_int_equal(st.connects, 1);
+    assert_int_equal(st.disconnects, 0);
+
+    /* The server dies and comes back: the idle session is found dead
+     * before use (no failed request, no read retry), a new one opened. */
+    assert_true(rk_test_server_signal(s, SIGKILL));
+    assert_true(rk_test_server_restart(s, NULL));
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    assert_int_equal(st.read_retries, 0);
+    assert_int_equal(st.disconnects, 1);
+    assert_int_equal(st.connects, 2);
+    rk_client_free(c);
+    rk_test_server_stop(s);
+}
+
+/* The connection layer directly: a TLS session with no round trip yet, so
+ * the server's TLS 1.3 session tickets are still unread on the socket. */
+static void test_session_tickets_are_not_unasked_data(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(false, NULL);
+    rk__tls_ctx *ctx = NULL;
+    assert_int_equal(rk__tls_ctx_new(&(rk__tls_config){.ca_file = pki->ca_cert, .verify_name = "127.0.0.1"}, &ctx),
+                     RK_OK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rk_test_server_port(s))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    rk__tls *t = NULL;
+    assert_int_equal(rk__tls_connect(ctx, fd, "test peer", rk__now_ns() + 2000000000LL, &t), RK_OK);
+
+    /* Wait (bounded) for the tickets to be readable on the socket. */
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    assert_false(rk__tls_peer_gone(t));
+    assert_false(rk__tls_peer_gone(t));
+
+    /* The session still works, and its first reply is PING's. */
+    static const char ping[] = "*1\r\n$4\r\nPING\r\n";
+    assert_int_equal(rk__tls_write(t, ping, sizeof ping - 1, rk__now_ns() + 2000000000LL), RK_OK);
+    char buf[64];
+    size_t got = 0, total = 0;
+    for (int i = 0; i < 100 && total < 7; i++) {
+        assert_int_equal(rk__tls_read(t, buf + total, sizeof buf - 1 - total, &got, rk__now_ns() + 2000000000LL),
+                         RK_OK);
+        total += got;
+    }
+    buf[total] = '\0';
+    assert_string_equal(buf, "+PONG\r\n");
+    assert_false(rk__tls_peer_gone(t));
+
+    /* Unasked application data does count: send PING, do not read. */
+    assert_int_equal(rk__tls_write(t, ping, sizeof ping - 1, rk__now_ns() + 2000000000LL), RK_OK);
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    assert_true(rk__tls_peer_gone(t));
+
+    rk__tls_free(t);
+    close(fd);
+    rk__tls_ctx_free(ctx);
+    rk_test_server_stop(s);
+}
+
+/* ---- options that cannot work ------------------------------------------- */
+
+static void expect_new_fails(const rk_client_options *o, rk_status want, const char *part)
+{
+    rk_client *c = (rk_client *)1;
+    rk_status st = rk_client_new(o, &c);
+    if (st != want) fail_msg("want %s, got %s: %s", rk_strerror(want), rk_strerror(st), rk_last_error());
+    assert_null(c);
+    expect_message(part);
+}
+
+static void test_bad_tls_options(void **state)
+{
+    (void)state;
+    rk_tls_options ok = {.enabled = true, .ca_file = pki->ca_cert};
+    rk_tls_options t;
+
+    t = ok;
+    t.ca_file = "/nonexistent/ca.pem";
+    expect_new_fails(&(rk_client_options){.tls = t}, RK_ERR_TLS, "ca_file /nonexistent/ca.pem");
+    t = ok;
+    t.ca_file = NULL;
+    t.ca_dir = "/nonexistent/ca.d";
+    expect_new_fails(&(rk_client_options){.tls = t}, RK_ERR_TLS, "ca_dir /nonexistent/ca.d");
+    t = ok;
+    t.ca_file = pki->server_key; /* not a certificate */
+    expect_new_fails(&(rk_client_options){.tls = t}, RK_ERR_TLS, "ca_file");
+    t = ok;
+    t.cert_file = pki->client_cert;
+    t.key_file = pki->server_key; /* somebody else's key */
+    expect_new_fails(&(rk_client_options){.tls = t}, RK_ERR_TLS, "key values mismatch");
+    t = ok;
+    t.cert_file = pki->client_cert; /* no key_file, and no key in it */
+    expect_new_fails(&(rk_client_options){.tls = t}, RK_ERR_TLS, "key in cert_file");
+    t = ok;
+    t.key_file = pki->client_key;
+    expect_new_fails(&(rk_client_options){.tls = t}, RK_ERR_INVALID, "tls.key_file: needs tls.cert_file");
+    t = ok;
+    t.server_name = "bad name";
+    expect_new_fails(&(rk_client_options){.tls = t}, RK_ERR_INVALID, "tls.server_name");
+    t = ok;
+    t.ca_file = "";
+    expect_new_fails(&(rk_client_options){.tls = t}, RK_ERR_INVALID, "tls.ca_file: empty");
+    expect_new_fails(&(rk_client_options){.unix_path = "/tmp/redis.sock", .tls = ok}, RK_ERR_INVALID,
+                     "Unix socket");
+    /* TLS settings without TLS: a forgotten switch, not plaintext. */
+    expect_new_fails(&(rk_client_options){.url = "redis://127.0.0.1", .tls = {.ca_file = pki->ca_cert}},
+                     RK_ERR_INVALID, "tls.ca_file: TLS is not enabled");
+    expect_new_fails(&(rk_client_options){.tls = {.insecure_skip_verify = true}}, RK_ERR_INVALID,
+                     "tls.insecure_skip_verify: TLS is not enabled");
+    expect_new_fails(&(rk_client_options){.url = "redis://127.0.0.1?tls_ca_file=/x"}, RK_ERR_INVALID,
+                     "URL option tls_ca_file: only for rediss:// URLs");
+
+    /* The same CA, well-formed: created without touching the network. */
+    rk_client *c = NULL;
+    assert_int_equal(rk_client_new(&(rk_client_options){.tls = ok}, &c), RK_OK);
+    rk_client_free(c);
+    assert_int_equal(rk_client_new_url("rediss://127.0.0.1:1", &c), RK_OK); /* the system store */
+    rk_client_free(c);
+}
+
+/* ---- every allocation failure on the TLS paths ------------------------- */
+
+/* Fails the Nth allocation redkit makes, and counts live blocks (each has a
+ * small header), as tests/nomem_test.c does for the plain paths. */
+typedef union block {
+    max_align_t align;
+    size_t size;
+} block;
+
+static struct {
+    long calls, fail_at, live;
+    bool hit;
+} inj;
+
+static bool fail_now(void)
+{
+    if (++inj.calls != inj.fail_at) return false;
+    inj.hit = true;
+    return true;
+}
+
+static void *inj_malloc(size_t size, void *user)
+{
+    (void)user;
+    if (fail_now()) return NULL;
+    block *b = malloc(sizeof *b + size);
+    if (!b) return NULL;
+    b->size = size;
+    inj.live++;
+    return b + 1;
+}
+
+static void *inj_calloc(size_t n, size_t size, void *user)
+{
+    void *p = inj_malloc(n * size, user); /* rk__calloc checked the product */
+    if (p) memset(p, 0, n * size);
+    return p;
+}
+
+static void inj_free(void *p, void *user)
+{
+    (void)user;
+    if (!p) return;
+    inj.live--;
+    free((block *)p - 1);
+}
+
+static void *inj_realloc(void *p, size_t size, void *user)
+{
+    if (!p) return inj_malloc(size, user);
+    if (fail_now()) return NULL;
+    block *b = realloc((block *)p - 1, sizeof *b + size);
+    if (!b) return NULL;
+    b->size = size;
+    return b + 1;
+}
+
+static bool ok_or_nomem(rk_status st, rk_status normal)
+{
+    if (st == normal) return true;
+    if (st == RK_ERR_NOMEM && inj.hit) return true;
+    print_error("N=%ld: got %s (%s), want %s or a NOMEM after the injected failure\n", inj.fail_at,
+                rk_strerror(st), rk_last_error(), rk_strerror(normal));
+    return false;
+}
+
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    const char *args[] = {"--requirepass", SECRET, NULL};
+    rk_test_server *s = start_tls_server(true, args);
+    char url[1024];
+    snprintf(url, sizeof url, "rediss://app-user:%s@127.0.0.1:%d?tls_ca_file=%s&tls_cert_file=%s&tls_key_file=%s"
+             "&tls_server_name=localhost&name=walker", SECRET, rk_test_server_port(s), pki->ca_cert, pki->client_cert,
+             pki->client_key);
+    /* An ACL user, so the AUTH command takes the longer form. */
+    rk_test_server_set_admin_password(s, SECRET);
+    redisReply *r = rk_test_server_command(s, "ACL SETUSER app-user on >%s ~* +@all", SECRET);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+
+    static const rk_allocator hook = {inj_malloc, inj_calloc, inj_realloc, inj_free, NULL};
+    long n;
+    for (n = 1; n < 2000; n++) {
+        inj = (__typeof__(inj)){.fail_at = n};
+        assert_int_equal(rk_set_allocator(&hook), RK_OK);
+        rk_client *c = NULL;
+        rk_status st = rk_client_new(&(rk_client_options){.url = url, .breaker_threshold = -1,
+                                                          .reconnect_base_ms = 1, .reconnect_max_ms = 1}, &c);
+        assert_true(ok_or_nomem(st, RK_OK));
+        if (st == RK_OK) {
+            /* A failure while connecting fails this call; the next one
+             * connects again, which must work. */
+            st = rk_client_ping(c);
+            assert_true(ok_or_nomem(st, RK_OK));
+            if (st != RK_OK) rk_test_sleep_ms(2);
+            assert_true(ok_or_nomem(rk_client_ping(c), RK_OK));
+            const char *set[] = {"SET", "walk", "value"};
+            rk_reply *reply = NULL;
+            st = rk_client_command(c, 3, set, NULL, &reply);
+            assert_true(ok_or_nomem(st, RK_OK));
+            if (st != RK_OK) assert_null(reply);
+            rk_reply_free(reply);
+            rk_client_free(c);
+        } else {
+            assert_null(c);
+        }
+        assert_int_equal(rk_set_allocator(NULL), RK_OK);
+        if (inj.live != 0) fail_msg("N=%ld: %ld blocks still allocated", n, inj.live);
+        if (!inj.hit) break; /* the run passed every allocation point */
+    }
+    assert_true(n > 5);   /* the walk did reach the TLS paths */
+    assert_true(n < 2000);
+    rk_test_server_stop(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_verified_tls_set_get),
+        cmocka_unit_test(test_host_name_and_ca_choices),
+        cmocka_unit_test(test_mutual_tls),
+        cmocka_unit_test(test_wrong_ca_rejected),
+        cmocka_unit_test(test_wrong_host_name_rejected),
+        cmocka_unit_test(test_skip_verify_warns_once),
+        cmocka_unit_test(test_rediss_url_with_query_options),
+        cmocka_unit_test(test_password_over_tls),
+        cmocka_unit_test(test_kill9_and_restart_over_tls),
+        cmocka_unit_test(test_paused_server_handshake_times_out),
+        cmocka_unit_test(test_blackhole_opens_and_probe_closes_circuit),
+        cmocka_unit_test(test_sliced_cut_and_reset_records),
+        cmocka_unit_test(test_idle_connection_reused_and_dead_peer_noticed),
+        cmocka_unit_test(test_session_tickets_are_not_unasked_data),
+        cmocka_unit_test(test_bad_tls_options),
+        cmocka_unit_test(test_allocation_failures),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
