@@ -6,6 +6,10 @@
  * with key "b:c" can never meet namespace "a:b" with key "c" — and contain
  * no glob characters; the user key that follows is arbitrary bytes. Messages
  * never quote a user key: keys can carry personal data.
+ *
+ * Because the user key is arbitrary, anything that turns keys into a glob
+ * pattern (SCAN MATCH) must escape it first: rk__key_glob_escape() does,
+ * so that a user key "*" matches the key "*" and nothing else.
  */
 #include <string.h>
 
@@ -79,6 +83,31 @@ void rk__key_release(rk__key *k)
 {
     if (k->str && k->str != k->stack) rk__free(k->str);
     k->str = NULL;
+}
+
+/* The bytes Redis's glob matcher (stringmatchlen) treats specially outside
+ * a class: '*', '?', '[' and the escape itself. ']' is special only inside
+ * a class, but escaping it too costs nothing and keeps the rule simple. */
+static bool glob_special(char ch)
+{
+    return ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\';
+}
+
+size_t rk__key_glob_escape(const char *s, size_t len, char *buf, size_t buf_size)
+{
+    /* The count is at most 2 * len: it fits in size_t for any s that
+     * fits in half the address space, and keys are far shorter. */
+    size_t out = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (glob_special(s[i])) {
+            if (out + 1 < buf_size) buf[out] = '\\';
+            out++;
+        }
+        if (out + 1 < buf_size) buf[out] = s[i];
+        out++;
+    }
+    if (buf_size > 0) buf[out < buf_size ? out : buf_size - 1] = '\0';
+    return out;
 }
 
 rk_status rk_key_build(const rk_client *client, const char *ns, const char *key, char *buf,

@@ -44,7 +44,13 @@ typedef enum rk_status {
      * command cannot produce. The connection is closed. */
     RK_ERR_PROTOCOL = 7,
     /* Redis answered with an error reply (-ERR, -WRONGTYPE, -NOPERM, ...);
-     * rk_last_error() holds the server's text. */
+     * rk_last_error() holds the server's text. A command or key outside an
+     * ACL user's rights (-NOPERM) is reported with this status too — there
+     * is no dedicated one: look for "NOPERM" in rk_last_error(). An error
+     * reply to a command comes from a healthy server: the connection is
+     * kept and the circuit breaker does not count it. (One refusing the
+     * connection handshake — SELECT, CLIENT SETNAME — is a failed connect
+     * instead; see docs/client.md.) */
     RK_ERR_SERVER = 8,
     /* A stored value is not of the type asked for (a string read as an
      * int64, a foreign value read by a typed cache). Nothing was changed. */

@@ -1,0 +1,394 @@
+/*
+ * acl_test.c — redkit under a restricted Redis 6+ ACL user, against a real
+ * redis-server: a user limited to the keys "shop:*" and to the commands the
+ * cache and the connection handshake send. The cache with the prefix "shop"
+ * works fully; anything outside the user's rights fails with RK_ERR_SERVER
+ * and "NOPERM" in rk_last_error() (by design: no dedicated status), without
+ * counting towards the circuit breaker; a wrong password and a disabled
+ * user fail with RK_ERR_AUTH.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include <redkit/redkit.h>
+
+#include "support/redis_server.h"
+
+#define USER "shop"
+#define PASSWORD "acl-Pa55-shop-9d2f"
+
+/*
+ * What redkit needs, and nothing else: the cache sends GET, SET (with PX),
+ * UNLINK, EXISTS and PTTL; rk_client_ping() and the idle check send PING;
+ * the handshake (src/conn.c) sends AUTH, SELECT when db != 0 and CLIENT
+ * SETNAME when a client name is set. -@dangerous comes last so that none of
+ * those can ever let a dangerous command through. This is the line shown in
+ * docs/client.md ("ACL users").
+ */
+#define ACL_RULES                                                                             \
+    "on resetkeys ~shop:* resetchannels -@all +get +set +unlink +exists +pttl +ping +auth " \
+    "+select +client|setname -@dangerous"
+
+static rk_test_server *server;
+static int port;
+
+/* ACL SETUSER name <rules...> >password on the admin connection. */
+static void set_user(const char *name, const char *rules, const char *password)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ACL SETUSER %s %s >%%s", name, rules);
+    redisReply *r = rk_test_server_command(server, cmd, password);
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_STATUS) fail_msg("ACL SETUSER %s: %s", name, r->str ? r->str : "?");
+    freeReplyObject(r);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    server = rk_test_server_start(NULL);
+    if (!server) return -1;
+    port = rk_test_server_port(server);
+    set_user(USER, ACL_RULES, PASSWORD);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    rk_test_server_stop(server);
+    return 0;
+}
+
+static int flush(void **state)
+{
+    (void)state;
+    redisReply *r = rk_test_server_command(server, "FLUSHALL");
+    if (!r) return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+static rk_client *new_client(const rk_client_options *o)
+{
+    rk_client *c = NULL;
+    rk_status st = rk_client_new(o, &c);
+    if (st != RK_OK) fail_msg("rk_client_new: %s: %s", rk_strerror(st), rk_last_error());
+    return c;
+}
+
+static void assert_noperm(rk_status st)
+{
+    if (st != RK_ERR_SERVER) fail_msg("want RK_ERR_SERVER, got %s: %s", rk_strerror(st), rk_last_error());
+    if (!strstr(rk_last_error(), "NOPERM")) fail_msg("no NOPERM in: %s", rk_last_error());
+}
+
+/* The value of a key in db, read on the admin connection ("" if absent). */
+static void admin_get(int db, const char *key, char *out, size_t cap)
+{
+    redisReply *r = rk_test_server_command(server, "EVAL %s 0 %d %s",
+                                           "redis.call('SELECT', ARGV[1]) "
+                                           "return redis.call('GET', ARGV[2])",
+                                           db, key);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_STRING) snprintf(out, cap, "%.*s", (int)r->len, r->str);
+    else out[0] = '\0';
+    freeReplyObject(r);
+}
+
+/* Every cache operation, through a client authenticated as the user. */
+static void exercise_cache(rk_client *c, int db)
+{
+    rk_cache *cache;
+    assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK); /* keys shop:cache:... */
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "user:1", "Ada", &(rk_set_options){.ttl_s = 60}), RK_OK);
+    char *s = NULL;
+    assert_int_equal(rk_cache_get_str(cache, "user:1", &s), RK_OK);
+    assert_string_equal(s, "Ada");
+    rk_free(s);
+    assert_int_equal(rk_cache_exists(cache, "user:1"), RK_OK);
+    int64_t ttl = 0;
+    assert_int_equal(rk_cache_ttl_ms(cache, "user:1", &ttl), RK_OK);
+    assert_true(ttl > 0 && ttl <= 60000);
+    assert_int_equal(rk_cache_set_i64(cache, "n", 42, &(rk_set_options){.ttl_s = RK_TTL_NONE}), RK_OK);
+    int64_t n = 0;
+    assert_int_equal(rk_cache_get_i64(cache, "n", &n), RK_OK);
+    assert_int_equal(n, 42);
+    assert_int_equal(rk_cache_ttl_ms(cache, "n", &ttl), RK_OK);
+    assert_int_equal(ttl, RK_TTL_NONE);
+
+    /* The keys landed in the user's pattern, in the selected database. */
+    char raw[64];
+    admin_get(db, "shop:cache:user:1", raw, sizeof raw);
+    assert_string_equal(raw + 2, "Ada"); /* after the 2-byte type header */
+
+    assert_int_equal(rk_cache_delete(cache, "user:1"), RK_OK);
+    assert_int_equal(rk_cache_delete(cache, "user:1"), RK_MISS);
+    assert_int_equal(rk_cache_exists(cache, "user:1"), RK_MISS);
+    assert_int_equal(rk_cache_ttl_ms(cache, "user:1", &ttl), RK_MISS);
+    assert_int_equal(rk_cache_get_str(cache, "user:1", &s), RK_MISS);
+    assert_int_equal(rk_cache_delete(cache, "n"), RK_OK);
+    rk_cache_free(cache);
+
+    rk_client_stats stats;
+    assert_int_equal(rk_client_stats_get(c, &stats), RK_OK);
+    assert_int_equal(stats.connect_failures, 0);
+    assert_true(stats.connects >= 1);
+}
+
+/* The user and password in the URL, with a database and a client name, so
+ * the handshake sends AUTH user pw, SELECT and CLIENT SETNAME. */
+static void test_cache_works_url(void **state)
+{
+    (void)state;
+    char url[256];
+    snprintf(url, sizeof url, "redis://" USER ":" PASSWORD "@127.0.0.1:%d/2?prefix=shop&name=shop-api", port);
+    rk_client *c = new_client(&(rk_client_options){.url = url});
+    exercise_cache(c, 2);
+
+    /* The connection really is the ACL user's, named as asked. */
+    redisReply *r = rk_test_server_command(server, "CLIENT LIST");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_non_null(strstr(r->str, "name=shop-api"));
+    assert_non_null(strstr(r->str, "user=" USER));
+    freeReplyObject(r);
+    rk_client_free(c);
+}
+
+/* The same with every field set in rk_client_options, no URL. */
+static void test_cache_works_options(void **state)
+{
+    (void)state;
+    rk_client *c = new_client(&(rk_client_options){
+        .host = "127.0.0.1", .port = port, .username = USER, .password = PASSWORD,
+        .key_prefix = "shop", .db = 3, .client_name = "shop-worker"});
+    exercise_cache(c, 3);
+    rk_client_free(c);
+
+    /* Over the Unix socket, credentials in the URL. */
+    char url[512];
+    snprintf(url, sizeof url, "unix://" USER ":" PASSWORD "@%s/redis.sock?prefix=shop", rk_test_server_dir(server));
+    c = new_client(&(rk_client_options){.url = url});
+    exercise_cache(c, 0);
+    rk_client_free(c);
+}
+
+/* Outside the user's rights: RK_ERR_SERVER with NOPERM, nothing written. */
+static void test_noperm(void **state)
+{
+    (void)state;
+    char url[256];
+    rk_reply *reply = (rk_reply *)1;
+
+    /* A prefix whose keys fall outside ~shop:* — "shopx:..." and
+     * "cache:..." (no prefix) do not match it. */
+    static const char *const outside[] = {"?prefix=shopx", "?prefix=other", ""};
+    for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++) {
+        snprintf(url, sizeof url, "redis://" USER ":" PASSWORD "@127.0.0.1:%d%s", port, outside[i]);
+        rk_client *c = new_client(&(rk_client_options){.url = url});
+        rk_cache *cache;
+        assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
+        assert_noperm(rk_cache_set_str(cache, "k", "v", NULL));
+        char *s = (char *)"untouched";
+        assert_noperm(rk_cache_get_str(cache, "k", &s)); /* an error, not a degraded miss */
+        assert_null(s);
+        assert_noperm(rk_cache_exists(cache, "k"));
+        int64_t ttl = 7;
+        assert_noperm(rk_cache_ttl_ms(cache, "k", &ttl));
+        assert_int_equal(ttl, 7);
+        assert_noperm(rk_cache_delete(cache, "k"));
+        rk_cache_free(cache);
+        /* The connection survived the refusals and was reused. */
+        rk_client_stats stats;
+        assert_int_equal(rk_client_stats_get(c, &stats), RK_OK);
+        assert_int_equal(stats.connects, 1);
+        assert_int_equal(stats.disconnects, 0);
+        rk_client_free(c);
+    }
+
+    /* Forbidden commands, and a key outside the pattern, by hand. */
+    snprintf(url, sizeof url, "redis://" USER ":" PASSWORD "@127.0.0.1:%d?prefix=shop", port);
+    rk_client *c = new_client(&(rk_client_options){.url = url});
+    const char *flushall[] = {"FLUSHALL"};
+    const char *keys[] = {"KEYS", "*"};
+    const char *other_key[] = {"GET", "other:key"};
+    const char *config[] = {"CONFIG", "GET", "requirepass"};
+    const char *hset[] = {"HSET", "shop:h", "f", "v"}; /* inside the pattern, not an allowed command */
+    const char *acl[] = {"ACL", "SETUSER", USER, "+@all"};
+    assert_noperm(rk_client_command(c, 1, flushall, NULL, &reply));
+    assert_null(reply);
+    assert_noperm(rk_client_command(c, 2, keys, NULL, &reply));
+    assert_noperm(rk_client_command(c, 2, other_key, NULL, &reply));
+    assert_noperm(rk_client_command(c, 3, config, NULL, &reply));
+    assert_noperm(rk_client_command(c, 4, hset, NULL, &reply));
+    assert_noperm(rk_client_command(c, 4, acl, NULL, &reply));
+    assert_int_equal(rk_client_ping(c), RK_OK);
+
+    /* Nothing was written anywhere, and the user's rights are unchanged. */
+    redisReply *r = rk_test_server_command(server, "DBSIZE");
+    assert_non_null(r);
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    r = rk_test_server_command(server, "ACL DRYRUN %s FLUSHALL", USER);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING); /* the reason it is refused */
+    freeReplyObject(r);
+    rk_client_free(c);
+}
+
+/* A NOPERM is an answer from a healthy server: 20 of them in a row leave
+ * the circuit breaker closed, and normal calls keep working. */
+static void test_noperm_does_not_trip_breaker(void **state)
+{
+    (void)state;
+    char url[256];
+    snprintf(url, sizeof url, "redis://" USER ":" PASSWORD "@127.0.0.1:%d?prefix=shop", port);
+    rk_client *c = new_client(&(rk_client_options){.url = url, .breaker_threshold = 2});
+    rk_cache *mine, *foreign;
+    assert_int_equal(rk_cache_new(c, NULL, &mine), RK_OK);
+    rk_client *outside = new_client(&(rk_client_options){.url = url, .key_prefix = "other",
+                                                         .breaker_threshold = 2});
+    assert_int_equal(rk_cache_new(outside, NULL, &foreign), RK_OK);
+
+    const char *flushall[] = {"FLUSHALL"};
+    rk_reply *reply;
+    for (int i = 0; i < 20; i++) {
+        assert_noperm(rk_client_command(c, 1, flushall, NULL, &reply));
+        assert_noperm(rk_cache_set_str(foreign, "k", "v", NULL));
+        assert_int_equal(rk_client_circuit(c), RK_CIRCUIT_CLOSED);
+        assert_int_equal(rk_client_circuit(outside), RK_CIRCUIT_CLOSED);
+    }
+    rk_client_stats stats;
+    assert_int_equal(rk_client_stats_get(c, &stats), RK_OK);
+    assert_int_equal(stats.circuit, RK_CIRCUIT_CLOSED);
+    assert_int_equal(stats.circuit_opened, 0);
+    assert_int_equal(stats.connect_failures, 0);
+    assert_int_equal(stats.fast_failed, 0);
+    assert_int_equal(stats.requests, 20);
+
+    /* Normal calls still work, on both clients. */
+    assert_int_equal(rk_cache_set_str(mine, "k", "v", NULL), RK_OK);
+    char *s;
+    assert_int_equal(rk_cache_get_str(mine, "k", &s), RK_OK);
+    assert_string_equal(s, "v");
+    rk_free(s);
+    assert_int_equal(rk_client_ping(outside), RK_OK);
+    rk_cache_free(foreign);
+    rk_cache_free(mine);
+    rk_client_free(outside);
+    rk_client_free(c);
+
+    /* The control: with the same threshold, transport failures do open
+     * the circuit, so the loop above would have noticed. */
+    rk_client *dead = new_client(&(rk_client_options){
+        .url = "redis://127.0.0.1:1", .breaker_threshold = 2, .reconnect_base_ms = 1,
+        .reconnect_max_ms = 1, .connect_timeout_ms = 300});
+    for (int i = 0; i < 50 && rk_client_circuit(dead) == RK_CIRCUIT_CLOSED; i++)
+        assert_int_equal(rk_client_ping(dead), RK_ERR_UNAVAILABLE);
+    assert_int_not_equal(rk_client_circuit(dead), RK_CIRCUIT_CLOSED);
+    rk_client_free(dead);
+}
+
+/* A wrong password: RK_ERR_AUTH with the server's WRONGPASS, URL or options. */
+static void test_wrong_password(void **state)
+{
+    (void)state;
+    char url[256];
+    snprintf(url, sizeof url, "redis://" USER ":not-the-password@127.0.0.1:%d?prefix=shop", port);
+    rk_client *c = new_client(&(rk_client_options){.url = url});
+    assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
+    assert_non_null(strstr(rk_last_error(), "WRONGPASS"));
+    assert_null(strstr(rk_last_error(), "not-the-password"));
+    rk_cache *cache;
+    assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
+    rk_status st = rk_cache_set_str(cache, "k", "v", NULL);
+    /* The attempt itself says AUTH; a call inside the backoff fails fast. */
+    assert_true(st == RK_ERR_AUTH || st == RK_ERR_UNAVAILABLE);
+    rk_cache_free(cache);
+    rk_client_free(c);
+
+    c = new_client(&(rk_client_options){.host = "127.0.0.1", .port = port, .username = USER,
+                                        .password = PASSWORD "x"});
+    assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
+    rk_client_free(c);
+
+    /* The right password for another user is not enough either. */
+    c = new_client(&(rk_client_options){.host = "127.0.0.1", .port = port, .username = "nobody",
+                                        .password = PASSWORD});
+    assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
+    rk_client_free(c);
+}
+
+/* A user that is "off" cannot log in, even with its password. */
+static void test_user_off(void **state)
+{
+    (void)state;
+    set_user("shop_off", "off resetkeys ~shop:* -@all +@read +ping", PASSWORD);
+    char url[256];
+    snprintf(url, sizeof url, "redis://shop_off:" PASSWORD "@127.0.0.1:%d", port);
+    rk_client *c = new_client(&(rk_client_options){.url = url});
+    assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
+    assert_non_null(strstr(rk_last_error(), "WRONGPASS"));
+    rk_client_free(c);
+
+    /* Switched on, the same client options work; off again, new
+     * connections are refused. */
+    set_user("shop_off", "on", PASSWORD);
+    c = new_client(&(rk_client_options){.url = url});
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    rk_client_free(c);
+    set_user("shop_off", "off", PASSWORD);
+    c = new_client(&(rk_client_options){.url = url});
+    assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
+    rk_client_free(c);
+}
+
+/* A user without the handshake's commands: a client name it may not set
+ * makes every connection fail with RK_ERR_SERVER and the NOPERM text (a
+ * refused handshake, counted as a failed connect). Documented in
+ * docs/client.md: grant +client|setname and +select when they are used. */
+static void test_handshake_noperm(void **state)
+{
+    (void)state;
+    set_user("shop_min", "on resetkeys ~shop:* -@all +get +set +unlink +exists +pttl +ping", PASSWORD);
+    char url[256];
+    snprintf(url, sizeof url, "redis://shop_min:" PASSWORD "@127.0.0.1:%d?prefix=shop", port);
+    rk_client *c = new_client(&(rk_client_options){.url = url});
+    assert_int_equal(rk_client_ping(c), RK_OK); /* AUTH needs no permission */
+    rk_client_free(c);
+
+    c = new_client(&(rk_client_options){.url = url, .client_name = "named"});
+    assert_noperm(rk_client_ping(c));
+    assert_non_null(strstr(rk_last_error(), "CLIENT SETNAME"));
+    rk_client_stats stats;
+    assert_int_equal(rk_client_stats_get(c, &stats), RK_OK);
+    assert_int_equal(stats.connect_failures, 1);
+    rk_client_free(c);
+
+    c = new_client(&(rk_client_options){.url = url, .db = 1});
+    assert_noperm(rk_client_ping(c));
+    assert_non_null(strstr(rk_last_error(), "SELECT"));
+    rk_client_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_cache_works_url, flush),
+        cmocka_unit_test_setup(test_cache_works_options, flush),
+        cmocka_unit_test_setup(test_noperm, flush),
+        cmocka_unit_test_setup(test_noperm_does_not_trip_breaker, flush),
+        cmocka_unit_test_setup(test_wrong_password, flush),
+        cmocka_unit_test_setup(test_user_off, flush),
+        cmocka_unit_test_setup(test_handshake_noperm, flush),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
