@@ -1,26 +1,475 @@
 /*
- * cache_tags.c — tagged sets, tag invalidation, namespace clear. STUB.
+ * cache_tags.c — tagged sets, tag invalidation and namespace clear
+ * (contract in include/redkit/cache.h).
+ *
+ * Tags. A tag is a Redis set, "<prefix>:<ns>#tag:<tag>", holding the full
+ * names of the keys set with that tag. Storing a tagged value and
+ * recording it in its tag sets is one Lua script, so no reader ever sees
+ * a tagged value missing from its tag; invalidating a tag (read the set,
+ * UNLINK every member and the set) is one script too, so a value set with
+ * the tag either is removed or was written after the invalidation. The
+ * memory of tag sets is bounded by the lifetimes of their values: every
+ * tagged store stretches the set's TTL to at least the value's (a value
+ * without TTL makes the set persistent), so a set lives no longer than the
+ * longest-lived value it names. Members whose value expired or was deleted
+ * stay in the set until it expires or is invalidated; UNLINK of them
+ * counts nothing, so the count reported is what was really removed.
+ *
+ * Clear. SCAN never blocks the server the way KEYS does, but it gives
+ * weaker guarantees: a key may be returned twice (UNLINK of it then counts
+ * 0) and keys written while the scan runs may or may not be seen. The
+ * MATCH pattern is "<escaped prefix:ns>[:#]*", so one scan (and one
+ * resumable cursor) covers both the values ("...:ns:") and the cache's
+ * bookkeeping ("...:ns#"), and nothing else: the character after the
+ * namespace must be ':' or '#', which rules out "cache2:..." and, since
+ * the client prefix comes first, "shopping:..." for "shop". The keys found
+ * are split on the client: values and tag sets are unlinked (two UNLINKs,
+ * pipelined, so that only values are counted); fetch locks ("...#lock:")
+ * are left alone: they live for lock_ms at most, and removing one would
+ * let a second process start the same computation.
  */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include <redkit/cache.h>
 
+#include "alloc.h"
 #include "cache.h"
+#include "client.h"
 #include "error.h"
+#include "keys.h"
+#include "reply.h"
+#include "script.h"
+#include "value.h"
+
+/* Entries per store script: a script blocks the server while it runs,
+ * and each entry costs one SET and one SADD per tag; 256 entries with 32
+ * tags keep one script at a few milliseconds. */
+#define STORE_CHUNK 256
+/* Keys UNLINKed per call inside the invalidation script: Lua's unpack()
+ * is limited by the C stack (LUAI_MAXCSTACK, 8000). */
+#define INVALIDATE_CHUNK "1000"
+/* SCAN COUNT of a clear: about this many hash slots visited per round. */
+#define CLEAR_COUNT "1000"
+/* A second bound on a clear's loop, besides its time budget. */
+#define CLEAR_MAX_ROUNDS ((size_t)1 << 20)
+
+#define TAG_INFIX "tag:"
+#define TAG_INFIX_LEN 4
+
+/*
+ * KEYS: n value keys, then the tag sets. ARGV[1]: TTL in ms ("0" = none),
+ * ARGV[2..n+1]: the n values. A set that existed before gets its TTL
+ * raised, never lowered; a new one gets the value's TTL; a value without
+ * TTL makes the set persistent (PTTL -1 then means "persistent on
+ * purpose", which is why EXISTS is asked before SADD).
+ */
+static rk__script store_script = RK__SCRIPT("cache tag store",
+    "local n = #ARGV - 1\n"
+    "local px = ARGV[1]\n"
+    "local ttl = tonumber(px)\n"
+    "for i = 1, n do\n"
+    "  if ttl > 0 then\n"
+    "    redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', px)\n"
+    "  else\n"
+    "    redis.call('SET', KEYS[i], ARGV[i + 1])\n"
+    "  end\n"
+    "end\n"
+    "for t = n + 1, #KEYS do\n"
+    "  local set = KEYS[t]\n"
+    "  local existed = redis.call('EXISTS', set) == 1\n"
+    "  for i = 1, n do redis.call('SADD', set, KEYS[i]) end\n"
+    "  if ttl <= 0 then\n"
+    "    redis.call('PERSIST', set)\n"
+    "  elseif not existed then\n"
+    "    redis.call('PEXPIRE', set, px)\n"
+    "  else\n"
+    "    local left = redis.call('PTTL', set)\n"
+    "    if left >= 0 and left < ttl then redis.call('PEXPIRE', set, px) end\n"
+    "  end\n"
+    "end\n"
+    "return n\n");
+
+/*
+ * KEYS[1]: the tag set. ARGV[1]: the namespace's value head. Only members
+ * inside the namespace are removed, so a tag set tampered with by another
+ * Redis client still cannot make an invalidation reach outside it.
+ * Returns the number of values removed.
+ */
+static rk__script invalidate_script = RK__SCRIPT("cache tag invalidate",
+    "local head = ARGV[1]\n"
+    "local members = redis.call('SMEMBERS', KEYS[1])\n"
+    "local removed, batch = 0, {}\n"
+    "for _, m in ipairs(members) do\n"
+    "  if string.sub(m, 1, #head) == head then\n"
+    "    batch[#batch + 1] = m\n"
+    "    if #batch == " INVALIDATE_CHUNK " then\n"
+    "      removed = removed + redis.call('UNLINK', unpack(batch))\n"
+    "      batch = {}\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if #batch > 0 then removed = removed + redis.call('UNLINK', unpack(batch)) end\n"
+    "redis.call('UNLINK', KEYS[1])\n"
+    "return removed\n");
+
+/* ---- tags --------------------------------------------------------------- */
+
+rk_status rk__cache_check_tags(const char *const *tags, size_t ntags)
+{
+    if (!ntags) return RK_OK;
+    if (!tags) return rk__fail(RK_ERR_INVALID, "tags is NULL with ntags %zu", ntags);
+    if (ntags > RK_MAX_TAGS) return rk__fail(RK_ERR_INVALID, "%zu tags: at most %d", ntags, RK_MAX_TAGS);
+    for (size_t i = 0; i < ntags; i++) {
+        if (!tags[i]) return rk__fail(RK_ERR_INVALID, "tags[%zu] is NULL", i);
+        if (!tags[i][0]) return rk__fail(RK_ERR_INVALID, "tags[%zu] is empty", i);
+        if (strnlen(tags[i], RK_MAX_TAG_BYTES + 1) > RK_MAX_TAG_BYTES)
+            return rk__fail(RK_ERR_TOO_LARGE, "tags[%zu] is longer than %d bytes", i, RK_MAX_TAG_BYTES);
+    }
+    return RK_OK;
+}
+
+/* The Redis names of ntags checked tags, "<aux head>tag:<tag>", in one
+ * allocation. */
+typedef struct tag_keys {
+    const char *str[RK_MAX_TAGS];
+    size_t len[RK_MAX_TAGS];
+    char *buf;
+} tag_keys;
+
+static rk_status tag_keys_make(const rk_cache *c, const char *const *tags, size_t ntags, tag_keys *out)
+{
+    size_t total = 0, tlen[RK_MAX_TAGS];
+    for (size_t i = 0; i < ntags; i++) {
+        tlen[i] = strlen(tags[i]);
+        total += c->aux_head_len + TAG_INFIX_LEN + tlen[i] + 1;
+    }
+    out->buf = rk__malloc(total ? total : 1);
+    if (!out->buf) return rk__fail(RK_ERR_NOMEM, "cache tags: out of memory");
+    char *p = out->buf;
+    for (size_t i = 0; i < ntags; i++) {
+        out->str[i] = p;
+        out->len[i] = c->aux_head_len + TAG_INFIX_LEN + tlen[i];
+        memcpy(p, c->aux_head, c->aux_head_len);
+        memcpy(p + c->aux_head_len, TAG_INFIX, TAG_INFIX_LEN);
+        memcpy(p + c->aux_head_len + TAG_INFIX_LEN, tags[i], tlen[i] + 1);
+        p += out->len[i] + 1;
+    }
+    return RK_OK;
+}
+
+/* What one store script's reply means for its entries. Consumes r. */
+static rk_status judge_store_reply(rk_reply *r, size_t m)
+{
+    if (r->type == RK_REPLY_ERROR) return rk__reply_fail(r, store_script.name);
+    bool ok = r->type == RK_REPLY_INTEGER && r->integer == (long long)m;
+    rk_reply_free(r);
+    return ok ? RK_OK : rk__fail(RK_ERR_PROTOCOL, "%s: unexpected reply", store_script.name);
+}
+
+/* Remember the first failure's message, to restore it at the end. */
+static void note_failure(rk_status st, rk_status *first, char *msg, size_t cap)
+{
+    if (st == RK_OK || *first != RK_OK) return;
+    *first = st;
+    snprintf(msg, cap, "%s", rk_last_error());
+}
+
+rk_status rk__cache_store_tagged_batch(rk_cache *c, size_t n, const char *const *keys, const size_t *keylens,
+                                       const char *const *values, const size_t *vlens, int64_t ttl_ms,
+                                       const char *const *tags, size_t ntags, rk_status *statuses)
+{
+    rk_status st = rk__cache_check_tags(tags, ntags);
+    if (st == RK_OK && !ntags) st = rk__fail(RK_ERR_INVALID, "tagged store without tags");
+    if (st != RK_OK) {
+        for (size_t i = 0; i < n; i++) statuses[i] = st;
+        return st;
+    }
+    if (n == 0) return RK_OK;
+    tag_keys tk;
+    if ((st = tag_keys_make(c, tags, ntags, &tk)) != RK_OK) {
+        for (size_t i = 0; i < n; i++) statuses[i] = st;
+        return st;
+    }
+    char px[RK__NUMBER_TEXT_MAX + 1] = "0";
+    size_t pxlen = 1;
+    if (ttl_ms != RK_TTL_NONE) pxlen = rk__i64_to_text(ttl_ms, px);
+
+    /* Each chunk's command laid out as EVALSHA sha numkeys KEYS... ARGV...,
+     * so that keys and arguments are slices of it for rk__script_run. */
+    size_t nchunks = (n + STORE_CHUNK - 1) / STORE_CHUNK;
+    size_t per_chunk = 3 + STORE_CHUNK + ntags + 1 + STORE_CHUNK;
+    const char **argv = rk__malloc(nchunks * per_chunk * sizeof *argv);
+    size_t *lens = rk__malloc(nchunks * per_chunk * sizeof *lens);
+    char (*numkeys)[16] = rk__malloc(nchunks * sizeof *numkeys);
+    rk__cmd *cmds = rk__malloc(nchunks * sizeof *cmds);
+    rk_reply **replies = rk__calloc(nchunks, sizeof *replies);
+    if (!argv || !lens || !numkeys || !cmds || !replies) {
+        st = rk__fail(RK_ERR_NOMEM, "cache tags: out of memory");
+        for (size_t i = 0; i < n; i++) statuses[i] = st;
+        goto done;
+    }
+    const char *sha = rk__script_sha(&store_script);
+    for (size_t k = 0; k < nchunks; k++) {
+        size_t from = k * STORE_CHUNK, m = n - from < STORE_CHUNK ? n - from : STORE_CHUNK;
+        const char **a = argv + k * per_chunk;
+        size_t *l = lens + k * per_chunk, at = 3;
+        a[0] = "EVALSHA";
+        l[0] = 7;
+        a[1] = sha;
+        l[1] = RK__SHA1_HEX;
+        a[2] = numkeys[k];
+        l[2] = (size_t)snprintf(numkeys[k], sizeof numkeys[k], "%zu", m + ntags);
+        for (size_t i = 0; i < m; i++, at++) a[at] = keys[from + i], l[at] = keylens[from + i];
+        for (size_t t = 0; t < ntags; t++, at++) a[at] = tk.str[t], l[at] = tk.len[t];
+        a[at] = px, l[at] = pxlen, at++;
+        for (size_t i = 0; i < m; i++, at++) a[at] = values[from + i], l[at] = vlens[from + i];
+        cmds[k] = (rk__cmd){.argc = (int)at, .argv = a, .argvlen = l};
+    }
+
+    /* One chunk (every single-key set): rk__script_run does it all. More:
+     * all EVALSHAs in one pipeline, and EVAL for any chunk the server
+     * answered NOSCRIPT (nothing of that chunk ran, so it is safe to send
+     * again). Without a digest, EVAL chunk by chunk. */
+    if (nchunks > 1 && sha) {
+        st = rk__client_pipeline(c->client, nchunks, cmds, false, replies);
+        if (st != RK_OK) {
+            for (size_t i = 0; i < n; i++) statuses[i] = st;
+            goto done;
+        }
+    }
+    rk_status first = RK_OK;
+    char first_msg[RK__ERRMSG_MAX] = "";
+    for (size_t k = 0; k < nchunks; k++) {
+        size_t from = k * STORE_CHUNK, m = n - from < STORE_CHUNK ? n - from : STORE_CHUNK;
+        rk_status cst = RK_OK;
+        if (!replies[k] || rk__script_is_noscript(replies[k])) {
+            rk_reply_free(replies[k]);
+            replies[k] = NULL;
+            int nk = (int)(m + ntags);
+            cst = rk__script_run(c->client, &store_script, nk, cmds[k].argv + 3, cmds[k].argvlen + 3,
+                                 (int)(m + 1), cmds[k].argv + 3 + nk, cmds[k].argvlen + 3 + nk, false,
+                                 &replies[k]);
+        }
+        if (cst == RK_OK) {
+            cst = judge_store_reply(replies[k], m);
+            replies[k] = NULL;
+        }
+        for (size_t i = 0; i < m; i++) statuses[from + i] = cst;
+        note_failure(cst, &first, first_msg, sizeof first_msg);
+    }
+    st = first;
+    if (st != RK_OK) rk__fail_str(st, first_msg);
+done:
+    if (replies)
+        for (size_t k = 0; k < nchunks; k++) rk_reply_free(replies[k]);
+    rk__free(replies);
+    rk__free(cmds);
+    rk__free(numkeys);
+    rk__free(lens);
+    rk__free(argv);
+    rk__free(tk.buf);
+    return st;
+}
 
 rk_status rk__cache_store_tagged(rk_cache *c, const rk__key *k, const rk__encoded *v, int64_t ttl_ms,
                                  const char *const *tags, size_t ntags)
 {
-    (void)c, (void)k, (void)v, (void)ttl_ms, (void)tags, (void)ntags;
-    return rk__fail(RK_ERR_INVALID, "not implemented yet");
+    const char *key = k->str, *value = v->data;
+    rk_status one;
+    return rk__cache_store_tagged_batch(c, 1, &key, &k->len, &value, &v->len, ttl_ms, tags, ntags, &one);
 }
 
-rk_status rk_cache_clear(rk_cache *cache, uint64_t *cursor, size_t *removed)
+rk_status rk_cache_invalidate_tag(rk_cache *c, const char *tag, size_t *removed)
 {
-    (void)cache, (void)cursor, (void)removed;
-    return rk__fail(RK_ERR_INVALID, "not implemented yet");
+    if (removed) *removed = 0;
+    if (!c) return rk__fail(RK_ERR_INVALID, "rk_cache_invalidate_tag: cache is NULL");
+    rk_status st = rk__cache_check_tags(&tag, 1);
+    if (st != RK_OK) {
+        rk__cache_count_error(c, st);
+        return st;
+    }
+    tag_keys tk;
+    if ((st = tag_keys_make(c, &tag, 1, &tk)) != RK_OK) {
+        rk__cache_count_error(c, st);
+        return st;
+    }
+    const char *head = c->head;
+    rk_reply *r;
+    st = rk__script_run(c->client, &invalidate_script, 1, tk.str, tk.len, 1, &head, &c->head_len, false, &r);
+    rk__free(tk.buf);
+    if (st == RK_OK) {
+        bool ok = r->type == RK_REPLY_INTEGER && r->integer >= 0;
+        if (ok) {
+            RK__COUNT(c, deletes, r->integer);
+            if (removed) *removed = (size_t)r->integer;
+        }
+        rk_reply_free(r);
+        if (!ok) st = rk__fail(RK_ERR_PROTOCOL, "%s: unexpected reply", invalidate_script.name);
+    }
+    rk__cache_count_error(c, st);
+    return st;
 }
 
-rk_status rk_cache_invalidate_tag(rk_cache *cache, const char *tag, size_t *removed)
+/* ---- clear -------------------------------------------------------------- */
+
+static int64_t monotonic_ms(void)
 {
-    (void)cache, (void)tag, (void)removed;
-    return rk__fail(RK_ERR_INVALID, "not implemented yet");
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A SCAN cursor: decimal digits of a uint64, nothing else. */
+static bool parse_cursor(const rk_reply *r, uint64_t *out)
+{
+    if (r->type != RK_REPLY_STRING || r->len == 0 || r->len > 20) return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < r->len; i++) {
+        unsigned d = (unsigned char)r->str[i] - '0';
+        if (d > 9 || v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
+static bool starts_with(const rk_reply *r, const char *p, size_t plen)
+{
+    return r->len >= plen && memcmp(r->str, p, plen) == 0;
+}
+
+/* One round: SCAN from *cursor, then UNLINK what it found. *cursor moves
+ * only once the UNLINKs are done, so a failed round is repeated by the
+ * next call instead of skipping keys. */
+static rk_status clear_round(rk_cache *c, const char *pattern, size_t pattern_len, const char *tag_head,
+                             size_t tag_head_len, uint64_t *cursor, size_t *removed)
+{
+    char ctext[24];
+    int clen = snprintf(ctext, sizeof ctext, "%" PRIu64, *cursor);
+    const char *argv[6] = {"SCAN", ctext, "MATCH", pattern, "COUNT", CLEAR_COUNT};
+    size_t lens[6] = {4, (size_t)clen, 5, pattern_len, 5, sizeof CLEAR_COUNT - 1};
+    rk_reply *r;
+    rk_status st = rk__client_run(c->client, 6, argv, lens, true, &r);
+    if (st != RK_OK) return st;
+    uint64_t next;
+    if (r->type != RK_REPLY_ARRAY || r->elements != 2 || !parse_cursor(r->element[0], &next) ||
+        r->element[1]->type != RK_REPLY_ARRAY) {
+        rk_reply_free(r);
+        return rk__fail(RK_ERR_PROTOCOL, "SCAN: unexpected reply");
+    }
+    const rk_reply *found = r->element[1];
+    size_t nfound = found->elements;
+    for (size_t i = 0; i < nfound; i++)
+        if (found->element[i]->type != RK_REPLY_STRING) {
+            rk_reply_free(r);
+            return rk__fail(RK_ERR_PROTOCOL, "SCAN: unexpected reply");
+        }
+
+    /* Values in one UNLINK, tag sets in another: UNLINK's count is then the
+     * number of values, which is what the caller is told. */
+    const char **vargv = NULL, **targv = NULL;
+    size_t *vlens = NULL, *tlens = NULL, nv = 1, nt = 1;
+    if (nfound) {
+        vargv = rk__malloc((nfound + 1) * sizeof *vargv);
+        targv = rk__malloc((nfound + 1) * sizeof *targv);
+        vlens = rk__malloc((nfound + 1) * sizeof *vlens);
+        tlens = rk__malloc((nfound + 1) * sizeof *tlens);
+        if (!vargv || !targv || !vlens || !tlens) {
+            st = rk__fail(RK_ERR_NOMEM, "rk_cache_clear: out of memory");
+            goto done;
+        }
+        vargv[0] = targv[0] = "UNLINK";
+        vlens[0] = tlens[0] = 6;
+        for (size_t i = 0; i < nfound; i++) {
+            const rk_reply *k = found->element[i];
+            if (starts_with(k, c->head, c->head_len)) {
+                vargv[nv] = k->str;
+                vlens[nv++] = k->len;
+            } else if (starts_with(k, tag_head, tag_head_len)) {
+                targv[nt] = k->str;
+                tlens[nt++] = k->len;
+            } /* else a fetch lock: left to expire (see the top of the file) */
+        }
+    }
+    rk__cmd cmds[2];
+    size_t ncmds = 0;
+    if (nv > 1) cmds[ncmds++] = (rk__cmd){.argc = (int)nv, .argv = vargv, .argvlen = vlens};
+    if (nt > 1) cmds[ncmds++] = (rk__cmd){.argc = (int)nt, .argv = targv, .argvlen = tlens};
+    size_t values_removed = 0;
+    if (ncmds) {
+        rk_reply *ur[2] = {NULL, NULL};
+        st = rk__client_pipeline(c->client, ncmds, cmds, false, ur);
+        for (size_t i = 0; i < ncmds && st == RK_OK; i++) {
+            if (ur[i]->type == RK_REPLY_ERROR) {
+                st = rk__reply_fail(ur[i], "UNLINK");
+                ur[i] = NULL;
+            } else if (ur[i]->type != RK_REPLY_INTEGER || ur[i]->integer < 0) {
+                st = rk__fail(RK_ERR_PROTOCOL, "UNLINK: unexpected reply");
+            } else if (nv > 1 && i == 0) {
+                values_removed = (size_t)ur[i]->integer;
+            }
+        }
+        rk_reply_free(ur[0]);
+        rk_reply_free(ur[1]);
+    }
+    if (st == RK_OK) {
+        *cursor = next;
+        *removed += values_removed;
+        RK__COUNT(c, deletes, values_removed);
+    }
+done:
+    rk__free(vargv);
+    rk__free(targv);
+    rk__free(vlens);
+    rk__free(tlens);
+    rk_reply_free(r);
+    return st;
+}
+
+rk_status rk__cache_clear_run(rk_cache *c, uint64_t *cursor, size_t *removed, int64_t budget_ms,
+                              size_t max_rounds)
+{
+    if (!c || !cursor) return rk__fail(RK_ERR_INVALID, "rk_cache_clear: NULL cache or cursor");
+    /* "<escaped prefix:ns>[:#]*": the head without its ':' (no glob byte
+     * can be in a prefix or namespace today, but the pattern must not
+     * depend on that), then the class of the two separators. */
+    size_t base = c->head_len - 1;
+    size_t esc = rk__key_glob_escape(c->head, base, NULL, 0);
+    static const char tail[] = "[:#]*";
+    size_t pattern_len = esc + sizeof tail - 1;
+    size_t tag_head_len = c->aux_head_len + TAG_INFIX_LEN;
+    char *pattern = rk__malloc(pattern_len + 1);
+    char *tag_head = rk__malloc(tag_head_len + 1);
+    rk_status st = RK_OK;
+    if (!pattern || !tag_head) {
+        st = rk__fail(RK_ERR_NOMEM, "rk_cache_clear: out of memory");
+        goto out;
+    }
+    rk__key_glob_escape(c->head, base, pattern, esc + 1);
+    memcpy(pattern + esc, tail, sizeof tail);
+    memcpy(tag_head, c->aux_head, c->aux_head_len);
+    memcpy(tag_head + c->aux_head_len, TAG_INFIX, TAG_INFIX_LEN + 1);
+
+    size_t count = 0;
+    int64_t start = monotonic_ms();
+    for (size_t round = 0; round < max_rounds || round == 0; round++) {
+        st = clear_round(c, pattern, pattern_len, tag_head, tag_head_len, cursor, &count);
+        if (st != RK_OK || *cursor == 0 || monotonic_ms() - start >= budget_ms) break;
+    }
+    if (removed) *removed += count;
+out:
+    rk__free(pattern);
+    rk__free(tag_head);
+    rk__cache_count_error(c, st);
+    return st;
+}
+
+rk_status rk_cache_clear(rk_cache *c, uint64_t *cursor, size_t *removed)
+{
+    if (!c) return rk__fail(RK_ERR_INVALID, "rk_cache_clear: cache is NULL");
+    return rk__cache_clear_run(c, cursor, removed, c->clear_budget_ms, CLEAR_MAX_ROUNDS);
 }

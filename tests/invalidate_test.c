@@ -1,0 +1,479 @@
+/*
+ * invalidate_test.c — namespace clear and tag invalidation against a real
+ * redis-server.
+ *
+ * Clear: every key of the namespace goes, its tag sets too, and nothing
+ * else — not another namespace that starts the same ("cache2"), not a
+ * client prefix that starts the same ("shopping"), not foreign keys, not
+ * keys made of glob characters, not the fetch locks; a tiny budget makes
+ * the clear take several resumed calls, and a one-round clear stops with
+ * a cursor to resume from. Tags: invalidation removes exactly the keys of
+ * the tag, atomically, counts what it removed and removes the tag set;
+ * the tag set lives at least as long as its values and then expires; it
+ * survives SCRIPT FLUSH (NOSCRIPT fallback); a tag set tampered with
+ * cannot make an invalidation reach outside the namespace; bad tags are
+ * refused and never shown.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <redkit/redkit.h>
+
+#include "cache.h" /* counters, rk__cache_clear_run */
+#include "support/clock.h"
+#include "support/redis_server.h"
+
+static rk_test_server *server;
+static rk_client *client;   /* prefix "shop" */
+static rk_cache *cache;     /* namespace "cache": "shop:cache:" */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    server = rk_test_server_start(NULL);
+    if (!server) return -1;
+    rk_client_options o = {.url = rk_test_server_url(server), .key_prefix = "shop"};
+    if (rk_client_new(&o, &client) != RK_OK) return -1;
+    return rk_cache_new(client, NULL, &cache) == RK_OK ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    rk_cache_free(cache);
+    rk_client_free(client);
+    rk_test_server_stop(server);
+    return 0;
+}
+
+static int flush(void **state)
+{
+    (void)state;
+    redisReply *r = rk_test_server_command(server, "FLUSHALL");
+    if (!r) return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+static void admin(const char *fmt, const char *arg)
+{
+    redisReply *r = rk_test_server_command(server, fmt, arg);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR) fail_msg("%s: %s", fmt, r->str);
+    freeReplyObject(r);
+}
+
+static long long server_integer(const char *fmt, const char *arg)
+{
+    redisReply *r = rk_test_server_command(server, fmt, arg);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static bool exists(const char *key) { return server_integer("EXISTS %s", key) == 1; }
+static long long dbsize(void) { return server_integer("DBSIZE%s", ""); }
+
+/* Store n keys "<stem>:<i>" through handle h, in one batch. */
+static void fill(rk_cache *h, const char *stem, int n, const rk_set_options *opts)
+{
+    char (*keys)[32] = malloc((size_t)n * sizeof *keys);
+    rk_cache_entry *e = malloc((size_t)n * sizeof *e);
+    assert_non_null(keys);
+    assert_non_null(e);
+    for (int i = 0; i < n; i++) {
+        snprintf(keys[i], sizeof keys[i], "%s:%d", stem, i);
+        e[i] = (rk_cache_entry){.key = keys[i], .value = "v", .len = 1};
+    }
+    assert_int_equal(rk_cache_mset(h, e, (size_t)n, opts, NULL), RK_OK);
+    free(keys);
+    free(e);
+}
+
+/* Keys that must survive a clear of "shop:cache", written raw. */
+static const char *const outsiders[] = {
+    "shop:cache",         /* the head without its separator */
+    "shop:cachex:1",      /* a namespace that starts the same */
+    "shop:cache*",        /* glob characters where the separator would be */
+    "shop:cache?1",
+    "shop:cach[e]:1",
+    "shop:cache\\:1",
+    "shop:cache[:#]1",    /* the very class the pattern uses, literally */
+    "shop:cache#lock:k",  /* a fetch lock: left to expire */
+    "cache:1",            /* the namespace without the prefix */
+    "shop:Cache:1",
+    "other",
+};
+#define N_OUTSIDERS (sizeof outsiders / sizeof outsiders[0])
+
+/* Clear with the public call, resuming until done; returns the calls made. */
+static int clear_all(rk_cache *h, size_t *removed)
+{
+    uint64_t cursor = 0;
+    int calls = 0;
+    do {
+        assert_int_equal(rk_cache_clear(h, &cursor, removed), RK_OK);
+        calls++;
+        assert_true(calls < 100000); /* a clear that never ends is a failure */
+    } while (cursor != 0);
+    return calls;
+}
+
+static void test_clear_removes_namespace_only(void **state)
+{
+    (void)state;
+    enum { N = 5000, OTHERS = 300 };
+    rk_cache *cache2, *other, *tiny;
+    rk_client *shopping;
+    rk_cache *shopping_cache;
+    assert_int_equal(rk_cache_new(client, &(rk_cache_options){.ns = "cache2"}, &cache2), RK_OK);
+    assert_int_equal(rk_cache_new(client, &(rk_cache_options){.ns = "other"}, &other), RK_OK);
+    assert_int_equal(rk_cache_new(client, &(rk_cache_options){.clear_budget_ms = 1}, &tiny), RK_OK);
+    rk_client_options so = {.url = rk_test_server_url(server), .key_prefix = "shopping"};
+    assert_int_equal(rk_client_new(&so, &shopping), RK_OK);
+    assert_int_equal(rk_cache_new(shopping, NULL, &shopping_cache), RK_OK);
+
+    fill(cache, "k", N, NULL);
+    const char *tags[] = {"t"};
+    fill(cache, "tagged", 10, &(rk_set_options){.tags = tags, .ntags = 1});
+    fill(cache2, "k", OTHERS, &(rk_set_options){.tags = tags, .ntags = 1});
+    fill(other, "k", OTHERS, NULL);
+    fill(shopping_cache, "k", OTHERS, NULL);
+    for (size_t i = 0; i < N_OUTSIDERS; i++) admin("SET %s x", outsiders[i]);
+    assert_true(exists("shop:cache#tag:t"));
+    long long before = dbsize();
+    assert_int_equal(before, N + 10 + 1 + (OTHERS + 1) + OTHERS + OTHERS + (long long)N_OUTSIDERS);
+
+    uint64_t deletes = atomic_load(&tiny->counters.deletes);
+    size_t removed = 0;
+    int calls = clear_all(tiny, &removed);
+    print_message("clear of %d keys with a 1 ms budget: %d calls\n", N + 10, calls);
+    assert_int_equal(removed, N + 10);
+    assert_int_equal(atomic_load(&tiny->counters.deletes) - deletes, N + 10);
+
+    /* What is left is exactly everything else. */
+    assert_int_equal(dbsize(), before - (N + 10) - 1);
+    assert_false(exists("shop:cache:k:0"));
+    assert_false(exists("shop:cache#tag:t"));
+    assert_true(exists("shop:cache2:k:0"));
+    assert_true(exists("shop:cache2#tag:t"));
+    assert_true(exists("shop:other:k:0"));
+    assert_true(exists("shopping:cache:k:0"));
+    for (size_t i = 0; i < N_OUTSIDERS; i++) assert_true(exists(outsiders[i]));
+
+    /* Clearing an empty namespace: done in one call, nothing removed. */
+    removed = 0;
+    assert_int_equal(clear_all(cache, &removed), 1);
+    assert_int_equal(removed, 0);
+    /* removed may be NULL. */
+    uint64_t cursor = 0;
+    assert_int_equal(rk_cache_clear(cache, &cursor, NULL), RK_OK);
+    assert_int_equal(rk_cache_clear(cache, NULL, NULL), RK_ERR_INVALID);
+    assert_int_equal(rk_cache_clear(NULL, &cursor, NULL), RK_ERR_INVALID);
+
+    rk_cache_free(cache2);
+    rk_cache_free(other);
+    rk_cache_free(tiny);
+    rk_cache_free(shopping_cache);
+    rk_client_free(shopping);
+}
+
+/* One round at a time: a clear stops with a cursor to resume from, and
+ * resuming finishes the job; what was removed plus what is left is always
+ * the whole namespace. */
+static void test_clear_resumes(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    fill(cache, "k", N, NULL);
+    admin("SET %s x", "foreign");
+    uint64_t cursor = 0;
+    size_t removed = 0;
+    assert_int_equal(rk__cache_clear_run(cache, &cursor, &removed, 60000, 1), RK_OK);
+    assert_int_not_equal(cursor, 0); /* 5000 keys do not fit one SCAN COUNT 1000 */
+    assert_true(removed < N);
+    assert_int_equal(dbsize(), N - (long long)removed + 1);
+    int rounds = 1;
+    while (cursor != 0) {
+        assert_int_equal(rk__cache_clear_run(cache, &cursor, &removed, 60000, 1), RK_OK);
+        assert_int_equal(dbsize(), N - (long long)removed + 1);
+        assert_true(++rounds < 10000);
+    }
+    assert_int_equal(removed, N);
+    assert_true(exists("foreign"));
+}
+
+/* Keys made of glob characters are ordinary keys of the namespace. */
+static void test_clear_glob_keys(void **state)
+{
+    (void)state;
+    const char *keys[] = {"*", "?", "[a]", "[", "]", "\\", "a*b", "[:#]", "#tag:x", "\xff"};
+    enum { N = sizeof keys / sizeof keys[0] };
+    for (int i = 0; i < N; i++) assert_int_equal(rk_cache_set_str(cache, keys[i], "v", NULL), RK_OK);
+    for (size_t i = 0; i < N_OUTSIDERS; i++) admin("SET %s x", outsiders[i]);
+    size_t removed = 0;
+    clear_all(cache, &removed);
+    assert_int_equal(removed, N);
+    assert_int_equal(dbsize(), N_OUTSIDERS);
+}
+
+/* Redis down: an error, and the cursor still says where to resume. */
+static void test_clear_server_down(void **state)
+{
+    (void)state;
+    rk_test_server *gone = rk_test_server_start(NULL);
+    assert_non_null(gone);
+    rk_client *c;
+    rk_cache *k;
+    assert_int_equal(rk_client_new(&(rk_client_options){.url = rk_test_server_url(gone)}, &c), RK_OK);
+    assert_int_equal(rk_cache_new(c, NULL, &k), RK_OK);
+    rk_test_server_stop(gone);
+    uint64_t cursor = 1234;
+    size_t removed = 7;
+    rk_status st = rk_cache_clear(k, &cursor, &removed);
+    assert_true(rk_status_is_error(st) && rk_status_is_retryable(st));
+    assert_int_equal(cursor, 1234);
+    assert_int_equal(removed, 7);
+    size_t n = 9;
+    st = rk_cache_invalidate_tag(k, "t", &n);
+    assert_true(rk_status_is_error(st) && rk_status_is_retryable(st));
+    assert_int_equal(n, 0);
+    rk_cache_free(k);
+    rk_client_free(c);
+}
+
+/* ---- tags ---------------------------------------------------------------- */
+
+static rk_set_options tagged(const char *const *tags, size_t n, int64_t ttl_ms)
+{
+    return (rk_set_options){.ttl_ms = ttl_ms, .tags = tags, .ntags = n};
+}
+
+static void test_invalidate_tag(void **state)
+{
+    (void)state;
+    const char *a[] = {"a"}, *b[] = {"b"}, *ab[] = {"a", "b"};
+    rk_set_options oa = tagged(a, 1, 60000), ob = tagged(b, 1, 60000), oab = tagged(ab, 2, 60000);
+    assert_int_equal(rk_cache_set_str(cache, "a1", "v", &oa), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "a2", "v", &oa), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "b1", "v", &ob), RK_OK);
+    assert_int_equal(rk_cache_set_i64(cache, "ab1", 5, &oab), RK_OK);
+    rk_cache_entry e[] = {{.key = "ab2", .value = "v", .len = 1}, {.key = "ab3", .value = "v", .len = 1}};
+    assert_int_equal(rk_cache_mset(cache, e, 2, &oab, NULL), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "plain", "v", NULL), RK_OK);
+    /* The value is stored as an untagged set stores it. */
+    int64_t n64;
+    assert_int_equal(rk_cache_get_i64(cache, "ab1", &n64), RK_OK);
+    assert_int_equal(n64, 5);
+    assert_int_equal(server_integer("SCARD %s", "shop:cache#tag:a"), 5);
+    assert_int_equal(server_integer("SCARD %s", "shop:cache#tag:b"), 4);
+
+    uint64_t deletes = atomic_load(&cache->counters.deletes);
+    size_t removed = 99;
+    assert_int_equal(rk_cache_invalidate_tag(cache, "a", &removed), RK_OK);
+    assert_int_equal(removed, 5);
+    assert_int_equal(atomic_load(&cache->counters.deletes) - deletes, 5);
+    const char *gone[] = {"shop:cache:a1", "shop:cache:a2", "shop:cache:ab1", "shop:cache:ab2",
+                          "shop:cache:ab3", "shop:cache#tag:a"};
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++) assert_false(exists(gone[i]));
+    assert_true(exists("shop:cache:b1"));
+    assert_true(exists("shop:cache:plain"));
+    assert_true(exists("shop:cache#tag:b"));
+
+    /* b's set still names the a+b keys; they are gone, and not counted. */
+    assert_int_equal(rk_cache_invalidate_tag(cache, "b", &removed), RK_OK);
+    assert_int_equal(removed, 1);
+    assert_false(exists("shop:cache:b1"));
+    assert_int_equal(dbsize(), 1); /* "plain" */
+
+    /* A tag that names nothing: RK_OK, 0. removed may be NULL. */
+    assert_int_equal(rk_cache_invalidate_tag(cache, "never", &removed), RK_OK);
+    assert_int_equal(removed, 0);
+    assert_int_equal(rk_cache_invalidate_tag(cache, "a", NULL), RK_OK);
+}
+
+/* Tags are per namespace: the same tag in another namespace is another set. */
+static void test_tags_per_namespace(void **state)
+{
+    (void)state;
+    rk_cache *other;
+    assert_int_equal(rk_cache_new(client, &(rk_cache_options){.ns = "other"}, &other), RK_OK);
+    const char *t[] = {"t"};
+    rk_set_options o = tagged(t, 1, 60000);
+    assert_int_equal(rk_cache_set_str(cache, "x", "v", &o), RK_OK);
+    assert_int_equal(rk_cache_set_str(other, "x", "v", &o), RK_OK);
+    size_t removed;
+    assert_int_equal(rk_cache_invalidate_tag(other, "t", &removed), RK_OK);
+    assert_int_equal(removed, 1);
+    assert_true(exists("shop:cache:x"));
+    assert_false(exists("shop:other:x"));
+    rk_cache_free(other);
+}
+
+/* The tag set lives at least as long as its longest-lived value, never
+ * shorter; a value without TTL makes it persistent; and it expires. */
+static void test_tag_set_ttl(void **state)
+{
+    (void)state;
+    const char *t[] = {"t"};
+    rk_set_options o60 = tagged(t, 1, 60000), o120 = tagged(t, 1, 120000), o10 = tagged(t, 1, 10000);
+    assert_int_equal(rk_cache_set_str(cache, "k1", "v", &o60), RK_OK);
+    long long ttl = server_integer("PTTL %s", "shop:cache#tag:t");
+    assert_true(ttl > 59000 && ttl <= 60000);
+    assert_true(ttl >= server_integer("PTTL %s", "shop:cache:k1"));
+
+    assert_int_equal(rk_cache_set_str(cache, "k2", "v", &o120), RK_OK);
+    ttl = server_integer("PTTL %s", "shop:cache#tag:t");
+    assert_true(ttl > 119000 && ttl <= 120000);
+
+    assert_int_equal(rk_cache_set_str(cache, "k3", "v", &o10), RK_OK); /* not lowered */
+    assert_true(server_integer("PTTL %s", "shop:cache#tag:t") > 119000);
+
+    /* The batch path follows the same rule. */
+    rk_cache_entry e[] = {{.key = "k4", .value = "v", .len = 1}};
+    assert_int_equal(rk_cache_mset(cache, e, 1, &(rk_set_options){.ttl_s = 200, .tags = t, .ntags = 1}, NULL),
+                     RK_OK);
+    assert_true(server_integer("PTTL %s", "shop:cache#tag:t") > 199000);
+
+    rk_set_options forever = tagged(t, 1, RK_TTL_NONE);
+    assert_int_equal(rk_cache_set_str(cache, "k5", "v", &forever), RK_OK);
+    assert_int_equal(server_integer("PTTL %s", "shop:cache#tag:t"), -1);
+    assert_int_equal(server_integer("PTTL %s", "shop:cache:k5"), -1);
+    /* ... and stays so: a later value with a TTL does not put one back. */
+    assert_int_equal(rk_cache_set_str(cache, "k6", "v", &o10), RK_OK);
+    assert_int_equal(server_integer("PTTL %s", "shop:cache#tag:t"), -1);
+
+    /* A short-lived tag set goes away with its values. */
+    const char *s[] = {"short"};
+    rk_set_options brief = tagged(s, 1, 150);
+    assert_int_equal(rk_cache_set_str(cache, "s1", "v", &brief), RK_OK);
+    assert_true(exists("shop:cache#tag:short"));
+    int64_t deadline = rk_test_now_ms() + 5000;
+    while (exists("shop:cache#tag:short") && rk_test_now_ms() < deadline) rk_test_sleep_ms(20);
+    assert_false(exists("shop:cache#tag:short"));
+    assert_false(exists("shop:cache:s1"));
+}
+
+/* After SCRIPT FLUSH the scripts are sent in full and work. */
+static void test_tags_after_script_flush(void **state)
+{
+    (void)state;
+    const char *t[] = {"t", "u"};
+    rk_set_options o = tagged(t, 2, 60000);
+    admin("SCRIPT FLUSH%s", "");
+    assert_int_equal(rk_cache_set_str(cache, "one", "v", &o), RK_OK);
+
+    /* A batch of several script chunks, each refused with NOSCRIPT and
+     * sent again in full. */
+    admin("SCRIPT FLUSH%s", "");
+    enum { N = 700 };
+    fill(cache, "many", N, &o);
+    assert_int_equal(server_integer("SCARD %s", "shop:cache#tag:t"), N + 1);
+    assert_int_equal(server_integer("SCARD %s", "shop:cache#tag:u"), N + 1);
+
+    admin("SCRIPT FLUSH%s", "");
+    size_t removed;
+    assert_int_equal(rk_cache_invalidate_tag(cache, "u", &removed), RK_OK);
+    assert_int_equal(removed, N + 1);
+    assert_int_equal(dbsize(), 1); /* the set of "t", naming removed keys */
+}
+
+/* Binary-safe tag names; bad ones refused before anything is written, and
+ * never repeated in a message. */
+static void test_tag_names(void **state)
+{
+    (void)state;
+    const char *odd[] = {"*", "a:b", "\xff\x01", "tag with spaces", "[x]"};
+    rk_set_options o = tagged(odd, 5, 60000);
+    assert_int_equal(rk_cache_set_str(cache, "k", "v", &o), RK_OK);
+    for (size_t i = 0; i < 5; i++) {
+        size_t removed;
+        assert_int_equal(rk_cache_set_str(cache, "k", "v", &o), RK_OK);
+        assert_int_equal(rk_cache_invalidate_tag(cache, odd[i], &removed), RK_OK);
+        assert_int_equal(removed, 1);
+        assert_false(exists("shop:cache:k"));
+    }
+    /* Left: the sets of the four tags not invalidated last (each re-set
+     * of "k" recreated them), every one naming the removed key. */
+    assert_int_equal(dbsize(), 4);
+    assert_true(exists("shop:cache#tag:*"));
+    assert_true(exists("shop:cache#tag:\xff\x01"));
+    admin("FLUSHALL%s", "");
+
+    char long_tag[RK_MAX_TAG_BYTES + 2];
+    memset(long_tag, 's', sizeof long_tag - 1);
+    long_tag[sizeof long_tag - 1] = '\0';
+    const char *bad[][2] = {{"secret-ok", ""}, {"secret-ok", NULL}, {"secret-ok", long_tag}};
+    rk_status want[] = {RK_ERR_INVALID, RK_ERR_INVALID, RK_ERR_TOO_LARGE};
+    for (size_t i = 0; i < 3; i++) {
+        rk_set_options b = tagged(bad[i], 2, 60000);
+        assert_int_equal(rk_cache_set_str(cache, "k", "v", &b), want[i]);
+        assert_non_null(strstr(rk_last_error(), "tags[1]"));
+        assert_null(strstr(rk_last_error(), "secret"));
+        rk_cache_entry e[] = {{.key = "k", .value = "v", .len = 1}};
+        assert_int_equal(rk_cache_mset(cache, e, 1, &b, NULL), want[i]);
+    }
+    long_tag[RK_MAX_TAG_BYTES] = '\0'; /* exactly the maximum: fine */
+    const char *max[] = {long_tag};
+    rk_set_options m = tagged(max, 1, 60000);
+    assert_int_equal(rk_cache_set_str(cache, "k", "v", &m), RK_OK);
+    assert_int_equal(rk_cache_invalidate_tag(cache, long_tag, NULL), RK_OK);
+    assert_int_equal(dbsize(), 0);
+
+    const char *many[RK_MAX_TAGS + 1];
+    for (int i = 0; i <= RK_MAX_TAGS; i++) many[i] = "t";
+    rk_set_options toomany = tagged(many, RK_MAX_TAGS + 1, 60000);
+    assert_int_equal(rk_cache_set_str(cache, "k", "v", &toomany), RK_ERR_INVALID);
+    assert_int_equal(dbsize(), 0);
+
+    size_t removed = 5;
+    assert_int_equal(rk_cache_invalidate_tag(cache, "", &removed), RK_ERR_INVALID);
+    assert_int_equal(removed, 0);
+    assert_int_equal(rk_cache_invalidate_tag(cache, NULL, &removed), RK_ERR_INVALID);
+    long_tag[RK_MAX_TAG_BYTES] = 's';
+    assert_int_equal(rk_cache_invalidate_tag(cache, long_tag, &removed), RK_ERR_TOO_LARGE);
+    assert_int_equal(rk_cache_invalidate_tag(NULL, "t", &removed), RK_ERR_INVALID);
+}
+
+/* A tag set edited by someone else still cannot make an invalidation
+ * remove keys outside the namespace. */
+static void test_tampered_tag_set(void **state)
+{
+    (void)state;
+    admin("SET %s precious", "shop:other:k");
+    admin("SET %s precious", "unrelated");
+    admin("SADD shop:cache#tag:evil shop:other:k unrelated %s", "shop:cache:mine");
+    admin("SET %s v", "shop:cache:mine");
+    size_t removed;
+    assert_int_equal(rk_cache_invalidate_tag(cache, "evil", &removed), RK_OK);
+    assert_int_equal(removed, 1);
+    assert_true(exists("shop:other:k"));
+    assert_true(exists("unrelated"));
+    assert_false(exists("shop:cache:mine"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_clear_removes_namespace_only, flush),
+        cmocka_unit_test_setup(test_clear_resumes, flush),
+        cmocka_unit_test_setup(test_clear_glob_keys, flush),
+        cmocka_unit_test(test_clear_server_down),
+        cmocka_unit_test_setup(test_invalidate_tag, flush),
+        cmocka_unit_test_setup(test_tags_per_namespace, flush),
+        cmocka_unit_test_setup(test_tag_set_ttl, flush),
+        cmocka_unit_test_setup(test_tags_after_script_flush, flush),
+        cmocka_unit_test_setup(test_tag_names, flush),
+        cmocka_unit_test_setup(test_tampered_tag_set, flush),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
