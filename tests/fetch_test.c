@@ -1,0 +1,1102 @@
+/*
+ * fetch_test.c — rk_cache_fetch (get-or-compute) against real
+ * redis-servers started by the fixture: one computation per key across
+ * 16 threads and across two processes, waits bounded by lock_ms, the
+ * Redis lock (pre-held, expiring, compare-and-delete, PTTL), XFetch early
+ * refresh on a hot key, serve-stale on a failing computation,
+ * stale-while-revalidate, Redis killed and paused (this process's copies,
+ * degraded computations), raw mode, and bad input.
+ *
+ * Every assertion is on statuses, values, flags and counts — never on how
+ * long something took. Computations are counted inside the callbacks (an
+ * atomic, or INCR on a Redis key for the two-process test) and compared
+ * with the handle's counters. Sleeps only make races real or let a short
+ * TTL pass; every loop is bounded in count.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <redkit/redkit.h>
+
+#include "cache.h" /* src/: the handle's counters, rk__xfetch_early */
+#include "error.h" /* src/: rk__fail, for the callbacks' messages */
+#include "value.h" /* src/: a hand-made META block */
+#include "support/clock.h"
+#include "support/redis_server.h"
+
+static rk_test_server *server;
+static rk_client *client;
+
+#define PREFIX "shop"
+#define COUNTER(c, field) atomic_load(&(c)->counters.field)
+
+static int group_setup(void **state)
+{
+    (void)state;
+    server = rk_test_server_start(NULL);
+    if (!server) return -1;
+    rk_client_options o = {.url = rk_test_server_url(server), .key_prefix = PREFIX, .pool_size = 8};
+    return rk_client_new(&o, &client) == RK_OK ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    rk_client_free(client);
+    rk_test_server_stop(server);
+    return 0;
+}
+
+static int flush(void **state)
+{
+    (void)state;
+    redisReply *r = rk_test_server_command(server, "FLUSHALL");
+    if (!r) return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+static rk_cache *new_cache(rk_client *c, const rk_cache_options *o)
+{
+    rk_cache *cache = NULL;
+    rk_status st = rk_cache_new(c, o, &cache);
+    if (st != RK_OK) fail_msg("rk_cache_new: %s", rk_last_error());
+    return cache;
+}
+
+static long long server_integer(rk_test_server *s, const char *fmt, const char *key)
+{
+    redisReply *r = rk_test_server_command(s, fmt, key);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* How many times the server ran cmd (lower case) since CONFIG RESETSTAT. */
+static long long command_calls(rk_test_server *s, const char *cmd)
+{
+    redisReply *r = rk_test_server_command(s, "INFO commandstats");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    char needle[64];
+    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", cmd);
+    const char *at = strstr(r->str, needle);
+    long long n = at ? atoll(at + strlen(needle)) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+static void reset_stats(rk_test_server *s)
+{
+    redisReply *r = rk_test_server_command(s, "CONFIG RESETSTAT");
+    assert_non_null(r);
+    freeReplyObject(r);
+}
+
+/* ---- compute callbacks ---------------------------------------------------- */
+
+/* A computation: counts itself, takes sleep_ms, then answers with value,
+ * or with status when status is not RK_OK. */
+typedef struct job {
+    atomic_int runs;
+    int sleep_ms;
+    const char *value;
+    rk_status status;
+    int64_t ttl_ms;          /* rk_computed_set_ttl_ms when non-zero */
+    bool set_nothing;        /* return RK_OK without a value */
+    rk_client *incr_client;  /* INCR incr_key on each run (two-process test) */
+    const char *incr_key;
+    /* lock checks made while computing */
+    rk_test_server *lock_server;
+    const char *lock_key;
+    long long lock_pttl;     /* PTTL of lock_key seen during the computation */
+    bool lock_is_ours;       /* it did not hold the pre-set "other" token */
+    const char *intruder;    /* after sleeping, overwrite the lock with this token */
+} job;
+
+static rk_status compute(void *ctx, const char *key, rk_computed *out)
+{
+    job *j = ctx;
+    (void)key;
+    atomic_fetch_add(&j->runs, 1);
+    if (j->incr_client) {
+        const char *argv[2] = {"INCR", j->incr_key};
+        rk_reply *r = NULL;
+        if (rk_client_command(j->incr_client, 2, argv, NULL, &r) == RK_OK) rk_reply_free(r);
+    }
+    if (j->lock_server) {
+        redisReply *r = rk_test_server_command(j->lock_server, "PTTL %s", j->lock_key);
+        if (r && r->type == REDIS_REPLY_INTEGER) j->lock_pttl = r->integer;
+        if (r) freeReplyObject(r);
+        r = rk_test_server_command(j->lock_server, "GET %s", j->lock_key);
+        j->lock_is_ours = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "other") != 0;
+        if (r) freeReplyObject(r);
+    }
+    if (j->sleep_ms) rk_test_sleep_ms(j->sleep_ms);
+    if (j->intruder) {
+        redisReply *r = rk_test_server_command(j->lock_server, "SET %s %s PX 10000", j->lock_key, j->intruder);
+        if (r) freeReplyObject(r);
+    }
+    if (j->status != RK_OK) return rk__fail(j->status, "the database is down (test)");
+    if (j->set_nothing) return RK_OK;
+    rk_status st = rk_computed_set(out, j->value, strlen(j->value));
+    if (st == RK_OK && j->ttl_ms) st = rk_computed_set_ttl_ms(out, j->ttl_ms);
+    return st;
+}
+
+/* One fetch of key into a freshly allocated string (or NULL). */
+static rk_status fetch(rk_cache *c, const char *key, job *j, const rk_fetch_options *o, char **got,
+                       rk_fetch_info *info)
+{
+    void *v = NULL;
+    size_t n = 0;
+    rk_status st = rk_cache_fetch(c, key, compute, j, o, &v, &n, info);
+    *got = v;
+    if (st != RK_OK && (v != NULL || n != 0)) fail_msg("output not cleared on %s", rk_strerror(st));
+    if (st == RK_OK && (!v || strlen(v) != n)) fail_msg("value not NUL-terminated at len");
+    return st;
+}
+
+static void fetch_expect(rk_cache *c, const char *key, job *j, const rk_fetch_options *o, const char *want,
+                         rk_fetch_info *info)
+{
+    char *got = NULL;
+    rk_status st = fetch(c, key, j, o, &got, info);
+    if (st != RK_OK) fail_msg("fetch: %s: %s", rk_strerror(st), rk_last_error());
+    assert_string_equal(got, want);
+    rk_free(got);
+}
+
+/* ---- basics ----------------------------------------------------------------- */
+
+static void test_miss_then_hit(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, NULL);
+    job j = {.value = "{\"id\":7}"};
+    rk_fetch_options o = {.ttl_ms = 60000, .stale_ms = 30000};
+    rk_fetch_info info;
+
+    fetch_expect(c, "user:7", &j, &o, "{\"id\":7}", &info);
+    assert_true(info.computed);
+    assert_false(info.waited || info.stale || info.degraded || info.early);
+    fetch_expect(c, "user:7", &j, &o, "{\"id\":7}", &info);
+    assert_false(info.computed || info.waited || info.stale || info.degraded || info.early);
+    assert_int_equal(atomic_load(&j.runs), 1);
+
+    /* rk_cache_get reads the fetched value: the payload only, no META. */
+    void *v;
+    size_t n;
+    assert_int_equal(rk_cache_get(c, "user:7", &v, &n), RK_OK);
+    assert_int_equal(n, strlen("{\"id\":7}"));
+    assert_memory_equal(v, "{\"id\":7}", n);
+    rk_free(v);
+
+    /* The Redis TTL is the fresh TTL plus the stale window. */
+    long long pttl = server_integer(server, "PTTL %s", PREFIX ":cache:user:7");
+    assert_true(pttl > 60000 && pttl <= 90000);
+    /* The lock was released. */
+    assert_int_equal(server_integer(server, "EXISTS %s", PREFIX ":cache#lock:user:7"), 0);
+
+    assert_int_equal(COUNTER(c, computations), 1);
+    assert_int_equal(COUNTER(c, misses), 1);
+    assert_int_equal(COUNTER(c, hits), 1 + 1 /* rk_cache_get */);
+    assert_int_equal(COUNTER(c, sets), 1);
+    assert_int_equal(COUNTER(c, bytes_in), strlen("{\"id\":7}"));
+    assert_true(COUNTER(c, bytes_stored) > COUNTER(c, bytes_in)); /* header + META */
+
+    /* A value set by rk_cache_set (no META) is a plain hit. */
+    assert_int_equal(rk_cache_set_str(c, "plain", "p", NULL), RK_OK);
+    fetch_expect(c, "plain", &j, &o, "p", &info);
+    assert_false(info.computed);
+    assert_int_equal(atomic_load(&j.runs), 1);
+    rk_cache_free(c);
+}
+
+static void test_compute_miss_and_empty_answers(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, NULL);
+    char *got = (char *)"untouched";
+
+    /* RK_MISS from compute: nothing cached, RK_MISS returned. */
+    job none = {.status = RK_MISS};
+    assert_int_equal(fetch(c, "nobody", &none, NULL, &got, NULL), RK_MISS);
+    assert_null(got);
+    assert_int_equal(server_integer(server, "EXISTS %s", PREFIX ":cache:nobody"), 0);
+    assert_int_equal(COUNTER(c, compute_errors), 0);
+
+    /* RK_OK without a value is a bug in the callback, said clearly. */
+    job empty = {.set_nothing = true};
+    assert_int_equal(fetch(c, "k", &empty, NULL, &got, NULL), RK_ERR_INVALID);
+    assert_non_null(strstr(rk_last_error(), "rk_computed_set"));
+    assert_int_equal(server_integer(server, "EXISTS %s", PREFIX ":cache:k"), 0);
+
+    /* An empty value is a value. */
+    job blank = {.value = ""};
+    fetch_expect(c, "blank", &blank, NULL, "", NULL);
+    fetch_expect(c, "blank", &blank, NULL, "", NULL);
+    assert_int_equal(atomic_load(&blank.runs), 1);
+
+    /* Per-value TTL from the callback. */
+    job short_lived = {.value = "x", .ttl_ms = 5000};
+    fetch_expect(c, "short", &short_lived, &(rk_fetch_options){.ttl_ms = 600000}, "x", NULL);
+    long long pttl = server_integer(server, "PTTL %s", PREFIX ":cache:short");
+    assert_true(pttl > 0 && pttl <= 5000);
+
+    /* A key holding a number is not recomputed over. */
+    assert_int_equal(rk_cache_set_i64(c, "n", 42, NULL), RK_OK);
+    job j = {.value = "v"};
+    assert_int_equal(fetch(c, "n", &j, NULL, &got, NULL), RK_ERR_TYPE);
+    assert_int_equal(atomic_load(&j.runs), 0);
+    rk_cache_free(c);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, NULL);
+    job j = {.value = "v"};
+    void *v = (void *)"untouched";
+    size_t n = 5;
+    rk_fetch_info info = {.computed = true};
+
+    assert_int_equal(rk_cache_fetch(NULL, "k", compute, &j, NULL, &v, &n, &info), RK_ERR_INVALID);
+    assert_null(v);
+    assert_int_equal(n, 0);
+    assert_false(info.computed);
+    assert_int_equal(rk_cache_fetch(c, NULL, compute, &j, NULL, &v, &n, NULL), RK_ERR_INVALID);
+    assert_int_equal(rk_cache_fetch(c, "", compute, &j, NULL, &v, &n, NULL), RK_ERR_INVALID);
+    assert_int_equal(rk_cache_fetch(c, "k", NULL, &j, NULL, &v, &n, NULL), RK_ERR_INVALID);
+    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, NULL, NULL, &n, NULL), RK_ERR_INVALID);
+    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, NULL, &v, NULL, NULL), RK_ERR_INVALID);
+    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_fetch_options){.ttl_ms = -5}, &v, &n, NULL),
+                     RK_ERR_INVALID);
+    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_fetch_options){.ttl_s = -2}, &v, &n, NULL),
+                     RK_ERR_INVALID);
+    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_fetch_options){.stale_ms = -1}, &v, &n, NULL),
+                     RK_ERR_INVALID);
+    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_fetch_options){.beta = NAN}, &v, &n, NULL),
+                     RK_ERR_INVALID);
+    assert_int_equal(
+        rk_cache_fetch(c, "k", compute, &j, &(rk_fetch_options){.ttl_ms = (int64_t)1 << 62, .stale_ms = 10}, &v, &n,
+                       NULL),
+        RK_ERR_INVALID);
+    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_fetch_options){.ntags = 1}, &v, &n, NULL),
+                     RK_ERR_INVALID);
+    char long_key[2000];
+    memset(long_key, 'k', sizeof long_key - 1);
+    long_key[sizeof long_key - 1] = '\0';
+    assert_int_equal(rk_cache_fetch(c, long_key, compute, &j, NULL, &v, &n, NULL), RK_ERR_TOO_LARGE);
+    assert_null(v);
+    assert_int_equal(atomic_load(&j.runs), 0); /* nothing computed for bad input */
+    redisReply *r = rk_test_server_command(server, "DBSIZE");
+    assert_non_null(r);
+    assert_int_equal(r->integer, 0); /* nothing stored */
+    freeReplyObject(r);
+
+    /* A negative beta only turns XFetch off. */
+    fetch_expect(c, "k", &j, &(rk_fetch_options){.beta = -1}, "v", NULL);
+
+    assert_int_equal(rk_computed_set(NULL, "v", 1), RK_ERR_INVALID);
+    assert_int_equal(rk_computed_set_ttl_ms(NULL, 100), RK_ERR_INVALID);
+    rk_cache_free(c);
+}
+
+/* Callbacks that misuse rk_computed_set. */
+static rk_status bad_setter(void *ctx, const char *key, rk_computed *out)
+{
+    (void)key;
+    rk_status *seen = ctx;
+    seen[0] = rk_computed_set(out, NULL, 3);
+    seen[1] = rk_computed_set_ttl_ms(out, -7);
+    seen[2] = rk_computed_set(out, "0123456789abcdef", 16); /* over max_value_bytes = 8 */
+    seen[3] = rk_computed_set(out, "ok", 2);
+    seen[4] = rk_computed_set_ttl_ms(out, RK_TTL_NONE);
+    return RK_OK;
+}
+
+static void test_computed_set_checks(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, &(rk_cache_options){.max_value_bytes = 8});
+    rk_status seen[5];
+    void *v;
+    size_t n;
+    assert_int_equal(rk_cache_fetch(c, "k", bad_setter, seen, NULL, &v, &n, NULL), RK_OK);
+    assert_int_equal(seen[0], RK_ERR_INVALID);
+    assert_int_equal(seen[1], RK_ERR_INVALID);
+    assert_int_equal(seen[2], RK_ERR_TOO_LARGE);
+    assert_int_equal(seen[3], RK_OK);
+    assert_int_equal(seen[4], RK_OK);
+    assert_int_equal(n, 2);
+    assert_memory_equal(v, "ok", 2);
+    rk_free(v);
+    assert_int_equal(server_integer(server, "PTTL %s", PREFIX ":cache:k"), -1); /* RK_TTL_NONE */
+    rk_cache_free(c);
+}
+
+/* ---- single flight ----------------------------------------------------------- */
+
+typedef struct caller {
+    rk_cache *cache;
+    job *job;
+    const char *key;
+    rk_fetch_options opts;
+    pthread_barrier_t *start;
+    int rounds;              /* fetches to make (XFetch threads) */
+    int pause_ms;            /* between them */
+    /* results */
+    rk_status st;
+    char value[64];
+    rk_fetch_info info;
+    int not_ok, waited, computed, early, stale, degraded, wrong;
+} caller;
+
+static void *call_once(void *arg)
+{
+    caller *cl = arg;
+    pthread_barrier_wait(cl->start);
+    char *got = NULL;
+    void *v = NULL;
+    size_t n = 0;
+    cl->st = rk_cache_fetch(cl->cache, cl->key, compute, cl->job, &cl->opts, &v, &n, &cl->info);
+    got = v;
+    snprintf(cl->value, sizeof cl->value, "%s", got ? got : "(null)");
+    rk_free(got);
+    return NULL;
+}
+
+static void run_callers(caller *cl, int n, void *(*fn)(void *))
+{
+    pthread_t t[32];
+    pthread_barrier_t start;
+    assert_true(n <= 32);
+    pthread_barrier_init(&start, NULL, (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        cl[i].start = &start;
+        assert_int_equal(pthread_create(&t[i], NULL, fn, &cl[i]), 0);
+    }
+    for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&start);
+}
+
+static void test_single_flight_16_threads(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, NULL);
+    job j = {.value = "computed-once", .sleep_ms = 100};
+    reset_stats(server);
+    caller cl[16];
+    for (int i = 0; i < 16; i++)
+        cl[i] = (caller){.cache = c, .job = &j, .key = "cold", .opts = {.ttl_ms = 60000}};
+    run_callers(cl, 16, call_once);
+
+    int computed = 0, waited = 0;
+    for (int i = 0; i < 16; i++) {
+        if (cl[i].st != RK_OK) fail_msg("caller %d: %s", i, rk_strerror(cl[i].st));
+        assert_string_equal(cl[i].value, "computed-once");
+        computed += cl[i].info.computed;
+        waited += cl[i].info.waited;
+        assert_false(cl[i].info.degraded || cl[i].info.stale);
+    }
+    assert_int_equal(atomic_load(&j.runs), 1);
+    assert_int_equal(computed, 1);
+    assert_int_equal(COUNTER(c, computations), 1);
+    assert_int_equal(COUNTER(c, sets), 1);
+    /* Everyone who did not compute either waited for it, or came late
+     * enough to find it stored. */
+    assert_true(waited + computed <= 16);
+    assert_int_equal(COUNTER(c, lock_waits), waited);
+    /* The waiters waited in this process: only the leader went for the
+     * Redis lock (SET NX), stored the value (SET) and released the lock
+     * (EVALSHA, and EVAL if the server did not know the script yet). */
+    assert_int_equal(command_calls(server, "set"), 2);
+    assert_int_equal(command_calls(server, "evalsha"), 1);
+    assert_true(command_calls(server, "eval") <= 1);
+    rk_cache_free(c);
+}
+
+/* The same with the computation failing: the one error is shared. */
+static void test_single_flight_shares_errors(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, NULL);
+    job j = {.status = RK_ERR_SERVER, .sleep_ms = 100};
+    caller cl[8];
+    for (int i = 0; i < 8; i++) cl[i] = (caller){.cache = c, .job = &j, .key = "failing"};
+    run_callers(cl, 8, call_once);
+    int waited = 0;
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(cl[i].st, RK_ERR_SERVER);
+        waited += cl[i].info.waited;
+    }
+    /* Those who waited share the failure; a late caller may compute again. */
+    assert_int_equal(atomic_load(&j.runs), 8 - waited);
+    assert_true(waited > 0);
+    assert_int_equal(COUNTER(c, compute_errors), atomic_load(&j.runs));
+    assert_int_equal(COUNTER(c, errors[RK_ERR_SERVER]), 8);
+    rk_cache_free(c);
+}
+
+/* A leader slower than lock_ms: its waiters give up with RK_ERR_TIMEOUT
+ * rather than compute a second time. */
+static void test_inprocess_wait_is_bounded(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, &(rk_cache_options){.lock_ms = 200});
+    job j = {.value = "slow", .sleep_ms = 600};
+    caller cl[4];
+    for (int i = 0; i < 4; i++) cl[i] = (caller){.cache = c, .job = &j, .key = "slow"};
+    run_callers(cl, 4, call_once);
+    int computed = 0, timeouts = 0;
+    for (int i = 0; i < 4; i++) {
+        if (cl[i].info.computed) {
+            computed++;
+            assert_int_equal(cl[i].st, RK_OK);
+        } else if (cl[i].st == RK_ERR_TIMEOUT) {
+            timeouts++;
+            assert_true(cl[i].info.waited);
+            assert_string_equal(cl[i].value, "(null)");
+        } else { /* a caller that came after the value landed */
+            assert_int_equal(cl[i].st, RK_OK);
+            assert_string_equal(cl[i].value, "slow");
+        }
+    }
+    assert_int_equal(computed, 1);
+    assert_int_equal(atomic_load(&j.runs), 1);
+    assert_true(timeouts > 0);
+    assert_int_equal(COUNTER(c, errors[RK_ERR_TIMEOUT]), timeouts);
+    rk_cache_free(c);
+}
+
+/* A callback that fetches its own key is refused, not left to wait for
+ * itself. */
+static rk_status recursive(void *ctx, const char *key, rk_computed *out)
+{
+    rk_cache *c = ctx;
+    void *v = NULL;
+    size_t n;
+    rk_status inner = rk_cache_fetch(c, key, recursive, ctx, NULL, &v, &n, NULL);
+    rk_free(v);
+    char text[32];
+    snprintf(text, sizeof text, "inner=%d", (int)inner);
+    return rk_computed_set(out, text, strlen(text));
+}
+
+static void test_fetch_from_own_callback(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, NULL);
+    void *v = NULL;
+    size_t n;
+    assert_int_equal(rk_cache_fetch(c, "self", recursive, c, NULL, &v, &n, NULL), RK_OK);
+    char want[32];
+    snprintf(want, sizeof want, "inner=%d", (int)RK_ERR_INVALID);
+    assert_string_equal(v, want);
+    rk_free(v);
+    rk_cache_free(c);
+}
+
+/* ---- across processes ---------------------------------------------------------- */
+
+#define PROC_THREADS 8
+
+/* 8 threads on one client of this process's own, released together by a
+ * byte on go_fd. Returns the number of callers that did not get value. */
+static int process_side(const char *url, int go_fd, int *computed)
+{
+    rk_client *pc = NULL;
+    rk_cache *c = NULL;
+    if (rk_client_new(&(rk_client_options){.url = url, .key_prefix = PREFIX, .pool_size = 8}, &pc) != RK_OK)
+        return 100;
+    if (rk_cache_new(pc, NULL, &c) != RK_OK) return 101;
+    job j = {.value = "one-for-all", .sleep_ms = 300, .incr_client = pc, .incr_key = "fetch-test:computations"};
+    caller cl[PROC_THREADS];
+    for (int i = 0; i < PROC_THREADS; i++)
+        cl[i] = (caller){.cache = c, .job = &j, .key = "shared", .opts = {.ttl_ms = 60000}};
+    char go;
+    if (read(go_fd, &go, 1) != 1) return 102;
+    pthread_t t[PROC_THREADS];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, PROC_THREADS);
+    for (int i = 0; i < PROC_THREADS; i++) {
+        cl[i].start = &start;
+        if (pthread_create(&t[i], NULL, call_once, &cl[i]) != 0) return 103;
+    }
+    int bad = 0;
+    for (int i = 0; i < PROC_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        bad += cl[i].st != RK_OK || strcmp(cl[i].value, "one-for-all") != 0;
+    }
+    pthread_barrier_destroy(&start);
+    *computed = atomic_load(&j.runs);
+    rk_cache_free(c);
+    rk_client_free(pc);
+    return bad;
+}
+
+static void test_two_processes(void **state)
+{
+    (void)state;
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* the child: no cmocka, its own client, _exit (no atexit: the server is the parent's) */
+        close(go[1]);
+        int computed = 0;
+        int bad = process_side(rk_test_server_url(server), go[0], &computed);
+        _exit(bad > 0 ? (bad > 99 ? bad : 10 + bad) : 0);
+    }
+    close(go[0]);
+    /* Both sides start together: the child reads one byte, we another. */
+    int self[2];
+    assert_int_equal(pipe(self), 0);
+    assert_int_equal(write(go[1], "gg", 1), 1);
+    assert_int_equal(write(self[1], "g", 1), 1);
+    int computed_here = 0;
+    int bad = process_side(rk_test_server_url(server), self[0], &computed_here);
+    close(self[0]);
+    close(self[1]);
+    close(go[1]);
+
+    int status = -1;
+    for (int i = 0; i < 300; i++) { /* bounded: 15 s */
+        if (waitpid(pid, &status, WNOHANG) == pid) break;
+        rk_test_sleep_ms(50);
+        status = -1;
+    }
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        fail_msg("child did not finish");
+    }
+    assert_int_equal(bad, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* Exactly one computation across both processes. */
+    redisReply *r = rk_test_server_command(server, "GET fetch-test:computations");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "1");
+    freeReplyObject(r);
+    assert_true(computed_here <= 1);
+}
+
+/* ---- the Redis lock --------------------------------------------------------------- */
+
+static void set_lock(const char *key, const char *token, int px)
+{
+    redisReply *r = rk_test_server_command(server, "SET %s %s PX %d", key, token, px);
+    assert_non_null(r);
+    freeReplyObject(r);
+}
+
+static void test_lock_held_elsewhere_expires(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, &(rk_cache_options){.lock_ms = 5000});
+    const char *lock = PREFIX ":cache#lock:report";
+    set_lock(lock, "other", 300); /* "another process" computing, then dying */
+    job j = {.value = "mine", .lock_server = server, .lock_key = lock};
+    rk_fetch_info info;
+    fetch_expect(c, "report", &j, NULL, "mine", &info);
+    assert_true(info.computed);
+    assert_true(info.waited);
+    assert_int_equal(atomic_load(&j.runs), 1);
+    assert_int_equal(COUNTER(c, computations), 1);
+    assert_int_equal(COUNTER(c, lock_waits), 1);
+    /* While computing we held the lock, with at most lock_ms to live ... */
+    assert_true(j.lock_is_ours);
+    assert_true(j.lock_pttl > 0 && j.lock_pttl <= 5000);
+    /* ... and it is gone now. */
+    assert_int_equal(server_integer(server, "EXISTS %s", lock), 0);
+    rk_cache_free(c);
+}
+
+/* The other process stores the value and releases its lock: we take its
+ * value and compute nothing. */
+static void *other_process(void *arg)
+{
+    (void)arg;
+    rk_test_sleep_ms(200);
+    rk_cache *c = NULL;
+    if (rk_cache_new(client, NULL, &c) == RK_OK) {
+        rk_cache_set_str(c, "page", "theirs", &(rk_set_options){.ttl_s = 60});
+        rk_cache_free(c);
+    }
+    redisReply *r = rk_test_server_command(server, "DEL %s", PREFIX ":cache#lock:page");
+    if (r) freeReplyObject(r);
+    return NULL;
+}
+
+static void test_lock_holder_stores_value(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, NULL);
+    set_lock(PREFIX ":cache#lock:page", "other", 10000);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, other_process, NULL), 0);
+    job j = {.value = "mine"};
+    rk_fetch_info info;
+    fetch_expect(c, "page", &j, NULL, "theirs", &info);
+    pthread_join(t, NULL);
+    assert_true(info.waited);
+    assert_false(info.computed);
+    assert_int_equal(atomic_load(&j.runs), 0);
+    rk_cache_free(c);
+}
+
+/* A lock held past our lock_ms: we stop waiting and compute anyway. */
+static void test_lock_wait_is_bounded(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, &(rk_cache_options){.lock_ms = 300});
+    set_lock(PREFIX ":cache#lock:stuck", "other", 60000);
+    job j = {.value = "anyway"};
+    rk_fetch_info info;
+    fetch_expect(c, "stuck", &j, NULL, "anyway", &info);
+    assert_true(info.waited && info.computed);
+    assert_int_equal(atomic_load(&j.runs), 1);
+    /* Not ours: left alone. */
+    redisReply *r = rk_test_server_command(server, "GET %s", PREFIX ":cache#lock:stuck");
+    assert_non_null(r);
+    assert_string_equal(r->str, "other");
+    freeReplyObject(r);
+    rk_cache_free(c);
+}
+
+/* Our lock expires while we compute and someone else takes it: releasing
+ * must not delete theirs (compare-and-delete). */
+static void test_unlock_is_compare_and_delete(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, &(rk_cache_options){.lock_ms = 200});
+    const char *lock = PREFIX ":cache#lock:slow";
+    job j = {.value = "slow", .sleep_ms = 400, .lock_server = server, .lock_key = lock, .intruder = "intruder"};
+    fetch_expect(c, "slow", &j, NULL, "slow", NULL);
+    assert_true(j.lock_pttl > 0 && j.lock_pttl <= 200);
+    redisReply *r = rk_test_server_command(server, "GET %s", lock);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "intruder");
+    freeReplyObject(r);
+    rk_cache_free(c);
+}
+
+/* ---- XFetch -------------------------------------------------------------------------- */
+
+static void test_xfetch_formula(void **state)
+{
+    (void)state;
+    /* now - delta * beta * ln(u) >= expiry */
+    assert_false(rk__xfetch_early(1000, 2000, 100, 1.0, 1.0));    /* ln 1 = 0: only at expiry */
+    assert_true(rk__xfetch_early(2000, 2000, 100, 1.0, 1.0));
+    assert_true(rk__xfetch_early(1900, 2000, 100, 1.0, exp(-1.0)));   /* 1900 + 100 * 1 */
+    assert_false(rk__xfetch_early(1899, 2000, 100, 1.0, exp(-1.0)));
+    assert_true(rk__xfetch_early(1800, 2000, 100, 2.0, exp(-1.0)));   /* beta 2 doubles the lead */
+    assert_false(rk__xfetch_early(1799, 2000, 100, 2.0, exp(-1.0)));
+    assert_true(rk__xfetch_early(1900, 2000, 100, 0.0, exp(-1.0)));   /* beta 0 = 1.0 */
+    assert_false(rk__xfetch_early(1999, 2000, 100, -1.0, 1e-300));    /* off */
+    assert_false(rk__xfetch_early(1999, 0, 100, 1.0, 1e-300));        /* no expiry */
+    assert_false(rk__xfetch_early(1999, 2000, 100, 1.0, 0.0));        /* u out of range */
+    assert_true(rk__xfetch_early(0, 2000, 100, 1.0, 1e-300));         /* ln(1e-300) = -690: far early */
+}
+
+typedef struct hot_reader {
+    rk_cache *cache;
+    job *job;
+    pthread_barrier_t *start;
+    int rounds;
+    int not_ok, waited, computed, early, stale, wrong;
+} hot_reader;
+
+static void *read_hot(void *arg)
+{
+    hot_reader *h = arg;
+    pthread_barrier_wait(h->start);
+    for (int i = 0; i < h->rounds; i++) {
+        void *v = NULL;
+        size_t n = 0;
+        rk_fetch_info info;
+        rk_status st = rk_cache_fetch(h->cache, "hot", compute, h->job,
+                                      &(rk_fetch_options){.ttl_ms = 300, .stale_ms = 2000}, &v, &n, &info);
+        h->not_ok += st != RK_OK;
+        h->wrong += st == RK_OK && strcmp(v, "hot-value") != 0;
+        h->waited += info.waited;
+        h->computed += info.computed;
+        h->early += info.early;
+        h->stale += info.stale;
+        rk_free(v);
+        rk_test_sleep_ms(5);
+    }
+    return NULL;
+}
+
+/* A hot key with a 300 ms TTL, computed in ~30 ms, read by 4 threads for
+ * some 2 s: it is recomputed early, and after the first computation no
+ * reader misses or waits. */
+static void test_xfetch_hot_key(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, NULL);
+    job j = {.value = "hot-value", .sleep_ms = 30};
+    rk_fetch_info info;
+    fetch_expect(c, "hot", &j, &(rk_fetch_options){.ttl_ms = 300, .stale_ms = 2000}, "hot-value", &info);
+    assert_true(info.computed);
+    uint64_t misses = COUNTER(c, misses);
+    assert_int_equal(misses, 1);
+
+    hot_reader h[4];
+    pthread_t t[4];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 4);
+    for (int i = 0; i < 4; i++) {
+        h[i] = (hot_reader){.cache = c, .job = &j, .start = &start, .rounds = 300};
+        assert_int_equal(pthread_create(&t[i], NULL, read_hot, &h[i]), 0);
+    }
+    int computed = 0, early = 0, stale = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(h[i].not_ok, 0);
+        assert_int_equal(h[i].wrong, 0);
+        assert_int_equal(h[i].waited, 0); /* never a miss to wait on */
+        computed += h[i].computed;
+        early += h[i].early;
+        stale += h[i].stale;
+    }
+    pthread_barrier_destroy(&start);
+    assert_int_equal(COUNTER(c, misses), 1); /* only the very first call */
+    assert_true(computed > 0);
+    assert_true(early > 0);
+    assert_int_equal(atomic_load(&j.runs), 1 + computed);
+    assert_int_equal(COUNTER(c, computations), 1 + computed);
+    assert_int_equal(COUNTER(c, early), early);
+    assert_int_equal(COUNTER(c, stale), stale);
+    print_message("xfetch: %d computations after the first, %d early, %d stale reads\n", computed, early, stale);
+    rk_cache_free(c);
+}
+
+/* beta < 0 turns early refresh off. The value is made by hand with a
+ * META block claiming a computation of 10^9 ms and 60 s to live, so that
+ * with XFetch on, every draw but one in ~16000 refreshes it. */
+static void test_xfetch_off(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, NULL);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    rk__value_meta meta = {.expires_at_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + 60000,
+                           .compute_ms = 1000000000};
+    unsigned char buf[RK__VALUE_HEADER_MAX + 8];
+    size_t h = rk__value_encode_header(RK__V_BYTES, RK__VF_META, &meta, buf);
+    memcpy(buf + h, "crafted", 7);
+    redisReply *r = rk_test_server_command(server, "SET %s %b PX 60000", PREFIX ":cache:k", buf, h + 7);
+    assert_non_null(r);
+    freeReplyObject(r);
+
+    job j = {.value = "recomputed"};
+    rk_fetch_info info;
+    for (int i = 0; i < 100; i++) fetch_expect(c, "k", &j, &(rk_fetch_options){.beta = -1}, "crafted", NULL);
+    assert_int_equal(atomic_load(&j.runs), 0);
+    assert_int_equal(COUNTER(c, early), 0);
+
+    /* On (beta 0 = 1.0): refreshed early, the first time or very soon. */
+    bool refreshed = false;
+    for (int i = 0; i < 10 && !refreshed; i++) {
+        char *got = NULL;
+        assert_int_equal(fetch(c, "k", &j, NULL, &got, &info), RK_OK);
+        refreshed = info.early;
+        if (refreshed) {
+            assert_true(info.computed);
+            assert_string_equal(got, "recomputed");
+        }
+        rk_free(got);
+    }
+    assert_true(refreshed);
+    assert_int_equal(atomic_load(&j.runs), 1);
+    assert_int_equal(COUNTER(c, early), 1);
+    rk_cache_free(c);
+}
+
+/* ---- serve-stale ------------------------------------------------------------------------ */
+
+/* Wait (bounded) until the key's logical expiry has passed. */
+static void let_expire(int ttl_ms) { rk_test_sleep_ms(ttl_ms + 50); }
+
+static void test_failing_compute_serves_stale(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, NULL);
+    rk_fetch_options o = {.ttl_ms = 100, .stale_ms = 60000, .beta = -1};
+    job good = {.value = "old"};
+    fetch_expect(c, "k", &good, &o, "old", NULL);
+    let_expire(100);
+
+    job bad = {.status = RK_ERR_SERVER};
+    rk_fetch_info info;
+    fetch_expect(c, "k", &bad, &o, "old", &info);
+    assert_true(info.stale);
+    assert_false(info.computed);
+    assert_false(info.degraded);
+    assert_non_null(strstr(rk_last_error(), "stale"));
+    assert_int_equal(atomic_load(&bad.runs), 1);
+    assert_int_equal(COUNTER(c, compute_errors), 1);
+    assert_int_equal(COUNTER(c, stale), 1);
+    assert_int_equal(COUNTER(c, errors[RK_ERR_SERVER]), 0); /* served: not an error of the call */
+    /* The stale value stays until a computation succeeds. */
+    assert_int_equal(server_integer(server, "EXISTS %s", PREFIX ":cache:k"), 1);
+    fetch_expect(c, "k", &good, &o, "old", &info); /* recomputed: same text, fresh now */
+    assert_true(info.computed);
+    assert_false(info.stale);
+
+    /* Without serve-stale the computation's own status comes back. */
+    char *got = (char *)"untouched";
+    assert_int_equal(fetch(c, "cold", &bad, &(rk_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SERVER);
+    assert_null(got);
+    assert_non_null(strstr(rk_last_error(), "the database is down"));
+    /* A value past its fresh life, read by a call without stale_ms, is not
+     * served stale either. */
+    fetch_expect(c, "k2", &good, &o, "old", NULL);
+    let_expire(100);
+    assert_int_equal(fetch(c, "k2", &bad, &(rk_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SERVER);
+    rk_cache_free(c);
+}
+
+/* Past its fresh life, inside the stale window: one caller recomputes,
+ * the others are served the stale value at once (no waiting). */
+static void test_stale_while_revalidate(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, NULL);
+    rk_fetch_options o = {.ttl_ms = 100, .stale_ms = 60000, .beta = -1};
+    job first = {.value = "v1"};
+    fetch_expect(c, "k", &first, &o, "v1", NULL);
+    let_expire(100);
+
+    job j = {.value = "v2", .sleep_ms = 300};
+    caller cl[8];
+    for (int i = 0; i < 8; i++) cl[i] = (caller){.cache = c, .job = &j, .key = "k", .opts = o};
+    run_callers(cl, 8, call_once);
+    int computed = 0, stale = 0;
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(cl[i].st, RK_OK);
+        assert_false(cl[i].info.waited);
+        if (cl[i].info.computed) {
+            computed++;
+            assert_string_equal(cl[i].value, "v2");
+            assert_false(cl[i].info.stale);
+        } else if (cl[i].info.stale) {
+            stale++;
+            assert_string_equal(cl[i].value, "v1");
+        } else {
+            assert_string_equal(cl[i].value, "v2"); /* came after the refresh */
+        }
+    }
+    assert_int_equal(computed, 1);
+    assert_int_equal(atomic_load(&j.runs), 1);
+    assert_true(stale > 0);
+    assert_int_equal(COUNTER(c, stale), stale);
+    rk_cache_free(c);
+}
+
+/* ---- Redis down -------------------------------------------------------------------------- */
+
+static void test_redis_down(void **state)
+{
+    (void)state;
+    rk_test_server *s = rk_test_server_start(NULL);
+    assert_non_null(s);
+    rk_client *dc = NULL;
+    assert_int_equal(rk_client_new(&(rk_client_options){.url = rk_test_server_url(s), .command_timeout_ms = 200,
+                                                        .connect_timeout_ms = 200, .pool_size = 8},
+                                   &dc),
+                     RK_OK);
+    rk_cache *c = new_cache(dc, &(rk_cache_options){.local_copies = 3});
+    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
+    rk_fetch_options brief = {.ttl_ms = 100, .stale_ms = 60000};
+    job j = {.value = "first"};
+    fetch_expect(c, "x", &j, &keep, "first", NULL); /* the oldest copy: evicted by the 4th */
+    fetch_expect(c, "a", &j, &brief, "first", NULL);
+    fetch_expect(c, "b", &j, &keep, "first", NULL);
+    fetch_expect(c, "c", &j, &keep, "first", NULL);
+    fetch_expect(c, "nocopy", &j, &(rk_fetch_options){.ttl_ms = 60000}, "first", NULL); /* no stale: no copy */
+    assert_int_equal(atomic_load(&j.runs), 5);
+    let_expire(100); /* "a" is past its fresh life */
+
+    assert_true(rk_test_server_signal(s, SIGKILL));
+    job later = {.value = "second"};
+    rk_fetch_info info;
+
+    /* An in-process copy past its fresh life: served stale, degraded. */
+    fetch_expect(c, "a", &later, &brief, "first", &info);
+    assert_true(info.degraded && info.stale);
+    assert_false(info.computed);
+    assert_non_null(strstr(rk_last_error(), "copy"));
+    /* A fresh copy: degraded, not stale. */
+    fetch_expect(c, "b", &later, &keep, "first", &info);
+    assert_true(info.degraded);
+    assert_false(info.stale || info.computed);
+    assert_int_equal(atomic_load(&later.runs), 0);
+
+    /* No copy (evicted; never kept; stale off for this call): computed,
+     * degraded, RK_OK. */
+    fetch_expect(c, "x", &later, &keep, "second", &info);
+    assert_true(info.degraded && info.computed);
+    assert_false(info.stale);
+    fetch_expect(c, "nocopy", &later, &keep, "second", &info);
+    assert_true(info.degraded && info.computed);
+    fetch_expect(c, "c", &later, &(rk_fetch_options){.ttl_ms = 60000}, "second", &info);
+    assert_true(info.degraded && info.computed);
+    assert_int_equal(atomic_load(&later.runs), 3);
+
+    /* A failing computation with no copy: its error. */
+    job bad = {.status = RK_ERR_SERVER};
+    char *got;
+    assert_int_equal(fetch(c, "never", &bad, &keep, &got, &info), RK_ERR_SERVER);
+    assert_true(info.degraded);
+
+    /* Single flight still holds while Redis is down. */
+    job slow = {.value = "cold-down", .sleep_ms = 500};
+    caller cl[8];
+    for (int i = 0; i < 8; i++) cl[i] = (caller){.cache = c, .job = &slow, .key = "cold", .opts = keep};
+    run_callers(cl, 8, call_once);
+    int computed = 0;
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(cl[i].st, RK_OK);
+        assert_string_equal(cl[i].value, "cold-down");
+        assert_true(cl[i].info.degraded);
+        computed += cl[i].info.computed;
+    }
+    assert_int_equal(computed, 1);
+    assert_int_equal(atomic_load(&slow.runs), 1);
+    assert_true(COUNTER(c, degraded) >= 2 + 3 + 1 + 8);
+
+    /* Back up: normal service, and what was computed while down was not
+     * stored (there was nowhere to store it). */
+    assert_true(rk_test_server_restart(s, NULL));
+    job again = {.value = "third"};
+    bool up = false;
+    for (int i = 0; i < 100 && !up; i++) { /* the client reconnects by itself, with backoff */
+        rk_status st = fetch(c, "x", &again, &keep, &got, &info);
+        up = st == RK_OK && !info.degraded;
+        rk_free(got);
+        if (!up) rk_test_sleep_ms(50);
+    }
+    assert_true(up);
+    assert_true(info.computed);
+    rk_cache_free(c);
+    rk_client_free(dc);
+    rk_test_server_stop(s);
+}
+
+/* A paused server: reads time out. The copy is served; without one the
+ * value is computed and no second deadline is spent storing it. */
+static void test_redis_paused(void **state)
+{
+    (void)state;
+    rk_test_server *s = rk_test_server_start(NULL);
+    assert_non_null(s);
+    rk_client *dc = NULL;
+    assert_int_equal(rk_client_new(&(rk_client_options){.url = rk_test_server_url(s), .command_timeout_ms = 150,
+                                                        .connect_timeout_ms = 150, .breaker_threshold = 100},
+                                   &dc),
+                     RK_OK);
+    rk_cache *c = new_cache(dc, NULL);
+    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
+    job j = {.value = "before"};
+    fetch_expect(c, "k", &j, &keep, "before", NULL);
+    assert_true(rk_test_server_signal(s, SIGSTOP));
+
+    rk_client_stats before, after;
+    rk_fetch_info info;
+    fetch_expect(c, "k", &j, &keep, "before", &info);
+    assert_true(info.degraded);
+    assert_false(info.computed);
+
+    rk_client_stats_get(dc, &before);
+    fetch_expect(c, "other", &j, &keep, "before", &info);
+    assert_true(info.degraded && info.computed);
+    rk_client_stats_get(dc, &after);
+    /* At most one command deadline was spent on the paused server: after
+     * a read that timed out, the value is not stored. */
+    assert_true(after.timeouts - before.timeouts <= 1);
+    assert_int_equal(atomic_load(&j.runs), 2);
+
+    assert_true(rk_test_server_signal(s, SIGCONT));
+    rk_cache_free(c);
+    rk_client_free(dc);
+    rk_test_server_stop(s);
+}
+
+/* ---- raw mode -------------------------------------------------------------------------------- */
+
+static void test_raw_mode(void **state)
+{
+    (void)state;
+    rk_cache *c = new_cache(client, &(rk_cache_options){.ns = "rawns", .raw = true});
+    job j = {.value = "plain bytes", .sleep_ms = 100};
+    caller cl[8];
+    for (int i = 0; i < 8; i++)
+        cl[i] = (caller){.cache = c, .job = &j, .key = "r", .opts = {.ttl_ms = 60000, .stale_ms = 60000}};
+    run_callers(cl, 8, call_once);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(cl[i].st, RK_OK);
+        assert_string_equal(cl[i].value, "plain bytes");
+    }
+    assert_int_equal(atomic_load(&j.runs), 1); /* single flight without META */
+    /* Stored as plain bytes, with no stale window in its TTL. */
+    redisReply *r = rk_test_server_command(server, "GET %s", PREFIX ":rawns:r");
+    assert_non_null(r);
+    assert_string_equal(r->str, "plain bytes");
+    freeReplyObject(r);
+    long long pttl = server_integer(server, "PTTL %s", PREFIX ":rawns:r");
+    assert_true(pttl > 0 && pttl <= 60000);
+    rk_cache_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_xfetch_formula),
+        cmocka_unit_test_setup(test_miss_then_hit, flush),
+        cmocka_unit_test_setup(test_compute_miss_and_empty_answers, flush),
+        cmocka_unit_test_setup(test_bad_input, flush),
+        cmocka_unit_test_setup(test_computed_set_checks, flush),
+        cmocka_unit_test_setup(test_single_flight_16_threads, flush),
+        cmocka_unit_test_setup(test_single_flight_shares_errors, flush),
+        cmocka_unit_test_setup(test_inprocess_wait_is_bounded, flush),
+        cmocka_unit_test_setup(test_fetch_from_own_callback, flush),
+        cmocka_unit_test_setup(test_two_processes, flush),
+        cmocka_unit_test_setup(test_lock_held_elsewhere_expires, flush),
+        cmocka_unit_test_setup(test_lock_holder_stores_value, flush),
+        cmocka_unit_test_setup(test_lock_wait_is_bounded, flush),
+        cmocka_unit_test_setup(test_unlock_is_compare_and_delete, flush),
+        cmocka_unit_test_setup(test_xfetch_hot_key, flush),
+        cmocka_unit_test_setup(test_xfetch_off, flush),
+        cmocka_unit_test_setup(test_failing_compute_serves_stale, flush),
+        cmocka_unit_test_setup(test_stale_while_revalidate, flush),
+        cmocka_unit_test_setup(test_raw_mode, flush),
+        cmocka_unit_test(test_redis_down),
+        cmocka_unit_test(test_redis_paused),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
