@@ -55,3 +55,180 @@ done
 rm -f /tmp/redkit-cli-err.$$ /tmp/redkit-cli-out.$$
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
+
+# ---- Security: a password never reaches the CLI's output -------------------
+# (Blocks are appended below one another; each ends by printing the running
+# totals and exiting on them, so the last one decides the script's status.)
+# The private server's default user stays passwordless for the other blocks:
+# this block adds an ACL user with a password, runs the CLI with that
+# password in --url and in REDIS_URL — commands that succeed, miss and fail,
+# a wrong password, an unreachable port, a malformed URL, and the URL given
+# by mistake where the command belongs — and checks that neither password
+# appears, whole or in part, in stdout or stderr. The user is removed after.
+sec_pw='Cl1-S3cr3t-pW-7731'
+sec_wrong='Wr0ng-Cl1-pW-4409'
+sec_hostport=${REDIS_URL#redis://}
+sec_hostport=${sec_hostport%%/*}
+sec_hostport=${sec_hostport%%\?*}
+sec_url="redis://clisec:$sec_pw@$sec_hostport"
+sec_url_wrong="redis://clisec:$sec_wrong@$sec_hostport"
+sec_out=/tmp/redkit-cli-sec-out.$$ sec_err=/tmp/redkit-cli-sec-err.$$
+redis-cli -u "$REDIS_URL" ACL SETUSER clisec on ">$sec_pw" '~*' '+@all' >/dev/null
+redis-cli -u "$REDIS_URL" DEL cache:seclist >/dev/null
+redis-cli -u "$REDIS_URL" LPUSH cache:seclist x >/dev/null
+
+# sec_expect STATUS ENV_URL -- ARGS...: run redkit (with REDIS_URL=ENV_URL,
+# or unset when ENV_URL is empty) and check its exit status and that no
+# password shows in its output.
+sec_expect() {
+    local want_status=$1 env_url=$2 status; shift 3
+    if [ -n "$env_url" ]; then
+        REDIS_URL=$env_url "$redkit" "$@" >"$sec_out" 2>"$sec_err"; status=$?
+    else
+        env -u REDIS_URL "$redkit" "$@" >"$sec_out" 2>"$sec_err"; status=$?
+    fi
+    if [ "$status" != "$want_status" ]; then
+        failed=$((failed + 1))
+        echo "FAIL (security): exit status $status, want $want_status (arguments withheld: they hold a password)"
+    elif grep -q -F -e "$sec_pw" -e "$sec_wrong" -e "S3cr3t" -e "Wr0ng-Cl1" "$sec_out" "$sec_err"; then
+        failed=$((failed + 1))
+        echo "FAIL (security): a password reached the CLI's output (exit $status; output withheld)"
+    else
+        passed=$((passed + 1))
+    fi
+}
+
+sec_expect 0 "" -- --url "$sec_url" ping
+sec_expect 0 "" -- --url="$sec_url" set secret-test-key v
+sec_expect 0 "" -- --url "$sec_url" get secret-test-key
+sec_expect 1 "" -- --url "$sec_url" get no-such-key
+sec_expect 2 "" -- --url "$sec_url" get seclist                  # WRONGTYPE
+sec_expect 2 "" -- --url "$sec_url" set k v --ttl -1             # usage error
+sec_expect 2 "" -- --url "$sec_url_wrong" ping                   # WRONGPASS
+sec_expect 2 "" -- --url "$sec_url_wrong" get secret-test-key
+sec_expect 2 "" -- --url "redis://clisec:$sec_pw@127.0.0.1:1" ping     # refused
+sec_expect 2 "" -- --url "redis://clisec:$sec_pw@127.0.0.1:99999" ping # malformed
+sec_expect 2 "" -- --url "redis://clisec:$sec_pw#x@$sec_hostport" ping # malformed
+sec_expect 0 "$sec_url" -- ping
+sec_expect 0 "$sec_url" -- del secret-test-key
+sec_expect 2 "$sec_url" -- get seclist
+sec_expect 2 "$sec_url_wrong" -- ping
+sec_expect 2 "$sec_url_wrong" -- get k
+sec_expect 2 "" -- "$sec_url" ping                               # the URL where the command goes
+redis-cli -u "$REDIS_URL" DEL cache:seclist cache:secret-test-key >/dev/null
+redis-cli -u "$REDIS_URL" ACL DELUSER clisec >/dev/null
+rm -f "$sec_out" "$sec_err"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
+
+# ---- Monitoring: stats, memory, slowlog --------------------------------------
+# stats and memory read the server's figures (rk_server_memory); on the
+# private server's defaults (maxmemory 0, noeviction) they warn on stderr,
+# and stop warning once the server is set up for a cache. slowlog prints
+# SLOWLOG GET with long arguments cut. Keys go to db 5, away from the other
+# blocks; the server's settings are put back at the end. Ends, like the
+# blocks above, by printing the running totals and testing them.
+mon_out=/tmp/redkit-cli-mon-out.$$ mon_err=/tmp/redkit-cli-mon-err.$$
+mon_url="$REDIS_URL/5"
+mon_cli() { redis-cli -u "$REDIS_URL" "$@" >/dev/null; }
+mon_run() { "$redkit" "$@" >"$mon_out" 2>"$mon_err"; mon_status=$?; }
+# mon_ok DESCRIPTION CHECK [ARGS...]: count whether CHECK succeeds on the
+# last run; on failure show what the run printed.
+mon_ok() {
+    local what=$1; shift
+    if "$@"; then passed=$((passed + 1)); else
+        failed=$((failed + 1)); echo "FAIL (monitoring): $what (exit $mon_status)"
+        sed 's/^/  stdout: /' "$mon_out"; sed 's/^/  stderr: /' "$mon_err"
+    fi
+}
+exited() { [ "$mon_status" = "$1" ]; }
+out_has() { grep -Eq -- "$1" "$mon_out"; }
+out_lacks() { ! grep -Eq -- "$1" "$mon_out"; }
+err_has() { grep -Eq -- "$1" "$mon_err"; }
+quiet() { [ "$mon_status" = 0 ] && [ ! -s "$mon_err" ]; }
+warns_only_noeviction() { err_has 'noeviction' && ! err_has 'maxmemory is 0'; }
+no_password() { ! grep -q 'Mon-Pw' "$mon_out" "$mon_err"; }
+
+mon_cli CONFIG SET maxmemory 0
+mon_cli CONFIG SET maxmemory-policy noeviction
+mon_cli -n 5 FLUSHDB
+for k in a b c; do "$redkit" --url "$mon_url" set "mon-$k" v >/dev/null; done
+"$redkit" --url "$mon_url" get mon-a >/dev/null
+
+mon_run --url "$mon_url" stats
+mon_ok "stats exits 0" exited 0
+mon_ok "stats: version" out_has '^redis_version +[0-9]+\.[0-9]+'
+mon_ok "stats: clients" out_has '^connected_clients +[1-9][0-9]*$'
+mon_ok "stats: ops" out_has '^ops_per_sec +[0-9]+$'
+mon_ok "stats: hit ratio" out_has '^hit_ratio +[0-9]+\.[0-9]%$'
+mon_ok "stats: memory" out_has '^used_memory +[0-9.]+ (B|KiB|MiB|GiB)$'
+mon_ok "stats: no limit" out_has '^maxmemory +0 \(no limit\)$'
+mon_ok "stats: policy" out_has '^maxmemory_policy +noeviction$'
+mon_ok "stats: evictions" out_has '^evicted_keys +0$'
+mon_ok "stats: keys of db 5" out_has '^keys +3 \(db 5, 3 with a TTL\)$'
+mon_ok "stats: ping" out_has '^ping_us +[0-9]+ '
+mon_ok "stats warns: no maxmemory" err_has '^redkit: warning: maxmemory is 0'
+mon_ok "stats warns: noeviction" err_has '^redkit: warning: maxmemory-policy is noeviction'
+
+mon_run --url "$mon_url" memory
+mon_ok "memory exits 0" exited 0
+for f in used_memory used_memory_rss used_memory_peak; do
+    mon_ok "memory: $f" out_has "^$f +[1-9][0-9]* \\([0-9.]+ (B|KiB|MiB|GiB)\\)\$"
+done
+mon_ok "memory: fragmentation" out_has '^mem_fragmentation_ratio +[0-9]+\.[0-9]{2}$'
+mon_ok "memory: policy" out_has '^maxmemory_policy +noeviction$'
+mon_ok "memory: expired" out_has '^expired_keys +[0-9]+$'
+mon_ok "memory warns" err_has 'warning: maxmemory is 0'
+
+# Set up for a cache: a limit and an LRU policy, and no warning.
+mon_cli CONFIG SET maxmemory 104857600
+mon_cli CONFIG SET maxmemory-policy allkeys-lru
+mon_run --url "$mon_url" stats
+mon_ok "stats with a limit: no warning" quiet
+mon_ok "stats: the limit" out_has '^maxmemory +104857600 \(100\.00 MiB, [0-9.]+% used\)$'
+mon_ok "stats: lru" out_has '^maxmemory_policy +allkeys-lru$'
+mon_run memory
+mon_ok "memory with a limit: no warning" quiet
+mon_cli CONFIG SET maxmemory-policy noeviction
+mon_run memory
+mon_ok "noeviction alone warns alone" warns_only_noeviction
+mon_cli CONFIG SET maxmemory 0
+
+# slowlog: log everything, then read it back.
+mon_cli CONFIG SET slowlog-log-slower-than 0
+mon_cli SLOWLOG RESET
+long_value=$(printf 'y%.0s' $(seq 1 200))
+"$redkit" --url "$mon_url" set mon-long "$long_value" >/dev/null
+mon_run slowlog 3
+mon_ok "slowlog exits 0" exited 0
+mon_ok "slowlog: header" out_has '^id +time \(UTC\) +duration_us +command$'
+mon_ok "slowlog: the SET" out_has '^[0-9]+ +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} +[0-9]+  SET cache:mon-long '
+mon_ok "slowlog: long argument cut" out_has 'yyy\.\.\.'
+mon_ok "slowlog: never the whole value" out_lacks 'y{41}'
+mon_ok "slowlog: at most 3 entries" [ "$(wc -l <"$mon_out")" -le 4 ]
+mon_run slowlog
+mon_ok "slowlog without N exits 0" exited 0
+mon_cli CONFIG SET slowlog-log-slower-than -1
+mon_cli SLOWLOG RESET
+mon_run slowlog 5
+mon_ok "empty slowlog" out_has '^\(no slow commands logged\)$'
+mon_cli CONFIG SET slowlog-log-slower-than 10000
+for bad in 0 -1 x 100001 1.5; do
+    mon_run slowlog -- "$bad"
+    mon_ok "slowlog $bad is a usage error" exited 2
+done
+mon_run slowlog 1 2
+mon_ok "slowlog takes one argument" exited 2
+mon_run stats extra
+mon_ok "stats takes none" exited 2
+
+# Redis unreachable: exit 2, and a password in the URL never shows.
+for cmd in stats memory slowlog; do
+    mon_run --url "redis://:Mon-Pw-5512@127.0.0.1:1" "$cmd"
+    mon_ok "$cmd unreachable exits 2" exited 2
+    mon_ok "$cmd unreachable: no password" no_password
+done
+mon_cli -n 5 FLUSHDB
+rm -f "$mon_out" "$mon_err" /tmp/redkit-cli-err.$$ /tmp/redkit-cli-out.$$
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

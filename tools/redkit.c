@@ -9,16 +9,24 @@
  * 1 miss (the key is absent), 2 any error, usage errors included, so
  * scripts can tell "not cached" from "Redis is down".
  *
+ * Besides the cache commands it answers the troubleshooting questions of
+ * a deployment: how the server's memory stands and whether it will evict
+ * (stats, memory: rk_server_memory()), and which commands were slow
+ * (slowlog: SLOWLOG GET through rk_client_command()).
+ *
  * Options are parsed by hand rather than with getopt_long() to stay
  * portable and to keep every message in one format. They may appear
  * anywhere before a "--"; everything after "--" is an argument, which is
  * how a value that starts with '-' is written.
  */
+#include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <redkit/redkit.h>
 
@@ -34,6 +42,11 @@ static const char usage_text[] =
     "                                --ttl none: never expire)\n"
     "  del KEY                       delete KEY\n"
     "  ttl KEY                       print the seconds KEY has left (or \"none\")\n"
+    "  stats                         the server at a glance: version, clients, ops,\n"
+    "                                hit ratio, memory, evictions, keys\n"
+    "  memory                        the server's memory, as INFO memory with units\n"
+    "  slowlog [N]                   the N (default 10) latest slow commands\n"
+    "                                (their arguments may include keys)\n"
     "\n"
     "options:\n"
     "  --url URL   Redis to use (default: $REDIS_URL, else redis://127.0.0.1:6379)\n"
@@ -69,6 +82,26 @@ static int usage_error(const char *fmt, ...)
     va_end(ap);
     fputs("\nTry 'redkit --help'.\n", stderr);
     return EXIT_ERROR;
+}
+
+/*
+ * A word of the command line as a message may repeat it: only when it is a
+ * plain word. Anything else may be a URL with a password typed where a
+ * command or an option was expected ("redkit redis://:pw@host ping"), and
+ * is not echoed. The option name of "--name=value" is shown without the
+ * value.
+ */
+static const char *shown(const char *word, char *buf, size_t cap)
+{
+    size_t n = 0;
+
+    while (word[n] != '\0' && word[n] != '=' &&
+           (isalnum((unsigned char)word[n]) || strchr("_.-", word[n]) != NULL))
+        n++;
+    if (n == 0 || n > 32 || (word[n] != '\0' && word[n] != '='))
+        return "(not shown)";
+    snprintf(buf, cap, "%.*s%s", (int)n, word, word[n] == '=' ? "=..." : "");
+    return buf;
 }
 
 /* A failed library call: the status's name and the detail, which redkit
@@ -150,8 +183,11 @@ static int parse_args(int argc, char **argv, args *a)
                 if (found < 0)
                     return usage_error("option '%s' needs a value", arg);
             }
-            if (found == 0)
-                return usage_error("unknown option '%s'", arg);
+            if (found == 0) {
+                char b[48];
+
+                return usage_error("unknown option '%s'", shown(arg, b, sizeof b));
+            }
         }
     }
     if (a->cmd == NULL)
@@ -229,6 +265,253 @@ static int cmd_ttl(rk_cache *cache, const char *key)
     return EXIT_OK;
 }
 
+/* ---- stats, memory, slowlog -------------------------------------------- */
+
+/* n bytes with a binary unit: "1.50 MiB". */
+static const char *human_bytes(uint64_t n, char *buf, size_t cap)
+{
+    static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+    double v = (double)n;
+    size_t u = 0;
+
+    while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%" PRIu64 " B", n);
+    else
+        snprintf(buf, cap, "%.2f %s", v, units[u]);
+    return buf;
+}
+
+/* One "name   value" line: aligned for the eye, one field per line for
+ * grep and awk. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void row(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+
+    printf("%-24s ", name);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+}
+
+static void bytes_row(const char *name, uint64_t n)
+{
+    char h[32];
+
+    row(name, "%" PRIu64 " (%s)", n, human_bytes(n, h, sizeof h));
+}
+
+/* The server set up badly for a cache: said on stderr, so stdout stays
+ * the figures, and the exit status stays 0 (the figures were read). */
+static void print_warnings(const rk_memory_info *m)
+{
+    if (m->warnings & RK_MEMORY_WARN_NO_MAXMEMORY)
+        fputs("redkit: warning: maxmemory is 0 (no limit): cached values pile up until the "
+              "server runs out of memory; set maxmemory and maxmemory-policy allkeys-lru\n",
+              stderr);
+    if (m->warnings & RK_MEMORY_WARN_NOEVICTION)
+        fputs("redkit: warning: maxmemory-policy is noeviction: once memory is full every "
+              "write fails instead of evicting old values; use allkeys-lru or volatile-lru\n",
+              stderr);
+}
+
+static void maxmemory_row(const rk_memory_info *m)
+{
+    char h[32];
+
+    if (m->maxmemory == 0)
+        row("maxmemory", "0 (no limit)");
+    else
+        row("maxmemory", "%" PRIu64 " (%s, %.1f%% used)", m->maxmemory,
+            human_bytes(m->maxmemory, h, sizeof h),
+            100.0 * (double)m->used_memory / (double)m->maxmemory);
+}
+
+static void keys_row(const rk_memory_info *m)
+{
+    row("keys", "%" PRIu64 " (db %d, %" PRIu64 " with a TTL)", m->db_keys, m->db, m->db_expires);
+}
+
+/* stats: the server at a glance, from one INFO, and the round trip of a
+ * PING from here on an open connection: the first PING opens it, so the
+ * second one is timed, by the client's own latency figures. */
+static int cmd_stats(rk_client *client)
+{
+    rk_memory_info m;
+    rk_latency before, after;
+    char h[32];
+    rk_status st = rk_client_ping(client);
+
+    rk_client_latency_get(client, &before);
+    if (st == RK_OK)
+        st = rk_client_ping(client);
+    rk_client_latency_get(client, &after);
+    if (st == RK_OK)
+        st = rk_server_memory(client, &m);
+    if (st != RK_OK)
+        return report(st);
+    row("redis_version", "%s", m.redis_version[0] ? m.redis_version : "?");
+    row("uptime", "%" PRIu64 " s (%" PRIu64 "d %" PRIu64 "h %" PRIu64 "m)", m.uptime_s,
+        m.uptime_s / 86400, m.uptime_s / 3600 % 24, m.uptime_s / 60 % 60);
+    row("connected_clients", "%" PRIu64, m.connected_clients);
+    row("ops_per_sec", "%" PRIu64, m.ops_per_sec);
+    row("total_commands", "%" PRIu64, m.total_commands);
+    row("keyspace_hits", "%" PRIu64, m.keyspace_hits);
+    row("keyspace_misses", "%" PRIu64, m.keyspace_misses);
+    if (m.keyspace_hits + m.keyspace_misses)
+        row("hit_ratio", "%.1f%%", 100.0 * m.hit_ratio);
+    else
+        row("hit_ratio", "- (no lookups yet)");
+    row("used_memory", "%s", human_bytes(m.used_memory, h, sizeof h));
+    maxmemory_row(&m);
+    row("maxmemory_policy", "%s", m.maxmemory_policy[0] ? m.maxmemory_policy : "?");
+    row("evicted_keys", "%" PRIu64, m.evicted_keys);
+    row("expired_keys", "%" PRIu64, m.expired_keys);
+    keys_row(&m);
+    row("ping_us", "%" PRIu64 " (one PING from here)", after.sum_us - before.sum_us);
+    print_warnings(&m);
+    return EXIT_OK;
+}
+
+/* memory: what `redis-cli INFO memory` shows that matters, with units. */
+static int cmd_memory(rk_client *client)
+{
+    rk_memory_info m;
+    rk_status st = rk_server_memory(client, &m);
+
+    if (st != RK_OK)
+        return report(st);
+    bytes_row("used_memory", m.used_memory);
+    bytes_row("used_memory_rss", m.used_memory_rss);
+    bytes_row("used_memory_peak", m.used_memory_peak);
+    maxmemory_row(&m);
+    row("maxmemory_policy", "%s", m.maxmemory_policy[0] ? m.maxmemory_policy : "?");
+    row("mem_fragmentation_ratio", "%.2f", m.mem_fragmentation_ratio);
+    row("evicted_keys", "%" PRIu64, m.evicted_keys);
+    row("expired_keys", "%" PRIu64, m.expired_keys);
+    keys_row(&m);
+    print_warnings(&m);
+    return EXIT_OK;
+}
+
+#define SLOWLOG_DEFAULT "10"
+#define SLOWLOG_MAX 100000
+#define ARG_SHOWN 40  /* bytes of one argument printed */
+#define ARGS_SHOWN 8  /* arguments printed */
+
+/* One argument of a logged command, readable on one line: quoted when it
+ * holds a space, a quote or a byte that is not printable ASCII (shown as
+ * \xNN), and cut after ARG_SHOWN bytes. */
+static void print_arg(const rk_reply *a)
+{
+    bool quote = a->len == 0;
+
+    for (size_t i = 0; i < a->len && !quote; i++) {
+        unsigned char ch = (unsigned char)a->str[i];
+        quote = ch <= ' ' || ch >= 0x7f || ch == '"' || ch == '\\';
+    }
+    if (quote)
+        putchar('"');
+    for (size_t i = 0; i < a->len && i < ARG_SHOWN; i++) {
+        unsigned char ch = (unsigned char)a->str[i];
+
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < ' ' || ch >= 0x7f)
+            printf("\\x%02x", ch);
+        else
+            putchar(ch);
+    }
+    if (a->len > ARG_SHOWN)
+        printf("...");
+    if (quote)
+        putchar('"');
+}
+
+/* A slowlog entry is [id, unix time, duration in µs, [args...], ...]. */
+static bool slowlog_entry_ok(const rk_reply *e)
+{
+    if (e->type != RK_REPLY_ARRAY || e->elements < 4)
+        return false;
+    for (int i = 0; i < 3; i++)
+        if (e->element[i]->type != RK_REPLY_INTEGER)
+            return false;
+    if (e->element[3]->type != RK_REPLY_ARRAY)
+        return false;
+    for (size_t i = 0; i < e->element[3]->elements; i++)
+        if (e->element[3]->element[i]->type != RK_REPLY_STRING &&
+            e->element[3]->element[i]->type != RK_REPLY_STATUS)
+            return false;
+    return true;
+}
+
+/* slowlog [N]: SLOWLOG GET N, newest first, one line per command. */
+static int cmd_slowlog(rk_client *client, const char *count)
+{
+    char *end;
+    long n;
+    rk_reply *r;
+
+    if (count == NULL)
+        count = SLOWLOG_DEFAULT;
+    errno = 0;
+    n = strtol(count, &end, 10);
+    if (!isdigit((unsigned char)count[0]) || *end != '\0' || errno != 0 || n < 1 ||
+        n > SLOWLOG_MAX) {
+        char b[48];
+
+        return usage_error("slowlog: '%s' is not a number of entries 1..%d",
+                           shown(count, b, sizeof b), SLOWLOG_MAX);
+    }
+
+    const char *argv[] = { "SLOWLOG", "GET", count };
+    rk_status st = rk_client_command(client, 3, argv, NULL, &r);
+
+    if (st != RK_OK)
+        return report(st);
+    if (r->type != RK_REPLY_ARRAY) {
+        rk_reply_free(r);
+        fprintf(stderr, "redkit: protocol error: SLOWLOG GET did not answer a list\n");
+        return EXIT_ERROR;
+    }
+    printf("%-8s %-19s %12s  %s\n", "id", "time (UTC)", "duration_us", "command");
+    for (size_t i = 0; i < r->elements; i++) {
+        const rk_reply *e = r->element[i];
+        char when[32] = "?";
+        struct tm tm;
+        time_t t;
+
+        if (!slowlog_entry_ok(e)) {
+            printf("(an entry in a form this tool does not read)\n");
+            continue;
+        }
+        t = (time_t)e->element[1]->integer;
+        if (gmtime_r(&t, &tm) != NULL)
+            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+        printf("%-8lld %-19s %12lld  ", e->element[0]->integer, when, e->element[2]->integer);
+        const rk_reply *cmd = e->element[3];
+        for (size_t a = 0; a < cmd->elements && a < ARGS_SHOWN; a++) {
+            if (a > 0)
+                putchar(' ');
+            print_arg(cmd->element[a]);
+        }
+        if (cmd->elements > ARGS_SHOWN)
+            printf(" ... (%zu more)", cmd->elements - ARGS_SHOWN);
+        putchar('\n');
+    }
+    if (r->elements == 0)
+        printf("(no slow commands logged)\n");
+    rk_reply_free(r);
+    return EXIT_OK;
+}
+
 /* Run the parsed command on an open cache. */
 static int run(const args *a, rk_client *client, rk_cache *cache)
 {
@@ -242,14 +525,22 @@ static int run(const args *a, rk_client *client, rk_cache *cache)
         printf("PONG\n");
         return EXIT_OK;
     }
+    if (strcmp(a->cmd, "stats") == 0)
+        return cmd_stats(client);
+    if (strcmp(a->cmd, "memory") == 0)
+        return cmd_memory(client);
+    if (strcmp(a->cmd, "slowlog") == 0)
+        return cmd_slowlog(client, a->operand[0]);
     if (strcmp(a->cmd, "get") == 0)
         return cmd_get(cache, key);
     if (strcmp(a->cmd, "set") == 0) {
         rk_set_options opts = { 0 };
 
+        char b[48];
+
         if (a->ttl != NULL && parse_ttl(a->ttl, &opts) != 0)
             return usage_error("--ttl: '%s' is not a number of seconds > 0 or 'none'",
-                               a->ttl);
+                               shown(a->ttl, b, sizeof b));
         st = rk_cache_set_str(cache, key, a->operand[1], &opts);
         if (st != RK_OK)
             return report(st);
@@ -266,16 +557,20 @@ static int run(const args *a, rk_client *client, rk_cache *cache)
     return cmd_ttl(cache, key);
 }
 
-/* The number of operands each command takes; -1 for an unknown command. */
-static int operands_of(const char *cmd)
+/* The number of operands each command takes, at least (the result) and
+ * at most (*most); -1 for an unknown command. */
+static int operands_of(const char *cmd, int *most)
 {
-    static const struct { const char *name; int operands; } table[] = {
-        { "ping", 0 }, { "get", 1 }, { "set", 2 }, { "del", 1 }, { "ttl", 1 },
+    static const struct { const char *name; int least, most; } table[] = {
+        { "ping", 0, 0 }, { "get", 1, 1 }, { "set", 2, 2 }, { "del", 1, 1 }, { "ttl", 1, 1 },
+        { "stats", 0, 0 }, { "memory", 0, 0 }, { "slowlog", 0, 1 },
     };
 
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-        if (strcmp(cmd, table[i].name) == 0)
-            return table[i].operands;
+        if (strcmp(cmd, table[i].name) == 0) {
+            *most = table[i].most;
+            return table[i].least;
+        }
     return -1;
 }
 
@@ -285,14 +580,15 @@ int main(int argc, char **argv)
     rk_client *client = NULL;
     rk_cache *cache = NULL;
     int status = parse_args(argc, argv, &a);
-    int want;
+    int least, most;
+    char b[48];
 
     if (status >= 0)
         return status;
-    want = operands_of(a.cmd);
-    if (want < 0)
-        return usage_error("unknown command '%s'", a.cmd);
-    if (a.noperands != want)
+    least = operands_of(a.cmd, &most);
+    if (least < 0)
+        return usage_error("unknown command '%s'", shown(a.cmd, b, sizeof b));
+    if (a.noperands < least || a.noperands > most)
         return usage_error("wrong number of arguments for '%s'", a.cmd);
     if (a.ttl != NULL && strcmp(a.cmd, "set") != 0)
         return usage_error("--ttl only applies to 'set', not '%s'", a.cmd);

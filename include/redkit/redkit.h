@@ -3,9 +3,9 @@
  *
  * redkit gives a C or C++ service its whole Redis integration: a client
  * shared between threads (client.h), REDIS_URL parsing (url.h), namespaced
- * keys (keys.h) and a TTL cache (cache.h); alloc.h plugs in your own
- * allocator. Each header carries the full contract of its functions; docs/
- * has a guide per header.
+ * keys (keys.h), a TTL cache (cache.h) and its metrics (metrics.h);
+ * alloc.h plugs in your own allocator. Each header carries the full
+ * contract of its functions; docs/ has a guide per header.
  */
 #ifndef REDKIT_REDKIT_H
 #define REDKIT_REDKIT_H
@@ -17,5 +17,6 @@
 #include "client.h"
 #include "keys.h"
 #include "cache.h"
+#include "metrics.h"
 
 #endif /* REDKIT_REDKIT_H */
