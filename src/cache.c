@@ -19,6 +19,7 @@
 #include "alloc.h"
 #include "cache.h"
 #include "client.h"
+#include "compress.h"
 #include "error.h"
 #include "keys.h"
 #include "reply.h"
@@ -37,8 +38,10 @@ static rk_status check_options(const rk_cache_options *o, int64_t *ttl, size_t *
     *max_value = o->max_value_bytes ? o->max_value_bytes : RK_CACHE_DEFAULT_MAX_VALUE_BYTES;
     if (*max_value > MAX_VALUE_LIMIT - RK__VALUE_HEADER_MAX)
         return rk__fail(RK_ERR_INVALID, "max_value_bytes: %zu is over Redis's 512 MiB limit", *max_value);
-    if (o->compress_level < 0 || o->compress_level > 19)
-        return rk__fail(RK_ERR_INVALID, "compress_level: %d is outside 0..19", o->compress_level);
+    /* zstd's levels: -7..-1 fast, 1..19 normal; 0 = the default (1). */
+    if (o->compress_level < RK__COMPRESS_LEVEL_MIN || o->compress_level > RK__COMPRESS_LEVEL_MAX)
+        return rk__fail(RK_ERR_INVALID, "compress_level: %d is outside %d..%d", o->compress_level,
+                        RK__COMPRESS_LEVEL_MIN, RK__COMPRESS_LEVEL_MAX);
     if (o->lock_ms < 0 || o->lock_ms > 3600000)
         return rk__fail(RK_ERR_INVALID, "lock_ms: %lld is outside 0..3600000", (long long)o->lock_ms);
     if (o->clear_budget_ms < 0 || o->clear_budget_ms > 60000)
@@ -85,6 +88,7 @@ rk_status rk_cache_new(rk_client *client, const rk_cache_options *opts, rk_cache
     if (c->local_copies == SIZE_MAX) c->local_copies = 0;
     c->clear_budget_ms = opts->clear_budget_ms ? opts->clear_budget_ms : RK_CACHE_DEFAULT_CLEAR_BUDGET_MS;
     if (st == RK_OK) st = rk__fetch_state_new(c);
+    if (st == RK_OK) st = rk__client_add_cache(client, c); /* metrics registry */
     if (st != RK_OK) {
         rk_cache_free(c);
         return st;
@@ -96,7 +100,9 @@ rk_status rk_cache_new(rk_client *client, const rk_cache_options *opts, rk_cache
 void rk_cache_free(rk_cache *c)
 {
     if (!c) return;
+    rk__client_remove_cache(c->client, c); /* metrics registry, before anything is freed */
     rk__fetch_state_free(c);
+    rk__zpool_clear(&c->zpool);
     rk__free(c->aux_head);
     rk__free(c->head);
     rk__free(c);
@@ -157,15 +163,34 @@ rk_status rk__cache_encode(rk_cache *c, rk__vtype type, const void *payload, siz
         return rk__fail(RK_ERR_TOO_LARGE, "value of %zu bytes is over the cache's maximum of %zu", plen,
                         c->max_value);
     if (c->raw) return RK_OK;
+    unsigned flags = meta ? RK__VF_META : 0;
     unsigned char header[RK__VALUE_HEADER_MAX];
-    size_t hlen = rk__value_encode_header(type, meta ? RK__VF_META : 0, meta, header);
+    size_t hlen = rk__value_encode_header(type, flags, meta, header);
     size_t vlen = hlen + plen;
     char *buf = vlen <= sizeof e->small ? e->small : (e->heap = rk__malloc(vlen));
     if (!buf) return rk__fail(RK_ERR_NOMEM, "cache set: out of memory");
+    /* A large value is compressed straight into the buffer it would be
+     * stored in anyway, with room for one byte less than the payload: a
+     * frame that fits is smaller by construction, and one that does not
+     * (incompressible data) leaves the buffer to the plain copy below, so
+     * compression never costs a second buffer. The threshold test is all
+     * a small value pays. */
+    size_t clen = 0;
+    if (plen >= c->compress_threshold && plen > 0) {
+        rk_status st = rk__compress(&c->zpool, c->compress_level, payload, plen, buf + hlen, plen - 1, &clen);
+        if (st != RK_OK) {
+            rk__cache_encoded_release(e);
+            return st;
+        }
+        if (clen) {
+            flags |= RK__VF_COMPRESSED;
+            rk__value_encode_header(type, flags, meta, header); /* same length, flag set */
+        }
+    }
     memcpy(buf, header, hlen);
-    if (plen) memcpy(buf + hlen, payload, plen);
+    if (!clen && plen) memcpy(buf + hlen, payload, plen);
     e->data = buf;
-    e->len = vlen;
+    e->len = hlen + (clen ? clen : plen);
     return RK_OK;
 }
 
@@ -298,8 +323,14 @@ rk_status rk__cache_decode(rk_cache *c, rk_reply *r, unsigned accept, rk__vtype 
     rk_status st = rk__value_parse(r->str, r->len, c->raw, &view);
     if (st == RK_OK && !(accept & RK__ACCEPT(view.type)))
         st = rk__fail(RK_ERR_TYPE, "value is %s, read as %s", rk__vtype_name(view.type), rk__vtype_name(want));
-    if (st == RK_OK && (view.flags & RK__VF_COMPRESSED))
-        st = rk__fail(RK_ERR_TYPE, "value is compressed, and this build cannot decompress it");
+    if (st == RK_OK && (view.flags & RK__VF_COMPRESSED)) {
+        /* The reply's buffer holds the frame, so the payload goes to a new
+         * one: bounded by max_value, whatever size the frame claims. */
+        st = rk__decompress(&c->zpool, r->str + view.offset, r->len - view.offset, c->max_value, data, len);
+        rk_reply_free(r);
+        if (st == RK_OK && meta) *meta = view.meta;
+        return st;
+    }
     if (st != RK_OK) {
         rk_reply_free(r);
         return st;

@@ -26,6 +26,7 @@
 
 #include <redkit/cache.h>
 
+#include "compress.h"
 #include "keys.h"
 #include "value.h"
 
@@ -70,7 +71,9 @@ struct rk_cache {
     size_t max_key;
     size_t max_value;
     size_t compress_threshold; /* RK_COMPRESS_OFF = never */
-    int compress_level;
+    int compress_level;        /* 0 = RK__COMPRESS_LEVEL_DEFAULT */
+    rk__zpool zpool;           /* idle zstd contexts (compress.c); cleared
+                                  by rk_cache_free */
     int64_t lock_ms;
     size_t local_copies;
     int clear_budget_ms;
@@ -118,6 +121,29 @@ rk_status rk__cache_store(rk_cache *c, const rk__key *k, const rk__encoded *v, i
 rk_status rk__cache_store_tagged(rk_cache *c, const rk__key *k, const rk__encoded *v, int64_t ttl_ms,
                                  const char *const *tags, size_t ntags);
 
+/* ---- cache_tags.c, for cache_batch.c and the tests ---- */
+
+/* Check a tag list: tags non-NULL when ntags > 0, ntags <= RK_MAX_TAGS,
+ * each tag non-NULL, non-empty, at most RK_MAX_TAG_BYTES. Messages name
+ * the tag's index, never its text. */
+rk_status rk__cache_check_tags(const char *const *tags, size_t ntags);
+
+/* Store n encoded values under the full keys keys[i] (binary, with
+ * keylens) with one TTL (ms, or RK_TTL_NONE) and the same tags, through
+ * the tag store script: one script per chunk of entries, the chunks
+ * pipelined, NOSCRIPT answered per chunk. statuses[i] receives each
+ * entry's outcome (an entry fails with its whole chunk). Returns RK_OK or
+ * the first failure. Nothing is copied that outlives the call. */
+rk_status rk__cache_store_tagged_batch(rk_cache *c, size_t n, const char *const *keys, const size_t *keylens,
+                                       const char *const *values, const size_t *vlens, int64_t ttl_ms,
+                                       const char *const *tags, size_t ntags, rk_status *statuses);
+
+/* rk_cache_clear with its bounds explicit: stop after max_rounds SCAN
+ * rounds (>= 1 always runs) or once budget_ms has passed, whichever comes
+ * first. Lets tests resume deterministically. */
+rk_status rk__cache_clear_run(rk_cache *c, uint64_t *cursor, size_t *removed, int64_t budget_ms,
+                              size_t max_rounds);
+
 /* Turn an unreachable-Redis failure of a read into RK_DEGRADED. */
 rk_status rk__cache_degrade(rk_status st);
 
@@ -127,5 +153,15 @@ rk_status rk__cache_miss(void);
 /* Get-or-compute state, created with the handle (cache_fetch.c). */
 rk_status rk__fetch_state_new(rk_cache *c);
 void rk__fetch_state_free(rk_cache *c);
+
+/* ---- cache_fetch.c, for the tests ---- */
+
+/* The XFetch test (Vattani, Chierichetti, Lowenstein, VLDB 2015): should a
+ * reader at now_ms refresh a value whose logical expiry is expires_at_ms
+ * and whose computation took compute_ms? True when
+ *     now_ms - compute_ms * beta * ln(u) >= expires_at_ms,
+ * u being the reader's uniform draw in (0, 1]. beta 0 means 1.0; a
+ * negative beta, no expiry (0) or u outside (0, 1] give false. Pure. */
+bool rk__xfetch_early(int64_t now_ms, int64_t expires_at_ms, uint32_t compute_ms, double beta, double u);
 
 #endif

@@ -8,6 +8,11 @@
  * caller that finds none free waits on the condition variable until its
  * own deadline. A connection that failed is closed instead of returned,
  * and its slot freed, so the next caller opens a fresh one.
+ *
+ * TLS is configured once per client: rk_client_new() builds one OpenSSL
+ * context (trust store, client certificate, the name to verify) that every
+ * connection shares, so bad certificate files are reported at creation and
+ * a reconnect costs only the handshake.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -17,6 +22,7 @@
 #include <time.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/crypto.h>
 #include <redkit/client.h>
 
 #include "alloc.h"
@@ -24,8 +30,10 @@
 #include "conn.h"
 #include "error.h"
 #include "health.h"
+#include "histogram.h"
 #include "keys.h"
 #include "reply.h"
+#include "tls.h"
 #include "url.h"
 
 struct rk_client {
@@ -38,11 +46,15 @@ struct rk_client {
     int command_timeout_ms;
     int pool_size;
     int idle_ping_ms;              /* -1 = never */
+    rk__tls_ctx *tls;              /* NULL = plain connections */
+    bool tls_insecure;             /* certificate checks are off */
     rk_event_fn on_event;
     void *event_user;
     rk_log_fn log;
     void *log_user;
     rk_log_level log_level;
+    rk__hist latency;              /* metrics: every request; lock-free */
+    _Atomic unsigned warned;       /* metrics: warnings given (warn_once) */
 
     /* Everything below is guarded by lock. */
     pthread_mutex_t lock;
@@ -52,6 +64,8 @@ struct rk_client {
     int n_open;                    /* idle + borrowed + being opened */
     rk__health health;             /* reconnect schedule, circuit breaker */
     rk_client_stats stats;
+    struct rk_cache **caches;      /* metrics: the registry of cache handles */
+    size_t n_caches, cap_caches;
 };
 
 static const char *pick(const char *explicit_value, const char *from_url)
@@ -83,6 +97,58 @@ static rk_status check_client_name(const char *name)
 {
     if (!name || rk__client_name_valid(name)) return RK_OK;
     return rk__fail(RK_ERR_INVALID, "option client_name: only printable ASCII without spaces is allowed");
+}
+
+/* The name of the first TLS field set in t, for a message; NULL if none. */
+static const char *tls_field_set(const rk_tls_options *t)
+{
+    return t->ca_file ? "ca_file" : t->ca_dir ? "ca_dir" : t->cert_file ? "cert_file"
+         : t->key_file ? "key_file" : t->server_name ? "server_name"
+         : t->insecure_skip_verify ? "insecure_skip_verify" : NULL;
+}
+
+static rk_status check_path(const char *name, const char *value)
+{
+    if (value && !*value) return rk__fail(RK_ERR_INVALID, "option tls.%s: empty", name);
+    return RK_OK;
+}
+
+/* The TLS part of configure(), once host and unix_path are settled: merge
+ * the struct's TLS fields over the URL's, check that they make sense
+ * together, and build the client's one TLS context, which reads the files
+ * now. */
+static rk_status configure_tls(rk_client *c, const rk_tls_options *t, const rk__url *u)
+{
+    const char *field = tls_field_set(t);
+    if (!t->enabled && !u->tls) {
+        if (field)
+            return rk__fail(RK_ERR_INVALID, "option tls.%s: TLS is not enabled (set tls.enabled or use a "
+                                            "rediss:// URL)", field);
+        return RK_OK;
+    }
+    if (c->unix_path)
+        return rk__fail(RK_ERR_INVALID, "option tls: TLS over a Unix socket is not supported "
+                                        "(Redis serves TLS on TCP only)");
+    rk__tls_config cfg = {
+        .ca_file = pick(t->ca_file, u->tls_ca_file),
+        .ca_dir = pick(t->ca_dir, u->tls_ca_dir),
+        .cert_file = pick(t->cert_file, u->tls_cert_file),
+        .key_file = pick(t->key_file, u->tls_key_file),
+        .skip_verify = t->insecure_skip_verify || u->tls_insecure,
+    };
+    const char *name = pick(t->server_name, u->tls_server_name);
+    rk_status st;
+    if ((st = check_path("ca_file", cfg.ca_file)) || (st = check_path("ca_dir", cfg.ca_dir)) ||
+        (st = check_path("cert_file", cfg.cert_file)) || (st = check_path("key_file", cfg.key_file)))
+        return st;
+    if (cfg.key_file && !cfg.cert_file)
+        return rk__fail(RK_ERR_INVALID, "option tls.key_file: needs tls.cert_file (the certificate it belongs to)");
+    if (name && !rk__server_name_valid(name))
+        return rk__fail(RK_ERR_INVALID, "option tls.server_name: not a host name (A-Z a-z 0-9 - . _) "
+                                        "or an IP address");
+    cfg.verify_name = name ? name : c->host;
+    c->tls_insecure = cfg.skip_verify;
+    return rk__tls_ctx_new(&cfg, &c->tls);
 }
 
 /* Merge URL and explicit options into c (strings copied). */
@@ -132,8 +198,6 @@ static rk_status configure(rk_client *c, const rk_client_options *o, const rk__u
      * must not retry together. */
     uint64_t seed = (uint64_t)rk__now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
     rk__health_init(&c->health, base, max, threshold, seed);
-    if (o->tls || u->tls)
-        return rk__fail(RK_ERR_TLS, "TLS (rediss://) is not supported by this build yet");
 
     size_t plen = prefix ? strlen(prefix) : 0;
     if (!copy_opt(&c->host, host ? host : RK_DEFAULT_HOST) || !copy_opt(&c->unix_path, unix_path) ||
@@ -148,18 +212,31 @@ static rk_status configure(rk_client *c, const rk_client_options *o, const rk__u
     c->key_head[plen] = '\0';
     c->key_head_len = plen;
 
+    if ((st = configure_tls(c, &o->tls, u)) != RK_OK) return st;
+
     c->conn = (rk__conn_config){.host = c->host, .port = port, .unix_path = c->unix_path,
                                 .username = c->username, .password = c->password, .db = db,
-                                .client_name = c->client_name};
+                                .client_name = c->client_name, .tls = c->tls};
     return RK_OK;
+}
+
+/* Wipe, then free: the password must not linger in freed heap memory
+ * (OPENSSL_cleanse cannot be optimised away, unlike memset before free). */
+static void free_secret(char *s)
+{
+    if (!s) return;
+    OPENSSL_cleanse(s, strlen(s));
+    rk__free(s);
 }
 
 static void release_strings(rk_client *c)
 {
+    rk__tls_ctx_free(c->tls);
+    c->tls = NULL;
     rk__free(c->host);
     rk__free(c->unix_path);
-    rk__free_secret(c->username);
-    rk__free_secret(c->password);
+    free_secret(c->username);
+    free_secret(c->password);
     rk__free(c->client_name);
     rk__free(c->prefix);
     rk__free(c->key_head);
@@ -211,6 +288,14 @@ rk_status rk_client_new(const rk_client_options *opts, rk_client **out)
         rk__free(c);
         return st;
     }
+    /* Once per client, here rather than per connection: a warning on every
+     * reconnect would drown the log, and one at start-up is where an
+     * operator looks. */
+    if (c->tls_insecure && c->log && c->log_level <= RK_LOG_WARN)
+        c->log(RK_LOG_WARN,
+               "TLS certificate verification is disabled (insecure_skip_verify): connections are "
+               "encrypted but the server is not authenticated",
+               c->log_user);
     *out = c;
     return RK_OK;
 }
@@ -227,6 +312,7 @@ void rk_client_free(rk_client *c)
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->freed);
     rk__free(c->idle);
+    rk__free(c->caches);
     release_strings(c);
     rk__free(c);
 }
@@ -281,6 +367,7 @@ static void deliver(rk_client *c, rk__events *ev)
 /* What one call carries through acquire and release. */
 typedef struct call {
     int64_t deadline_ns;
+    int64_t start_ns;  /* metrics: the clock read that set the deadline */
     bool probe;      /* this call is the circuit's half-open probe */
     bool reused;     /* it got a pooled connection, not a fresh one */
     rk__events ev;
@@ -460,9 +547,15 @@ static rk_status request(rk_client *c, call *k, const char *cmd, size_t len, siz
     rk__conn *conn;
     k->reused = false;
     k->probe = false;
+    /* Metrics: timed from the caller's own clock read to the one the
+     * connection takes on success, so the histogram adds no clock read to
+     * the hot path; a retry reads the clock for itself. */
+    int64_t started = k->start_ns ? k->start_ns : rk__now_ns();
+    k->start_ns = 0;
     rk_status st = acquire(c, k, &conn);
     if (st != RK_OK) return st;
     st = rk__conn_request(conn, cmd, len, n, replies, k->deadline_ns);
+    rk__hist_record(&c->latency, (st == RK_OK ? rk__conn_last_used(conn) : rk__now_ns()) - started);
     release(c, k, conn, st);
     return st;
 }
@@ -474,7 +567,8 @@ rk_status rk__client_run(rk_client *c, int argc, const char **argv, const size_t
     char *cmd = NULL;
     int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
     if (len < 0) return rk__fail(RK_ERR_NOMEM, "%s: out of memory encoding the command", argv[0]);
-    call k = {.deadline_ns = rk__now_ns() + (int64_t)c->command_timeout_ms * 1000000};
+    int64_t now = rk__now_ns();
+    call k = {.deadline_ns = now + (int64_t)c->command_timeout_ms * 1000000, .start_ns = now};
     rk_status st = request(c, &k, cmd, (size_t)len, 1, reply);
     /* A pooled connection can turn out dead only when used (the server
      * restarted, say). A read is safe to repeat, so it gets one more try on
@@ -528,7 +622,8 @@ rk_status rk__client_pipeline(rk_client *c, size_t n, const rk__cmd *cmds, bool 
         memcpy(buf + at, parts[i], (size_t)plens[i]);
         at += (size_t)plens[i];
     }
-    call k = {.deadline_ns = rk__now_ns() + (int64_t)c->command_timeout_ms * 1000000};
+    int64_t now = rk__now_ns();
+    call k = {.deadline_ns = now + (int64_t)c->command_timeout_ms * 1000000, .start_ns = now};
     st = request(c, &k, buf, total, n, replies);
     if (is_read && st == RK_ERR_UNAVAILABLE && k.reused && rk__now_ns() < k.deadline_ns) {
         pthread_mutex_lock(&c->lock);
@@ -602,4 +697,69 @@ rk_circuit_state rk_client_circuit(rk_client *c)
     rk_circuit_state s = c->health.circuit;
     pthread_mutex_unlock(&c->lock);
     return s;
+}
+
+/* ---- Metrics: the registry of cache handles and what metrics.c reads ---- */
+
+/* The registry is a plain array under the pool's lock: handles are made
+ * and freed rarely (at start-up and shutdown), and a scrape holds the lock
+ * only while it copies a few dozen counters per handle. */
+rk_status rk__client_add_cache(rk_client *c, struct rk_cache *cache)
+{
+    rk_status st = RK_OK;
+    pthread_mutex_lock(&c->lock);
+    if (c->n_caches == c->cap_caches) {
+        size_t cap = c->cap_caches ? c->cap_caches * 2 : 4;
+        struct rk_cache **grown = rk__realloc(c->caches, cap * sizeof *grown);
+        if (grown) {
+            c->caches = grown;
+            c->cap_caches = cap;
+        } else {
+            st = rk__fail(RK_ERR_NOMEM, "cache: out of memory");
+        }
+    }
+    if (st == RK_OK) c->caches[c->n_caches++] = cache;
+    pthread_mutex_unlock(&c->lock);
+    return st;
+}
+
+void rk__client_remove_cache(rk_client *c, struct rk_cache *cache)
+{
+    if (!c) return;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->n_caches; i++) {
+        if (c->caches[i] != cache) continue;
+        /* Keep creation order: the Prometheus text lists handles in it. */
+        memmove(&c->caches[i], &c->caches[i + 1], (c->n_caches - i - 1) * sizeof *c->caches);
+        c->n_caches--;
+        break;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+size_t rk__client_each_cache(rk_client *c, void (*fn)(struct rk_cache *cache, void *ctx), void *ctx)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->n_caches;
+    for (size_t i = 0; i < n; i++) fn(c->caches[i], ctx);
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+const struct rk__hist *rk__client_latency(const rk_client *c) { return &c->latency; }
+
+int rk__client_db(const rk_client *c) { return c->conn.db; }
+
+bool rk__client_warn_once(rk_client *c, unsigned bit)
+{
+    return !(atomic_fetch_or_explicit(&c->warned, bit, memory_order_relaxed) & bit);
+}
+
+void rk__client_log(rk_client *c, rk_log_level level, const char *message)
+{
+    if (!c->log || level < c->log_level) return;
+    char saved[RK__ERRMSG_MAX];
+    snprintf(saved, sizeof saved, "%s", rk_last_error());
+    c->log(level, message, c->log_user);
+    rk__fail_str(RK_OK, saved);
 }

@@ -77,11 +77,13 @@ typedef struct rk_cache_options {
     size_t max_value_bytes;      /* largest value; default 16 MiB, at most
                                     512 MiB (Redis's own limit) */
     size_t compress_threshold;   /* typed values of at least this many bytes
-                                    are stored compressed when that makes
-                                    them smaller; default 1024;
+                                    are stored compressed (zstd) when that
+                                    makes them smaller; default 1024;
                                     RK_COMPRESS_OFF = never */
-    int compress_level;          /* compression level; 0 = the library's
-                                    default (see docs/cache.md) */
+    int compress_level;          /* zstd level: 0 = the default, 1; 1..19
+                                    (higher: smaller, slower to compress);
+                                    -7..-1 (faster); else RK_ERR_INVALID.
+                                    See docs/cache.md, "Compression" */
     int64_t lock_ms;             /* rk_cache_fetch: lifetime of the Redis
                                     lock one process holds while it
                                     computes a value, and the longest any
@@ -89,8 +91,10 @@ typedef struct rk_cache_options {
                                     default 10000 */
     size_t local_copies;         /* rk_cache_fetch with stale_ms: how many
                                     values to keep in process memory, to
-                                    serve stale when Redis is unreachable;
-                                    default 1024; SIZE_MAX = none */
+                                    serve stale when Redis is unreachable
+                                    (each entry is a copy of its value;
+                                    the oldest goes first); default 1024;
+                                    SIZE_MAX = none */
     int clear_budget_ms;         /* rk_cache_clear: time one call may spend;
                                     default 100 */
 } rk_cache_options;
@@ -106,12 +110,17 @@ typedef struct rk_set_options {
     int64_t ttl_s;   /* time to live in seconds */
     int64_t ttl_ms;  /* time to live in milliseconds */
     const char *const *tags; /* tags of the value (see
-                                rk_cache_invalidate_tag); NULL = none */
+                                rk_cache_invalidate_tag); NULL = none;
+                                each non-empty, at most RK_MAX_TAG_BYTES;
+                                the strings are not kept */
     size_t ntags;            /* number of tags, at most RK_MAX_TAGS */
 } rk_set_options;
 
 /* Most tags one value can carry. */
 #define RK_MAX_TAGS 32
+/* Longest tag, in bytes. A tag is a NUL-terminated string of any other
+ * bytes; it is never shown in an error message (it may carry user data). */
+#define RK_MAX_TAG_BYTES 256
 
 /*
  * rk_cache_new — create a cache handle on client. opts may be NULL
@@ -162,8 +171,11 @@ RK_EXPORT rk_status rk_cache_set_double(rk_cache *cache, const char *key, double
  * directly) and *len their number. On RK_MISS (absent or expired) and on
  * every error *value is NULL and *len is 0.
  * Returns RK_OK, RK_MISS, RK_DEGRADED (Redis unavailable), RK_ERR_INVALID,
- * RK_ERR_TYPE (the value is an int64/double, or not a redkit value), or the
- * client's other errors (RK_ERR_SERVER, RK_ERR_AUTH, ...).
+ * RK_ERR_TYPE (the value is an int64/double, not a redkit value, or a
+ * compressed value that is corrupt), RK_ERR_TOO_LARGE (a compressed value
+ * that would expand beyond max_value_bytes), or the client's other errors
+ * (RK_ERR_SERVER, RK_ERR_AUTH, ...). Compressed values are decompressed
+ * transparently; a raw handle returns them as stored.
  */
 RK_EXPORT rk_status rk_cache_get(rk_cache *cache, const char *key, void **value,
                                  size_t *len);
@@ -206,63 +218,108 @@ typedef struct rk_computed rk_computed;
 /*
  * The compute callback of rk_cache_fetch(): produce the value of key (from
  * the database, say) and hand it over with rk_computed_set(). Return RK_OK
- * when a value was set; RK_MISS when there is no value (nothing is cached
- * and rk_cache_fetch() returns RK_MISS); any other status is a failure
- * that reaches the caller (or makes it serve a stale value, see stale_ms).
- * It runs on the calling thread with no redkit lock held and may call
- * redkit (on other keys).
+ * when a value was set (RK_OK without one makes rk_cache_fetch() return
+ * RK_ERR_INVALID); RK_MISS when there is no value (nothing is cached, a
+ * value cached before is removed, and rk_cache_fetch() returns RK_MISS);
+ * any other status is a failure that reaches the caller (or makes it
+ * serve a stale value, see stale_ms); rk_last_error() then names the
+ * status, followed by the message of the last redkit call that failed
+ * inside the callback, if any. key is the caller's key (not namespaced),
+ * valid during the call. It runs on the calling thread with no redkit
+ * lock held and may call redkit on other keys (rk_cache_fetch() of the
+ * same key from its own callback returns RK_ERR_INVALID). out is valid
+ * only until the callback returns.
  */
 typedef rk_status (*rk_compute_fn)(void *ctx, const char *key, rk_computed *out);
 
-/* rk_computed_set — copy len bytes as the computed value. Calling it again
- * replaces the value. Returns RK_OK, RK_ERR_INVALID or RK_ERR_NOMEM. */
+/* rk_computed_set — copy len bytes of value (NULL is fine with len 0) as
+ * the computed value; the caller keeps value. Calling it again replaces
+ * the value. Returns RK_OK; RK_ERR_INVALID (NULL out, NULL value with
+ * len > 0); RK_ERR_TOO_LARGE (over the handle's max_value_bytes); or
+ * RK_ERR_NOMEM. On an error the previous value, if any, is kept. */
 RK_EXPORT rk_status rk_computed_set(rk_computed *out, const void *value, size_t len);
 
 /* rk_computed_set_ttl_ms — give this value its own fresh lifetime (for
- * example a shorter one for a "not found" answer). Same rules as
- * rk_set_options.ttl_ms. */
+ * example a shorter one for a "not found" answer) instead of the call's.
+ * Same rules as rk_set_options.ttl_ms: RK_TTL_NONE = no expiry, other
+ * negative values and values over 2^62 are RK_ERR_INVALID (NULL out too);
+ * 0 goes back to the call's TTL. The stale window (stale_ms) still comes
+ * on top. */
 RK_EXPORT rk_status rk_computed_set_ttl_ms(rk_computed *out, int64_t ttl_ms);
 
+/*
+ * Per-call options of rk_cache_fetch(); NULL = all defaults. In raw mode
+ * (rk_cache_options.raw) a value has no room for the metadata that early
+ * recomputation and serve-stale need, so stale_ms and beta are ignored
+ * there: a raw fetch still has single-flight and the Redis lock.
+ */
 typedef struct rk_fetch_options {
-    int64_t ttl_s;     /* fresh lifetime, as in rk_set_options */
+    int64_t ttl_s;     /* fresh lifetime, as in rk_set_options (0 = the
+                          handle's default_ttl_ms; RK_TTL_NONE = never
+                          expires, and then never early or stale) */
     int64_t ttl_ms;
     int64_t stale_ms;  /* serve-stale window: keep the value this long past
-                          its fresh lifetime and serve it (flagged stale)
-                          when the computation fails, or when Redis is
-                          unreachable and this process holds a copy;
-                          0 = off */
+                          its fresh lifetime (the Redis TTL is the fresh
+                          TTL + stale_ms) and serve it, flagged stale,
+                          while one caller recomputes it, when that
+                          computation fails, or when Redis is unreachable
+                          and this process holds a copy; 0 = off;
+                          negative = RK_ERR_INVALID */
     double beta;       /* XFetch early recomputation: 0 = the default 1.0;
-                          larger recomputes earlier; negative = off */
-    const char *const *tags; /* tags of the stored value */
-    size_t ntags;
+                          larger recomputes earlier; negative = off; NaN
+                          or infinite = RK_ERR_INVALID */
+    const char *const *tags; /* tags of the stored value (see
+                                rk_cache_invalidate_tag); NULL = none */
+    size_t ntags;            /* at most RK_MAX_TAGS */
 } rk_fetch_options;
 
 /* What rk_cache_fetch() did, for callers who care. */
 typedef struct rk_fetch_info {
     bool computed;   /* this call ran the compute callback */
     bool early;      /* ... as an early (XFetch) refresh of a fresh value */
-    bool waited;     /* waited for another caller's computation */
+    bool waited;     /* waited for another caller's computation (in this
+                        process, or another's through the Redis lock) */
     bool stale;      /* the value is past its fresh lifetime */
     bool degraded;   /* Redis could not be asked or written */
 } rk_fetch_info;
 
 /*
  * rk_cache_fetch — read-through get: the cached value of key, or the value
- * compute() produces, which is then cached. At most one computation of a
- * key runs at a time: in this process, concurrent callers wait for the one
- * computation and share its result; across processes, a short Redis lock
- * (lock_ms) lets one compute while the others wait for its value. A hot
- * value is recomputed early, by one caller, before it expires (XFetch), so
- * its readers never see a miss. See docs/cache.md for the whole story.
+ * compute() produces, which is then cached (typed mode: as type bytes, so
+ * rk_cache_get() reads it). At most one computation of a key runs at a
+ * time: in this process, concurrent callers wait for the one computation
+ * and share its result (its error too); across processes, a short Redis
+ * lock (lock_ms) lets one compute while the others poll for its value.
+ * A hot value is recomputed early, by one caller, before it expires
+ * (XFetch), while the others keep reading it; with stale_ms, readers never
+ * see a miss for it. See docs/cache.md, "Get-or-compute".
  *
  * On RK_OK *value is a new copy (rk_free; NUL-terminated, not counted) and
- * *len its size. info may be NULL. Returns RK_OK; RK_MISS when compute()
- * returned RK_MISS; compute()'s own error (unless a stale value is served
- * instead); RK_ERR_INVALID; RK_ERR_TYPE (the key holds a number); or
- * RK_ERR_NOMEM. When Redis is unreachable the value is computed (or
- * served from this process's copy within stale_ms) and RK_OK is returned
- * with info->degraded set. Waiting for another caller's computation is
- * bounded by lock_ms; compute() itself is not bounded by redkit.
+ * *len its size; otherwise *value is NULL and *len 0. info may be NULL.
+ * Returns RK_OK; RK_MISS when compute() returned RK_MISS; compute()'s own
+ * error (unless a stale value is served instead: RK_OK, info->stale);
+ * RK_ERR_INVALID (NULL cache, key, compute, value or len; a bad key, TTL,
+ * stale_ms, beta or tag list; compute() returning RK_OK without a value);
+ * RK_ERR_TOO_LARGE (key, tag); RK_ERR_TYPE (the key holds a number, or
+ * a value not written by a typed redkit cache); RK_ERR_TIMEOUT (waited
+ * lock_ms for this process's computation of the key, which is still
+ * running); RK_ERR_NOMEM; or a client error other than unavailability
+ * (RK_ERR_SERVER, RK_ERR_AUTH, ...).
+ *
+ * When Redis is unreachable (RK_ERR_UNAVAILABLE, RK_ERR_TIMEOUT, circuit
+ * open) the value is served from this process's copy (kept only for
+ * calls with stale_ms, within the stale window, at most local_copies of
+ * them) or else computed — still once per key in the process — and RK_OK
+ * is returned with info->degraded set; a computed value is still offered
+ * to Redis with one SET under its own deadline, skipped once a command of
+ * this call has timed out. A value that could not be stored is still
+ * returned. On RK_OK with info->stale or
+ * info->degraded, rk_last_error() says why; on a plain RK_OK it is left
+ * unchanged. Waiting for another caller's computation is bounded by
+ * lock_ms in all: a caller waiting for this process's computation then
+ * gives up (RK_ERR_TIMEOUT, unless the value has landed meanwhile); one
+ * waiting for another process's lock computes itself. compute() itself
+ * is not bounded by redkit.
  */
 RK_EXPORT rk_status rk_cache_fetch(rk_cache *cache, const char *key, rk_compute_fn compute,
                                    void *ctx, const rk_fetch_options *opts, void **value,
@@ -282,18 +339,30 @@ typedef struct rk_cache_result {
 } rk_cache_result;
 
 /*
- * rk_cache_mget — read n keys in one round trip (MGET). results[i] is the
- * answer for keys[i]. Returns RK_OK when the batch was read (each result
- * has its own status); RK_DEGRADED when Redis could not be asked (every
- * result RK_DEGRADED); RK_ERR_INVALID / RK_ERR_TOO_LARGE for a bad key
- * (nothing is read, every result carries the status); or another error.
- * Free the values with rk_cache_results_free().
+ * rk_cache_mget — read n keys in one round trip (MGET). results is the
+ * caller's array of n; results[i] is the answer for keys[i]: RK_OK with
+ * value/len (bytes or string values, as rk_cache_get() reads them),
+ * RK_MISS (absent, expired, or a key of another Redis type, which MGET
+ * answers with nil), or RK_ERR_TYPE (a number, or not a redkit value).
+ *
+ * Returns RK_OK when the batch was read (each result has its own status;
+ * rk_last_error() names the first failing key by index); RK_DEGRADED when
+ * Redis could not be asked (every result RK_DEGRADED); RK_ERR_INVALID
+ * (NULL cache, keys or results, n > RK_MAX_BATCH, a NULL or empty key) or
+ * RK_ERR_TOO_LARGE (a key over max_key_bytes), found before anything is
+ * sent, with the key's index — never the key — in the message; or another
+ * client error. Whenever the call fails every result carries its status
+ * and no value (except for n > RK_MAX_BATCH or NULL results, where
+ * results is not touched). n == 0 is RK_OK and does nothing (keys and
+ * results may be NULL). One deadline (command_timeout_ms) covers the
+ * whole batch. Free the values with rk_cache_results_free().
  */
 RK_EXPORT rk_status rk_cache_mget(rk_cache *cache, const char *const *keys, size_t n,
                                   rk_cache_result *results);
 
-/* rk_cache_results_free — free every value in results[0..n-1] and set the
- * pointers to NULL. NULL results is a no-op. */
+/* rk_cache_results_free — free every value in results[0..n-1], set the
+ * pointers to NULL and the lengths to 0 (statuses stay). Calling it again
+ * is harmless; NULL results is a no-op. */
 RK_EXPORT void rk_cache_results_free(rk_cache_result *results, size_t n);
 
 /* One key and value of rk_cache_mset(). */
@@ -304,12 +373,25 @@ typedef struct rk_cache_entry {
 } rk_cache_entry;
 
 /*
- * rk_cache_mset — store n values (type bytes) in one round trip (pipelined
- * SET ... PX, each with opts' TTL and tags). statuses may be NULL; else
- * statuses[i] says how entries[i] fared. Returns RK_OK when every value
- * was stored; the first failing status otherwise (bad input is found
- * before anything is sent). Not atomic: after a transport error some
- * values may have been stored.
+ * rk_cache_mset — store n values (type bytes, as rk_cache_set() stores
+ * them) in one round trip: pipelined SET ... PX, each with opts' TTL and
+ * tags (opts NULL: the default TTL, no tags). Keys and values are copied
+ * into the request. statuses may be NULL; else statuses[i] says how
+ * entries[i] fared. Returns RK_OK when every value was stored; otherwise
+ * the first failing status, with that entry's index in rk_last_error().
+ *
+ * The whole batch is checked before anything is sent: n > RK_MAX_BATCH,
+ * NULL entries, a NULL/empty key, a NULL value with len > 0, a bad TTL or
+ * tag list give RK_ERR_INVALID; a key or value over the handle's maximum
+ * (or a tag over RK_MAX_TAG_BYTES) RK_ERR_TOO_LARGE; every status then
+ * carries it and nothing is written. n == 0 is RK_OK and does nothing.
+ *
+ * Not atomic: one entry may fail (RK_ERR_SERVER) while the others are
+ * stored, and after a transport error (RK_ERR_TIMEOUT, ...: every status)
+ * some values may have been stored. With tags, entries go through the tag
+ * script in chunks of 256; a chunk reports as a whole (a script that fails
+ * midway keeps the entries it stored before the failure). One deadline
+ * (command_timeout_ms) covers the whole batch.
  */
 RK_EXPORT rk_status rk_cache_mset(rk_cache *cache, const rk_cache_entry *entries, size_t n,
                                   const rk_set_options *opts, rk_status *statuses);
@@ -320,20 +402,30 @@ RK_EXPORT rk_status rk_cache_mset(rk_cache *cache, const rk_cache_entry *entries
  * rk_cache_clear — remove every key of the handle's namespace, without
  * KEYS: SCAN with a MATCH pattern of the namespace (escaped) and UNLINK in
  * batches. One call works for at most clear_budget_ms (plus one command
- * timeout) and can be resumed: start with *cursor = 0; on return *cursor
+ * timeout), and always for at least one SCAN round, so every call makes
+ * progress; it can be resumed: start with *cursor = 0; on return *cursor
  * is 0 when the namespace is clear, otherwise pass it back to continue.
- * *removed (may be NULL) is increased by the number of keys removed.
- * Keys written while a clear runs may survive it (SCAN's guarantee).
- * Returns RK_OK or an error (the cursor then still names where to resume).
+ * *removed (may be NULL) is increased by the number of values removed.
+ * The namespace's tag sets go too; other namespaces and prefixes, even
+ * ones starting with the same characters, and rk_cache_fetch()'s locks
+ * (short-lived) stay. Keys written while a clear runs may survive it
+ * (SCAN's guarantee). Returns RK_OK; RK_ERR_INVALID (NULL cache or
+ * cursor); or a client error, after which the cursor still names where
+ * to resume (the failed round is repeated).
  */
 RK_EXPORT rk_status rk_cache_clear(rk_cache *cache, uint64_t *cursor, size_t *removed);
 
 /*
  * rk_cache_invalidate_tag — remove every key that was set with tag in this
- * namespace, atomically (one Lua script). *removed (may be NULL) receives
- * the number of keys removed. A tag's bookkeeping set expires with the
- * longest-lived value it names. Returns RK_OK (also when the tag names no
- * key), RK_ERR_INVALID, or a client error.
+ * namespace, and the tag itself, atomically (one Lua script). *removed
+ * (may be NULL) receives the number of keys removed (0 on any failure);
+ * keys that had already expired or been deleted are not counted. A key
+ * re-set without the tag since is removed too: a tag names keys, not
+ * values. A tag's bookkeeping set expires with the longest-lived value it
+ * names (never, when one had RK_TTL_NONE). tag is not kept and never
+ * appears in a message. Returns RK_OK (also when the tag names no key);
+ * RK_ERR_INVALID (NULL cache, NULL or empty tag); RK_ERR_TOO_LARGE (tag
+ * over RK_MAX_TAG_BYTES); or a client error.
  */
 RK_EXPORT rk_status rk_cache_invalidate_tag(rk_cache *cache, const char *tag, size_t *removed);
 
