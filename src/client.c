@@ -22,7 +22,6 @@
 #include <time.h>
 
 #include <hiredis/hiredis.h>
-#include <openssl/crypto.h>
 #include <redkit/client.h>
 
 #include "alloc.h"
@@ -220,23 +219,14 @@ static rk_status configure(rk_client *c, const rk_client_options *o, const rk__u
     return RK_OK;
 }
 
-/* Wipe, then free: the password must not linger in freed heap memory
- * (OPENSSL_cleanse cannot be optimised away, unlike memset before free). */
-static void free_secret(char *s)
-{
-    if (!s) return;
-    OPENSSL_cleanse(s, strlen(s));
-    rk__free(s);
-}
-
 static void release_strings(rk_client *c)
 {
     rk__tls_ctx_free(c->tls);
     c->tls = NULL;
     rk__free(c->host);
     rk__free(c->unix_path);
-    free_secret(c->username);
-    free_secret(c->password);
+    rk__free_secret(c->username);
+    rk__free_secret(c->password);
     rk__free(c->client_name);
     rk__free(c->prefix);
     rk__free(c->key_head);

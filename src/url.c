@@ -22,9 +22,10 @@
  * ignored: a CA file in a redis:// URL says its author expected TLS, and
  * silently connecting in clear would betray that.
  *
- * Every copy of the password is wiped with OPENSSL_cleanse before it is
- * freed; decode() allocates it at its exact size, so no realloc ever
- * leaves a stray copy behind.
+ * Every copy of the password, and every decoded option value (a password
+ * pasted into the wrong option is still a password), is wiped with
+ * rk__free_secret() before it is freed; decode() allocates it at its exact
+ * size, so no realloc ever leaves a stray copy behind.
  */
 #include <arpa/inet.h>
 #include <limits.h>
@@ -36,7 +37,6 @@
 #include <redkit/keys.h>
 #include <redkit/url.h>
 
-#include <openssl/crypto.h>
 
 #include "alloc.h"
 #include "error.h"
@@ -396,7 +396,8 @@ static rk_status parse_option(rk__url *u, const char *s, const char *e, unsigned
         u->tls_insecure = v[0] == '1';
         break;
     }
-    rk__free(v);
+    /* Wiped too: a password pasted into the wrong option is still one. */
+    rk__free_secret(v);
     return st;
 }
 
@@ -470,11 +471,8 @@ void rk__url_clear(rk__url *u)
     if (!u) return;
     rk__free(u->host);
     rk__free(u->unix_path);
-    rk__free(u->username);
-    if (u->password) {
-        OPENSSL_cleanse(u->password, strlen(u->password));
-        rk__free(u->password);
-    }
+    rk__free_secret(u->username);
+    rk__free_secret(u->password);
     rk__free(u->client_name);
     rk__free(u->key_prefix);
     rk__free(u->tls_ca_file);
