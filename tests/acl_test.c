@@ -35,6 +35,13 @@
     "on resetkeys ~shop:* resetchannels -@all +get +set +unlink +exists +pttl +ping +auth " \
     "+select +client|setname -@dangerous"
 
+/* The whole cache — get-or-compute, batches, tags, clears — as granted in
+ * docs/client.md ("ACL users"), scripts' inner commands included. */
+#define FULL_USER "shopall"
+#define FULL_ACL_RULES                                                                         \
+    "on resetkeys ~shop:* resetchannels -@all +get +set +unlink +exists +pttl +ping +auth "  \
+    "+select +client|setname +mget +evalsha +eval +sadd +smembers +pexpire +persist +del +scan"
+
 static rk_test_server *server;
 static int port;
 
@@ -56,6 +63,7 @@ static int group_setup(void **state)
     if (!server) return -1;
     port = rk_test_server_port(server);
     set_user(USER, ACL_RULES, PASSWORD);
+    set_user(FULL_USER, FULL_ACL_RULES, PASSWORD);
     return 0;
 }
 
@@ -178,6 +186,70 @@ static void test_cache_works_options(void **state)
     snprintf(url, sizeof url, "unix://" USER ":" PASSWORD "@%s/redis.sock?prefix=shop", rk_test_server_dir(server));
     c = new_client(&(rk_client_options){.url = url});
     exercise_cache(c, 0);
+    rk_client_free(c);
+}
+
+static rk_status compute_answer(void *ctx, const char *key, rk_computed *out)
+{
+    (void)key;
+    ++*(int *)ctx;
+    return rk_computed_set(out, "42", 2);
+}
+
+/* Every feature of the cache under the least-privilege user of the docs. */
+static void test_whole_cache_under_acl(void **state)
+{
+    (void)state;
+    rk_client *c = new_client(&(rk_client_options){
+        .host = "127.0.0.1", .port = port, .username = FULL_USER, .password = PASSWORD, .key_prefix = "shop"});
+    rk_cache *cache;
+    assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
+
+    /* get-or-compute: a miss (lock, compute, store, scripted unlock), a hit */
+    int computed = 0;
+    void *v = NULL;
+    size_t len = 0;
+    for (int i = 0; i < 2; i++) {
+        rk_status st = rk_cache_fetch(cache, "answer", compute_answer, &computed,
+                                      &(rk_fetch_options){.ttl_s = 60, .stale_ms = 1000}, &v, &len, NULL);
+        if (st != RK_OK) fail_msg("fetch: %s: %s", rk_strerror(st), rk_last_error());
+        assert_memory_equal(v, "42", 2);
+        rk_free(v);
+    }
+    assert_int_equal(computed, 1);
+
+    /* batches, with tags */
+    const char *tags[] = {"team"};
+    rk_cache_entry entries[] = {{"a", "1", 1}, {"b", "2", 1}};
+    assert_int_equal(rk_cache_mset(cache, entries, 2, &(rk_set_options){.ttl_s = 60, .tags = tags, .ntags = 1}, NULL),
+                     RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "c", "3", &(rk_set_options){.ttl_s = 60, .tags = tags, .ntags = 1}),
+                     RK_OK);
+    const char *keys[] = {"a", "b", "nope"};
+    rk_cache_result res[3];
+    assert_int_equal(rk_cache_mget(cache, keys, 3, res), RK_OK);
+    assert_int_equal(res[0].status, RK_OK);
+    assert_int_equal(res[1].status, RK_OK);
+    assert_int_equal(res[2].status, RK_MISS);
+    rk_cache_results_free(res, 3);
+
+    /* tag invalidation and namespace clear */
+    size_t removed = 0;
+    rk_status st = rk_cache_invalidate_tag(cache, "team", &removed);
+    if (st != RK_OK) fail_msg("invalidate: %s: %s", rk_strerror(st), rk_last_error());
+    assert_int_equal(removed, 3);
+    uint64_t cursor = 0;
+    removed = 0;
+    for (int i = 0; i < 100; i++) {
+        st = rk_cache_clear(cache, &cursor, &removed);
+        if (st != RK_OK) fail_msg("clear: %s: %s", rk_strerror(st), rk_last_error());
+        if (cursor == 0) break;
+    }
+    assert_int_equal(cursor, 0);
+    assert_int_equal(removed, 1); /* "answer" */
+    assert_int_equal(rk_cache_exists(cache, "answer"), RK_MISS);
+
+    rk_cache_free(cache);
     rk_client_free(c);
 }
 
@@ -384,6 +456,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_cache_works_url, flush),
         cmocka_unit_test_setup(test_cache_works_options, flush),
+        cmocka_unit_test_setup(test_whole_cache_under_acl, flush),
         cmocka_unit_test_setup(test_noperm, flush),
         cmocka_unit_test_setup(test_noperm_does_not_trip_breaker, flush),
         cmocka_unit_test_setup(test_wrong_password, flush),
