@@ -5,6 +5,9 @@
 #   make test SANITIZE=1      the same with clang + ASan/UBSan, in build-asan/
 #   make test WERROR=1        warnings are errors (CI does this)
 #   make bench                run every bench/ program (private redis unless REDIS_URL is set)
+#   make fuzz                 build the libFuzzer targets (clang + sanitizers, in build-fuzz/) and
+#                             run each for FUZZ_SECONDS (30), or FUZZ_RUNS inputs if given;
+#                             FUZZERS="url_fuzz" picks some (docs/fuzzing.md)
 #   make run                  run the quickstart example ($REDIS_URL, or a private redis)
 #   make install PREFIX=/usr/local
 #   make clean
@@ -26,7 +29,7 @@ endif
 CMAKE_FLAGS = -DRK_WERROR=$(call on,$(WERROR)) -DRK_SANITIZE=$(call on,$(SANITIZE)) \
               -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 
-.PHONY: all build configure test deps bench run install clean
+.PHONY: all build configure test deps bench run install clean fuzz
 .NOTPARALLEL:
 
 all: build
@@ -52,6 +55,26 @@ bench: build
 	  echo "== $$b"; \
 	  if [ -n "$$REDIS_URL" ]; then "$$b"; else bash scripts/with-redis "$$b"; fi; \
 	done
+
+# The fuzzers get their own build directory: coverage instrumentation
+# slows everything else down, and only they need it. Each fuzzes a copy of
+# its seeds in build-fuzz/fuzz/runs/<name>/ (crash inputs land there too),
+# never tests/fuzz/corpus/ itself.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_RUNS    ?=
+FUZZERS      ?= $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*_fuzz.c))
+FUZZ_LIMIT    = $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS))
+
+fuzz: deps
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DRK_SANITIZE=ON -DRK_WERROR=$(call on,$(WERROR)) \
+	  -DBUILD_TESTING=OFF -DRK_BUILD_EXAMPLES=OFF -DRK_BUILD_TOOLS=OFF -DRK_BUILD_BENCH=OFF
+	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL cmake --build $(FUZZ_BUILD) -j$(JOBS) --target $(FUZZERS)
+	@status=0; for f in $(FUZZERS); do \
+	  echo "== $$f ($(FUZZ_LIMIT))"; \
+	  bash tests/fuzz/run-fuzzer $(FUZZ_BUILD)/fuzz/$$f tests/fuzz $(FUZZ_BUILD)/fuzz/runs/$$f \
+	    $(FUZZ_LIMIT) || status=1; \
+	done; exit $$status
 
 run: deps build
 	@if [ -n "$$REDIS_URL" ]; then $(BUILD)/quickstart; else bash scripts/with-redis $(BUILD)/quickstart; fi

@@ -1,12 +1,30 @@
 /*
  * reply.c — the reply-object functions given to hiredis's reader (see
- * reply.h for why), and rk_reply_free().
+ * reply.h for why), rk_reply_free(), and the helpers that interpret
+ * replies.
  *
  * The reader calls these as it parses; each new object is linked into its
  * parent array at task->idx. If any function returns NULL the reader fails
  * with an out-of-memory error and frees the partial tree through
  * freeObject, so no half-built reply escapes.
+ *
+ * An array's slots are allocated as its elements arrive, not when its
+ * header announces them: "*2147483647\r\n" is 14 bytes from a server,
+ * and allocating 16 GiB for it on trust (then walking every slot to free
+ * them when the connection drops) would let any peer on the path exhaust
+ * memory or stall a thread. Memory stays proportional to the bytes
+ * received. While an array is being filled, `elements` counts the slots
+ * linked so far, so a partial tree is always safe to free; once complete
+ * it equals the announced count.
+ *
+ * redkit speaks RESP2. hiredis 1.x also parses RESP3 types (doubles,
+ * booleans, maps, ...); a server only sends those after HELLO 3, which
+ * redkit never sends, so any of them means the stream is not what redkit
+ * asked for, and the functions refuse them rather than build objects of a
+ * type rk_reply cannot describe.
  */
+#include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
@@ -15,20 +33,60 @@
 #include "error.h"
 #include "reply.h"
 
+/* Slots allocated for an array's first elements; doubled from there. */
+#define FIRST_SLOTS 16
+
+static bool resp2_type(int type)
+{
+    return type == REDIS_REPLY_STRING || type == REDIS_REPLY_ARRAY || type == REDIS_REPLY_INTEGER ||
+           type == REDIS_REPLY_NIL || type == REDIS_REPLY_STATUS || type == REDIS_REPLY_ERROR;
+}
+
+/* Make room in parent for child number idx of the `announced` it expects.
+ * The capacity is a function of idx alone — FIRST_SLOTS (or fewer when
+ * fewer are announced), then doubling at each power of two — so it need
+ * not be stored: growth happens exactly when idx reaches it. */
+static bool make_room(rk_reply *parent, size_t idx, size_t announced)
+{
+    size_t cap;
+    if (idx >= announced) return false; /* more elements than announced */
+    if (idx == 0) {
+        cap = announced < FIRST_SLOTS ? announced : FIRST_SLOTS;
+    } else if (idx >= FIRST_SLOTS && (idx & (idx - 1)) == 0) {
+        cap = announced / 2 < idx ? announced : idx * 2;
+    } else {
+        return true;
+    }
+    if (cap > SIZE_MAX / sizeof *parent->element) return false;
+    rk_reply **grown = rk__realloc(parent->element, cap * sizeof *grown);
+    if (!grown) return false;
+    parent->element = grown;
+    return true;
+}
+
 static rk_reply *reply_new(const redisReadTask *task, rk_reply_type type)
 {
+    if (!resp2_type(task->type)) return NULL;
     rk_reply *r = rk__calloc(1, sizeof *r);
     if (!r) return NULL;
     r->type = type;
     if (task->parent) {
         rk_reply *parent = task->parent->obj;
-        parent->element[task->idx] = r;
+        size_t idx = (size_t)task->idx;
+        if (task->idx < 0 || task->parent->elements <= 0 || parent->type != RK_REPLY_ARRAY ||
+            idx != parent->elements || !make_room(parent, idx, (size_t)task->parent->elements)) {
+            rk__free(r);
+            return NULL;
+        }
+        parent->element[idx] = r;
+        parent->elements = idx + 1;
     }
     return r;
 }
 
 static void *create_string(const redisReadTask *task, char *str, size_t len)
 {
+    if (len == SIZE_MAX) return NULL;
     char *copy = rk__malloc(len + 1);
     if (!copy) return NULL;
     rk_reply *r = reply_new(task, (rk_reply_type)task->type);
@@ -43,25 +101,20 @@ static void *create_string(const redisReadTask *task, char *str, size_t len)
     return r;
 }
 
+/* The count n is not used here: slots come with the elements (see the
+ * top of the file), which find it in their parent's task. */
 #if HIREDIS_MAJOR >= 1
 static void *create_array(const redisReadTask *task, size_t n)
+{
+    (void)n;
 #else
 static void *create_array(const redisReadTask *task, int n)
-#endif
 {
-    rk_reply **elements = NULL;
-    if (n > 0) {
-        elements = rk__calloc((size_t)n, sizeof *elements);
-        if (!elements) return NULL;
-    }
-    rk_reply *r = reply_new(task, RK_REPLY_ARRAY);
-    if (!r) {
-        rk__free(elements);
-        return NULL;
-    }
-    r->element = elements;
-    r->elements = (size_t)n;
-    return r;
+    /* hiredis turns "*-1" into a nil and refuses other negative counts. */
+    if (n < 0) return NULL;
+#endif
+    if (task->type != REDIS_REPLY_ARRAY) return NULL;
+    return reply_new(task, RK_REPLY_ARRAY);
 }
 
 static void *create_integer(const redisReadTask *task, long long value)
@@ -73,12 +126,32 @@ static void *create_integer(const redisReadTask *task, long long value)
 
 static void *create_nil(const redisReadTask *task) { return reply_new(task, RK_REPLY_NIL); }
 
+#if HIREDIS_MAJOR >= 1
+/* RESP3 doubles and booleans: refused (see the top of the file). Without
+ * these, hiredis would hand back a bare type number as the object. */
+static void *create_double(const redisReadTask *task, double value, char *str, size_t len)
+{
+    (void)task, (void)value, (void)str, (void)len;
+    return NULL;
+}
+
+static void *create_bool(const redisReadTask *task, int value)
+{
+    (void)task, (void)value;
+    return NULL;
+}
+#endif
+
 static void free_object(void *obj) { rk_reply_free(obj); }
 
 static redisReplyObjectFunctions reply_functions = {
     .createString = create_string,
     .createArray = create_array,
     .createInteger = create_integer,
+#if HIREDIS_MAJOR >= 1
+    .createDouble = create_double,
+    .createBool = create_bool,
+#endif
     .createNil = create_nil,
     .freeObject = free_object,
 };
@@ -96,11 +169,19 @@ void rk_reply_free(rk_reply *reply)
     rk__free(reply);
 }
 
+rk_status rk__reply_error_status(const char *text, size_t len)
+{
+    size_t n = 0;
+    while (n < len && text[n] != ' ' && text[n] != '\r' && text[n] != '\n') n++;
+    if ((n == 6 && memcmp(text, "NOAUTH", 6) == 0) || (n == 9 && memcmp(text, "WRONGPASS", 9) == 0))
+        return RK_ERR_AUTH;
+    return RK_ERR_SERVER;
+}
+
 rk_status rk__reply_fail(rk_reply *reply, const char *what)
 {
-    rk_status st = RK_ERR_SERVER;
     const char *text = reply->str ? reply->str : "";
-    if (strncmp(text, "NOAUTH", 6) == 0 || strncmp(text, "WRONGPASS", 9) == 0) st = RK_ERR_AUTH;
+    rk_status st = rk__reply_error_status(text, reply->str ? reply->len : 0);
     rk__fail(st, "%s: %.*s", what, (int)(reply->len < 300 ? reply->len : 300), text);
     rk_reply_free(reply);
     return st;

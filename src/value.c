@@ -134,9 +134,13 @@ rk_status rk__text_to_i64(const char *p, size_t n, int64_t *out)
 rk_status rk__text_to_double(const char *p, size_t n, double *out)
 {
     char buf[RK__NUMBER_TEXT_MAX + 1];
-    /* strtod needs a NUL and accepts leading blanks; a stored number has
-     * neither, so copy and insist on the whole text being consumed. */
-    if (n == 0 || n > RK__NUMBER_TEXT_MAX || p[0] == ' ' || p[0] == '\t' || p[0] == '\n')
+    /* strtod needs a NUL and skips leading white space — all of isspace(),
+     * \v \f \r included, and more in some locales; a stored number has
+     * neither, so copy, insist that the text starts as a number does, and
+     * that all of it is consumed. (inf and nan are refused below.) */
+    char c0 = n > 0 ? p[0] : '\0';
+    bool starts_number = (c0 >= '0' && c0 <= '9') || c0 == '-' || c0 == '+' || c0 == '.';
+    if (n == 0 || n > RK__NUMBER_TEXT_MAX || !starts_number)
         return rk__fail(RK_ERR_TYPE, "value is not a double");
     memcpy(buf, p, n);
     buf[n] = '\0';

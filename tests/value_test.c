@@ -87,6 +87,26 @@ static void test_double_text(void **state)
     }
 }
 
+/* Found by value_fuzz: strtod skips all of isspace(), so "\f-8" was read as
+ * -8 although the parser promises that the whole text is the number. Text
+ * starting with any white space, or with anything no number starts with,
+ * is refused. */
+static void test_double_refuses_leading_space(void **state)
+{
+    (void)state;
+    const char *bad[] = {" 1", "\t1", "\n1", "\v1", "\f1", "\r1", "\f-8", "\r\n2.5", "inf", "x1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double v = 5;
+        assert_int_equal(rk__text_to_double(bad[i], strlen(bad[i]), &v), RK_ERR_TYPE);
+        assert_true(v == 5);
+    }
+    const char *good[] = {"-8", "+8", ".5", "8."};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        double v = 5;
+        assert_int_equal(rk__text_to_double(good[i], strlen(good[i]), &v), RK_OK);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -94,6 +114,7 @@ int main(void)
         cmocka_unit_test(test_decode_refuses_foreign_values),
         cmocka_unit_test(test_int64_text),
         cmocka_unit_test(test_double_text),
+        cmocka_unit_test(test_double_refuses_leading_space),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

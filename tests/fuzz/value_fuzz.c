@@ -1,0 +1,159 @@
+/*
+ * value_fuzz.c — libFuzzer target for the cache's value format
+ * (src/value.c): the header decoder rk__value_decode, in typed and raw
+ * mode, and the number text parsers rk__text_to_i64 / rk__text_to_double
+ * with their printers.
+ *
+ * Every input goes through every check below; each is a function taking
+ * the input bytes, so a new decoder gets a new check_... function and one
+ * line in LLVMFuzzerTestOneInput (see docs/fuzzing.md). Violations
+ * abort():
+ *
+ *  header   typed decode accepts exactly the headers value.h describes
+ *           (0xFE, no flag, type 1..4), reports that type and offset 2,
+ *           and re-encoding the type gives the same two bytes; raw decode
+ *           accepts everything as bytes at offset 0. The payload of an
+ *           int64 or double value is then parsed as the cache does.
+ *  int64    rk__text_to_i64 accepts exactly "-?[0-9]+" of at most 20
+ *           characters whose value fits (checked against an independent
+ *           128-bit computation), with that value; print → parse gives the
+ *           value back, and printing canonical text gives the same text.
+ *  double   rk__text_to_double accepts only finite values, never text
+ *           that starts with white space (strtod would skip it, the
+ *           parser is strict); print → parse is bit-exact.
+ *  printers the first 8 input bytes as an int64 and as a double (when
+ *           finite): print → parse gives the same bits, within
+ *           RK__NUMBER_TEXT_MAX characters.
+ */
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "value.h"
+
+/* Numbers are at most 32 bytes; longer inputs only test the length check
+ * and the header decoder, which looks at two bytes. */
+#define FUZZ_MAX_INPUT 4096
+
+#define CHECK(cond)           \
+    do {                      \
+        if (!(cond)) abort(); \
+    } while (0)
+
+static bool is_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* rk__text_to_i64 on p[0..n); checks the result against an independent
+ * reading of the same text. */
+static void check_i64_text(const char *p, size_t n)
+{
+    int64_t v = 0x5a5a5a5a;
+    rk_status st = rk__text_to_i64(p, n, &v);
+    CHECK(st == RK_OK || st == RK_ERR_TYPE);
+
+    /* The reference: "-?[0-9]+", at most 20 characters, in range. */
+    bool neg = n > 0 && p[0] == '-';
+    size_t i = neg ? 1 : 0;
+    bool ok = n > i && n <= 20;
+    __int128 ref = 0;
+    for (; ok && i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') ok = false;
+        else ref = ref * 10 + (p[i] - '0'); /* 20 digits fit in 128 bits */
+    }
+    if (neg) ref = -ref;
+    if (ok && (ref > INT64_MAX || ref < INT64_MIN)) ok = false;
+    CHECK((st == RK_OK) == ok);
+    if (st != RK_OK) return;
+    CHECK(v == (int64_t)ref);
+
+    /* Round trip, and canonical text prints as itself. */
+    char buf[RK__NUMBER_TEXT_MAX + 1];
+    size_t len = rk__i64_to_text(v, buf);
+    CHECK(len >= 1 && len <= 20 && strlen(buf) == len);
+    int64_t back = 0;
+    CHECK(rk__text_to_i64(buf, len, &back) == RK_OK && back == v);
+    size_t first = neg ? 1 : 0;
+    bool canonical = !(n - first > 1 && p[first] == '0') && !(neg && ref == 0);
+    if (canonical) CHECK(len == n && memcmp(buf, p, n) == 0);
+}
+
+static void check_double_round_trip(double v)
+{
+    char buf[RK__NUMBER_TEXT_MAX + 1];
+    size_t len = rk__double_to_text(v, buf);
+    CHECK(len >= 1 && len <= RK__NUMBER_TEXT_MAX && strlen(buf) == len);
+    double back = 0;
+    CHECK(rk__text_to_double(buf, len, &back) == RK_OK);
+    CHECK(memcmp(&back, &v, sizeof v) == 0);
+}
+
+/* rk__text_to_double on p[0..n). */
+static void check_double_text(const char *p, size_t n)
+{
+    double v = 0.5;
+    rk_status st = rk__text_to_double(p, n, &v);
+    CHECK(st == RK_OK || st == RK_ERR_TYPE);
+    if (st != RK_OK) return;
+    CHECK(n >= 1 && n <= RK__NUMBER_TEXT_MAX);
+    CHECK(memchr(p, '\0', n) == NULL);
+    CHECK(!is_space((unsigned char)p[0]));
+    CHECK(isfinite(v));
+    check_double_round_trip(v);
+}
+
+/* The first 8 bytes as numbers: the printers' output must parse back. */
+static void check_printers(const uint8_t *data, size_t size)
+{
+    if (size < 8) return;
+    int64_t i;
+    memcpy(&i, data, sizeof i);
+    char buf[RK__NUMBER_TEXT_MAX + 1];
+    size_t len = rk__i64_to_text(i, buf);
+    CHECK(len >= 1 && len <= 20 && strlen(buf) == len);
+    int64_t back = 0;
+    CHECK(rk__text_to_i64(buf, len, &back) == RK_OK && back == i);
+
+    double d;
+    memcpy(&d, data, sizeof d);
+    if (isfinite(d)) check_double_round_trip(d);
+}
+
+/* The value header, typed and raw, then the payload as the cache reads it. */
+static void check_header(const uint8_t *data, size_t size)
+{
+    rk__vtype type = 0;
+    size_t off = 12345;
+    CHECK(rk__value_decode(data, size, true, &type, &off) == RK_OK);
+    CHECK(type == RK__V_BYTES && off == 0);
+
+    type = 0;
+    off = 12345;
+    rk_status st = rk__value_decode(data, size, false, &type, &off);
+    CHECK(st == RK_OK || st == RK_ERR_TYPE);
+    bool valid = size >= RK__VALUE_HEADER && data[0] == RK__VALUE_MAGIC && (data[1] >> 4) == 0 &&
+                 (data[1] & 0x0F) >= RK__V_BYTES && (data[1] & 0x0F) <= RK__V_DOUBLE;
+    CHECK((st == RK_OK) == valid);
+    if (st != RK_OK) return;
+    CHECK((unsigned)type == (data[1] & 0x0Fu) && off == RK__VALUE_HEADER && off <= size);
+    CHECK(strcmp(rk__vtype_name(type), "unknown") != 0);
+    unsigned char hdr[RK__VALUE_HEADER];
+    rk__value_header(type, hdr);
+    CHECK(memcmp(hdr, data, RK__VALUE_HEADER) == 0);
+
+    const char *payload = (const char *)data + off;
+    if (type == RK__V_INT64) check_i64_text(payload, size - off);
+    if (type == RK__V_DOUBLE) check_double_text(payload, size - off);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size > FUZZ_MAX_INPUT) return 0;
+    check_header(data, size);
+    /* A raw cache reads any stored text as a number. */
+    check_i64_text((const char *)data, size);
+    check_double_text((const char *)data, size);
+    check_printers(data, size);
+    return 0;
+}
