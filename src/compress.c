@@ -127,13 +127,17 @@ rk_status rk__decompress(rk__zpool *pool, const void *src, size_t n, size_t max_
     uint32_t magic = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     /* Only a data frame: zstd would accept a skippable frame too. */
     if (magic != ZSTD_MAGICNUMBER) return corrupt("not a zstd frame");
-    unsigned long long size = ZSTD_getFrameContentSize(src, n);
-    if (size == ZSTD_CONTENTSIZE_ERROR) return corrupt("damaged zstd frame header");
+    ZSTD_frameHeader fh;
+    if (ZSTD_getFrameHeader(&fh, src, n) != 0) return corrupt("damaged zstd frame header");
+    unsigned long long size = fh.frameContentSize;
     if (size == ZSTD_CONTENTSIZE_UNKNOWN) return corrupt("zstd frame does not declare its size");
     if (size > max_out)
         return rk__fail(RK_ERR_TOO_LARGE,
                         "compressed value would expand to %llu bytes, over the cache's maximum of %zu", size,
                         max_out);
+    /* Every frame redkit writes has one; without it damage would go
+     * unnoticed, so a frame without it is not ours. */
+    if (!fh.checksumFlag) return corrupt("zstd frame has no checksum");
     size_t extent = ZSTD_findFrameCompressedSize(src, n);
     if (ZSTD_isError(extent)) return corrupt("truncated or damaged zstd frame");
     if (extent != n) return corrupt("bytes after the zstd frame");

@@ -30,6 +30,7 @@
 #include "alloc.h"
 #include "cache.h"
 #include "compress.h"
+#include "support/fixture.h"
 #include "support/redis_server.h"
 
 #define THRESHOLD RK_CACHE_DEFAULT_COMPRESS_THRESHOLD
@@ -474,22 +475,37 @@ static void test_truncated_frames(void **state)
     free(text);
 }
 
+/* The content checksum of "abcd" (the low 32 bits of its XXH64), taken
+ * from the end of a frame zstd made: it does not depend on how the blocks
+ * were encoded, so a hand-made frame of "abcd" can carry it too. */
+static void abcd_checksum(unsigned char sum[4])
+{
+    unsigned char z[64];
+    size_t zn = 0;
+    assert_int_equal(rk__compress(NULL, 0, "abcd", 4, z, sizeof z, &zn), RK_OK);
+    assert_true(zn > 4);
+    memcpy(sum, z + zn - 4, 4);
+}
+
 /* A hand-made frame: magic, a header declaring `declared` bytes (8-byte
- * size field, single segment), then one last raw block holding body. */
+ * size field, single segment, a content checksum), then one last raw
+ * block holding body, then the checksum of "abcd". */
 static size_t declaring_frame(unsigned char *f, uint64_t declared, const char *body, size_t bodylen)
 {
     size_t n = 0;
     const unsigned char magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
     memcpy(f, magic, 4);
     n = 4;
-    f[n++] = 0xE0; /* content size: 8 bytes; single segment */
+    f[n++] = 0xE4; /* content size: 8 bytes; single segment; checksum */
     for (int i = 0; i < 8; i++) f[n++] = (unsigned char)(declared >> (8 * i));
     uint32_t bh = 1u | (0u << 1) | ((uint32_t)bodylen << 3); /* last, raw, size */
     f[n++] = (unsigned char)bh;
     f[n++] = (unsigned char)(bh >> 8);
     f[n++] = (unsigned char)(bh >> 16);
     memcpy(f + n, body, bodylen);
-    return n + bodylen;
+    n += bodylen;
+    abcd_checksum(f + n);
+    return n + 4;
 }
 
 static void test_frame_declaring_huge_size(void **state)
@@ -505,6 +521,11 @@ static void test_frame_declaring_huge_size(void **state)
     assert_int_equal(len, 4);
     assert_string_equal(out, "abcd");
     rk__free(out);
+
+    /* The same frame without its checksum is not one of ours. */
+    f[4] = 0xE0;
+    assert_corrupt(rk__decompress(NULL, f, n - 4, 100, &out, &len), &out, &len);
+    assert_non_null(strstr(rk_last_error(), "checksum"));
 
     /* ... and declaring 1 TiB, or one byte over the bound, it is refused
      * before anything of that size is allocated. */
@@ -623,16 +644,6 @@ static void test_allocation_failures(void **state)
 
 /* ---- integration ---------------------------------------------------------- */
 
-static long long server_integer(const char *fmt, const char *key)
-{
-    redisReply *r = rk_test_server_command(server, fmt, key);
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-    long long v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
-
 /* The byte after 0xFE of a stored value. */
 static unsigned char stored_flags(const char *key)
 {
@@ -650,22 +661,7 @@ static unsigned char stored_flags(const char *key)
 static long long client_strlen(const char *key)
 {
     const char *argv[2] = {"STRLEN", key};
-    size_t lens[2] = {6, strlen(key)};
-    rk_reply *r = NULL;
-    assert_int_equal(rk_client_command(client, 2, argv, lens, &r), RK_OK);
-    assert_int_equal(r->type, RK_REPLY_INTEGER);
-    long long n = r->integer;
-    rk_reply_free(r);
-    return n;
-}
-
-static int flush(void **state)
-{
-    (void)state;
-    redisReply *r = rk_test_server_command(server, "FLUSHALL");
-    if (!r) return -1;
-    freeReplyObject(r);
-    return 0;
+    return rk_test_client_integer(client, 2, argv, (size_t[2]){6, strlen(key)});
 }
 
 static void test_json_64k_in_redis(void **state)
@@ -689,8 +685,8 @@ static void test_json_64k_in_redis(void **state)
     assert_true(stored > 0 && stored < (long long)n / 2);
     assert_int_equal(client_strlen("plain:big"), n);
     assert_int_equal(stored_flags("cache:big"), RK__V_STRING | RK__VF_COMPRESSED);
-    long long mem_compressed = server_integer("MEMORY USAGE %s", "cache:big");
-    long long mem_plain = server_integer("MEMORY USAGE %s", "plain:big");
+    long long mem_compressed = rk_test_server_integer(server, "MEMORY USAGE %s", "cache:big");
+    long long mem_plain = rk_test_server_integer(server, "MEMORY USAGE %s", "plain:big");
     assert_true(mem_compressed < mem_plain / 2);
 
     /* The counters see the payload given and the bytes that went to Redis. */
@@ -800,22 +796,15 @@ static void test_stored_garbage_is_an_error(void **state)
 
 static int group_setup(void **state)
 {
-    (void)state;
-    server = rk_test_server_start(NULL);
-    if (!server) return -1;
-    if (rk_client_new(&(rk_client_options){.url = rk_test_server_url(server)}, &client) != RK_OK) return -1;
-    if (rk_cache_new(client, NULL, &typed) != RK_OK) return -1;
+    if (rk_test_group_setup(state, &(rk_test_group){.server = &server, .client = &client, .cache = &typed}))
+        return -1;
     return rk_cache_new(client, &(rk_cache_options){.raw = true}, &raw) == RK_OK ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
-    (void)state;
     rk_cache_free(raw);
-    rk_cache_free(typed);
-    rk_client_free(client);
-    rk_test_server_stop(server);
-    return 0;
+    return rk_test_group_teardown(state);
 }
 
 int main(void)
@@ -837,10 +826,10 @@ int main(void)
         cmocka_unit_test(test_frame_declaring_huge_size),
         cmocka_unit_test(test_decompression_bomb),
         cmocka_unit_test(test_allocation_failures),
-        cmocka_unit_test_setup(test_json_64k_in_redis, flush),
-        cmocka_unit_test_setup(test_sizes_round_trip_in_redis, flush),
-        cmocka_unit_test_setup(test_raw_never_compresses_nor_decodes, flush),
-        cmocka_unit_test_setup(test_stored_garbage_is_an_error, flush),
+        cmocka_unit_test_setup(test_json_64k_in_redis, rk_test_group_flush),
+        cmocka_unit_test_setup(test_sizes_round_trip_in_redis, rk_test_group_flush),
+        cmocka_unit_test_setup(test_raw_never_compresses_nor_decodes, rk_test_group_flush),
+        cmocka_unit_test_setup(test_stored_garbage_is_an_error, rk_test_group_flush),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -24,6 +24,15 @@
  *  printers the first 8 input bytes as an int64 and as a double (when
  *           finite): print → parse gives the same bits, within
  *           RK__NUMBER_TEXT_MAX characters.
+ *  format 2 rk__value_parse accepts exactly 0xFE, type 1..4, flags within
+ *           COMPRESSED|META, and a META block that fits; it agrees with
+ *           rk__value_decode whenever no flag is set; the META fields read
+ *           back through rk__value_encode_header byte for byte.
+ *  zstd     rk__decompress of any bytes returns only OK, TYPE, TOO_LARGE
+ *           or NOMEM, never more than its bound, NUL-terminated, with
+ *           NULL/0 outputs on failure; rk__compress of the input
+ *           decompresses back to it, and a too-small buffer gives 0 or a
+ *           valid frame.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -32,6 +41,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
+#include "compress.h"
 #include "value.h"
 
 /* Numbers are at most 32 bytes; longer inputs only test the length check
@@ -147,10 +158,84 @@ static void check_header(const uint8_t *data, size_t size)
     if (type == RK__V_DOUBLE) check_double_text(payload, size - off);
 }
 
+/* Format 2: flags and the META block. */
+static void check_parse(const uint8_t *data, size_t size)
+{
+    rk__value_view v;
+    CHECK(rk__value_parse(data, size, true, &v) == RK_OK);
+    CHECK(v.type == RK__V_BYTES && v.flags == 0 && v.offset == 0);
+
+    rk_status st = rk__value_parse(data, size, false, &v);
+    CHECK(st == RK_OK || st == RK_ERR_TYPE);
+    unsigned flags = size >= 2 ? data[1] & 0xF0u : 0;
+    bool meta = flags & RK__VF_META;
+    bool valid = size >= RK__VALUE_HEADER && data[0] == RK__VALUE_MAGIC &&
+                 !(flags & ~(unsigned)(RK__VF_COMPRESSED | RK__VF_META)) && (data[1] & 0x0F) >= RK__V_BYTES &&
+                 (data[1] & 0x0F) <= RK__V_DOUBLE && (!meta || size >= RK__VALUE_HEADER_MAX);
+    CHECK((st == RK_OK) == valid);
+    if (st != RK_OK) return;
+    CHECK(v.flags == flags && (unsigned)v.type == (data[1] & 0x0Fu));
+    CHECK(v.offset == (meta ? RK__VALUE_HEADER_MAX : RK__VALUE_HEADER) && v.offset <= size);
+    if (!flags) {
+        rk__vtype t;
+        size_t off;
+        CHECK(rk__value_decode(data, size, false, &t, &off) == RK_OK && t == v.type && off == v.offset);
+    }
+    unsigned char hdr[RK__VALUE_HEADER_MAX];
+    size_t hlen = rk__value_encode_header(v.type, v.flags, &v.meta, hdr);
+    CHECK(hlen == v.offset && memcmp(hdr, data, hlen) == 0);
+}
+
+#define FUZZ_DECOMPRESS_MAX (1u << 20)
+
+static void check_decompress(const uint8_t *data, size_t size)
+{
+    char *out = (char *)"untouched";
+    size_t len = 77;
+    rk_status st = rk__decompress(NULL, data, size, FUZZ_DECOMPRESS_MAX, &out, &len);
+    CHECK(st == RK_OK || st == RK_ERR_TYPE || st == RK_ERR_TOO_LARGE || st == RK_ERR_NOMEM);
+    if (st != RK_OK) {
+        CHECK(out == NULL && len == 0);
+        return;
+    }
+    CHECK(len <= FUZZ_DECOMPRESS_MAX && out[len] == '\0');
+    rk__free(out);
+}
+
+static void check_compress_round_trip(const uint8_t *data, size_t size)
+{
+    size_t cap = size + 256;
+    unsigned char *z = malloc(cap);
+    CHECK(z != NULL);
+    size_t zn = 0;
+    CHECK(rk__compress(NULL, 0, data, size, z, cap, &zn) == RK_OK);
+    CHECK(zn > 0 && zn <= cap);
+    char *out = NULL;
+    size_t len = 0;
+    CHECK(rk__decompress(NULL, z, zn, size, &out, &len) == RK_OK);
+    CHECK(len == size && (size == 0 || memcmp(out, data, size) == 0) && out[len] == '\0');
+    rk__free(out);
+    if (size > 0) {
+        /* No room for the whole frame: 0 ("does not pay"), or a frame that
+         * still decompresses to the input. */
+        CHECK(rk__compress(NULL, 0, data, size, z, size - 1, &zn) == RK_OK);
+        if (zn) {
+            CHECK(zn <= size - 1);
+            CHECK(rk__decompress(NULL, z, zn, size, &out, &len) == RK_OK);
+            CHECK(len == size && memcmp(out, data, size) == 0);
+            rk__free(out);
+        }
+    }
+    free(z);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > FUZZ_MAX_INPUT) return 0;
     check_header(data, size);
+    check_parse(data, size);
+    check_decompress(data, size);
+    check_compress_round_trip(data, size);
     /* A raw cache reads any stored text as a number. */
     check_i64_text((const char *)data, size);
     check_double_text((const char *)data, size);
