@@ -23,7 +23,6 @@
 #define _POSIX_C_SOURCE 200809L /* strdup, clock_gettime */
 #endif
 
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +32,9 @@
 #include <hiredis/hiredis.h>
 #include <redkit/redkit.h>
 
+#define BENCH_NAME "cache_bench"
+#include "bench_support.h"
 #include "measure.h"
-#include "url.h" /* src/: redkit's REDIS_URL parser */
 
 #define DEFAULT_OPS 50000
 #define WARMUP_OPS 2000
@@ -70,25 +70,6 @@ typedef struct bench {
 typedef int (*op_fn)(bench *b, int op, size_t k);
 
 static char value_bytes[VALUE_BYTES]; /* the value every set stores */
-
-typedef struct result {
-    double ops_per_s;
-    double p50_us, p99_us;
-} result;
-
-_Noreturn static void die(const char *what, const char *detail)
-{
-    fprintf(stderr, "cache_bench: %s: %s\n", what, detail);
-    exit(2);
-}
-
-_Noreturn static void die_rk(const char *what, rk_status st)
-{
-    char detail[512];
-
-    snprintf(detail, sizeof detail, "%s: %s", rk_strerror(st), rk_last_error());
-    die(what, detail);
-}
 
 /* ---- the three contenders ---------------------------------------------- */
 
@@ -154,137 +135,35 @@ static const op_fn impl_fns[N_IMPLS] = { hiredis_op, redkit_raw_op, redkit_typed
 
 /* ---- measuring ----------------------------------------------------------- */
 
-/*
- * One measured phase of op for every contender. The contenders take turns
- * every BLOCK_OPS requests, the first of each turn rotating, until each
- * has done `ops`: a slow drift of the machine (another process, the CPU
- * clock) then weighs on all of them alike instead of on whichever ran
- * during it. Each request is timed; ops/s is the count over the time the
- * contender's own blocks took. Key k = i % KEYSPACE in every phase, so
- * every get finds what the set phase before it wrote.
- */
-static void measure(bench *b, int op, size_t ops, size_t round, result out[N_IMPLS])
+/* A measured phase: one operation, for every contender. */
+typedef struct phase {
+    bench *b;
+    int op;
+} phase;
+
+/* Request n of contender impl: key k = n % KEYSPACE in every phase, so
+ * every get finds what the set phase before it wrote. */
+static int phase_step(void *ctx, size_t impl, size_t n)
 {
-    int64_t busy_ns[N_IMPLS] = { 0 };
+    phase *p = ctx;
 
-    for (size_t i = 0; i < N_IMPLS; i++)
-        for (size_t n = 0; n < WARMUP_OPS; n++)
-            if (impl_fns[i](b, op, n % KEYSPACE) != 0)
-                exit(2);
-
-    for (size_t done = 0, turn = round; done < ops; done += BLOCK_OPS, turn++) {
-        size_t end = done + BLOCK_OPS < ops ? done + BLOCK_OPS : ops;
-
-        for (size_t j = 0; j < N_IMPLS; j++) {
-            size_t i = (j + turn) % N_IMPLS;
-            int64_t start = bench_now_ns(), t0 = start, t1;
-
-            for (size_t n = done; n < end; n++, t0 = t1) {
-                if (impl_fns[i](b, op, n % KEYSPACE) != 0)
-                    exit(2);
-                t1 = bench_now_ns();
-                b->lat_ns[i][n] = t1 - t0;
-            }
-            busy_ns[i] += t0 - start;
-        }
-    }
-
-    for (size_t i = 0; i < N_IMPLS; i++) {
-        bench_sort(b->lat_ns[i], ops);
-        out[i].ops_per_s = (double)ops * 1e9 / (double)busy_ns[i];
-        out[i].p50_us = (double)bench_percentile(b->lat_ns[i], ops, 0.50) / 1000.0;
-        out[i].p99_us = (double)bench_percentile(b->lat_ns[i], ops, 0.99) / 1000.0;
-    }
+    return impl_fns[impl](p->b, p->op, n % KEYSPACE);
 }
 
-/* The round whose throughput is the median of the ROUNDS measured, with
- * the spread of all rounds' ops/s around it, as a fraction. */
-static result median_round(const result *rounds, double *spread)
+/*
+ * One measured phase of op for every contender (bench_measure_round()):
+ * the contenders take turns every BLOCK_OPS requests, the first of each
+ * turn rotating, until each has done `ops`, so that a slow drift of the
+ * machine weighs on all of them alike. Each request is timed; ops/s is the
+ * count over the time the contender's own blocks took.
+ */
+static void measure(bench *b, int op, size_t ops, size_t round, bench_result out[N_IMPLS])
 {
-    size_t idx[ROUNDS];
-
-    for (size_t i = 0; i < ROUNDS; i++)
-        idx[i] = i;
-    for (size_t i = 1; i < ROUNDS; i++) /* insertion sort by ops/s */
-        for (size_t j = i; j > 0 && rounds[idx[j]].ops_per_s < rounds[idx[j - 1]].ops_per_s;
-             j--) {
-            size_t t = idx[j];
-            idx[j] = idx[j - 1];
-            idx[j - 1] = t;
-        }
-    *spread = (rounds[idx[ROUNDS - 1]].ops_per_s - rounds[idx[0]].ops_per_s) /
-              rounds[idx[ROUNDS / 2]].ops_per_s;
-    return rounds[idx[ROUNDS / 2]];
+    bench_measure_round(phase_step, &(phase){ .b = b, .op = op }, N_IMPLS, WARMUP_OPS, ops, BLOCK_OPS,
+                        round, b->lat_ns, out);
 }
 
 /* ---- set-up -------------------------------------------------------------- */
-
-/*
- * Open the hiredis connection to the server that url names, with AUTH and
- * SELECT as the URL says. The URL is read by redkit's own parser (setup
- * only: the baseline's measured path is hiredis alone).
- */
-static redisContext *hiredis_connect(const char *url)
-{
-    const struct timeval timeout = { 1, 0 };
-    rk__url u;
-    redisContext *c;
-
-    if (rk__url_parse(url, &u) != RK_OK)
-        die("REDIS_URL", rk_last_error());
-    if (u.tls)
-        die("REDIS_URL", "the hiredis baseline does not speak TLS");
-    if (u.unix_path != NULL)
-        c = redisConnectUnixWithTimeout(u.unix_path, timeout);
-    else
-        c = redisConnectWithTimeout(u.host != NULL ? u.host : RK_DEFAULT_HOST,
-                                    u.port != 0 ? u.port : RK_DEFAULT_PORT, timeout);
-    if (c == NULL || c->err)
-        die("hiredis connect", c == NULL ? "out of memory" : c->errstr);
-
-    redisReply *r = NULL;
-    if (u.password != NULL && u.username != NULL)
-        r = redisCommand(c, "AUTH %s %s", u.username, u.password);
-    else if (u.password != NULL)
-        r = redisCommand(c, "AUTH %s", u.password);
-    if (r != NULL && r->type == REDIS_REPLY_ERROR)
-        die("hiredis AUTH", r->str);
-    freeReplyObject(r);
-    if (u.db != 0) {
-        r = redisCommand(c, "SELECT %d", u.db);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR)
-            die("hiredis SELECT", r == NULL ? c->errstr : r->str);
-        freeReplyObject(r);
-    }
-    rk__url_clear(&u); /* wipes the password */
-    return c;
-}
-
-/* "7.2.4" from INFO server, for the header line. */
-static void server_version(redisContext *c, char *buf, size_t size)
-{
-    redisReply *r = redisCommand(c, "INFO server");
-    const char *v;
-
-    snprintf(buf, size, "?");
-    if (r != NULL && r->type == REDIS_REPLY_STRING &&
-        (v = strstr(r->str, "redis_version:")) != NULL)
-        snprintf(buf, size, "%.*s", (int)strcspn(v + 14, "\r\n"), v + 14);
-    freeReplyObject(r);
-}
-
-static size_t parse_ops(const char *text)
-{
-    char *end;
-    unsigned long long n;
-
-    errno = 0;
-    n = strtoull(text, &end, 10);
-    if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 || n == 0 ||
-        n > 100000000)
-        die("OPS", "expected a number of operations, 1..100000000");
-    return (size_t)n;
-}
 
 static void setup(bench *b, const char *url)
 {
@@ -292,35 +171,27 @@ static void setup(bench *b, const char *url)
 
     st = rk_client_new_url(url, &b->client);
     if (st != RK_OK)
-        die_rk("rk_client_new", st);
+        bench_die_rk("rk_client_new", st);
     st = rk_cache_new(b->client, &(rk_cache_options){ .raw = true }, &b->raw);
     if (st == RK_OK)
         st = rk_cache_new(b->client, NULL, &b->typed);
     if (st != RK_OK)
-        die_rk("rk_cache_new", st);
+        bench_die_rk("rk_cache_new", st);
     st = rk_client_ping(b->client);
     if (st != RK_OK)
-        die_rk("redkit ping", st);
+        bench_die_rk("redkit ping", st);
 
-    b->hiredis = hiredis_connect(url);
+    b->hiredis = bench_hiredis_connect(url);
 
     for (size_t i = 0; i < N_IMPLS; i++)
         for (size_t k = 0; k < KEYSPACE; k++) {
             char key[32];
-            size_t len;
 
             snprintf(key, sizeof key, "bench:%c:%zu", impl_tags[i], k);
-            st = rk_key_build(b->client, RK_CACHE_DEFAULT_NAMESPACE, key, NULL, 0, &len);
-            if (st != RK_OK && st != RK_ERR_TOO_LARGE)
-                die_rk("rk_key_build", st);
             b->user_key[i][k] = strdup(key);
-            b->full_key[i][k] = malloc(len + 1);
-            if (b->user_key[i][k] == NULL || b->full_key[i][k] == NULL)
-                die("setup", "out of memory");
-            st = rk_key_build(b->client, RK_CACHE_DEFAULT_NAMESPACE, key, b->full_key[i][k],
-                              len + 1, &b->full_key_len[i][k]);
-            if (st != RK_OK)
-                die_rk("rk_key_build", st);
+            if (b->user_key[i][k] == NULL)
+                bench_die("setup", "out of memory");
+            b->full_key[i][k] = bench_full_key(b->client, key, &b->full_key_len[i][k]);
         }
     for (size_t i = 0; i < VALUE_BYTES; i++)
         value_bytes[i] = (char)('a' + i % 26);
@@ -356,30 +227,27 @@ static void cleanup(bench *b)
 
 /* ---- main ---------------------------------------------------------------- */
 
-static void print_row(int op, const char *impl, result r, double spread)
+static void print_row(int op, const char *impl, bench_result r, double spread)
 {
-    printf("%-5s %-13s %9.0f %8.1f %8.1f %7.0f%%\n", op_names[op], impl, r.ops_per_s,
+    printf("%-5s %-13s %9.0f %8.1f %8.1f %7.0f%%\n", op_names[op], impl, r.per_s,
            r.p50_us, r.p99_us, spread * 100);
 }
 
 int main(int argc, char **argv)
 {
     static bench b;
-    static result rounds[N_IMPLS][N_OPS][ROUNDS];
-    result med[N_IMPLS][N_OPS];
+    static bench_result rounds[N_IMPLS][N_OPS][ROUNDS];
+    bench_result med[N_IMPLS][N_OPS];
     double spread[N_IMPLS][N_OPS];
-    const char *url = getenv("REDIS_URL");
-    const char *ops_text = argc > 1 ? argv[1] : getenv("BENCH_OPS");
-    size_t ops = ops_text != NULL && ops_text[0] != '\0' ? parse_ops(ops_text) : DEFAULT_OPS;
+    size_t ops = bench_count(argc, argv, DEFAULT_OPS, "OPS", "operations", 100000000);
+    const char *url = bench_redis_url();
     char version[32], *shown = NULL;
 
-    if (url == NULL || url[0] == '\0')
-        die("REDIS_URL", "not set (run it through scripts/with-redis, or `make bench`)");
-    for (size_t i = 0; i < N_IMPLS; i++)
-        if ((b.lat_ns[i] = malloc(ops * sizeof b.lat_ns[i][0])) == NULL)
-            die("setup", "out of memory");
+    bench_alloc_samples(b.lat_ns, N_IMPLS, ops);
     setup(&b, url);
-    server_version(b.hiredis, version, sizeof version);
+    redisReply *info = redisCommand(b.hiredis, "INFO server");
+    bench_server_version(info, version, sizeof version);
+    freeReplyObject(info);
     if (rk_url_redact(url, &shown) != RK_OK) /* never print a password */
         shown = NULL;
 
@@ -407,7 +275,7 @@ int main(int argc, char **argv)
      */
     for (size_t round = 0; round < ROUNDS; round++)
         for (int op = 0; op < N_OPS; op++) {
-            result r[N_IMPLS];
+            bench_result r[N_IMPLS];
 
             measure(&b, op, ops, round, r);
             for (size_t i = 0; i < N_IMPLS; i++)
@@ -418,18 +286,18 @@ int main(int argc, char **argv)
            "spread");
     for (int op = 0; op < N_OPS; op++) {
         for (size_t i = 0; i < N_IMPLS; i++)
-            med[i][op] = median_round(rounds[i][op], &spread[i][op]);
+            med[i][op] = bench_median_round(rounds[i][op], ROUNDS, &spread[i][op]);
         print_row(op, impl_names[IMPL_HIREDIS], med[0][op], spread[0][op]);
         print_row(op, impl_names[IMPL_REDKIT], med[1][op], spread[1][op]);
         printf("ratio %s redkit/hiredis = %.2f\n", op_names[op],
-               med[1][op].ops_per_s / med[0][op].ops_per_s);
+               med[1][op].per_s / med[0][op].per_s);
     }
     printf("\ntyped mode (the default: 2-byte type header, %d-byte stored values):\n",
            VALUE_BYTES + 2);
     for (int op = 0; op < N_OPS; op++) {
         print_row(op, impl_names[IMPL_TYPED], med[2][op], spread[2][op]);
         printf("ratio %s redkit-typed/hiredis = %.2f\n", op_names[op],
-               med[2][op].ops_per_s / med[0][op].ops_per_s);
+               med[2][op].per_s / med[0][op].per_s);
     }
 
     cleanup(&b);

@@ -42,6 +42,8 @@
 
 #include <redkit/redkit.h>
 
+#define BENCH_NAME "fault_bench"
+#include "bench_support.h"
 #include "measure.h"
 #include "support/redis_server.h" /* the test fixture, tests/support/ */
 
@@ -843,12 +845,8 @@ out:
 static void server_version(rk_test_server *srv, char *buf, size_t size)
 {
     redisReply *r = rk_test_server_command(srv, "INFO server");
-    const char *v;
 
-    snprintf(buf, size, "?");
-    if (r != NULL && r->type == REDIS_REPLY_STRING &&
-        (v = strstr(r->str, "redis_version:")) != NULL)
-        snprintf(buf, size, "%.*s", (int)strcspn(v + 14, "\r\n"), v + 14);
+    bench_server_version(r, buf, size);
     freeReplyObject(r);
 }
 

@@ -50,8 +50,9 @@
 #include <redkit/redkit.h>
 
 #include "cache.h"  /* src/: the handle's counters */
+#define BENCH_NAME "fetch_bench"
+#include "bench_support.h"
 #include "measure.h"
-#include "url.h"    /* src/: redkit's REDIS_URL parser, for the hiredis side */
 
 #define DEFAULT_OPS 50000
 #define WARMUP_OPS 2000
@@ -75,25 +76,8 @@ typedef struct bench {
     int64_t *lat_ns[N_IMPLS];
 } bench;
 
-typedef struct result {
-    double ops_per_s, p50_us, p99_us;
-} result;
-
 static char value_bytes[VALUE_BYTES];
 static atomic_long computations;
-
-_Noreturn static void die(const char *what, const char *detail)
-{
-    fprintf(stderr, "fetch_bench: %s: %s\n", what, detail);
-    exit(2);
-}
-
-_Noreturn static void die_rk(const char *what, rk_status st)
-{
-    char detail[512];
-    snprintf(detail, sizeof detail, "%s: %s", rk_strerror(st), rk_last_error());
-    die(what, detail);
-}
 
 /* The "database": a constant 100-byte value, instantly. */
 static rk_status compute_value(void *ctx, const char *key, rk_computed *out)
@@ -153,47 +137,18 @@ static int redkit_fetch_stale(bench *b, size_t k)
 
 static const op_fn impl_fns[N_IMPLS] = {hiredis_get, redkit_get, redkit_fetch, redkit_fetch_stale};
 
-/* One round: contenders take turns every BLOCK_OPS reads, the first of each
- * turn rotating, so a slow patch of the machine weighs on all alike. */
-static void measure(bench *b, size_t ops, size_t round, result out[N_IMPLS])
+/* Read n of contender impl, at key n % KEYSPACE. */
+static int read_step(void *ctx, size_t impl, size_t n)
 {
-    int64_t busy_ns[N_IMPLS] = {0};
-    for (size_t i = 0; i < N_IMPLS; i++)
-        for (size_t n = 0; n < WARMUP_OPS; n++)
-            if (impl_fns[i](b, n % KEYSPACE) != 0) exit(2);
-    for (size_t done = 0, turn = round; done < ops; done += BLOCK_OPS, turn++) {
-        size_t end = done + BLOCK_OPS < ops ? done + BLOCK_OPS : ops;
-        for (size_t j = 0; j < N_IMPLS; j++) {
-            size_t i = (j + turn) % N_IMPLS;
-            int64_t start = bench_now_ns(), t0 = start, t1;
-            for (size_t n = done; n < end; n++, t0 = t1) {
-                if (impl_fns[i](b, n % KEYSPACE) != 0) exit(2);
-                t1 = bench_now_ns();
-                b->lat_ns[i][n] = t1 - t0;
-            }
-            busy_ns[i] += t0 - start;
-        }
-    }
-    for (size_t i = 0; i < N_IMPLS; i++) {
-        bench_sort(b->lat_ns[i], ops);
-        out[i].ops_per_s = (double)ops * 1e9 / (double)busy_ns[i];
-        out[i].p50_us = (double)bench_percentile(b->lat_ns[i], ops, 0.50) / 1000.0;
-        out[i].p99_us = (double)bench_percentile(b->lat_ns[i], ops, 0.99) / 1000.0;
-    }
+    return impl_fns[impl](ctx, n % KEYSPACE);
 }
 
-static result median_round(const result *rounds, double *spread)
+/* One round (bench_measure_round()): contenders take turns every BLOCK_OPS
+ * reads, the first of each turn rotating, so a slow patch of the machine
+ * weighs on all alike. */
+static void measure(bench *b, size_t ops, size_t round, bench_result out[N_IMPLS])
 {
-    size_t idx[ROUNDS];
-    for (size_t i = 0; i < ROUNDS; i++) idx[i] = i;
-    for (size_t i = 1; i < ROUNDS; i++)
-        for (size_t j = i; j > 0 && rounds[idx[j]].ops_per_s < rounds[idx[j - 1]].ops_per_s; j--) {
-            size_t t = idx[j];
-            idx[j] = idx[j - 1];
-            idx[j - 1] = t;
-        }
-    *spread = (rounds[idx[ROUNDS - 1]].ops_per_s - rounds[idx[0]].ops_per_s) / rounds[idx[ROUNDS / 2]].ops_per_s;
-    return rounds[idx[ROUNDS / 2]];
+    bench_measure_round(read_step, b, N_IMPLS, WARMUP_OPS, ops, BLOCK_OPS, round, b->lat_ns, out);
 }
 
 /* ---- B: a stampede on a cold key --------------------------------------------- */
@@ -249,7 +204,7 @@ static void run_stampede(bench *b)
         pthread_t t[STAMPEDE_THREADS];
         for (int i = 0; i < STAMPEDE_THREADS; i++) {
             s[i] = (stampede){.cache = b->cache, .start = &start, .key = key};
-            if (pthread_create(&t[i], NULL, stampede_caller, &s[i]) != 0) die("pthread_create", strerror(errno));
+            if (pthread_create(&t[i], NULL, stampede_caller, &s[i]) != 0) bench_die("pthread_create", strerror(errno));
         }
         for (int i = 0; i < STAMPEDE_THREADS; i++) {
             pthread_join(t[i], NULL);
@@ -272,59 +227,19 @@ static void run_stampede(bench *b)
 
 /* ---- set-up -------------------------------------------------------------------- */
 
-static redisContext *hiredis_connect(const char *url)
-{
-    const struct timeval timeout = {1, 0};
-    rk__url u;
-    if (rk__url_parse(url, &u) != RK_OK) die("REDIS_URL", rk_last_error());
-    if (u.tls) die("REDIS_URL", "the hiredis baseline does not speak TLS");
-    redisContext *c = u.unix_path != NULL
-                          ? redisConnectUnixWithTimeout(u.unix_path, timeout)
-                          : redisConnectWithTimeout(u.host != NULL ? u.host : RK_DEFAULT_HOST,
-                                                    u.port != 0 ? u.port : RK_DEFAULT_PORT, timeout);
-    if (c == NULL || c->err) die("hiredis connect", c == NULL ? "out of memory" : c->errstr);
-    redisReply *r = NULL;
-    if (u.password != NULL && u.username != NULL) r = redisCommand(c, "AUTH %s %s", u.username, u.password);
-    else if (u.password != NULL) r = redisCommand(c, "AUTH %s", u.password);
-    if (r != NULL && r->type == REDIS_REPLY_ERROR) die("hiredis AUTH", r->str);
-    freeReplyObject(r);
-    if (u.db != 0) {
-        r = redisCommand(c, "SELECT %d", u.db);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) die("hiredis SELECT", r == NULL ? c->errstr : r->str);
-        freeReplyObject(r);
-    }
-    rk__url_clear(&u);
-    return c;
-}
-
-static size_t parse_ops(const char *text)
-{
-    char *end;
-    errno = 0;
-    unsigned long long n = strtoull(text, &end, 10);
-    if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 || n == 0 || n > 100000000)
-        die("OPS", "expected a number of operations, 1..100000000");
-    return (size_t)n;
-}
-
 static void setup(bench *b, const char *url)
 {
     rk_status st = rk_client_new_url(url, &b->client);
-    if (st != RK_OK) die_rk("rk_client_new", st);
-    if ((st = rk_cache_new(b->client, NULL, &b->cache)) != RK_OK) die_rk("rk_cache_new", st);
-    b->hiredis = hiredis_connect(url);
+    if (st != RK_OK) bench_die_rk("rk_client_new", st);
+    if ((st = rk_cache_new(b->client, NULL, &b->cache)) != RK_OK) bench_die_rk("rk_cache_new", st);
+    b->hiredis = bench_hiredis_connect(url);
     for (size_t i = 0; i < VALUE_BYTES; i++) value_bytes[i] = (char)('a' + i % 26);
     for (size_t k = 0; k < KEYSPACE; k++) {
         char key[32];
-        size_t len;
         snprintf(key, sizeof key, "fetch-bench:%zu", k);
-        st = rk_key_build(b->client, RK_CACHE_DEFAULT_NAMESPACE, key, NULL, 0, &len);
-        if (st != RK_OK && st != RK_ERR_TOO_LARGE) die_rk("rk_key_build", st);
         b->user_key[k] = strdup(key);
-        b->full_key[k] = malloc(len + 1);
-        if (b->user_key[k] == NULL || b->full_key[k] == NULL) die("setup", "out of memory");
-        st = rk_key_build(b->client, RK_CACHE_DEFAULT_NAMESPACE, key, b->full_key[k], len + 1, &b->full_key_len[k]);
-        if (st != RK_OK) die_rk("rk_key_build", st);
+        if (b->user_key[k] == NULL) bench_die("setup", "out of memory");
+        b->full_key[k] = bench_full_key(b->client, key, &b->full_key_len[k]);
         /* Computed once, so that every contender reads the same value. */
         rk_cache_delete(b->cache, key);
         if (redkit_fetch_stale(b, k) != 0) exit(2);
@@ -344,23 +259,20 @@ static void cleanup(bench *b)
     rk_client_free(b->client);
 }
 
-static void print_row(const char *impl, result r, double spread)
+static void print_row(const char *impl, bench_result r, double spread)
 {
-    printf("%-13s %9.0f %8.1f %8.1f %7.0f%%\n", impl, r.ops_per_s, r.p50_us, r.p99_us, spread * 100);
+    printf("%-13s %9.0f %8.1f %8.1f %7.0f%%\n", impl, r.per_s, r.p50_us, r.p99_us, spread * 100);
 }
 
 int main(int argc, char **argv)
 {
     static bench b;
-    static result rounds[N_IMPLS][ROUNDS];
-    const char *url = getenv("REDIS_URL");
-    const char *ops_text = argc > 1 ? argv[1] : getenv("BENCH_OPS");
-    size_t ops = ops_text != NULL && ops_text[0] != '\0' ? parse_ops(ops_text) : DEFAULT_OPS;
+    static bench_result rounds[N_IMPLS][ROUNDS];
+    size_t ops = bench_count(argc, argv, DEFAULT_OPS, "OPS", "operations", 100000000);
+    const char *url = bench_redis_url();
     char *shown = NULL;
 
-    if (url == NULL || url[0] == '\0') die("REDIS_URL", "not set (run it through scripts/with-redis, or `make bench`)");
-    for (size_t i = 0; i < N_IMPLS; i++)
-        if ((b.lat_ns[i] = malloc(ops * sizeof b.lat_ns[i][0])) == NULL) die("setup", "out of memory");
+    bench_alloc_samples(b.lat_ns, N_IMPLS, ops);
     setup(&b, url);
     if (rk_url_redact(url, &shown) != RK_OK) shown = NULL;
     printf("redkit %s fetch bench at %s\n", rk_version(), shown != NULL ? shown : "(unprintable URL)");
@@ -374,23 +286,23 @@ int main(int argc, char **argv)
     long before = atomic_load(&computations);
     uint64_t early_before = atomic_load(&b.cache->counters.early);
     for (size_t round = 0; round < ROUNDS; round++) {
-        result r[N_IMPLS];
+        bench_result r[N_IMPLS];
         measure(&b, ops, round, r);
         for (size_t i = 0; i < N_IMPLS; i++) rounds[i][round] = r[i];
     }
     long during = atomic_load(&computations) - before;
 
-    result med[N_IMPLS];
+    bench_result med[N_IMPLS];
     double spread[N_IMPLS];
     printf("%-13s %9s %8s %8s %8s\n", "impl", "ops/s", "p50_us", "p99_us", "spread");
     for (size_t i = 0; i < N_IMPLS; i++) {
-        med[i] = median_round(rounds[i], &spread[i]);
+        med[i] = bench_median_round(rounds[i], ROUNDS, &spread[i]);
         print_row(impl_names[i], med[i], spread[i]);
     }
-    printf("ratio redkit-get/hiredis   = %.2f\n", med[IMPL_GET].ops_per_s / med[IMPL_HIREDIS].ops_per_s);
-    printf("ratio redkit-fetch/hiredis = %.2f\n", med[IMPL_FETCH].ops_per_s / med[IMPL_HIREDIS].ops_per_s);
-    printf("ratio redkit-fetch/get     = %.2f\n", med[IMPL_FETCH].ops_per_s / med[IMPL_GET].ops_per_s);
-    printf("ratio fetch+stale/fetch    = %.2f\n", med[IMPL_STALE].ops_per_s / med[IMPL_FETCH].ops_per_s);
+    printf("ratio redkit-get/hiredis   = %.2f\n", med[IMPL_GET].per_s / med[IMPL_HIREDIS].per_s);
+    printf("ratio redkit-fetch/hiredis = %.2f\n", med[IMPL_FETCH].per_s / med[IMPL_HIREDIS].per_s);
+    printf("ratio redkit-fetch/get     = %.2f\n", med[IMPL_FETCH].per_s / med[IMPL_GET].per_s);
+    printf("ratio fetch+stale/fetch    = %.2f\n", med[IMPL_STALE].per_s / med[IMPL_FETCH].per_s);
     printf("computations during A: %ld, early refreshes: %llu (both expected 0)\n", during,
            (unsigned long long)(atomic_load(&b.cache->counters.early) - early_before));
 

@@ -960,8 +960,16 @@ static void lead_missing(fetch_call *f, outcome *o)
     }
 }
 
-/* No usable value in Redis: lead the in-process flight, or wait for it. */
-static void on_absent(fetch_call *f, outcome *o)
+/*
+ * No usable value: the first caller for the key in this process leads the
+ * in-process flight, the others wait for its outcome (bounded by the
+ * call's wait). why is NULL when Redis answered: the leader goes through
+ * the Redis lock (lead_missing), and a waiter that gives up asks Redis
+ * once more. Otherwise Redis could not be asked, and why says what failed:
+ * the leader computes without the cache (degraded_compute), and a
+ * waiter's outcome is degraded too.
+ */
+static void lead_or_wait(fetch_call *f, outcome *o, const char *why)
 {
     flight *fl;
     bool leader;
@@ -971,17 +979,19 @@ static void on_absent(fetch_call *f, outcome *o)
         return;
     }
     if (leader) {
-        lead_missing(f, o);
+        if (why) degraded_compute(f, o, why);
+        else lead_missing(f, o);
         flight_finish(f->fs, fl, o);
         return;
     }
     RK__COUNT(f->c, lock_waits, 1);
-    if (!flight_wait(f->fs, fl, f->wait_until_ns, o)) gave_up_waiting(f, o, true);
+    if (!flight_wait(f->fs, fl, f->wait_until_ns, o)) gave_up_waiting(f, o, why == NULL);
     o->waited = true;
+    if (why) o->degraded = true;
 }
 
-/* After a wait that ran out: the value may be there by now; if not,
- * compute it without further waiting. */
+/* No usable value in Redis: lead the in-process flight, or wait for it. */
+static void on_absent(fetch_call *f, outcome *o) { lead_or_wait(f, o, NULL); }
 
 /*
  * A present value that is due for a refresh: early (XFetch) or stale. One
@@ -1049,23 +1059,7 @@ static void on_unreachable(fetch_call *f, rk_status why_st, outcome *o)
 {
     char why[RK__ERRMSG_MAX];
     why_now(why, sizeof why, why_st);
-    if (serve_copy(f, o, why)) return;
-    flight *fl;
-    bool leader;
-    rk_status st = flight_enter(f->fs, f->key, f->klen, true, &fl, &leader);
-    if (st != RK_OK) {
-        outcome_fail(o, st, "");
-        return;
-    }
-    if (leader) {
-        degraded_compute(f, o, why);
-        flight_finish(f->fs, fl, o);
-        return;
-    }
-    RK__COUNT(f->c, lock_waits, 1);
-    if (!flight_wait(f->fs, fl, f->wait_until_ns, o)) gave_up_waiting(f, o, false);
-    o->waited = true;
-    o->degraded = true;
+    if (!serve_copy(f, o, why)) lead_or_wait(f, o, why);
 }
 
 static rk_status check_fetch_options(rk_cache *c, const rk_fetch_options *opts, fetch_call *f)

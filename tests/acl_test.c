@@ -18,6 +18,7 @@
 
 #include <redkit/redkit.h>
 
+#include "support/fixture.h"
 #include "support/redis_server.h"
 
 #define USER "shop"
@@ -58,37 +59,11 @@ static void set_user(const char *name, const char *rules, const char *password)
 
 static int group_setup(void **state)
 {
-    (void)state;
-    server = rk_test_server_start(NULL);
-    if (!server) return -1;
+    if (rk_test_group_setup(state, &(rk_test_group){.server = &server})) return -1;
     port = rk_test_server_port(server);
     set_user(USER, ACL_RULES, PASSWORD);
     set_user(FULL_USER, FULL_ACL_RULES, PASSWORD);
     return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    rk_test_server_stop(server);
-    return 0;
-}
-
-static int flush(void **state)
-{
-    (void)state;
-    redisReply *r = rk_test_server_command(server, "FLUSHALL");
-    if (!r) return -1;
-    freeReplyObject(r);
-    return 0;
-}
-
-static rk_client *new_client(const rk_client_options *o)
-{
-    rk_client *c = NULL;
-    rk_status st = rk_client_new(o, &c);
-    if (st != RK_OK) fail_msg("rk_client_new: %s: %s", rk_strerror(st), rk_last_error());
-    return c;
 }
 
 static void assert_noperm(rk_status st)
@@ -158,7 +133,7 @@ static void test_cache_works_url(void **state)
     (void)state;
     char url[256];
     snprintf(url, sizeof url, "redis://" USER ":" PASSWORD "@127.0.0.1:%d/2?prefix=shop&name=shop-api", port);
-    rk_client *c = new_client(&(rk_client_options){.url = url});
+    rk_client *c = rk_test_client_new(&(rk_client_options){.url = url});
     exercise_cache(c, 2);
 
     /* The connection really is the ACL user's, named as asked. */
@@ -175,7 +150,7 @@ static void test_cache_works_url(void **state)
 static void test_cache_works_options(void **state)
 {
     (void)state;
-    rk_client *c = new_client(&(rk_client_options){
+    rk_client *c = rk_test_client_new(&(rk_client_options){
         .host = "127.0.0.1", .port = port, .username = USER, .password = PASSWORD,
         .key_prefix = "shop", .db = 3, .client_name = "shop-worker"});
     exercise_cache(c, 3);
@@ -184,7 +159,7 @@ static void test_cache_works_options(void **state)
     /* Over the Unix socket, credentials in the URL. */
     char url[512];
     snprintf(url, sizeof url, "unix://" USER ":" PASSWORD "@%s/redis.sock?prefix=shop", rk_test_server_dir(server));
-    c = new_client(&(rk_client_options){.url = url});
+    c = rk_test_client_new(&(rk_client_options){.url = url});
     exercise_cache(c, 0);
     rk_client_free(c);
 }
@@ -200,7 +175,7 @@ static rk_status compute_answer(void *ctx, const char *key, rk_computed *out)
 static void test_whole_cache_under_acl(void **state)
 {
     (void)state;
-    rk_client *c = new_client(&(rk_client_options){
+    rk_client *c = rk_test_client_new(&(rk_client_options){
         .host = "127.0.0.1", .port = port, .username = FULL_USER, .password = PASSWORD, .key_prefix = "shop"});
     rk_cache *cache;
     assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
@@ -265,7 +240,7 @@ static void test_noperm(void **state)
     static const char *const outside[] = {"?prefix=shopx", "?prefix=other", ""};
     for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++) {
         snprintf(url, sizeof url, "redis://" USER ":" PASSWORD "@127.0.0.1:%d%s", port, outside[i]);
-        rk_client *c = new_client(&(rk_client_options){.url = url});
+        rk_client *c = rk_test_client_new(&(rk_client_options){.url = url});
         rk_cache *cache;
         assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
         assert_noperm(rk_cache_set_str(cache, "k", "v", NULL));
@@ -288,7 +263,7 @@ static void test_noperm(void **state)
 
     /* Forbidden commands, and a key outside the pattern, by hand. */
     snprintf(url, sizeof url, "redis://" USER ":" PASSWORD "@127.0.0.1:%d?prefix=shop", port);
-    rk_client *c = new_client(&(rk_client_options){.url = url});
+    rk_client *c = rk_test_client_new(&(rk_client_options){.url = url});
     const char *flushall[] = {"FLUSHALL"};
     const char *keys[] = {"KEYS", "*"};
     const char *other_key[] = {"GET", "other:key"};
@@ -323,11 +298,11 @@ static void test_noperm_does_not_trip_breaker(void **state)
     (void)state;
     char url[256];
     snprintf(url, sizeof url, "redis://" USER ":" PASSWORD "@127.0.0.1:%d?prefix=shop", port);
-    rk_client *c = new_client(&(rk_client_options){.url = url, .breaker_threshold = 2});
+    rk_client *c = rk_test_client_new(&(rk_client_options){.url = url, .breaker_threshold = 2});
     rk_cache *mine, *foreign;
     assert_int_equal(rk_cache_new(c, NULL, &mine), RK_OK);
-    rk_client *outside = new_client(&(rk_client_options){.url = url, .key_prefix = "other",
-                                                         .breaker_threshold = 2});
+    rk_client *outside = rk_test_client_new(&(rk_client_options){.url = url, .key_prefix = "other",
+                                                                 .breaker_threshold = 2});
     assert_int_equal(rk_cache_new(outside, NULL, &foreign), RK_OK);
 
     const char *flushall[] = {"FLUSHALL"};
@@ -360,7 +335,7 @@ static void test_noperm_does_not_trip_breaker(void **state)
 
     /* The control: with the same threshold, transport failures do open
      * the circuit, so the loop above would have noticed. */
-    rk_client *dead = new_client(&(rk_client_options){
+    rk_client *dead = rk_test_client_new(&(rk_client_options){
         .url = "redis://127.0.0.1:1", .breaker_threshold = 2, .reconnect_base_ms = 1,
         .reconnect_max_ms = 1, .connect_timeout_ms = 300});
     for (int i = 0; i < 50 && rk_client_circuit(dead) == RK_CIRCUIT_CLOSED; i++)
@@ -375,7 +350,7 @@ static void test_wrong_password(void **state)
     (void)state;
     char url[256];
     snprintf(url, sizeof url, "redis://" USER ":not-the-password@127.0.0.1:%d?prefix=shop", port);
-    rk_client *c = new_client(&(rk_client_options){.url = url});
+    rk_client *c = rk_test_client_new(&(rk_client_options){.url = url});
     assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
     assert_non_null(strstr(rk_last_error(), "WRONGPASS"));
     assert_null(strstr(rk_last_error(), "not-the-password"));
@@ -387,14 +362,14 @@ static void test_wrong_password(void **state)
     rk_cache_free(cache);
     rk_client_free(c);
 
-    c = new_client(&(rk_client_options){.host = "127.0.0.1", .port = port, .username = USER,
-                                        .password = PASSWORD "x"});
+    c = rk_test_client_new(&(rk_client_options){.host = "127.0.0.1", .port = port, .username = USER,
+                                                .password = PASSWORD "x"});
     assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
     rk_client_free(c);
 
     /* The right password for another user is not enough either. */
-    c = new_client(&(rk_client_options){.host = "127.0.0.1", .port = port, .username = "nobody",
-                                        .password = PASSWORD});
+    c = rk_test_client_new(&(rk_client_options){.host = "127.0.0.1", .port = port, .username = "nobody",
+                                                .password = PASSWORD});
     assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
     rk_client_free(c);
 }
@@ -406,7 +381,7 @@ static void test_user_off(void **state)
     set_user("shop_off", "off resetkeys ~shop:* -@all +@read +ping", PASSWORD);
     char url[256];
     snprintf(url, sizeof url, "redis://shop_off:" PASSWORD "@127.0.0.1:%d", port);
-    rk_client *c = new_client(&(rk_client_options){.url = url});
+    rk_client *c = rk_test_client_new(&(rk_client_options){.url = url});
     assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
     assert_non_null(strstr(rk_last_error(), "WRONGPASS"));
     rk_client_free(c);
@@ -414,11 +389,11 @@ static void test_user_off(void **state)
     /* Switched on, the same client options work; off again, new
      * connections are refused. */
     set_user("shop_off", "on", PASSWORD);
-    c = new_client(&(rk_client_options){.url = url});
+    c = rk_test_client_new(&(rk_client_options){.url = url});
     assert_int_equal(rk_client_ping(c), RK_OK);
     rk_client_free(c);
     set_user("shop_off", "off", PASSWORD);
-    c = new_client(&(rk_client_options){.url = url});
+    c = rk_test_client_new(&(rk_client_options){.url = url});
     assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
     rk_client_free(c);
 }
@@ -433,11 +408,11 @@ static void test_handshake_noperm(void **state)
     set_user("shop_min", "on resetkeys ~shop:* -@all +get +set +unlink +exists +pttl +ping", PASSWORD);
     char url[256];
     snprintf(url, sizeof url, "redis://shop_min:" PASSWORD "@127.0.0.1:%d?prefix=shop", port);
-    rk_client *c = new_client(&(rk_client_options){.url = url});
+    rk_client *c = rk_test_client_new(&(rk_client_options){.url = url});
     assert_int_equal(rk_client_ping(c), RK_OK); /* AUTH needs no permission */
     rk_client_free(c);
 
-    c = new_client(&(rk_client_options){.url = url, .client_name = "named"});
+    c = rk_test_client_new(&(rk_client_options){.url = url, .client_name = "named"});
     assert_noperm(rk_client_ping(c));
     assert_non_null(strstr(rk_last_error(), "CLIENT SETNAME"));
     rk_client_stats stats;
@@ -445,7 +420,7 @@ static void test_handshake_noperm(void **state)
     assert_int_equal(stats.connect_failures, 1);
     rk_client_free(c);
 
-    c = new_client(&(rk_client_options){.url = url, .db = 1});
+    c = rk_test_client_new(&(rk_client_options){.url = url, .db = 1});
     assert_noperm(rk_client_ping(c));
     assert_non_null(strstr(rk_last_error(), "SELECT"));
     rk_client_free(c);
@@ -454,14 +429,14 @@ static void test_handshake_noperm(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_cache_works_url, flush),
-        cmocka_unit_test_setup(test_cache_works_options, flush),
-        cmocka_unit_test_setup(test_whole_cache_under_acl, flush),
-        cmocka_unit_test_setup(test_noperm, flush),
-        cmocka_unit_test_setup(test_noperm_does_not_trip_breaker, flush),
-        cmocka_unit_test_setup(test_wrong_password, flush),
-        cmocka_unit_test_setup(test_user_off, flush),
-        cmocka_unit_test_setup(test_handshake_noperm, flush),
+        cmocka_unit_test_setup(test_cache_works_url, rk_test_group_flush),
+        cmocka_unit_test_setup(test_cache_works_options, rk_test_group_flush),
+        cmocka_unit_test_setup(test_whole_cache_under_acl, rk_test_group_flush),
+        cmocka_unit_test_setup(test_noperm, rk_test_group_flush),
+        cmocka_unit_test_setup(test_noperm_does_not_trip_breaker, rk_test_group_flush),
+        cmocka_unit_test_setup(test_wrong_password, rk_test_group_flush),
+        cmocka_unit_test_setup(test_user_off, rk_test_group_flush),
+        cmocka_unit_test_setup(test_handshake_noperm, rk_test_group_flush),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
 }

@@ -20,63 +20,9 @@
 #include <redkit/redkit.h>
 
 #include "cache.h" /* the counters */
+#include "support/fail_alloc.h"
+#include "support/fixture.h"
 #include "support/redis_server.h"
-
-/* ---- an allocator that fails the Nth allocation when armed ------------- */
-
-typedef union block {
-    max_align_t align;
-    size_t size;
-} block;
-
-static struct {
-    long calls, fail_at; /* fail_at 0 = never */
-    bool hit;
-    long live;           /* blocks handed out and not freed */
-} inj;
-
-static bool fail_now(void)
-{
-    if (inj.fail_at == 0 || ++inj.calls != inj.fail_at) return false;
-    inj.hit = true;
-    return true;
-}
-
-static void *inj_malloc(size_t size, void *user)
-{
-    (void)user;
-    if (fail_now()) return NULL;
-    block *b = malloc(sizeof *b + size);
-    if (!b) return NULL;
-    __atomic_add_fetch(&inj.live, 1, __ATOMIC_RELAXED);
-    return b + 1;
-}
-
-static void *inj_calloc(size_t n, size_t size, void *user)
-{
-    void *p = inj_malloc(n * size, user); /* redkit checks n * size */
-    if (p) memset(p, 0, n * size);
-    return p;
-}
-
-static void *inj_realloc(void *ptr, size_t size, void *user)
-{
-    (void)user;
-    if (!ptr) return inj_malloc(size, user);
-    if (fail_now()) return NULL;
-    block *b = realloc((block *)ptr - 1, sizeof *b + size);
-    return b ? b + 1 : NULL;
-}
-
-static void inj_free(void *ptr, void *user)
-{
-    (void)user;
-    if (!ptr) return;
-    __atomic_sub_fetch(&inj.live, 1, __ATOMIC_RELAXED);
-    free((block *)ptr - 1);
-}
-
-static const rk_allocator hook = {inj_malloc, inj_calloc, inj_realloc, inj_free, NULL};
 
 static rk_test_server *server;
 static rk_client *client;
@@ -84,43 +30,11 @@ static rk_cache *cache;
 
 static int group_setup(void **state)
 {
-    (void)state;
-    server = rk_test_server_start(NULL);
-    if (!server) return -1;
-    rk_client_options o = {.url = rk_test_server_url(server), .key_prefix = "shop"};
-    if (rk_client_new(&o, &client) != RK_OK) return -1;
-    return rk_cache_new(client, NULL, &cache) == RK_OK ? 0 : -1;
+    return rk_test_group_setup(state, &(rk_test_group){.server = &server, .client = &client, .cache = &cache,
+                                                       .client_options = {.key_prefix = "shop"}});
 }
 
-static int group_teardown(void **state)
-{
-    (void)state;
-    rk_cache_free(cache);
-    rk_client_free(client);
-    rk_test_server_stop(server);
-    return 0;
-}
-
-static int flush(void **state)
-{
-    (void)state;
-    redisReply *r = rk_test_server_command(server, "FLUSHALL");
-    if (!r) return -1;
-    freeReplyObject(r);
-    return 0;
-}
-
-static long long server_integer(const char *fmt, const char *arg)
-{
-    redisReply *r = rk_test_server_command(server, fmt, arg);
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-    long long v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
-
-static long long dbsize(void) { return server_integer("DBSIZE%s", ""); }
+static long long dbsize(void) { return rk_test_server_integer(server, "DBSIZE"); }
 
 static uint64_t counter(_Atomic uint64_t *c) { return atomic_load(c); }
 
@@ -269,16 +183,16 @@ static void test_mset_ttl(void **state)
     for (int i = 1; i <= 2; i++) {
         char key[32];
         snprintf(key, sizeof key, "shop:cache:t%d", i);
-        long long pttl = server_integer("PTTL %s", key);
+        long long pttl = rk_test_server_integer(server, "PTTL %s", key);
         assert_true(pttl > 6000 && pttl <= 7000);
     }
     /* No options: the handle's default TTL. */
     assert_int_equal(rk_cache_mset(cache, e, 2, NULL, NULL), RK_OK);
-    long long pttl = server_integer("PTTL %s", "shop:cache:t1");
+    long long pttl = rk_test_server_integer(server, "PTTL %s", "shop:cache:t1");
     assert_true(pttl > 290000 && pttl <= RK_CACHE_DEFAULT_TTL_MS);
     /* Forever only when asked. */
     assert_int_equal(rk_cache_mset(cache, e, 2, &(rk_set_options){.ttl_s = RK_TTL_NONE}, NULL), RK_OK);
-    assert_int_equal(server_integer("PTTL %s", "shop:cache:t2"), -1);
+    assert_int_equal(rk_test_server_integer(server, "PTTL %s", "shop:cache:t2"), -1);
 }
 
 /* Raw mode: the caller's bytes go out as they are, and come back. */
@@ -408,9 +322,9 @@ static void test_mset_per_entry_failures(void **state)
     assert_int_equal(st[2], RK_OK);
     assert_int_equal(st[3], RK_ERR_SERVER);
     assert_non_null(strstr(rk_last_error(), "entries[1]"));
-    assert_int_equal(server_integer("EXISTS %s", "shop:cache:ok1"), 1);
-    assert_int_equal(server_integer("EXISTS %s", "shop:cache:ok2"), 1);
-    assert_int_equal(server_integer("EXISTS %s", "shop:cache:no1"), 0);
+    assert_int_equal(rk_test_server_integer(server, "EXISTS %s", "shop:cache:ok1"), 1);
+    assert_int_equal(rk_test_server_integer(server, "EXISTS %s", "shop:cache:ok2"), 1);
+    assert_int_equal(rk_test_server_integer(server, "EXISTS %s", "shop:cache:no1"), 0);
     assert_int_equal(atomic_load(&k->counters.sets), 2);
 
     /* Tagged, an entry fails with its whole chunk (one script). */
@@ -435,10 +349,8 @@ static void test_server_down(void **state)
     (void)state;
     rk_test_server *gone = rk_test_server_start(NULL);
     assert_non_null(gone);
-    rk_client *c;
-    assert_int_equal(rk_client_new(&(rk_client_options){.url = rk_test_server_url(gone)}, &c), RK_OK);
-    rk_cache *k;
-    assert_int_equal(rk_cache_new(c, NULL, &k), RK_OK);
+    rk_client *c = rk_test_client_new(&(rk_client_options){.url = rk_test_server_url(gone)});
+    rk_cache *k = rk_test_cache_new(c, NULL);
     rk_cache_entry e[] = {{.key = "x", .value = "1", .len = 1}, {.key = "y", .value = "2", .len = 1}};
     assert_int_equal(rk_cache_mset(k, e, 2, NULL, NULL), RK_OK);
     rk_test_server_stop(gone);
@@ -475,8 +387,8 @@ static int nomem_returns; /* RK_ERR_NOMEM returns in one run */
 static bool outcome(rk_status st, rk_status normal, rk_status alt, const char *what)
 {
     if (st == normal || st == alt) return st == normal;
-    if (st == RK_ERR_NOMEM && inj.hit && ++nomem_returns == 1 && *rk_last_error()) return false;
-    fail_msg("N=%ld: %s: %s: %s", inj.fail_at, what, rk_strerror(st), rk_last_error());
+    if (st == RK_ERR_NOMEM && rk_test_fail_hit() && ++nomem_returns == 1 && *rk_last_error()) return false;
+    fail_msg("N=%ld: %s: %s: %s", rk_test_fail_at(), what, rk_strerror(st), rk_last_error());
     return false;
 }
 
@@ -536,15 +448,13 @@ static void test_out_of_memory(void **state)
     snprintf(url, sizeof url, "%s", rk_test_server_url(server));
     long n;
     for (n = 1; n < 5000; n++) {
-        long live = __atomic_load_n(&inj.live, __ATOMIC_RELAXED);
-        inj.calls = 0;
-        inj.hit = false;
-        inj.fail_at = n;
+        long live = rk_test_fail_live();
+        rk_test_fail_arm(n);
         nomem_returns = 0;
         nomem_scenario(url);
-        inj.fail_at = 0;
-        if (__atomic_load_n(&inj.live, __ATOMIC_RELAXED) != live) fail_msg("N=%ld: %ld blocks leaked", n, inj.live - live);
-        if (!inj.hit) break;
+        rk_test_fail_disarm();
+        if (rk_test_fail_live() != live) fail_msg("N=%ld: %ld blocks leaked", n, rk_test_fail_live() - live);
+        if (!rk_test_fail_hit()) break;
     }
     assert_true(n < 5000);
     print_message("out-of-memory walk: %ld allocation points\n", n - 1);
@@ -553,18 +463,18 @@ static void test_out_of_memory(void **state)
 int main(void)
 {
     /* Before any other redkit call, as rk_set_allocator asks. */
-    if (rk_set_allocator(&hook) != RK_OK) return 1;
+    if (rk_set_allocator(&rk_test_fail_allocator) != RK_OK) return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_mget_mixed, flush),
-        cmocka_unit_test_setup(test_thousand_keys, flush),
-        cmocka_unit_test_setup(test_large_and_empty_values, flush),
-        cmocka_unit_test_setup(test_empty_batch, flush),
-        cmocka_unit_test_setup(test_mset_ttl, flush),
-        cmocka_unit_test_setup(test_raw_mode, flush),
-        cmocka_unit_test_setup(test_bad_input_writes_nothing, flush),
-        cmocka_unit_test_setup(test_mset_per_entry_failures, flush),
+        cmocka_unit_test_setup(test_mget_mixed, rk_test_group_flush),
+        cmocka_unit_test_setup(test_thousand_keys, rk_test_group_flush),
+        cmocka_unit_test_setup(test_large_and_empty_values, rk_test_group_flush),
+        cmocka_unit_test_setup(test_empty_batch, rk_test_group_flush),
+        cmocka_unit_test_setup(test_mset_ttl, rk_test_group_flush),
+        cmocka_unit_test_setup(test_raw_mode, rk_test_group_flush),
+        cmocka_unit_test_setup(test_bad_input_writes_nothing, rk_test_group_flush),
+        cmocka_unit_test_setup(test_mset_per_entry_failures, rk_test_group_flush),
         cmocka_unit_test(test_server_down),
-        cmocka_unit_test_setup(test_out_of_memory, flush),
+        cmocka_unit_test_setup(test_out_of_memory, rk_test_group_flush),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
 }

@@ -17,6 +17,7 @@
 #include <redkit/redkit.h>
 
 #include "support/clock.h"
+#include "support/fixture.h"
 #include "support/redis_server.h"
 
 static rk_test_server *server;
@@ -25,41 +26,8 @@ static rk_cache *cache;
 
 static int group_setup(void **state)
 {
-    (void)state;
-    server = rk_test_server_start(NULL);
-    if (!server) return -1;
-    rk_client_options o = {.url = rk_test_server_url(server), .key_prefix = "shop"};
-    if (rk_client_new(&o, &client) != RK_OK) return -1;
-    return rk_cache_new(client, NULL, &cache) == RK_OK ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    rk_cache_free(cache);
-    rk_client_free(client);
-    rk_test_server_stop(server);
-    return 0;
-}
-
-static int flush(void **state)
-{
-    (void)state;
-    redisReply *r = rk_test_server_command(server, "FLUSHALL");
-    if (!r) return -1;
-    freeReplyObject(r);
-    return 0;
-}
-
-/* A server-side integer reply for a check, such as PTTL of a key. */
-static long long server_integer(const char *fmt, const char *key)
-{
-    redisReply *r = rk_test_server_command(server, fmt, key);
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-    long long v = r->integer;
-    freeReplyObject(r);
-    return v;
+    return rk_test_group_setup(state, &(rk_test_group){.server = &server, .client = &client, .cache = &cache,
+                                                       .client_options = {.key_prefix = "shop"}});
 }
 
 /* The seed's example: set with a TTL, get, delete. */
@@ -75,8 +43,8 @@ static void test_seed_example(void **state)
     rk_free(got);
 
     /* The key is namespaced on the server: prefix, then "cache". */
-    assert_int_equal(server_integer("EXISTS %s", "shop:cache:user:123"), 1);
-    assert_int_equal(server_integer("EXISTS %s", "user:123"), 0);
+    assert_int_equal(rk_test_server_integer(server, "EXISTS %s", "shop:cache:user:123"), 1);
+    assert_int_equal(rk_test_server_integer(server, "EXISTS %s", "user:123"), 0);
 
     assert_int_equal(rk_cache_delete(cache, "user:123"), RK_OK);
     got = (char *)"untouched";
@@ -99,13 +67,13 @@ static void test_exists_and_ttl(void **state)
 
     /* Seconds are seconds on the server. */
     assert_int_equal(rk_cache_set_str(cache, "s", "v", &(rk_set_options){.ttl_s = 7}), RK_OK);
-    long long pttl = server_integer("PTTL %s", "shop:cache:s");
+    long long pttl = rk_test_server_integer(server, "PTTL %s", "shop:cache:s");
     assert_true(pttl > 6000 && pttl <= 7000);
 
     /* ttl_ms wins over ttl_s. */
     assert_int_equal(rk_cache_set_str(cache, "both", "v", &(rk_set_options){.ttl_s = 1000, .ttl_ms = 5000}),
                      RK_OK);
-    pttl = server_integer("PTTL %s", "shop:cache:both");
+    pttl = rk_test_server_integer(server, "PTTL %s", "shop:cache:both");
     assert_true(pttl > 0 && pttl <= 5000);
 }
 
@@ -114,12 +82,12 @@ static void test_default_ttl_and_no_expiry(void **state)
     (void)state;
     /* No TTL given: the handle's default (5 minutes) applies. */
     assert_int_equal(rk_cache_set_str(cache, "d", "v", NULL), RK_OK);
-    long long pttl = server_integer("PTTL %s", "shop:cache:d");
+    long long pttl = rk_test_server_integer(server, "PTTL %s", "shop:cache:d");
     assert_true(pttl > 290000 && pttl <= RK_CACHE_DEFAULT_TTL_MS);
 
     /* No expiry only when asked for. */
     assert_int_equal(rk_cache_set_str(cache, "forever", "v", &(rk_set_options){.ttl_s = RK_TTL_NONE}), RK_OK);
-    assert_int_equal(server_integer("PTTL %s", "shop:cache:forever"), -1);
+    assert_int_equal(rk_test_server_integer(server, "PTTL %s", "shop:cache:forever"), -1);
     int64_t ttl = 0;
     assert_int_equal(rk_cache_ttl_ms(cache, "forever", &ttl), RK_OK);
     assert_int_equal(ttl, RK_TTL_NONE);
@@ -129,7 +97,7 @@ static void test_default_ttl_and_no_expiry(void **state)
     assert_int_equal(rk_cache_new(client, &(rk_cache_options){.ns = "short", .default_ttl_ms = 1500}, &c2),
                      RK_OK);
     assert_int_equal(rk_cache_set_str(c2, "d", "v", NULL), RK_OK);
-    pttl = server_integer("PTTL %s", "shop:short:d");
+    pttl = rk_test_server_integer(server, "PTTL %s", "shop:short:d");
     assert_true(pttl > 0 && pttl <= 1500);
     rk_cache_free(c2);
 }
@@ -140,16 +108,16 @@ static void test_ttl_expires(void **state)
 {
     (void)state;
     assert_int_equal(rk_cache_set_str(cache, "brief", "v", &(rk_set_options){.ttl_ms = 150}), RK_OK);
-    long long pttl = server_integer("PTTL %s", "shop:cache:brief");
+    long long pttl = rk_test_server_integer(server, "PTTL %s", "shop:cache:brief");
     assert_true(pttl > 0 && pttl <= 150);
 
     long long exists = 1;
     for (int i = 0; i < 100 && exists; i++) { /* at most ~5 s */
         rk_test_sleep_ms(50);
-        exists = server_integer("EXISTS %s", "shop:cache:brief");
+        exists = rk_test_server_integer(server, "EXISTS %s", "shop:cache:brief");
     }
     assert_int_equal(exists, 0);
-    assert_int_equal(server_integer("PTTL %s", "shop:cache:brief"), -2);
+    assert_int_equal(rk_test_server_integer(server, "PTTL %s", "shop:cache:brief"), -2);
     assert_int_equal(rk_cache_exists(cache, "brief"), RK_MISS);
 }
 
@@ -417,16 +385,16 @@ static void test_server_down(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_seed_example, flush),
-        cmocka_unit_test_setup(test_exists_and_ttl, flush),
-        cmocka_unit_test_setup(test_default_ttl_and_no_expiry, flush),
-        cmocka_unit_test_setup(test_ttl_expires, flush),
-        cmocka_unit_test_setup(test_typed_values, flush),
-        cmocka_unit_test_setup(test_type_mismatch, flush),
-        cmocka_unit_test_setup(test_raw_mode_interop, flush),
-        cmocka_unit_test_setup(test_bad_input, flush),
-        cmocka_unit_test_setup(test_namespaces_are_isolated, flush),
+        cmocka_unit_test_setup(test_seed_example, rk_test_group_flush),
+        cmocka_unit_test_setup(test_exists_and_ttl, rk_test_group_flush),
+        cmocka_unit_test_setup(test_default_ttl_and_no_expiry, rk_test_group_flush),
+        cmocka_unit_test_setup(test_ttl_expires, rk_test_group_flush),
+        cmocka_unit_test_setup(test_typed_values, rk_test_group_flush),
+        cmocka_unit_test_setup(test_type_mismatch, rk_test_group_flush),
+        cmocka_unit_test_setup(test_raw_mode_interop, rk_test_group_flush),
+        cmocka_unit_test_setup(test_bad_input, rk_test_group_flush),
+        cmocka_unit_test_setup(test_namespaces_are_isolated, rk_test_group_flush),
         cmocka_unit_test(test_server_down),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
 }

@@ -17,6 +17,7 @@
 
 #include <redkit/redkit.h>
 
+#include "support/fixture.h"
 #include "support/redis_server.h"
 
 #define SECRET "hunter2-Sekr3t"
@@ -25,16 +26,7 @@ static rk_test_server *server;
 
 static int group_setup(void **state)
 {
-    (void)state;
-    server = rk_test_server_start(NULL);
-    return server ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    rk_test_server_stop(server);
-    return 0;
+    return rk_test_group_setup(state, &(rk_test_group){.server = &server});
 }
 
 static rk_client *connect_url(const char *url)
@@ -510,5 +502,5 @@ int main(void)
         cmocka_unit_test(test_pool_shared_by_threads),
         cmocka_unit_test(test_pool_wait_is_bounded),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
 }

@@ -15,14 +15,16 @@
 
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <redkit/redkit.h>
 
+#include "support/capture.h"
 #include "support/clock.h"
 #include "support/fault_proxy.h"
+#include "support/fixture.h"
+#include "support/loader.h"
 #include "support/redis_server.h"
 
 /* Slack over a call's deadline: scheduling on a loaded 2-core machine and
@@ -33,10 +35,7 @@ static rk_client *new_client(const char *url, const rk_client_options *extra)
 {
     rk_client_options o = extra ? *extra : (rk_client_options){0};
     o.url = url;
-    rk_client *c = NULL;
-    rk_status st = rk_client_new(&o, &c);
-    if (st != RK_OK) fail_msg("rk_client_new: %s", rk_last_error());
-    return c;
+    return rk_test_client_new(&o);
 }
 
 static char *url_for_port(char *buf, size_t cap, int port)
@@ -45,61 +44,7 @@ static char *url_for_port(char *buf, size_t cap, int port)
     return buf;
 }
 
-/* Ping until it works (bounded): the client must recover by itself. */
-static bool recovers(rk_client *c, int within_ms)
-{
-    int64_t end = rk_test_now_ms() + within_ms;
-    while (rk_test_now_ms() < end) {
-        if (rk_client_ping(c) == RK_OK) return true;
-        rk_test_sleep_ms(20);
-    }
-    return false;
-}
-
 /* ---- kill -9 and restart under load ------------------------------------ */
-
-struct loader {
-    rk_cache *cache;
-    int id;
-    atomic_bool *stop;
-    atomic_bool *restarted;
-    int64_t max_call_ms;
-    int unexpected;          /* statuses other than ok/miss/degraded/unavailable/timeout */
-    rk_status unexpected_st;
-    int ok_after_restart;
-    long calls;
-};
-
-static void *load(void *arg)
-{
-    struct loader *l = arg;
-    char key[32], val[100];
-    memset(val, 'v', sizeof val - 1);
-    val[sizeof val - 1] = '\0';
-    for (long i = 0; i < 1000000 && !atomic_load(l->stop); i++) {
-        snprintf(key, sizeof key, "k%d:%ld", l->id, i % 20);
-        int64_t t0 = rk_test_now_ms();
-        rk_status st;
-        if (i % 2) {
-            char *s = NULL;
-            st = rk_cache_get_str(l->cache, key, &s);
-            rk_free(s);
-        } else {
-            st = rk_cache_set_str(l->cache, key, val, &(rk_set_options){.ttl_s = 60});
-        }
-        int64_t took = rk_test_now_ms() - t0;
-        if (took > l->max_call_ms) l->max_call_ms = took;
-        l->calls++;
-        if (st == RK_OK && atomic_load(l->restarted)) l->ok_after_restart++;
-        if (st != RK_OK && st != RK_MISS && st != RK_DEGRADED && st != RK_ERR_UNAVAILABLE &&
-            st != RK_ERR_TIMEOUT) {
-            l->unexpected++;
-            l->unexpected_st = st;
-        }
-        if (st != RK_OK && st != RK_MISS) rk_test_sleep_ms(2); /* a caller backing off a little */
-    }
-    return NULL;
-}
 
 static void test_kill9_and_restart_under_load(void **state)
 {
@@ -113,38 +58,13 @@ static void test_kill9_and_restart_under_load(void **state)
     rk_cache *cache;
     assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
 
-    atomic_bool stop = false, restarted = false;
-    struct loader l[4];
-    pthread_t t[4];
-    for (int i = 0; i < 4; i++) {
-        l[i] = (struct loader){.cache = cache, .id = i, .stop = &stop, .restarted = &restarted};
-        assert_int_equal(pthread_create(&t[i], NULL, load, &l[i]), 0);
-    }
-    rk_test_sleep_ms(300);
-    assert_true(rk_test_server_signal(s, SIGKILL));
-    rk_test_sleep_ms(600);
-    assert_true(rk_test_server_restart(s, NULL));
-    atomic_store(&restarted, true);
-    /* Wait (bounded) until every thread has succeeded after the restart. */
-    for (int waited = 0; waited < 10000; waited += 50) {
-        bool all = true;
-        for (int i = 0; i < 4; i++) all = all && l[i].ok_after_restart > 0;
-        if (all) break;
-        rk_test_sleep_ms(50);
-    }
-    atomic_store(&stop, true);
-    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    char val[100];
+    memset(val, 'v', sizeof val - 1);
+    val[sizeof val - 1] = '\0';
+    /* No call outlives its deadline: command, plus connect if it had to
+     * open a connection. */
+    rk_test_kill_restart_under_load(s, cache, val, command_ms + connect_ms + MARGIN_MS);
 
-    for (int i = 0; i < 4; i++) {
-        if (l[i].unexpected)
-            fail_msg("thread %d: %d unexpected statuses (last %s)", i, l[i].unexpected, rk_strerror(l[i].unexpected_st));
-        assert_true(l[i].calls > 0);
-        assert_true(l[i].ok_after_restart > 0);
-        /* No call outlived its deadline: command, plus connect if it had to
-         * open a connection. */
-        if (l[i].max_call_ms > command_ms + connect_ms + MARGIN_MS)
-            fail_msg("thread %d: a call took %lld ms", i, (long long)l[i].max_call_ms);
-    }
     rk_client_stats st;
     assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
     assert_true(st.disconnects > 0);
@@ -156,40 +76,9 @@ static void test_kill9_and_restart_under_load(void **state)
     rk_test_server_stop(s);
 }
 
-/* ---- events ------------------------------------------------------------- */
-
-#define MAX_EVENTS 256
-
-struct recorder {
-    pthread_mutex_t lock;
-    int n;
-    rk_event ev[MAX_EVENTS];
-};
-
-static void record(const rk_event *e, void *user)
-{
-    struct recorder *r = user;
-    pthread_mutex_lock(&r->lock);
-    if (r->n < MAX_EVENTS) {
-        r->ev[r->n] = *e;
-        r->ev[r->n].message = NULL; /* only valid during the callback */
-        r->n++;
-    }
-    pthread_mutex_unlock(&r->lock);
-}
-
-static int count_events(struct recorder *r, rk_event_type type)
-{
-    int n = 0;
-    pthread_mutex_lock(&r->lock);
-    for (int i = 0; i < r->n; i++) n += r->ev[i].type == type;
-    pthread_mutex_unlock(&r->lock);
-    return n;
-}
-
 /* ---- a paused server or a blackhole: timeouts, then the circuit -------- */
 
-static void check_circuit_cycle(rk_client *c, struct recorder *rec, void (*heal)(void *), void *heal_arg)
+static void check_circuit_cycle(rk_client *c, rk_test_events *rec, void (*heal)(void *), void *heal_arg)
 {
     /* Each call ends by its deadline; three of them open the circuit. */
     for (int i = 0; i < 3; i++) {
@@ -199,7 +88,7 @@ static void check_circuit_cycle(rk_client *c, struct recorder *rec, void (*heal)
         assert_true(rk_test_now_ms() - t0 <= 150 + 150 + MARGIN_MS);
     }
     assert_int_equal(rk_client_circuit(c), RK_CIRCUIT_OPEN);
-    assert_true(count_events(rec, RK_EVENT_CIRCUIT_OPEN) >= 1);
+    assert_true(rk_test_events_count(rec, RK_EVENT_CIRCUIT_OPEN) >= 1);
     /* Open: calls fail fast without the network. */
     rk_client_stats before, after;
     rk_client_stats_get(c, &before);
@@ -213,19 +102,19 @@ static void check_circuit_cycle(rk_client *c, struct recorder *rec, void (*heal)
     assert_int_equal(after.connects, before.connects);
 
     heal(heal_arg);
-    assert_true(recovers(c, 5000));
+    assert_true(rk_test_client_recovers(c, 5000));
     assert_int_equal(rk_client_circuit(c), RK_CIRCUIT_CLOSED);
-    assert_true(count_events(rec, RK_EVENT_CIRCUIT_HALF_OPEN) >= 1);
-    assert_true(count_events(rec, RK_EVENT_CIRCUIT_CLOSED) >= 1);
+    assert_true(rk_test_events_count(rec, RK_EVENT_CIRCUIT_HALF_OPEN) >= 1);
+    assert_true(rk_test_events_count(rec, RK_EVENT_CIRCUIT_CLOSED) >= 1);
 }
 
 /* A client whose circuit opens after three failed 150 ms calls and
  * probes again 200..400 ms later, with its events recorded. */
-static rk_client *circuit_client(const char *url, struct recorder *rec)
+static rk_client *circuit_client(const char *url, rk_test_events *rec)
 {
     return new_client(url, &(rk_client_options){
         .command_timeout_ms = 150, .connect_timeout_ms = 150, .breaker_threshold = 3,
-        .reconnect_base_ms = 200, .reconnect_max_ms = 400, .on_event = record, .event_user = rec});
+        .reconnect_base_ms = 200, .reconnect_max_ms = 400, .on_event = rk_test_events_record, .event_user = rec});
 }
 
 static void sigcont(void *s) { assert_true(rk_test_server_signal(s, SIGCONT)); }
@@ -235,7 +124,7 @@ static void test_sigstop_opens_and_probe_closes_circuit(void **state)
     (void)state;
     rk_test_server *s = rk_test_server_start(NULL);
     assert_non_null(s);
-    struct recorder rec = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    rk_test_events rec = RK_TEST_EVENTS_INIT;
     rk_client *c = circuit_client(rk_test_server_url(s), &rec);
     assert_int_equal(rk_client_ping(c), RK_OK);
     assert_true(rk_test_server_signal(s, SIGSTOP));
@@ -254,7 +143,7 @@ static void test_blackhole_opens_and_probe_closes_circuit(void **state)
     rk_fault_proxy *p = rk_fault_proxy_start(rk_test_server_port(s));
     assert_non_null(p);
     char url[64];
-    struct recorder rec = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    rk_test_events rec = RK_TEST_EVENTS_INIT;
     rk_client *c = circuit_client(url_for_port(url, sizeof url, rk_fault_proxy_port(p)), &rec);
     assert_int_equal(rk_client_ping(c), RK_OK);
     rk_fault_proxy_set(p, RK_FAULT_BLACKHOLE, 0);
@@ -271,12 +160,12 @@ static void test_backoff_grows_jitters_and_resets(void **state)
     (void)state;
     rk_test_server *s = rk_test_server_start(NULL);
     assert_non_null(s);
-    struct recorder rec = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    rk_test_events rec = RK_TEST_EVENTS_INIT;
     /* Breaker off, and a deadline long enough to wait out each delay, so
      * every ping makes exactly one connect attempt. */
     rk_client *c = new_client(rk_test_server_url(s), &(rk_client_options){
         .command_timeout_ms = 3000, .connect_timeout_ms = 200, .breaker_threshold = -1,
-        .reconnect_base_ms = 10, .reconnect_max_ms = 80, .on_event = record, .event_user = &rec});
+        .reconnect_base_ms = 10, .reconnect_max_ms = 80, .on_event = rk_test_events_record, .event_user = &rec});
     assert_int_equal(rk_client_ping(c), RK_OK);
     assert_true(rk_test_server_signal(s, SIGKILL));
 
@@ -306,8 +195,8 @@ static void test_backoff_grows_jitters_and_resets(void **state)
 
     /* Back up: it reconnects, and the schedule starts again from the base. */
     assert_true(rk_test_server_restart(s, NULL));
-    assert_true(recovers(c, 5000));
-    assert_true(count_events(&rec, RK_EVENT_CONNECTED) >= 1);
+    assert_true(rk_test_client_recovers(c, 5000));
+    assert_true(rk_test_events_count(&rec, RK_EVENT_CONNECTED) >= 1);
     int before = rec.n;
     assert_true(rk_test_server_signal(s, SIGKILL));
     assert_int_equal(rk_client_ping(c), RK_ERR_UNAVAILABLE);
@@ -337,16 +226,6 @@ static long long server_counter(rk_test_server *s)
     return v;
 }
 
-static long long set_calls(rk_test_server *s)
-{
-    redisReply *r = rk_test_server_command(s, "INFO commandstats");
-    assert_non_null(r);
-    const char *p = strstr(r->str, "cmdstat_set:calls=");
-    long long v = p ? atoll(p + strlen("cmdstat_set:calls=")) : 0;
-    freeReplyObject(r);
-    return v;
-}
-
 static void test_timed_out_write_is_not_resent(void **state)
 {
     (void)state;
@@ -369,14 +248,14 @@ static void test_timed_out_write_is_not_resent(void **state)
 
     /* The delayed commands do arrive, once each. */
     for (int i = 0; i < 60 && server_counter(s) == 0; i++) rk_test_sleep_ms(50);
-    for (int i = 0; i < 60 && set_calls(s) == 0; i++) rk_test_sleep_ms(50);
+    for (int i = 0; i < 60 && rk_test_server_command_calls(s, "set") == 0; i++) rk_test_sleep_ms(50);
     rk_test_sleep_ms(500);
     assert_int_equal(server_counter(s), 1);
-    assert_int_equal(set_calls(s), 1);
+    assert_int_equal(rk_test_server_command_calls(s, "set"), 1);
 
     /* And the client carries on once the network is fast again. */
     rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
-    assert_true(recovers(c, 3000));
+    assert_true(rk_test_client_recovers(c, 3000));
     assert_int_equal(rk_client_command(c, 2, incr, NULL, &r), RK_OK);
     assert_int_equal(r->integer, 2);
     rk_reply_free(r);
@@ -411,10 +290,8 @@ static void test_sliced_resets_and_truncated_replies(void **state)
 
     /* Every reply arrives one byte at a time: still parsed whole. */
     rk_fault_proxy_set(p, RK_FAULT_SLICE, 0);
+    rk_test_assert_cached(cache, "big", big);
     char *got = NULL;
-    assert_int_equal(rk_cache_get_str(cache, "big", &got), RK_OK);
-    assert_string_equal(got, big);
-    rk_free(got);
     const char *hgetall[] = {"HGETALL", "h"};
     assert_int_equal(rk_client_command(c, 2, hgetall, NULL, &r), RK_OK);
     assert_int_equal(r->elements, 8);
@@ -426,7 +303,7 @@ static void test_sliced_resets_and_truncated_replies(void **state)
     const char *get[] = {"GET", "cache:big"};
     assert_int_equal(rk_client_command(c, 2, get, NULL, &r), RK_ERR_UNAVAILABLE);
     rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
-    assert_true(recovers(c, 3000));
+    assert_true(rk_test_client_recovers(c, 3000));
 
     /* The reply is cut short: an error, never a half value. */
     rk_fault_proxy_set(p, RK_FAULT_CLOSE_AFTER, 10);
@@ -437,10 +314,8 @@ static void test_sliced_resets_and_truncated_replies(void **state)
     assert_int_equal(rk_cache_get_str(cache, "big", &got), RK_DEGRADED);
     assert_null(got);
     rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
-    assert_true(recovers(c, 3000));
-    assert_int_equal(rk_cache_get_str(cache, "big", &got), RK_OK);
-    assert_string_equal(got, big);
-    rk_free(got);
+    assert_true(rk_test_client_recovers(c, 3000));
+    rk_test_assert_cached(cache, "big", big);
     rk_cache_free(cache);
     rk_client_free(c);
     rk_fault_proxy_stop(p);
@@ -470,7 +345,7 @@ static void test_restart_with_new_password(void **state)
     assert_int_equal(st, RK_ERR_AUTH);
     assert_null(strstr(rk_last_error(), "first-pass"));
     assert_true(rk_test_server_restart(s, first));
-    assert_true(recovers(c, 5000));
+    assert_true(rk_test_client_recovers(c, 5000));
     rk_client_free(c);
     rk_test_server_stop(s);
 }
@@ -500,7 +375,7 @@ static void test_busy_server(void **state)
     assert_int_equal(rk_client_ping(c), RK_ERR_TIMEOUT);
     assert_true(rk_test_now_ms() - t0 <= 150 + MARGIN_MS);
     pthread_join(t, NULL);
-    assert_true(recovers(c, 3000));
+    assert_true(rk_test_client_recovers(c, 3000));
 
     redisReply *r = rk_test_server_command(s, "CLIENT PAUSE 600");
     assert_non_null(r);
@@ -510,40 +385,12 @@ static void test_busy_server(void **state)
     rk_reply *reply = NULL;
     assert_int_equal(rk_client_command(c, 3, set, NULL, &reply), RK_ERR_TIMEOUT);
     assert_true(rk_test_now_ms() - t0 <= 150 + 150 + MARGIN_MS);
-    assert_true(recovers(c, 3000));
+    assert_true(rk_test_client_recovers(c, 3000));
     rk_client_free(c);
     rk_test_server_stop(s);
 }
 
 /* ---- idle connections and the log ------------------------------------- */
-
-static long long command_calls(rk_test_server *s, const char *name)
-{
-    redisReply *r = rk_test_server_command(s, "INFO commandstats");
-    assert_non_null(r);
-    char field[64];
-    snprintf(field, sizeof field, "cmdstat_%s:calls=", name);
-    const char *p = strstr(r->str, field);
-    long long v = p ? atoll(p + strlen(field)) : 0;
-    freeReplyObject(r);
-    return v;
-}
-
-struct log_capture {
-    pthread_mutex_t lock;
-    char text[16384];
-    int lines;
-};
-
-static void capture(rk_log_level level, const char *message, void *user)
-{
-    struct log_capture *l = user;
-    pthread_mutex_lock(&l->lock);
-    size_t n = strlen(l->text);
-    snprintf(l->text + n, sizeof l->text - n, "%d %s\n", (int)level, message);
-    l->lines++;
-    pthread_mutex_unlock(&l->lock);
-}
 
 static void test_idle_ping_and_log(void **state)
 {
@@ -554,30 +401,30 @@ static void test_idle_ping_and_log(void **state)
     rk_test_server_set_admin_password(s, "Log-Secret-99");
     char url[128];
     snprintf(url, sizeof url, "redis://:Log-Secret-99@127.0.0.1:%d", rk_test_server_port(s));
-    struct log_capture log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    rk_test_log log = RK_TEST_LOG_INIT;
     rk_client *c = new_client(url, &(rk_client_options){
         .idle_ping_ms = 50, .command_timeout_ms = 300, .reconnect_base_ms = 10, .reconnect_max_ms = 50,
-        .log = capture, .log_user = &log, .log_level = RK_LOG_DEBUG});
+        .log = rk_test_log_capture, .log_user = &log, .log_level = RK_LOG_DEBUG});
     rk_cache *cache;
     assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
     assert_int_equal(rk_cache_set_str(cache, "k", "v", NULL), RK_OK);
-    long long pings = command_calls(s, "ping");
+    long long pings = rk_test_server_command_calls(s, "ping");
     /* Used again at once: no PING. Idle past idle_ping_ms: one PING first. */
     char *v = NULL;
     assert_int_equal(rk_cache_get_str(cache, "k", &v), RK_OK);
     rk_free(v);
-    assert_int_equal(command_calls(s, "ping"), pings);
+    assert_int_equal(rk_test_server_command_calls(s, "ping"), pings);
     rk_test_sleep_ms(120);
     assert_int_equal(rk_cache_get_str(cache, "k", &v), RK_OK);
     rk_free(v);
-    assert_int_equal(command_calls(s, "ping"), pings + 1);
+    assert_int_equal(rk_test_server_command_calls(s, "ping"), pings + 1);
 
     /* Through a kill and a restart, the log tells the story without the
      * password. */
     assert_true(rk_test_server_signal(s, SIGKILL));
     assert_int_equal(rk_cache_get_str(cache, "k", &v), RK_DEGRADED);
     assert_true(rk_test_server_restart(s, NULL));
-    assert_true(recovers(c, 5000));
+    assert_true(rk_test_client_recovers(c, 5000));
     pthread_mutex_lock(&log.lock);
     assert_true(log.lines >= 3);
     assert_non_null(strstr(log.text, "connection closed"));

@@ -36,6 +36,7 @@
 #include "error.h" /* src/: rk__fail, for the callbacks' messages */
 #include "value.h" /* src/: a hand-made META block */
 #include "support/clock.h"
+#include "support/fixture.h"
 #include "support/redis_server.h"
 
 static rk_test_server *server;
@@ -46,67 +47,8 @@ static rk_client *client;
 
 static int group_setup(void **state)
 {
-    (void)state;
-    server = rk_test_server_start(NULL);
-    if (!server) return -1;
-    rk_client_options o = {.url = rk_test_server_url(server), .key_prefix = PREFIX, .pool_size = 8};
-    return rk_client_new(&o, &client) == RK_OK ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    rk_client_free(client);
-    rk_test_server_stop(server);
-    return 0;
-}
-
-static int flush(void **state)
-{
-    (void)state;
-    redisReply *r = rk_test_server_command(server, "FLUSHALL");
-    if (!r) return -1;
-    freeReplyObject(r);
-    return 0;
-}
-
-static rk_cache *new_cache(rk_client *c, const rk_cache_options *o)
-{
-    rk_cache *cache = NULL;
-    rk_status st = rk_cache_new(c, o, &cache);
-    if (st != RK_OK) fail_msg("rk_cache_new: %s", rk_last_error());
-    return cache;
-}
-
-static long long server_integer(rk_test_server *s, const char *fmt, const char *key)
-{
-    redisReply *r = rk_test_server_command(s, fmt, key);
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-    long long v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
-
-/* How many times the server ran cmd (lower case) since CONFIG RESETSTAT. */
-static long long command_calls(rk_test_server *s, const char *cmd)
-{
-    redisReply *r = rk_test_server_command(s, "INFO commandstats");
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_STRING);
-    char needle[64];
-    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", cmd);
-    const char *at = strstr(r->str, needle);
-    long long n = at ? atoll(at + strlen(needle)) : 0;
-    freeReplyObject(r);
-    return n;
-}
-
-static void reset_stats(rk_test_server *s)
-{
-    redisReply *r = rk_test_server_command(s, "CONFIG RESETSTAT");
-    assert_non_null(r);
-    freeReplyObject(r);
+    return rk_test_group_setup(state, &(rk_test_group){.server = &server, .client = &client,
+                                                       .client_options = {.key_prefix = PREFIX, .pool_size = 8}});
 }
 
 /* ---- compute callbacks ---------------------------------------------------- */
@@ -188,7 +130,7 @@ static void fetch_expect(rk_cache *c, const char *key, job *j, const rk_fetch_op
 static void test_miss_then_hit(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, NULL);
+    rk_cache *c = rk_test_cache_new(client, NULL);
     job j = {.value = "{\"id\":7}"};
     rk_fetch_options o = {.ttl_ms = 60000, .stale_ms = 30000};
     rk_fetch_info info;
@@ -209,10 +151,10 @@ static void test_miss_then_hit(void **state)
     rk_free(v);
 
     /* The Redis TTL is the fresh TTL plus the stale window. */
-    long long pttl = server_integer(server, "PTTL %s", PREFIX ":cache:user:7");
+    long long pttl = rk_test_server_integer(server, "PTTL %s", PREFIX ":cache:user:7");
     assert_true(pttl > 60000 && pttl <= 90000);
     /* The lock was released. */
-    assert_int_equal(server_integer(server, "EXISTS %s", PREFIX ":cache#lock:user:7"), 0);
+    assert_int_equal(rk_test_server_integer(server, "EXISTS %s", PREFIX ":cache#lock:user:7"), 0);
 
     assert_int_equal(COUNTER(c, computations), 1);
     assert_int_equal(COUNTER(c, misses), 1);
@@ -232,21 +174,21 @@ static void test_miss_then_hit(void **state)
 static void test_compute_miss_and_empty_answers(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, NULL);
+    rk_cache *c = rk_test_cache_new(client, NULL);
     char *got = (char *)"untouched";
 
     /* RK_MISS from compute: nothing cached, RK_MISS returned. */
     job none = {.status = RK_MISS};
     assert_int_equal(fetch(c, "nobody", &none, NULL, &got, NULL), RK_MISS);
     assert_null(got);
-    assert_int_equal(server_integer(server, "EXISTS %s", PREFIX ":cache:nobody"), 0);
+    assert_int_equal(rk_test_server_integer(server, "EXISTS %s", PREFIX ":cache:nobody"), 0);
     assert_int_equal(COUNTER(c, compute_errors), 0);
 
     /* RK_OK without a value is a bug in the callback, said clearly. */
     job empty = {.set_nothing = true};
     assert_int_equal(fetch(c, "k", &empty, NULL, &got, NULL), RK_ERR_INVALID);
     assert_non_null(strstr(rk_last_error(), "rk_computed_set"));
-    assert_int_equal(server_integer(server, "EXISTS %s", PREFIX ":cache:k"), 0);
+    assert_int_equal(rk_test_server_integer(server, "EXISTS %s", PREFIX ":cache:k"), 0);
 
     /* An empty value is a value. */
     job blank = {.value = ""};
@@ -257,7 +199,7 @@ static void test_compute_miss_and_empty_answers(void **state)
     /* Per-value TTL from the callback. */
     job short_lived = {.value = "x", .ttl_ms = 5000};
     fetch_expect(c, "short", &short_lived, &(rk_fetch_options){.ttl_ms = 600000}, "x", NULL);
-    long long pttl = server_integer(server, "PTTL %s", PREFIX ":cache:short");
+    long long pttl = rk_test_server_integer(server, "PTTL %s", PREFIX ":cache:short");
     assert_true(pttl > 0 && pttl <= 5000);
 
     /* A key holding a number is not recomputed over. */
@@ -271,7 +213,7 @@ static void test_compute_miss_and_empty_answers(void **state)
 static void test_bad_input(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, NULL);
+    rk_cache *c = rk_test_cache_new(client, NULL);
     job j = {.value = "v"};
     void *v = (void *)"untouched";
     size_t n = 5;
@@ -335,7 +277,7 @@ static rk_status bad_setter(void *ctx, const char *key, rk_computed *out)
 static void test_computed_set_checks(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, &(rk_cache_options){.max_value_bytes = 8});
+    rk_cache *c = rk_test_cache_new(client, &(rk_cache_options){.max_value_bytes = 8});
     rk_status seen[5];
     void *v;
     size_t n;
@@ -348,7 +290,7 @@ static void test_computed_set_checks(void **state)
     assert_int_equal(n, 2);
     assert_memory_equal(v, "ok", 2);
     rk_free(v);
-    assert_int_equal(server_integer(server, "PTTL %s", PREFIX ":cache:k"), -1); /* RK_TTL_NONE */
+    assert_int_equal(rk_test_server_integer(server, "PTTL %s", PREFIX ":cache:k"), -1); /* RK_TTL_NONE */
     rk_cache_free(c);
 }
 
@@ -400,9 +342,9 @@ static void run_callers(caller *cl, int n, void *(*fn)(void *))
 static void test_single_flight_16_threads(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, NULL);
+    rk_cache *c = rk_test_cache_new(client, NULL);
     job j = {.value = "computed-once", .sleep_ms = 100};
-    reset_stats(server);
+    rk_test_server_ok(server, "CONFIG RESETSTAT");
     caller cl[16];
     for (int i = 0; i < 16; i++)
         cl[i] = (caller){.cache = c, .job = &j, .key = "cold", .opts = {.ttl_ms = 60000}};
@@ -427,9 +369,9 @@ static void test_single_flight_16_threads(void **state)
     /* The waiters waited in this process: only the leader went for the
      * Redis lock (SET NX), stored the value (SET) and released the lock
      * (EVALSHA, and EVAL if the server did not know the script yet). */
-    assert_int_equal(command_calls(server, "set"), 2);
-    assert_int_equal(command_calls(server, "evalsha"), 1);
-    assert_true(command_calls(server, "eval") <= 1);
+    assert_int_equal(rk_test_server_command_calls(server, "set"), 2);
+    assert_int_equal(rk_test_server_command_calls(server, "evalsha"), 1);
+    assert_true(rk_test_server_command_calls(server, "eval") <= 1);
     rk_cache_free(c);
 }
 
@@ -437,7 +379,7 @@ static void test_single_flight_16_threads(void **state)
 static void test_single_flight_shares_errors(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, NULL);
+    rk_cache *c = rk_test_cache_new(client, NULL);
     job j = {.status = RK_ERR_SERVER, .sleep_ms = 100};
     caller cl[8];
     for (int i = 0; i < 8; i++) cl[i] = (caller){.cache = c, .job = &j, .key = "failing"};
@@ -460,7 +402,7 @@ static void test_single_flight_shares_errors(void **state)
 static void test_inprocess_wait_is_bounded(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, &(rk_cache_options){.lock_ms = 200});
+    rk_cache *c = rk_test_cache_new(client, &(rk_cache_options){.lock_ms = 200});
     job j = {.value = "slow", .sleep_ms = 600};
     caller cl[4];
     for (int i = 0; i < 4; i++) cl[i] = (caller){.cache = c, .job = &j, .key = "slow"};
@@ -503,7 +445,7 @@ static rk_status recursive(void *ctx, const char *key, rk_computed *out)
 static void test_fetch_from_own_callback(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, NULL);
+    rk_cache *c = rk_test_cache_new(client, NULL);
     void *v = NULL;
     size_t n;
     assert_int_equal(rk_cache_fetch(c, "self", recursive, c, NULL, &v, &n, NULL), RK_OK);
@@ -613,7 +555,7 @@ static void set_lock(const char *key, const char *token, int px)
 static void test_lock_held_elsewhere_expires(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, &(rk_cache_options){.lock_ms = 5000});
+    rk_cache *c = rk_test_cache_new(client, &(rk_cache_options){.lock_ms = 5000});
     const char *lock = PREFIX ":cache#lock:report";
     set_lock(lock, "other", 300); /* "another process" computing, then dying */
     job j = {.value = "mine", .lock_server = server, .lock_key = lock};
@@ -628,7 +570,7 @@ static void test_lock_held_elsewhere_expires(void **state)
     assert_true(j.lock_is_ours);
     assert_true(j.lock_pttl > 0 && j.lock_pttl <= 5000);
     /* ... and it is gone now. */
-    assert_int_equal(server_integer(server, "EXISTS %s", lock), 0);
+    assert_int_equal(rk_test_server_integer(server, "EXISTS %s", lock), 0);
     rk_cache_free(c);
 }
 
@@ -651,7 +593,7 @@ static void *other_process(void *arg)
 static void test_lock_holder_stores_value(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, NULL);
+    rk_cache *c = rk_test_cache_new(client, NULL);
     set_lock(PREFIX ":cache#lock:page", "other", 10000);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, other_process, NULL), 0);
@@ -669,7 +611,7 @@ static void test_lock_holder_stores_value(void **state)
 static void test_lock_wait_is_bounded(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, &(rk_cache_options){.lock_ms = 300});
+    rk_cache *c = rk_test_cache_new(client, &(rk_cache_options){.lock_ms = 300});
     set_lock(PREFIX ":cache#lock:stuck", "other", 60000);
     job j = {.value = "anyway"};
     rk_fetch_info info;
@@ -689,7 +631,7 @@ static void test_lock_wait_is_bounded(void **state)
 static void test_unlock_is_compare_and_delete(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, &(rk_cache_options){.lock_ms = 200});
+    rk_cache *c = rk_test_cache_new(client, &(rk_cache_options){.lock_ms = 200});
     const char *lock = PREFIX ":cache#lock:slow";
     job j = {.value = "slow", .sleep_ms = 400, .lock_server = server, .lock_key = lock, .intruder = "intruder"};
     fetch_expect(c, "slow", &j, NULL, "slow", NULL);
@@ -757,7 +699,7 @@ static void *read_hot(void *arg)
 static void test_xfetch_hot_key(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, NULL);
+    rk_cache *c = rk_test_cache_new(client, NULL);
     job j = {.value = "hot-value", .sleep_ms = 30};
     rk_fetch_info info;
     fetch_expect(c, "hot", &j, &(rk_fetch_options){.ttl_ms = 300, .stale_ms = 2000}, "hot-value", &info);
@@ -801,7 +743,7 @@ static void test_xfetch_hot_key(void **state)
 static void test_xfetch_off(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, NULL);
+    rk_cache *c = rk_test_cache_new(client, NULL);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     rk__value_meta meta = {.expires_at_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 + 60000,
@@ -845,7 +787,7 @@ static void let_expire(int ttl_ms) { rk_test_sleep_ms(ttl_ms + 50); }
 static void test_failing_compute_serves_stale(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, NULL);
+    rk_cache *c = rk_test_cache_new(client, NULL);
     rk_fetch_options o = {.ttl_ms = 100, .stale_ms = 60000, .beta = -1};
     job good = {.value = "old"};
     fetch_expect(c, "k", &good, &o, "old", NULL);
@@ -863,7 +805,7 @@ static void test_failing_compute_serves_stale(void **state)
     assert_int_equal(COUNTER(c, stale), 1);
     assert_int_equal(COUNTER(c, errors[RK_ERR_SERVER]), 0); /* served: not an error of the call */
     /* The stale value stays until a computation succeeds. */
-    assert_int_equal(server_integer(server, "EXISTS %s", PREFIX ":cache:k"), 1);
+    assert_int_equal(rk_test_server_integer(server, "EXISTS %s", PREFIX ":cache:k"), 1);
     fetch_expect(c, "k", &good, &o, "old", &info); /* recomputed: same text, fresh now */
     assert_true(info.computed);
     assert_false(info.stale);
@@ -886,7 +828,7 @@ static void test_failing_compute_serves_stale(void **state)
 static void test_stale_while_revalidate(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, NULL);
+    rk_cache *c = rk_test_cache_new(client, NULL);
     rk_fetch_options o = {.ttl_ms = 100, .stale_ms = 60000, .beta = -1};
     job first = {.value = "v1"};
     fetch_expect(c, "k", &first, &o, "v1", NULL);
@@ -930,7 +872,7 @@ static void test_redis_down(void **state)
                                                         .connect_timeout_ms = 200, .pool_size = 8},
                                    &dc),
                      RK_OK);
-    rk_cache *c = new_cache(dc, &(rk_cache_options){.local_copies = 3});
+    rk_cache *c = rk_test_cache_new(dc, &(rk_cache_options){.local_copies = 3});
     rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
     rk_fetch_options brief = {.ttl_ms = 100, .stale_ms = 60000};
     job j = {.value = "first"};
@@ -1020,7 +962,7 @@ static void test_redis_paused(void **state)
                                                         .connect_timeout_ms = 150, .breaker_threshold = 100},
                                    &dc),
                      RK_OK);
-    rk_cache *c = new_cache(dc, NULL);
+    rk_cache *c = rk_test_cache_new(dc, NULL);
     rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
     job j = {.value = "before"};
     fetch_expect(c, "k", &j, &keep, "before", NULL);
@@ -1052,7 +994,7 @@ static void test_redis_paused(void **state)
 static void test_raw_mode(void **state)
 {
     (void)state;
-    rk_cache *c = new_cache(client, &(rk_cache_options){.ns = "rawns", .raw = true});
+    rk_cache *c = rk_test_cache_new(client, &(rk_cache_options){.ns = "rawns", .raw = true});
     job j = {.value = "plain bytes", .sleep_ms = 100};
     caller cl[8];
     for (int i = 0; i < 8; i++)
@@ -1068,7 +1010,7 @@ static void test_raw_mode(void **state)
     assert_non_null(r);
     assert_string_equal(r->str, "plain bytes");
     freeReplyObject(r);
-    long long pttl = server_integer(server, "PTTL %s", PREFIX ":rawns:r");
+    long long pttl = rk_test_server_integer(server, "PTTL %s", PREFIX ":rawns:r");
     assert_true(pttl > 0 && pttl <= 60000);
     rk_cache_free(c);
 }
@@ -1077,26 +1019,26 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_xfetch_formula),
-        cmocka_unit_test_setup(test_miss_then_hit, flush),
-        cmocka_unit_test_setup(test_compute_miss_and_empty_answers, flush),
-        cmocka_unit_test_setup(test_bad_input, flush),
-        cmocka_unit_test_setup(test_computed_set_checks, flush),
-        cmocka_unit_test_setup(test_single_flight_16_threads, flush),
-        cmocka_unit_test_setup(test_single_flight_shares_errors, flush),
-        cmocka_unit_test_setup(test_inprocess_wait_is_bounded, flush),
-        cmocka_unit_test_setup(test_fetch_from_own_callback, flush),
-        cmocka_unit_test_setup(test_two_processes, flush),
-        cmocka_unit_test_setup(test_lock_held_elsewhere_expires, flush),
-        cmocka_unit_test_setup(test_lock_holder_stores_value, flush),
-        cmocka_unit_test_setup(test_lock_wait_is_bounded, flush),
-        cmocka_unit_test_setup(test_unlock_is_compare_and_delete, flush),
-        cmocka_unit_test_setup(test_xfetch_hot_key, flush),
-        cmocka_unit_test_setup(test_xfetch_off, flush),
-        cmocka_unit_test_setup(test_failing_compute_serves_stale, flush),
-        cmocka_unit_test_setup(test_stale_while_revalidate, flush),
-        cmocka_unit_test_setup(test_raw_mode, flush),
+        cmocka_unit_test_setup(test_miss_then_hit, rk_test_group_flush),
+        cmocka_unit_test_setup(test_compute_miss_and_empty_answers, rk_test_group_flush),
+        cmocka_unit_test_setup(test_bad_input, rk_test_group_flush),
+        cmocka_unit_test_setup(test_computed_set_checks, rk_test_group_flush),
+        cmocka_unit_test_setup(test_single_flight_16_threads, rk_test_group_flush),
+        cmocka_unit_test_setup(test_single_flight_shares_errors, rk_test_group_flush),
+        cmocka_unit_test_setup(test_inprocess_wait_is_bounded, rk_test_group_flush),
+        cmocka_unit_test_setup(test_fetch_from_own_callback, rk_test_group_flush),
+        cmocka_unit_test_setup(test_two_processes, rk_test_group_flush),
+        cmocka_unit_test_setup(test_lock_held_elsewhere_expires, rk_test_group_flush),
+        cmocka_unit_test_setup(test_lock_holder_stores_value, rk_test_group_flush),
+        cmocka_unit_test_setup(test_lock_wait_is_bounded, rk_test_group_flush),
+        cmocka_unit_test_setup(test_unlock_is_compare_and_delete, rk_test_group_flush),
+        cmocka_unit_test_setup(test_xfetch_hot_key, rk_test_group_flush),
+        cmocka_unit_test_setup(test_xfetch_off, rk_test_group_flush),
+        cmocka_unit_test_setup(test_failing_compute_serves_stale, rk_test_group_flush),
+        cmocka_unit_test_setup(test_stale_while_revalidate, rk_test_group_flush),
+        cmocka_unit_test_setup(test_raw_mode, rk_test_group_flush),
         cmocka_unit_test(test_redis_down),
         cmocka_unit_test(test_redis_paused),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
 }

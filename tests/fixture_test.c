@@ -1,9 +1,9 @@
 /*
  * fixture_test.c — tests of the test fixture itself (tests/support/
- * redis_server.c). Every integration and fault test relies on it starting,
- * pausing, killing and restarting a real redis-server exactly as asked, so
- * it is checked on its own first: a fixture bug must not look like a
- * library bug.
+ * redis_server.c, and the group fixture and server checks of fixture.c).
+ * Every integration and fault test relies on it starting, pausing, killing
+ * and restarting a real redis-server exactly as asked, so it is checked on
+ * its own first: a fixture bug must not look like a library bug.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "clock.h"
+#include "fixture.h"
 #include "redis_server.h"
 
 /* PING through the admin helper; true on +PONG. */
@@ -221,6 +222,65 @@ static void test_cli_helper(void **state)
     assert_string_equal(small, "hel");
 }
 
+/* The handles a program using the group fixture keeps. */
+static rk_test_server *g_server;
+static rk_client *g_client;
+static rk_cache *g_cache;
+
+/* rk_test_group_setup() fills them, with the client on the server and the
+ * options asked for; the server checks see what the client wrote;
+ * rk_test_group_flush() empties the server; rk_test_group_teardown() frees
+ * and clears everything. */
+static void test_group_fixture_and_server_checks(void **state)
+{
+    (void)state;
+    void *group = NULL;
+    assert_int_equal(rk_test_group_setup(&group, &(rk_test_group){.server = &g_server, .client = &g_client,
+                                                                   .client_options = {.key_prefix = "fx"},
+                                                                   .cache = &g_cache}),
+                     0);
+    assert_non_null(group);
+    assert_non_null(g_server);
+    assert_non_null(g_client);
+    assert_non_null(g_cache);
+
+    long long sets = rk_test_server_command_calls(g_server, "set");
+    assert_int_equal(rk_cache_set_str(g_cache, "k", "v", NULL), RK_OK);
+    assert_int_equal(rk_test_server_command_calls(g_server, "set"), sets + 1);
+    assert_int_equal(rk_test_server_command_calls(g_server, "nosuchcommand"), 0);
+    rk_test_assert_cached(g_cache, "k", "v");
+    assert_int_equal(rk_test_server_integer(g_server, "EXISTS %s", "fx:cache:k"), 1);
+    rk_test_server_ok(g_server, "SET %s %s", "fx:raw", "1");
+    const char *dbsize[] = {"DBSIZE"};
+    assert_int_equal(rk_test_client_integer(g_client, 1, dbsize, NULL), 2);
+
+    assert_int_equal(rk_test_group_flush(&group), 0);
+    assert_int_equal(rk_test_server_integer(g_server, "DBSIZE"), 0);
+
+    assert_int_equal(rk_test_group_teardown(&group), 0);
+    assert_null(group);
+    assert_null(g_server);
+    assert_null(g_client);
+    assert_null(g_cache);
+}
+
+/* A group setup that fails part way undoes what it made. */
+static void test_group_setup_failure_cleans_up(void **state)
+{
+    (void)state;
+    void *group = NULL;
+    assert_int_equal(rk_test_group_setup(&group, &(rk_test_group){.server = &g_server, .client = &g_client,
+                                                                   .cache = &g_cache,
+                                                                   .cache_options = &(rk_cache_options){
+                                                                       .ns = "not a namespace"}}),
+                     -1);
+    assert_null(group);
+    assert_null(g_server);
+    assert_null(g_client);
+    assert_null(g_cache);
+    assert_int_equal(rk_test_group_teardown(&group), 0); /* a no-op now */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -232,6 +292,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sigstop_times_out_sigcont_recovers, start_plain,
                                         stop_server),
         cmocka_unit_test_setup_teardown(test_cli_helper, start_plain, stop_server),
+        cmocka_unit_test(test_group_fixture_and_server_checks),
+        cmocka_unit_test(test_group_setup_failure_cleans_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

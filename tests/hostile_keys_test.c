@@ -22,6 +22,7 @@
 
 #include "keys.h"
 #include "support/clock.h"
+#include "support/fixture.h"
 #include "support/redis_server.h"
 
 #define PREFIX "tenant"
@@ -124,12 +125,7 @@ static keylist scan(const char *pattern, size_t plen)
 static long long dbsize(void)
 {
     const char *argv[] = {"DBSIZE"};
-    rk_reply *r = NULL;
-    assert_int_equal(rk_client_command(admin, 1, argv, NULL, &r), RK_OK);
-    assert_int_equal(r->type, RK_REPLY_INTEGER);
-    long long n = r->integer;
-    rk_reply_free(r);
-    return n;
+    return rk_test_client_integer(admin, 1, argv, NULL);
 }
 
 /* HEAD followed by the len bytes of k, in a buffer the caller frees. */
@@ -154,48 +150,24 @@ static void raw_set(const char *k, size_t klen, const char *v)
     rk_reply_free(r);
 }
 
-static void assert_cached(rk_cache *c, const char *key, const char *want)
-{
-    char *v = NULL;
-    rk_status st = rk_cache_get_str(c, key, &v);
-    if (st != RK_OK) fail_msg("get: %s: %s", rk_strerror(st), rk_last_error());
-    assert_string_equal(v, want);
-    rk_free(v);
-}
-
 /* ---- fixture ---------------------------------------------------------------- */
 
 static int group_setup(void **state)
 {
-    (void)state;
-    server = rk_test_server_start(NULL);
-    if (!server) return -1;
     /* Generous timeouts: a 1 MiB key under a sanitizer is slow. */
-    rk_client_options o = {.url = rk_test_server_url(server), .key_prefix = PREFIX,
-                           .command_timeout_ms = 10000};
-    if (rk_client_new(&o, &client) != RK_OK) return -1;
+    rk_client_options o = {.key_prefix = PREFIX, .command_timeout_ms = 10000};
+    if (rk_test_group_setup(state, &(rk_test_group){.server = &server, .client = &client, .client_options = o,
+                                                    .cache = &cache, .cache_options = &(rk_cache_options){.ns = NS}}))
+        return -1;
+    o.url = rk_test_server_url(server);
     o.key_prefix = NULL;
-    if (rk_client_new(&o, &admin) != RK_OK) return -1;
-    return rk_cache_new(client, &(rk_cache_options){.ns = NS}, &cache) == RK_OK ? 0 : -1;
+    return rk_client_new(&o, &admin) == RK_OK ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
-    (void)state;
-    rk_cache_free(cache);
-    rk_client_free(client);
     rk_client_free(admin);
-    rk_test_server_stop(server);
-    return 0;
-}
-
-static int flush(void **state)
-{
-    (void)state;
-    redisReply *r = rk_test_server_command(server, "FLUSHALL");
-    if (!r) return -1;
-    freeReplyObject(r);
-    return 0;
+    return rk_test_group_teardown(state);
 }
 
 /* ---- tests ------------------------------------------------------------------ */
@@ -213,7 +185,7 @@ static void test_round_trip_and_listing(void **state)
     }
     for (size_t i = 0; i < N_HOSTILE; i++) {
         snprintf(value, sizeof value, "value-%zu", i);
-        assert_cached(cache, hostile[i], value);
+        rk_test_assert_cached(cache, hostile[i], value);
         assert_int_equal(rk_cache_exists(cache, hostile[i]), RK_OK);
         int64_t ttl = 0;
         assert_int_equal(rk_cache_ttl_ms(cache, hostile[i], &ttl), RK_OK);
@@ -273,11 +245,11 @@ static void test_glob_keys_are_literal(void **state)
 
         assert_int_equal(rk_cache_set_str(cache, k, "glob", NULL), RK_OK);
         assert_int_equal(dbsize(), base + 1);
-        assert_cached(cache, k, "glob");
+        rk_test_assert_cached(cache, k, "glob");
         for (size_t i = 0; i < n_decoys; i++) {
             snprintf(value, sizeof value, "decoy-%zu", i);
-            assert_cached(cache, decoys[i], value);
-            assert_cached(other, decoys[i], value);
+            rk_test_assert_cached(cache, decoys[i], value);
+            rk_test_assert_cached(other, decoys[i], value);
         }
         assert_int_equal(rk_cache_delete(cache, k), RK_OK);
         assert_int_equal(dbsize(), base);
@@ -287,8 +259,8 @@ static void test_glob_keys_are_literal(void **state)
         assert_null(v);
         for (size_t i = 0; i < n_decoys; i++) {
             snprintf(value, sizeof value, "decoy-%zu", i);
-            assert_cached(cache, decoys[i], value);
-            assert_cached(other, decoys[i], value);
+            rk_test_assert_cached(cache, decoys[i], value);
+            rk_test_assert_cached(other, decoys[i], value);
         }
     }
     rk_cache_free(other);
@@ -306,8 +278,8 @@ static void test_nul_ends_the_key(void **state)
     assert_int_equal(all.len[0], HEAD_LEN + 2);
     assert_memory_equal(all.key[0], HEAD "ab", HEAD_LEN + 2);
     keylist_free(&all);
-    assert_cached(cache, "ab", "nul");
-    assert_cached(cache, "ab\0zz", "nul"); /* the same key */
+    rk_test_assert_cached(cache, "ab", "nul");
+    rk_test_assert_cached(cache, "ab\0zz", "nul"); /* the same key */
     assert_int_equal(rk_cache_delete(cache, "ab"), RK_OK);
     assert_int_equal(dbsize(), 0);
 }
@@ -345,8 +317,8 @@ static void test_one_mib_key(void **state)
     rk_cache *big;
     assert_int_equal(rk_cache_new(client, &(rk_cache_options){.ns = NS, .max_key_bytes = mib}, &big), RK_OK);
     assert_int_equal(rk_cache_set_str(big, k, "big", NULL), RK_OK);
-    assert_cached(big, k, "big");
-    assert_cached(big, k, "big");
+    rk_test_assert_cached(big, k, "big");
+    rk_test_assert_cached(big, k, "big");
     assert_int_equal(rk_cache_exists(big, k), RK_OK);
     assert_int_equal(rk_cache_ttl_ms(big, k, &ttl), RK_OK);
     assert_true(ttl > 0);
@@ -449,11 +421,11 @@ static void test_scan_match_escaped(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_round_trip_and_listing, flush),
-        cmocka_unit_test_setup(test_glob_keys_are_literal, flush),
-        cmocka_unit_test_setup(test_nul_ends_the_key, flush),
-        cmocka_unit_test_setup(test_one_mib_key, flush),
-        cmocka_unit_test_setup(test_scan_match_escaped, flush),
+        cmocka_unit_test_setup(test_round_trip_and_listing, rk_test_group_flush),
+        cmocka_unit_test_setup(test_glob_keys_are_literal, rk_test_group_flush),
+        cmocka_unit_test_setup(test_nul_ends_the_key, rk_test_group_flush),
+        cmocka_unit_test_setup(test_one_mib_key, rk_test_group_flush),
+        cmocka_unit_test_setup(test_scan_match_escaped, rk_test_group_flush),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

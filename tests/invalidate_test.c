@@ -28,6 +28,7 @@
 
 #include "cache.h" /* counters, rk__cache_clear_run */
 #include "support/clock.h"
+#include "support/fixture.h"
 #include "support/redis_server.h"
 
 static rk_test_server *server;
@@ -36,52 +37,12 @@ static rk_cache *cache;     /* namespace "cache": "shop:cache:" */
 
 static int group_setup(void **state)
 {
-    (void)state;
-    server = rk_test_server_start(NULL);
-    if (!server) return -1;
-    rk_client_options o = {.url = rk_test_server_url(server), .key_prefix = "shop"};
-    if (rk_client_new(&o, &client) != RK_OK) return -1;
-    return rk_cache_new(client, NULL, &cache) == RK_OK ? 0 : -1;
+    return rk_test_group_setup(state, &(rk_test_group){.server = &server, .client = &client, .cache = &cache,
+                                                       .client_options = {.key_prefix = "shop"}});
 }
 
-static int group_teardown(void **state)
-{
-    (void)state;
-    rk_cache_free(cache);
-    rk_client_free(client);
-    rk_test_server_stop(server);
-    return 0;
-}
-
-static int flush(void **state)
-{
-    (void)state;
-    redisReply *r = rk_test_server_command(server, "FLUSHALL");
-    if (!r) return -1;
-    freeReplyObject(r);
-    return 0;
-}
-
-static void admin(const char *fmt, const char *arg)
-{
-    redisReply *r = rk_test_server_command(server, fmt, arg);
-    assert_non_null(r);
-    if (r->type == REDIS_REPLY_ERROR) fail_msg("%s: %s", fmt, r->str);
-    freeReplyObject(r);
-}
-
-static long long server_integer(const char *fmt, const char *arg)
-{
-    redisReply *r = rk_test_server_command(server, fmt, arg);
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-    long long v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
-
-static bool exists(const char *key) { return server_integer("EXISTS %s", key) == 1; }
-static long long dbsize(void) { return server_integer("DBSIZE%s", ""); }
+static bool exists(const char *key) { return rk_test_server_integer(server, "EXISTS %s", key) == 1; }
+static long long dbsize(void) { return rk_test_server_integer(server, "DBSIZE"); }
 
 /* Store n keys "<stem>:<i>" through handle h, in one batch. */
 static void fill(rk_cache *h, const char *stem, int n, const rk_set_options *opts)
@@ -148,7 +109,7 @@ static void test_clear_removes_namespace_only(void **state)
     fill(cache2, "k", OTHERS, &(rk_set_options){.tags = tags, .ntags = 1});
     fill(other, "k", OTHERS, NULL);
     fill(shopping_cache, "k", OTHERS, NULL);
-    for (size_t i = 0; i < N_OUTSIDERS; i++) admin("SET %s x", outsiders[i]);
+    for (size_t i = 0; i < N_OUTSIDERS; i++) rk_test_server_ok(server, "SET %s x", outsiders[i]);
     assert_true(exists("shop:cache#tag:t"));
     long long before = dbsize();
     assert_int_equal(before, N + 10 + 1 + (OTHERS + 1) + OTHERS + OTHERS + (long long)N_OUTSIDERS);
@@ -195,7 +156,7 @@ static void test_clear_resumes(void **state)
     (void)state;
     enum { N = 5000 };
     fill(cache, "k", N, NULL);
-    admin("SET %s x", "foreign");
+    rk_test_server_ok(server, "SET %s x", "foreign");
     uint64_t cursor = 0;
     size_t removed = 0;
     assert_int_equal(rk__cache_clear_run(cache, &cursor, &removed, 60000, 1), RK_OK);
@@ -219,7 +180,7 @@ static void test_clear_glob_keys(void **state)
     const char *keys[] = {"*", "?", "[a]", "[", "]", "\\", "a*b", "[:#]", "#tag:x", "\xff"};
     enum { N = sizeof keys / sizeof keys[0] };
     for (int i = 0; i < N; i++) assert_int_equal(rk_cache_set_str(cache, keys[i], "v", NULL), RK_OK);
-    for (size_t i = 0; i < N_OUTSIDERS; i++) admin("SET %s x", outsiders[i]);
+    for (size_t i = 0; i < N_OUTSIDERS; i++) rk_test_server_ok(server, "SET %s x", outsiders[i]);
     size_t removed = 0;
     clear_all(cache, &removed);
     assert_int_equal(removed, N);
@@ -274,8 +235,8 @@ static void test_invalidate_tag(void **state)
     int64_t n64;
     assert_int_equal(rk_cache_get_i64(cache, "ab1", &n64), RK_OK);
     assert_int_equal(n64, 5);
-    assert_int_equal(server_integer("SCARD %s", "shop:cache#tag:a"), 5);
-    assert_int_equal(server_integer("SCARD %s", "shop:cache#tag:b"), 4);
+    assert_int_equal(rk_test_server_integer(server, "SCARD %s", "shop:cache#tag:a"), 5);
+    assert_int_equal(rk_test_server_integer(server, "SCARD %s", "shop:cache#tag:b"), 4);
 
     uint64_t deletes = atomic_load(&cache->counters.deletes);
     size_t removed = 99;
@@ -327,30 +288,30 @@ static void test_tag_set_ttl(void **state)
     const char *t[] = {"t"};
     rk_set_options o60 = tagged(t, 1, 60000), o120 = tagged(t, 1, 120000), o10 = tagged(t, 1, 10000);
     assert_int_equal(rk_cache_set_str(cache, "k1", "v", &o60), RK_OK);
-    long long ttl = server_integer("PTTL %s", "shop:cache#tag:t");
+    long long ttl = rk_test_server_integer(server, "PTTL %s", "shop:cache#tag:t");
     assert_true(ttl > 59000 && ttl <= 60000);
-    assert_true(ttl >= server_integer("PTTL %s", "shop:cache:k1"));
+    assert_true(ttl >= rk_test_server_integer(server, "PTTL %s", "shop:cache:k1"));
 
     assert_int_equal(rk_cache_set_str(cache, "k2", "v", &o120), RK_OK);
-    ttl = server_integer("PTTL %s", "shop:cache#tag:t");
+    ttl = rk_test_server_integer(server, "PTTL %s", "shop:cache#tag:t");
     assert_true(ttl > 119000 && ttl <= 120000);
 
     assert_int_equal(rk_cache_set_str(cache, "k3", "v", &o10), RK_OK); /* not lowered */
-    assert_true(server_integer("PTTL %s", "shop:cache#tag:t") > 119000);
+    assert_true(rk_test_server_integer(server, "PTTL %s", "shop:cache#tag:t") > 119000);
 
     /* The batch path follows the same rule. */
     rk_cache_entry e[] = {{.key = "k4", .value = "v", .len = 1}};
     assert_int_equal(rk_cache_mset(cache, e, 1, &(rk_set_options){.ttl_s = 200, .tags = t, .ntags = 1}, NULL),
                      RK_OK);
-    assert_true(server_integer("PTTL %s", "shop:cache#tag:t") > 199000);
+    assert_true(rk_test_server_integer(server, "PTTL %s", "shop:cache#tag:t") > 199000);
 
     rk_set_options forever = tagged(t, 1, RK_TTL_NONE);
     assert_int_equal(rk_cache_set_str(cache, "k5", "v", &forever), RK_OK);
-    assert_int_equal(server_integer("PTTL %s", "shop:cache#tag:t"), -1);
-    assert_int_equal(server_integer("PTTL %s", "shop:cache:k5"), -1);
+    assert_int_equal(rk_test_server_integer(server, "PTTL %s", "shop:cache#tag:t"), -1);
+    assert_int_equal(rk_test_server_integer(server, "PTTL %s", "shop:cache:k5"), -1);
     /* ... and stays so: a later value with a TTL does not put one back. */
     assert_int_equal(rk_cache_set_str(cache, "k6", "v", &o10), RK_OK);
-    assert_int_equal(server_integer("PTTL %s", "shop:cache#tag:t"), -1);
+    assert_int_equal(rk_test_server_integer(server, "PTTL %s", "shop:cache#tag:t"), -1);
 
     /* A short-lived tag set goes away with its values. */
     const char *s[] = {"short"};
@@ -369,18 +330,18 @@ static void test_tags_after_script_flush(void **state)
     (void)state;
     const char *t[] = {"t", "u"};
     rk_set_options o = tagged(t, 2, 60000);
-    admin("SCRIPT FLUSH%s", "");
+    rk_test_server_ok(server, "SCRIPT FLUSH");
     assert_int_equal(rk_cache_set_str(cache, "one", "v", &o), RK_OK);
 
     /* A batch of several script chunks, each refused with NOSCRIPT and
      * sent again in full. */
-    admin("SCRIPT FLUSH%s", "");
+    rk_test_server_ok(server, "SCRIPT FLUSH");
     enum { N = 700 };
     fill(cache, "many", N, &o);
-    assert_int_equal(server_integer("SCARD %s", "shop:cache#tag:t"), N + 1);
-    assert_int_equal(server_integer("SCARD %s", "shop:cache#tag:u"), N + 1);
+    assert_int_equal(rk_test_server_integer(server, "SCARD %s", "shop:cache#tag:t"), N + 1);
+    assert_int_equal(rk_test_server_integer(server, "SCARD %s", "shop:cache#tag:u"), N + 1);
 
-    admin("SCRIPT FLUSH%s", "");
+    rk_test_server_ok(server, "SCRIPT FLUSH");
     size_t removed;
     assert_int_equal(rk_cache_invalidate_tag(cache, "u", &removed), RK_OK);
     assert_int_equal(removed, N + 1);
@@ -407,7 +368,7 @@ static void test_tag_names(void **state)
     assert_int_equal(dbsize(), 4);
     assert_true(exists("shop:cache#tag:*"));
     assert_true(exists("shop:cache#tag:\xff\x01"));
-    admin("FLUSHALL%s", "");
+    rk_test_server_ok(server, "FLUSHALL");
 
     char long_tag[RK_MAX_TAG_BYTES + 2];
     memset(long_tag, 's', sizeof long_tag - 1);
@@ -449,10 +410,10 @@ static void test_tag_names(void **state)
 static void test_tampered_tag_set(void **state)
 {
     (void)state;
-    admin("SET %s precious", "shop:other:k");
-    admin("SET %s precious", "unrelated");
-    admin("SADD shop:cache#tag:evil shop:other:k unrelated %s", "shop:cache:mine");
-    admin("SET %s v", "shop:cache:mine");
+    rk_test_server_ok(server, "SET %s precious", "shop:other:k");
+    rk_test_server_ok(server, "SET %s precious", "unrelated");
+    rk_test_server_ok(server, "SADD shop:cache#tag:evil shop:other:k unrelated %s", "shop:cache:mine");
+    rk_test_server_ok(server, "SET %s v", "shop:cache:mine");
     size_t removed;
     assert_int_equal(rk_cache_invalidate_tag(cache, "evil", &removed), RK_OK);
     assert_int_equal(removed, 1);
@@ -464,16 +425,16 @@ static void test_tampered_tag_set(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_clear_removes_namespace_only, flush),
-        cmocka_unit_test_setup(test_clear_resumes, flush),
-        cmocka_unit_test_setup(test_clear_glob_keys, flush),
+        cmocka_unit_test_setup(test_clear_removes_namespace_only, rk_test_group_flush),
+        cmocka_unit_test_setup(test_clear_resumes, rk_test_group_flush),
+        cmocka_unit_test_setup(test_clear_glob_keys, rk_test_group_flush),
         cmocka_unit_test(test_clear_server_down),
-        cmocka_unit_test_setup(test_invalidate_tag, flush),
-        cmocka_unit_test_setup(test_tags_per_namespace, flush),
-        cmocka_unit_test_setup(test_tag_set_ttl, flush),
-        cmocka_unit_test_setup(test_tags_after_script_flush, flush),
-        cmocka_unit_test_setup(test_tag_names, flush),
-        cmocka_unit_test_setup(test_tampered_tag_set, flush),
+        cmocka_unit_test_setup(test_invalidate_tag, rk_test_group_flush),
+        cmocka_unit_test_setup(test_tags_per_namespace, rk_test_group_flush),
+        cmocka_unit_test_setup(test_tag_set_ttl, rk_test_group_flush),
+        cmocka_unit_test_setup(test_tags_after_script_flush, rk_test_group_flush),
+        cmocka_unit_test_setup(test_tag_names, rk_test_group_flush),
+        cmocka_unit_test_setup(test_tampered_tag_set, rk_test_group_flush),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
 }

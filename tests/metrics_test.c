@@ -31,6 +31,7 @@
 
 #include "cache.h"   /* src/: the handle's counters, to drive every field */
 #include "metrics.h" /* src/: rk__info_parse */
+#include "support/fixture.h"
 #include "support/redis_server.h"
 
 #define PASSWORD "pw-Zq7MARKER-secret"
@@ -74,36 +75,9 @@ static void capture(rk_log_level level, const char *message, void *user)
 
 static int group_setup(void **state)
 {
-    (void)state;
     static const char *const args[] = {"--requirepass", PASSWORD, NULL};
-    server = rk_test_server_start(args);
-    if (!server) return -1;
-    rk_test_server_set_admin_password(server, PASSWORD);
-    return 0;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    rk_test_server_stop(server);
-    return 0;
-}
-
-static void admin(const char *fmt, const char *a, const char *b)
-{
-    redisReply *r = rk_test_server_command(server, fmt, a, b);
-    assert_non_null(r);
-    assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
-    freeReplyObject(r);
-}
-
-static int flush(void **state)
-{
-    (void)state;
-    redisReply *r = rk_test_server_command(server, "FLUSHALL");
-    if (!r) return -1;
-    freeReplyObject(r);
-    return 0;
+    return rk_test_group_setup(state, &(rk_test_group){.server = &server, .server_args = args,
+                                                       .admin_password = PASSWORD});
 }
 
 /* A client with the password in its URL, fast reconnects (the server is
@@ -114,26 +88,12 @@ static rk_client *new_client(logbook *book)
     snprintf(url, sizeof url, "redis://:%s@127.0.0.1:%d/0", PASSWORD, rk_test_server_port(server));
     rk_client_options o = {.url = url, .reconnect_base_ms = 1, .reconnect_max_ms = 2,
                            .log = book ? capture : NULL, .log_user = book};
-    rk_client *c = NULL;
-    assert_int_equal(rk_client_new(&o, &c), RK_OK);
-    return c;
+    return rk_test_client_new(&o);
 }
 
 static rk_cache *new_cache(rk_client *client, const char *ns)
 {
-    rk_cache *c = NULL;
-    assert_int_equal(rk_cache_new(client, &(rk_cache_options){.ns = ns}, &c), RK_OK);
-    return c;
-}
-
-static long long server_strlen(const char *key)
-{
-    redisReply *r = rk_test_server_command(server, "STRLEN %s", key);
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-    long long n = r->integer;
-    freeReplyObject(r);
-    return n;
+    return rk_test_cache_new(client, &(rk_cache_options){.ns = ns});
 }
 
 /* ---- A checker for the Prometheus text ------------------------------------ */
@@ -480,7 +440,7 @@ static void test_counters_match_operations(void **state)
     for (int i = 0; i < N_SETS; i++) {
         char full[96];
         snprintf(full, sizeof full, "seq:" KEY_MARKER "-%d", i);
-        bytes_stored += server_strlen(full);
+        bytes_stored += rk_test_server_integer(server, "STRLEN %s", full);
     }
     for (int i = 0; i < M_HITS; i++) {
         char *got = NULL;
@@ -880,8 +840,8 @@ static void test_server_memory_and_warning_once(void **state)
 {
     (void)state;
     /* The fixture's server has the defaults: no maxmemory, noeviction. */
-    admin("CONFIG SET maxmemory %s", "0", NULL);
-    admin("CONFIG SET maxmemory-policy %s", "noeviction", NULL);
+    rk_test_server_ok(server, "CONFIG SET maxmemory %s", "0");
+    rk_test_server_ok(server, "CONFIG SET maxmemory-policy %s", "noeviction");
     logbook book = {0};
     rk_client *client = new_client(&book);
     rk_cache *cache = new_cache(client, "mem");
@@ -943,8 +903,8 @@ static void test_server_memory_and_warning_once(void **state)
 static void test_no_warning_with_maxmemory_and_lru(void **state)
 {
     (void)state;
-    admin("CONFIG SET maxmemory %s", "104857600", NULL);
-    admin("CONFIG SET maxmemory-policy %s", "allkeys-lru", NULL);
+    rk_test_server_ok(server, "CONFIG SET maxmemory %s", "104857600");
+    rk_test_server_ok(server, "CONFIG SET maxmemory-policy %s", "allkeys-lru");
     logbook book = {0};
     rk_client *client = new_client(&book);
     rk_cache *cache = new_cache(client, "lru");
@@ -956,13 +916,13 @@ static void test_no_warning_with_maxmemory_and_lru(void **state)
     assert_int_equal(book.memory_warnings, 0);
 
     /* Only the policy wrong: only that warning. */
-    admin("CONFIG SET maxmemory-policy %s", "noeviction", NULL);
+    rk_test_server_ok(server, "CONFIG SET maxmemory-policy %s", "noeviction");
     assert_int_equal(rk_server_memory(client, &m), RK_OK);
     assert_int_equal(m.warnings, RK_MEMORY_WARN_NOEVICTION);
     assert_int_equal(book.memory_warnings, 1);
     assert_null(strstr(book.text, "maxmemory 0"));
 
-    admin("CONFIG SET maxmemory %s", "0", NULL);
+    rk_test_server_ok(server, "CONFIG SET maxmemory %s", "0");
     rk_cache_free(cache);
     rk_client_free(client);
 }
@@ -1013,18 +973,18 @@ int main(void)
     if (rk_set_allocator(&a) != RK_OK) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_info_parse),
-        cmocka_unit_test_setup(test_status_labels_and_bad_arguments, flush),
-        cmocka_unit_test_setup(test_counters_match_operations, flush),
-        cmocka_unit_test_setup(test_every_counter_reaches_snapshot_and_text, flush),
-        cmocka_unit_test_setup(test_prometheus_client_and_latency, flush),
-        cmocka_unit_test_setup(test_namespaces_summed_and_removed, flush),
-        cmocka_unit_test_setup(test_prometheus_holds_no_secret, flush),
-        cmocka_unit_test_setup(test_prometheus_out_of_memory, flush),
-        cmocka_unit_test_setup(test_concurrent_use_and_scrapes, flush),
-        cmocka_unit_test_setup(test_server_memory_and_warning_once, flush),
-        cmocka_unit_test_setup(test_no_warning_with_maxmemory_and_lru, flush),
-        cmocka_unit_test_setup(test_no_warning_without_cache, flush),
-        cmocka_unit_test_setup(test_server_memory_unavailable, flush),
+        cmocka_unit_test_setup(test_status_labels_and_bad_arguments, rk_test_group_flush),
+        cmocka_unit_test_setup(test_counters_match_operations, rk_test_group_flush),
+        cmocka_unit_test_setup(test_every_counter_reaches_snapshot_and_text, rk_test_group_flush),
+        cmocka_unit_test_setup(test_prometheus_client_and_latency, rk_test_group_flush),
+        cmocka_unit_test_setup(test_namespaces_summed_and_removed, rk_test_group_flush),
+        cmocka_unit_test_setup(test_prometheus_holds_no_secret, rk_test_group_flush),
+        cmocka_unit_test_setup(test_prometheus_out_of_memory, rk_test_group_flush),
+        cmocka_unit_test_setup(test_concurrent_use_and_scrapes, rk_test_group_flush),
+        cmocka_unit_test_setup(test_server_memory_and_warning_once, rk_test_group_flush),
+        cmocka_unit_test_setup(test_no_warning_with_maxmemory_and_lru, rk_test_group_flush),
+        cmocka_unit_test_setup(test_no_warning_without_cache, rk_test_group_flush),
+        cmocka_unit_test_setup(test_server_memory_unavailable, rk_test_group_flush),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
 }

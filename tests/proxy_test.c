@@ -32,6 +32,7 @@
 
 #include "clock.h"
 #include "fault_proxy.h"
+#include "fixture.h"
 #include "redis_server.h"
 
 #define MAX_TRACKED 64
@@ -52,25 +53,13 @@ static struct timeval tv_ms(int ms)
 
 static int group_setup(void **state)
 {
-    (void)state;
-    server = rk_test_server_start(NULL);
-    return server ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    rk_test_server_stop(server);
-    server = NULL;
-    return 0;
+    return rk_test_group_setup(state, &(rk_test_group){.server = &server});
 }
 
 static int setup(void **state)
 {
     (void)state;
-    redisReply *r = rk_test_server_command(server, "FLUSHALL");
-    if (!r) return -1;
-    freeReplyObject(r);
+    if (!rk_test_server_flush(server)) return -1;
     proxy = rk_fault_proxy_start(rk_test_server_port(server));
     return proxy ? 0 : -1;
 }
@@ -497,5 +486,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_upstream_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_prompt, setup, teardown),
     };
-    return cmocka_run_group_tests_name("proxy", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("proxy", tests, group_setup, rk_test_group_teardown);
 }

@@ -20,6 +20,7 @@
 #include <redkit/redkit.h>
 
 #include "script.h"
+#include "support/fixture.h"
 #include "support/redis_server.h"
 
 static rk_test_server *server;
@@ -27,41 +28,11 @@ static rk_client *client;
 
 static int group_setup(void **state)
 {
-    (void)state;
-    server = rk_test_server_start(NULL);
-    if (!server) return -1;
-    return rk_client_new(&(rk_client_options){.url = rk_test_server_url(server)}, &client) == RK_OK ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    rk_client_free(client);
-    rk_test_server_stop(server);
-    return 0;
-}
-
-static void admin_ok(const char *cmd)
-{
-    redisReply *r = rk_test_server_command(server, cmd);
-    assert_non_null(r);
-    assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
-    freeReplyObject(r);
+    return rk_test_group_setup(state, &(rk_test_group){.server = &server, .client = &client});
 }
 
 /* How many times the server ran a command, from INFO commandstats. */
-static long long calls_of(const char *cmd)
-{
-    redisReply *r = rk_test_server_command(server, "INFO commandstats");
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_STRING);
-    char needle[64];
-    snprintf(needle, sizeof needle, "cmdstat_%s:calls=", cmd);
-    const char *at = strstr(r->str, needle);
-    long long n = at ? strtoll(at + strlen(needle), NULL, 10) : 0;
-    freeReplyObject(r);
-    return n;
-}
+static long long calls_of(const char *cmd) { return rk_test_server_command_calls(server, cmd); }
 
 static bool server_knows(const char *sha)
 {
@@ -113,7 +84,7 @@ static void test_sha_matches_server(void **state)
 static void test_noscript_fallback(void **state)
 {
     (void)state;
-    admin_ok("SCRIPT FLUSH");
+    rk_test_server_ok(server, "SCRIPT FLUSH");
     assert_false(server_knows(rk__script_sha(&concat)));
     long long evalsha0 = calls_of("evalsha"), eval0 = calls_of("eval");
 
@@ -129,7 +100,7 @@ static void test_noscript_fallback(void **state)
     assert_int_equal(calls_of("eval") - eval0, 1); /* no new EVAL */
     assert_int_equal(calls_of("evalsha") - evalsha1, 1);
 
-    admin_ok("SCRIPT FLUSH");
+    rk_test_server_ok(server, "SCRIPT FLUSH");
     run_concat("k", 1, "c", 1, "k|c", 3);
     assert_int_equal(calls_of("eval") - eval0, 2);
 
@@ -155,7 +126,7 @@ static rk__script broken = RK__SCRIPT("test broken", "return redis.call('INCR', 
 static void test_script_error(void **state)
 {
     (void)state;
-    admin_ok("SET text notanumber");
+    rk_test_server_ok(server, "SET text notanumber");
     const char *key = "text";
     size_t klen = 4;
     rk_reply *r = (rk_reply *)&r;
@@ -219,5 +190,5 @@ int main(void)
         cmocka_unit_test(test_many_arguments),
         cmocka_unit_test(test_sha_once_under_threads),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
 }

@@ -22,7 +22,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +34,12 @@
 #include "conn.h"
 #include "tls.h"
 
+#include "support/capture.h"
 #include "support/clock.h"
+#include "support/fail_alloc.h"
 #include "support/fault_proxy.h"
+#include "support/fixture.h"
+#include "support/loader.h"
 #include "support/pki.h"
 #include "support/redis_server.h"
 
@@ -78,25 +81,6 @@ static rk_client_options tls_options(int port)
                                .tls = {.enabled = true, .ca_file = pki->ca_cert}};
 }
 
-static rk_client *must_client(const rk_client_options *o)
-{
-    rk_client *c = NULL;
-    rk_status st = rk_client_new(o, &c);
-    if (st != RK_OK) fail_msg("rk_client_new: %s: %s", rk_strerror(st), rk_last_error());
-    return c;
-}
-
-/* Ping until it works (bounded): the client must recover by itself. */
-static bool recovers(rk_client *c, int within_ms)
-{
-    int64_t end = rk_test_now_ms() + within_ms;
-    for (int i = 0; i < 100000 && rk_test_now_ms() < end; i++) {
-        if (rk_client_ping(c) == RK_OK) return true;
-        rk_test_sleep_ms(20);
-    }
-    return false;
-}
-
 static void expect_message(const char *part)
 {
     const char *msg = rk_last_error();
@@ -136,7 +120,7 @@ static void test_verified_tls_set_get(void **state)
     rk_test_server *s = start_tls_server(false, NULL);
     rk_client_options o = tls_options(rk_test_server_port(s));
     o.command_timeout_ms = 5000;
-    rk_client *c = must_client(&o);
+    rk_client *c = rk_test_client_new(&o);
     check_set_get(c);
 
     /* 1 MB each way: many TLS records, partial writes and reads. */
@@ -157,8 +141,8 @@ static void test_verified_tls_set_get(void **state)
     free(big);
 
     /* The port speaks TLS only: a plain client gets no answer from it. */
-    rk_client *plain = must_client(&(rk_client_options){.host = "127.0.0.1", .port = rk_test_server_port(s),
-                                                        .command_timeout_ms = 300, .connect_timeout_ms = 300});
+    rk_client *plain = rk_test_client_new(&(rk_client_options){.host = "127.0.0.1", .port = rk_test_server_port(s),
+                                                               .command_timeout_ms = 300, .connect_timeout_ms = 300});
     assert_int_not_equal(rk_client_ping(plain), RK_OK);
     rk_client_free(plain);
 
@@ -173,19 +157,19 @@ static void test_host_name_and_ca_choices(void **state)
     int port = rk_test_server_port(s);
 
     /* A DNS name, checked against the certificate's DNS subjectAltName. */
-    rk_client *c = must_client(&(rk_client_options){.host = "localhost", .port = port,
-                                                    .tls = {.enabled = true, .ca_file = pki->ca_cert}});
+    rk_client *c = rk_test_client_new(&(rk_client_options){.host = "localhost", .port = port,
+                                                           .tls = {.enabled = true, .ca_file = pki->ca_cert}});
     assert_int_equal(rk_client_ping(c), RK_OK);
     rk_client_free(c);
 
     /* A CA directory instead of a file. */
-    c = must_client(&(rk_client_options){.host = "127.0.0.1", .port = port,
-                                         .tls = {.enabled = true, .ca_dir = pki->ca_dir}});
+    c = rk_test_client_new(&(rk_client_options){.host = "127.0.0.1", .port = port,
+                                                .tls = {.enabled = true, .ca_dir = pki->ca_dir}});
     assert_int_equal(rk_client_ping(c), RK_OK);
     rk_client_free(c);
 
     /* Neither: the system's store, which does not know the test CA. */
-    c = must_client(&(rk_client_options){.host = "127.0.0.1", .port = port, .tls = {.enabled = true}});
+    c = rk_test_client_new(&(rk_client_options){.host = "127.0.0.1", .port = port, .tls = {.enabled = true}});
     assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
     expect_message("certificate verify failed");
     rk_client_free(c);
@@ -201,7 +185,7 @@ static void test_mutual_tls(void **state)
     rk_client_options o = tls_options(rk_test_server_port(s));
     o.tls.cert_file = pki->client_cert;
     o.tls.key_file = pki->client_key;
-    rk_client *c = must_client(&o);
+    rk_client *c = rk_test_client_new(&o);
     assert_int_equal(rk_client_ping(c), RK_OK);
     check_set_get(c);
     rk_client_free(c);
@@ -212,7 +196,7 @@ static void test_mutual_tls(void **state)
      * count as a failed connect attempt. */
     rk_client_options no_cert = tls_options(rk_test_server_port(s));
     no_cert.breaker_threshold = -1;
-    c = must_client(&no_cert);
+    c = rk_test_client_new(&no_cert);
     assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
     expect_message("TLS handshake with 127.0.0.1:");
     expect_message("certificate");
@@ -225,7 +209,7 @@ static void test_mutual_tls(void **state)
     /* The same with a real handshake pipeline (CLIENT SETNAME) instead of
      * the PING that stands in for an empty one. */
     no_cert.client_name = "no-cert";
-    c = must_client(&no_cert);
+    c = rk_test_client_new(&no_cert);
     assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
     expect_message("certificate");
     rk_client_free(c);
@@ -235,7 +219,7 @@ static void test_mutual_tls(void **state)
     rk_client_options wrong_cert = tls_options(rk_test_server_port(s));
     wrong_cert.tls.cert_file = pki->server_cert;
     wrong_cert.tls.key_file = pki->server_key;
-    c = must_client(&wrong_cert);
+    c = rk_test_client_new(&wrong_cert);
     assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
     expect_message("TLS handshake with 127.0.0.1:");
     expect_message("alert");
@@ -251,7 +235,7 @@ static void test_wrong_ca_rejected(void **state)
     rk_test_server *s = start_tls_server(false, NULL);
     rk_client_options o = tls_options(rk_test_server_port(s));
     o.tls.ca_file = pki->other_ca_cert;
-    rk_client *c = must_client(&o);
+    rk_client *c = rk_test_client_new(&o);
     assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
     /* OpenSSL's reason and the verification result, both. (Which result
      * depends on whether the server sends its CA along: redis-server
@@ -276,19 +260,19 @@ static void test_wrong_host_name_rejected(void **state)
     rk_client_options o = tls_options(rk_test_server_port(s));
 
     o.tls.server_name = "wrong.example"; /* not in the certificate's SAN */
-    rk_client *c = must_client(&o);
+    rk_client *c = rk_test_client_new(&o);
     assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
     expect_message("hostname mismatch");
     rk_client_free(c);
 
     o.tls.server_name = "127.0.0.2"; /* an IP the certificate does not name */
-    c = must_client(&o);
+    c = rk_test_client_new(&o);
     assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
     expect_message("IP address mismatch");
     rk_client_free(c);
 
     o.tls.server_name = "localhost"; /* reach 127.0.0.1, check "localhost" */
-    c = must_client(&o);
+    c = rk_test_client_new(&o);
     assert_int_equal(rk_client_ping(c), RK_OK);
     rk_client_free(c);
     rk_test_server_stop(s);
@@ -296,23 +280,7 @@ static void test_wrong_host_name_rejected(void **state)
 
 /* ---- skipping verification ---------------------------------------------- */
 
-struct log_capture {
-    pthread_mutex_t lock;
-    char text[16384];
-    int lines;
-};
-
-static void capture(rk_log_level level, const char *message, void *user)
-{
-    struct log_capture *l = user;
-    pthread_mutex_lock(&l->lock);
-    size_t n = strlen(l->text);
-    snprintf(l->text + n, sizeof l->text - n, "%d %s\n", (int)level, message);
-    l->lines++;
-    pthread_mutex_unlock(&l->lock);
-}
-
-static int count_lines_with(struct log_capture *l, const char *part)
+static int count_lines_with(rk_test_log *l, const char *part)
 {
     int n = 0;
     pthread_mutex_lock(&l->lock);
@@ -325,20 +293,20 @@ static void test_skip_verify_warns_once(void **state)
 {
     (void)state;
     rk_test_server *s = start_tls_server(false, NULL);
-    struct log_capture log = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    rk_test_log log = RK_TEST_LOG_INIT;
     rk_client_options o = tls_options(rk_test_server_port(s));
     o.tls.ca_file = pki->other_ca_cert; /* would fail verification */
     o.tls.insecure_skip_verify = true;
-    o.log = capture;
+    o.log = rk_test_log_capture;
     o.log_user = &log;
-    rk_client *c = must_client(&o);
+    rk_client *c = rk_test_client_new(&o);
     assert_int_equal(rk_client_ping(c), RK_OK);
     check_set_get(c);
     /* More connections: the server drops them all, the client reconnects. */
     redisReply *r = rk_test_server_command(s, "CLIENT KILL TYPE normal");
     assert_non_null(r);
     freeReplyObject(r);
-    assert_true(recovers(c, 3000));
+    assert_true(rk_test_client_recovers(c, 3000));
     rk_client_stats st;
     assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
     assert_true(st.connects >= 2);
@@ -346,7 +314,7 @@ static void test_skip_verify_warns_once(void **state)
     rk_client_free(c);
 
     /* Once per client: a second client warns once more. */
-    c = must_client(&o);
+    c = rk_test_client_new(&o);
     assert_int_equal(rk_client_ping(c), RK_OK);
     rk_client_free(c);
     assert_int_equal(count_lines_with(&log, "verification is disabled"), 2);
@@ -356,7 +324,7 @@ static void test_skip_verify_warns_once(void **state)
 
     /* A log level above WARN silences it. */
     o.log_level = RK_LOG_ERROR;
-    c = must_client(&o);
+    c = rk_test_client_new(&o);
     rk_client_free(c);
     assert_int_equal(count_lines_with(&log, "verification is disabled"), 2);
     rk_test_server_stop(s);
@@ -383,13 +351,13 @@ static void test_rediss_url_with_query_options(void **state)
      * the right one in code... */
     snprintf(url, sizeof url, "rediss://127.0.0.1:%d?tls_ca_file=%s&tls_cert_file=%s&tls_key_file=%s", port,
              pki->other_ca_cert, pki->client_cert, pki->client_key);
-    c = must_client(&(rk_client_options){.url = url, .tls = {.ca_file = pki->ca_cert}});
+    c = rk_test_client_new(&(rk_client_options){.url = url, .tls = {.ca_file = pki->ca_cert}});
     assert_int_equal(rk_client_ping(c), RK_OK);
     rk_client_free(c);
     /* ...and the other way round. */
     snprintf(url, sizeof url, "rediss://127.0.0.1:%d?tls_ca_file=%s&tls_cert_file=%s&tls_key_file=%s", port,
              pki->ca_cert, pki->client_cert, pki->client_key);
-    c = must_client(&(rk_client_options){.url = url, .tls = {.ca_file = pki->other_ca_cert}});
+    c = rk_test_client_new(&(rk_client_options){.url = url, .tls = {.ca_file = pki->other_ca_cert}});
     assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
     rk_client_free(c);
 
@@ -402,9 +370,9 @@ static void test_rediss_url_with_query_options(void **state)
     rk_client_free(c);
 
     /* The test fixture's own URL is rediss:// too. */
-    c = must_client(&(rk_client_options){.url = rk_test_server_url(s),
-                                         .tls = {.ca_file = pki->ca_cert, .cert_file = pki->client_cert,
-                                                 .key_file = pki->client_key}});
+    c = rk_test_client_new(&(rk_client_options){.url = rk_test_server_url(s),
+                                                .tls = {.ca_file = pki->ca_cert, .cert_file = pki->client_cert,
+                                                .key_file = pki->client_key}});
     assert_int_equal(rk_client_ping(c), RK_OK);
     rk_client_free(c);
     rk_test_server_stop(s);
@@ -421,14 +389,14 @@ static void test_password_over_tls(void **state)
     char url[512];
     snprintf(url, sizeof url, "rediss://:%s@127.0.0.1:%d?tls_ca_file=%s", SECRET, rk_test_server_port(s),
              pki->ca_cert);
-    rk_client *c = must_client(&(rk_client_options){.url = url});
+    rk_client *c = rk_test_client_new(&(rk_client_options){.url = url});
     check_set_get(c);
     rk_client_free(c);
 
     /* A wrong password is an AUTH failure, not a TLS one. */
     snprintf(url, sizeof url, "rediss://:not-%s@127.0.0.1:%d?tls_ca_file=%s", SECRET, rk_test_server_port(s),
              pki->ca_cert);
-    c = must_client(&(rk_client_options){.url = url});
+    c = rk_test_client_new(&(rk_client_options){.url = url});
     assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
     assert_null(strstr(rk_last_error(), SECRET));
     rk_client_free(c);
@@ -436,7 +404,7 @@ static void test_password_over_tls(void **state)
     /* No password at all: the TLS session is accepted; commands get NOAUTH,
      * exactly as over TCP. */
     rk_client_options o = tls_options(rk_test_server_port(s));
-    c = must_client(&o);
+    c = rk_test_client_new(&o);
     assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
     rk_client_stats st;
     assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
@@ -446,47 +414,6 @@ static void test_password_over_tls(void **state)
 }
 
 /* ---- kill -9 and restart under load, over TLS --------------------------- */
-
-struct loader {
-    rk_cache *cache;
-    int id;
-    atomic_bool *stop;
-    atomic_bool *restarted;
-    int unexpected;
-    rk_status unexpected_st;
-    char unexpected_msg[256];
-    int ok_after_restart;
-    long calls;
-};
-
-static void *load(void *arg)
-{
-    struct loader *l = arg;
-    char key[32];
-    for (long i = 0; i < 1000000 && !atomic_load(l->stop); i++) {
-        snprintf(key, sizeof key, "k%d:%ld", l->id, i % 20);
-        rk_status st;
-        if (i % 2) {
-            char *v = NULL;
-            st = rk_cache_get_str(l->cache, key, &v);
-            rk_free(v);
-        } else {
-            st = rk_cache_set_str(l->cache, key, "value over TLS", &(rk_set_options){.ttl_s = 60});
-        }
-        l->calls++;
-        if (st == RK_OK && atomic_load(l->restarted)) l->ok_after_restart++;
-        /* A server that dies mid-session must look exactly as over TCP:
-         * unavailable or timed out, never a TLS or protocol error. */
-        if (st != RK_OK && st != RK_MISS && st != RK_DEGRADED && st != RK_ERR_UNAVAILABLE &&
-            st != RK_ERR_TIMEOUT) {
-            l->unexpected++;
-            l->unexpected_st = st;
-            snprintf(l->unexpected_msg, sizeof l->unexpected_msg, "%s", rk_last_error());
-        }
-        if (st != RK_OK && st != RK_MISS) rk_test_sleep_ms(2);
-    }
-    return NULL;
-}
 
 static void test_kill9_and_restart_over_tls(void **state)
 {
@@ -498,44 +425,20 @@ static void test_kill9_and_restart_over_tls(void **state)
     o.connect_timeout_ms = 300;
     o.reconnect_base_ms = 20;
     o.reconnect_max_ms = 200;
-    rk_client *c = must_client(&o);
+    rk_client *c = rk_test_client_new(&o);
     rk_cache *cache;
     assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
 
-    atomic_bool stop = false, restarted = false;
-    struct loader l[4];
-    pthread_t t[4];
-    for (int i = 0; i < 4; i++) {
-        l[i] = (struct loader){.cache = cache, .id = i, .stop = &stop, .restarted = &restarted};
-        assert_int_equal(pthread_create(&t[i], NULL, load, &l[i]), 0);
-    }
-    rk_test_sleep_ms(300);
-    assert_true(rk_test_server_signal(s, SIGKILL));
-    rk_test_sleep_ms(600);
-    assert_true(rk_test_server_restart(s, NULL)); /* same port, still TLS */
+    /* A server that dies mid-session must look exactly as over TCP:
+     * unavailable or timed out, never a TLS or protocol error. The restart
+     * keeps the port, and TLS. */
+    rk_test_kill_restart_under_load(s, cache, "value over TLS", 0);
     assert_true(rk_test_server_is_tls(s));
-    atomic_store(&restarted, true);
-    for (int waited = 0; waited < 10000; waited += 50) {
-        bool all = true;
-        for (int i = 0; i < 4; i++) all = all && l[i].ok_after_restart > 0;
-        if (all) break;
-        rk_test_sleep_ms(50);
-    }
-    atomic_store(&stop, true);
-    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
-
-    for (int i = 0; i < 4; i++) {
-        if (l[i].unexpected)
-            fail_msg("thread %d: %d unexpected statuses (last %s: %s)", i, l[i].unexpected,
-                     rk_strerror(l[i].unexpected_st), l[i].unexpected_msg);
-        assert_true(l[i].calls > 0);
-        assert_true(l[i].ok_after_restart > 0);
-    }
     rk_client_stats st;
     assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
     assert_true(st.disconnects > 0);
     assert_true(st.reconnects > 0);
-    assert_true(recovers(c, 5000));
+    assert_true(rk_test_client_recovers(c, 5000));
     assert_int_equal(rk_client_circuit(c), RK_CIRCUIT_CLOSED);
     assert_int_equal(rk_cache_set_str(cache, "after", "ok", NULL), RK_OK);
     rk_cache_free(cache);
@@ -555,7 +458,7 @@ static void test_paused_server_handshake_times_out(void **state)
     o.breaker_threshold = -1;
     o.reconnect_base_ms = 10;
     o.reconnect_max_ms = 20;
-    rk_client *c = must_client(&o);
+    rk_client *c = rk_test_client_new(&o);
 
     /* The kernel still accepts the TCP connection of a stopped process;
      * the ClientHello is never answered. */
@@ -564,34 +467,9 @@ static void test_paused_server_handshake_times_out(void **state)
     expect_message("TLS handshake with 127.0.0.1:");
     expect_message("timed out");
     assert_true(rk_test_server_signal(s, SIGCONT));
-    assert_true(recovers(c, 5000));
+    assert_true(rk_test_client_recovers(c, 5000));
     rk_client_free(c);
     rk_test_server_stop(s);
-}
-
-#define MAX_EVENTS 256
-
-struct recorder {
-    pthread_mutex_t lock;
-    int n;
-    rk_event_type type[MAX_EVENTS];
-};
-
-static void record(const rk_event *e, void *user)
-{
-    struct recorder *r = user;
-    pthread_mutex_lock(&r->lock);
-    if (r->n < MAX_EVENTS) r->type[r->n++] = e->type;
-    pthread_mutex_unlock(&r->lock);
-}
-
-static int count_events(struct recorder *r, rk_event_type type)
-{
-    int n = 0;
-    pthread_mutex_lock(&r->lock);
-    for (int i = 0; i < r->n; i++) n += r->type[i] == type;
-    pthread_mutex_unlock(&r->lock);
-    return n;
 }
 
 static void test_blackhole_opens_and_probe_closes_circuit(void **state)
@@ -600,16 +478,16 @@ static void test_blackhole_opens_and_probe_closes_circuit(void **state)
     rk_test_server *s = start_tls_server(false, NULL);
     rk_fault_proxy *p = rk_fault_proxy_start(rk_test_server_port(s));
     assert_non_null(p);
-    struct recorder rec = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    rk_test_events rec = RK_TEST_EVENTS_INIT;
     rk_client_options o = tls_options(rk_fault_proxy_port(p));
     o.command_timeout_ms = 150;
     o.connect_timeout_ms = 150;
     o.breaker_threshold = 3;
     o.reconnect_base_ms = 200;
     o.reconnect_max_ms = 400;
-    o.on_event = record;
+    o.on_event = rk_test_events_record;
     o.event_user = &rec;
-    rk_client *c = must_client(&o);
+    rk_client *c = rk_test_client_new(&o);
     assert_int_equal(rk_client_ping(c), RK_OK);
 
     rk_fault_proxy_set(p, RK_FAULT_BLACKHOLE, 0);
@@ -637,17 +515,17 @@ static void test_blackhole_opens_and_probe_closes_circuit(void **state)
     /* A fresh client meets the blackhole in its TLS handshake. */
     rk_client_options fresh = tls_options(rk_fault_proxy_port(p));
     fresh.connect_timeout_ms = 150;
-    rk_client *c2 = must_client(&fresh);
+    rk_client *c2 = rk_test_client_new(&fresh);
     assert_int_equal(rk_client_ping(c2), RK_ERR_TIMEOUT);
     expect_message("TLS handshake with");
     rk_client_free(c2);
 
     rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
-    assert_true(recovers(c, 5000));
+    assert_true(rk_test_client_recovers(c, 5000));
     assert_int_equal(rk_client_circuit(c), RK_CIRCUIT_CLOSED);
-    assert_true(count_events(&rec, RK_EVENT_CIRCUIT_OPEN) >= 1);
-    assert_true(count_events(&rec, RK_EVENT_CIRCUIT_HALF_OPEN) >= 1);
-    assert_true(count_events(&rec, RK_EVENT_CIRCUIT_CLOSED) >= 1);
+    assert_true(rk_test_events_count(&rec, RK_EVENT_CIRCUIT_OPEN) >= 1);
+    assert_true(rk_test_events_count(&rec, RK_EVENT_CIRCUIT_HALF_OPEN) >= 1);
+    assert_true(rk_test_events_count(&rec, RK_EVENT_CIRCUIT_CLOSED) >= 1);
     rk_client_free(c);
     rk_fault_proxy_stop(p);
     rk_test_server_stop(s);
@@ -667,7 +545,7 @@ static void test_sliced_cut_and_reset_records(void **state)
     o.breaker_threshold = -1;
     o.reconnect_base_ms = 10;
     o.reconnect_max_ms = 20;
-    rk_client *c = must_client(&o);
+    rk_client *c = rk_test_client_new(&o);
     rk_cache *cache;
     assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
     char big[3000];
@@ -677,10 +555,7 @@ static void test_sliced_cut_and_reset_records(void **state)
 
     /* Records arrive a byte at a time: still decrypted and parsed whole. */
     rk_fault_proxy_set(p, RK_FAULT_SLICE, 0);
-    char *got = NULL;
-    assert_int_equal(rk_cache_get_str(cache, "big", &got), RK_OK);
-    assert_string_equal(got, big);
-    rk_free(got);
+    rk_test_assert_cached(cache, "big", big);
 
     /* A record cut short by the server's side closing: the server went
      * away (unavailable), as a cut TCP reply is — not a TLS error. */
@@ -691,16 +566,14 @@ static void test_sliced_cut_and_reset_records(void **state)
     assert_null(r);
     expect_message("connection closed by server");
     rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
-    assert_true(recovers(c, 3000));
+    assert_true(rk_test_client_recovers(c, 3000));
 
     /* A reset: unavailable too, and it recovers. */
     rk_fault_proxy_set(p, RK_FAULT_RESET, 0);
     assert_int_equal(rk_client_command(c, 2, get, NULL, &r), RK_ERR_UNAVAILABLE);
     rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
-    assert_true(recovers(c, 3000));
-    assert_int_equal(rk_cache_get_str(cache, "big", &got), RK_OK);
-    assert_string_equal(got, big);
-    rk_free(got);
+    assert_true(rk_test_client_recovers(c, 3000));
+    rk_test_assert_cached(cache, "big", big);
     rk_cache_free(cache);
     rk_client_free(c);
     rk_fault_proxy_stop(p);
@@ -717,7 +590,7 @@ static void test_idle_connection_reused_and_dead_peer_noticed(void **state)
     o.pool_size = 1;
     o.reconnect_base_ms = 10;
     o.reconnect_max_ms = 20;
-    rk_client *c = must_client(&o);
+    rk_client *c = rk_test_client_new(&o);
     /* Idle past the 1 ms threshold each time, so every reuse goes through
      * rk__conn_peer_gone(): the session must survive it. */
     for (int i = 0; i < 5; i++) {
@@ -854,66 +727,11 @@ static void test_bad_tls_options(void **state)
 
 /* ---- every allocation failure on the TLS paths ------------------------- */
 
-/* Fails the Nth allocation redkit makes, and counts live blocks (each has a
- * small header), as tests/nomem_test.c does for the plain paths. */
-typedef union block {
-    max_align_t align;
-    size_t size;
-} block;
-
-static struct {
-    long calls, fail_at, live;
-    bool hit;
-} inj;
-
-static bool fail_now(void)
-{
-    if (++inj.calls != inj.fail_at) return false;
-    inj.hit = true;
-    return true;
-}
-
-static void *inj_malloc(size_t size, void *user)
-{
-    (void)user;
-    if (fail_now()) return NULL;
-    block *b = malloc(sizeof *b + size);
-    if (!b) return NULL;
-    b->size = size;
-    inj.live++;
-    return b + 1;
-}
-
-static void *inj_calloc(size_t n, size_t size, void *user)
-{
-    void *p = inj_malloc(n * size, user); /* rk__calloc checked the product */
-    if (p) memset(p, 0, n * size);
-    return p;
-}
-
-static void inj_free(void *p, void *user)
-{
-    (void)user;
-    if (!p) return;
-    inj.live--;
-    free((block *)p - 1);
-}
-
-static void *inj_realloc(void *p, size_t size, void *user)
-{
-    if (!p) return inj_malloc(size, user);
-    if (fail_now()) return NULL;
-    block *b = realloc((block *)p - 1, sizeof *b + size);
-    if (!b) return NULL;
-    b->size = size;
-    return b + 1;
-}
-
 static bool ok_or_nomem(rk_status st, rk_status normal)
 {
     if (st == normal) return true;
-    if (st == RK_ERR_NOMEM && inj.hit) return true;
-    print_error("N=%ld: got %s (%s), want %s or a NOMEM after the injected failure\n", inj.fail_at,
+    if (st == RK_ERR_NOMEM && rk_test_fail_hit()) return true;
+    print_error("N=%ld: got %s (%s), want %s or a NOMEM after the injected failure\n", rk_test_fail_at(),
                 rk_strerror(st), rk_last_error(), rk_strerror(normal));
     return false;
 }
@@ -934,11 +752,12 @@ static void test_allocation_failures(void **state)
     assert_int_equal(r->type, REDIS_REPLY_STATUS);
     freeReplyObject(r);
 
-    static const rk_allocator hook = {inj_malloc, inj_calloc, inj_realloc, inj_free, NULL};
     long n;
     for (n = 1; n < 2000; n++) {
-        inj = (__typeof__(inj)){.fail_at = n};
-        assert_int_equal(rk_set_allocator(&hook), RK_OK);
+        /* The allocator fails the Nth allocation redkit makes, and counts
+         * live blocks, as tests/nomem_test.c does for the plain paths. */
+        rk_test_fail_arm(n);
+        assert_int_equal(rk_set_allocator(&rk_test_fail_allocator), RK_OK);
         rk_client *c = NULL;
         rk_status st = rk_client_new(&(rk_client_options){.url = url, .breaker_threshold = -1,
                                                           .reconnect_base_ms = 1, .reconnect_max_ms = 1}, &c);
@@ -961,8 +780,8 @@ static void test_allocation_failures(void **state)
             assert_null(c);
         }
         assert_int_equal(rk_set_allocator(NULL), RK_OK);
-        if (inj.live != 0) fail_msg("N=%ld: %ld blocks still allocated", n, inj.live);
-        if (!inj.hit) break; /* the run passed every allocation point */
+        if (rk_test_fail_live() != 0) fail_msg("N=%ld: %ld blocks still allocated", n, rk_test_fail_live());
+        if (!rk_test_fail_hit()) break; /* the run passed every allocation point */
     }
     assert_true(n > 5);   /* the walk did reach the TLS paths */
     assert_true(n < 2000);

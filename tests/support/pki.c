@@ -13,10 +13,10 @@
 #include "pki.h"
 
 #include "clock.h"
+#include "files.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,15 +60,6 @@ static const char *openssl_binary(void)
 {
     const char *b = getenv("RK_OPENSSL");
     return b && *b ? b : "openssl";
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
 }
 
 static void print_log(const rk_test_pki *p)
@@ -225,6 +216,6 @@ rk_test_pki *rk_test_pki_new(void)
 void rk_test_pki_free(rk_test_pki *p)
 {
     if (!p) return;
-    if (p->dir[0]) nftw(p->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    rk_test_remove_tree(p->dir);
     free(p);
 }

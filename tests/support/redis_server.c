@@ -16,11 +16,11 @@
  * there: the fixture must work whatever state the TLS code under test is in.
  */
 #include "clock.h"
+#include "files.h"
 #include "redis_server.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -191,20 +191,6 @@ static rk_test_server *live;
 static pid_t live_owner; /* the process that registered the handler */
 static bool atexit_done;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void remove_dir(const char *dir)
-{
-    if (dir[0]) nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-}
-
 /* Kill whatever a test left running. Forked children of the test process
  * inherit this handler; they must not kill their parent's servers. */
 static void kill_leftovers(void)
@@ -217,7 +203,7 @@ static void kill_leftovers(void)
             reap(s->pid, 2000);
             s->pid = -1;
         }
-        remove_dir(s->dir);
+        rk_test_remove_tree(s->dir);
     }
     live = NULL;
     pthread_mutex_unlock(&live_lock);
@@ -524,6 +510,15 @@ void rk_test_server_set_admin_password(rk_test_server *s, const char *password)
 
 redisReply *rk_test_server_command(rk_test_server *s, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *reply = rk_test_server_vcommand(s, fmt, ap);
+    va_end(ap);
+    return reply;
+}
+
+redisReply *rk_test_server_vcommand(rk_test_server *s, const char *fmt, va_list ap)
+{
     struct timeval tv = { RK_TS_ADMIN_MS / 1000, (RK_TS_ADMIN_MS % 1000) * 1000 };
     redisContext *c = admin_connect(s, tv);
     if (!c || c->err || redisSetTimeout(c, tv) != REDIS_OK) {
@@ -538,12 +533,17 @@ redisReply *rk_test_server_command(rk_test_server *s, const char *fmt, ...)
         }
         freeReplyObject(auth);
     }
-    va_list ap;
-    va_start(ap, fmt);
     redisReply *reply = redisvCommand(c, fmt, ap);
-    va_end(ap);
     redisFree(c);
     return reply;
+}
+
+bool rk_test_server_flush(rk_test_server *s)
+{
+    redisReply *r = rk_test_server_command(s, "FLUSHALL");
+    bool ok = r && r->type != REDIS_REPLY_ERROR;
+    if (r) freeReplyObject(r);
+    return ok;
 }
 
 int rk_test_server_cli(rk_test_server *s, char *out, size_t cap, const char *const *args)
@@ -704,7 +704,7 @@ void rk_test_server_stop(rk_test_server *s)
             kill_and_reap(s);
         }
     }
-    remove_dir(s->dir);
+    rk_test_remove_tree(s->dir);
     free(s->password);
     free_args(s->args);
     free_tls(s);

@@ -26,6 +26,7 @@
 #ifndef RK_TEST_REDIS_SERVER_H
 #define RK_TEST_REDIS_SERVER_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -107,6 +108,16 @@ void rk_test_server_set_admin_password(rk_test_server *s, const char *password);
  * NULL if the server could not be reached or did not answer in time.
  */
 redisReply *rk_test_server_command(rk_test_server *s, const char *fmt, ...);
+
+/* rk_test_server_command() with a va_list, for helpers that take a format. */
+redisReply *rk_test_server_vcommand(rk_test_server *s, const char *fmt, va_list ap);
+
+/*
+ * FLUSHALL through rk_test_server_command(): every key of every database
+ * goes. Returns false when the server gave no reply or an error reply
+ * (nothing is printed: a cmocka setup returns -1 on it).
+ */
+bool rk_test_server_flush(rk_test_server *s);
 
 /*
  * Run the real redis-cli: `redis-cli -h 127.0.0.1 -p PORT [-a PW
