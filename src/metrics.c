@@ -28,6 +28,7 @@
 #include "error.h"
 #include "histogram.h"
 #include "metrics.h"
+#include "value.h"
 
 _Static_assert(RK_METRICS_STATUS_SLOTS == RK__STATUS_SLOTS, "one errors[] slot per counter slot");
 
@@ -413,7 +414,7 @@ static bool parse_double(const char *s, size_t n, double *out)
     memcpy(buf, s, n);
     buf[n] = '\0';
     char *end;
-    double v = strtod(buf, &end);
+    double v = rk__strtod_c(buf, &end); /* INFO writes "1.23" whatever our locale */
     if (*end != '\0') return false;
     *out = v;
     return true;
@@ -440,7 +441,7 @@ static void parse_db(const char *v, size_t n, rk_memory_info *out)
             else if (klen == 7 && memcmp(v, "expires", 7) == 0)
                 parse_u64(eq + 1, (size_t)(stop - eq - 1), &out->db_expires);
         }
-        v = stop + 1;
+        v = stop < end ? stop + 1 : end; /* never past the end, even by one more */
     }
 }
 
@@ -501,7 +502,7 @@ void rk__info_parse(const char *s, size_t len, int db, rk_memory_info *out)
             else if (klen == (size_t)dbkey_len && memcmp(s, dbkey, klen) == 0)
                 parse_db(v, vlen, out);
         }
-        s = line_end + 1;
+        s = line_end < end ? line_end + 1 : end;
     }
     uint64_t lookups = out->keyspace_hits + out->keyspace_misses;
     out->hit_ratio = lookups ? (double)out->keyspace_hits / (double)lookups : 0.0;

@@ -3,7 +3,9 @@
  * Pure functions: no allocation, no I/O.
  */
 #include <errno.h>
+#include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,9 +111,34 @@ size_t rk__i64_to_text(int64_t v, char *buf)
     return (size_t)snprintf(buf, RK__NUMBER_TEXT_MAX + 1, "%lld", (long long)v);
 }
 
+/* Numbers are stored as text other processes read, so their text must not
+ * depend on the locale a host program chose with setlocale(): "0,5" under
+ * de_DE would be RK_ERR_TYPE to everyone else. The "C" locale, made once;
+ * NULL only if newlocale() failed (then the current locale is used). */
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+
+static void make_c_locale(void) { c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0); }
+
+static locale_t numeric_c_locale(void)
+{
+    pthread_once(&c_locale_once, make_c_locale);
+    return c_locale;
+}
+
+double rk__strtod_c(const char *s, char **end)
+{
+    locale_t c = numeric_c_locale();
+    return c ? strtod_l(s, end, c) : strtod(s, end);
+}
+
 size_t rk__double_to_text(double v, char *buf)
 {
-    return (size_t)snprintf(buf, RK__NUMBER_TEXT_MAX + 1, "%.17g", v);
+    locale_t c = numeric_c_locale();
+    locale_t old = c ? uselocale(c) : (locale_t)0;
+    int n = snprintf(buf, RK__NUMBER_TEXT_MAX + 1, "%.17g", v);
+    if (c) uselocale(old);
+    return (size_t)n;
 }
 
 rk_status rk__text_to_i64(const char *p, size_t n, int64_t *out)
@@ -146,7 +173,7 @@ rk_status rk__text_to_double(const char *p, size_t n, double *out)
     buf[n] = '\0';
     char *end;
     errno = 0;
-    double v = strtod(buf, &end);
+    double v = rk__strtod_c(buf, &end);
     /* glibc reports ERANGE for subnormals too; those read back exactly,
      * so only overflow, and underflow all the way to zero, are refused. */
     if (end != buf + n || !isfinite(v) || (errno == ERANGE && v == 0))

@@ -8,6 +8,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "value.h"
@@ -107,6 +110,45 @@ static void test_double_refuses_leading_space(void **state)
     }
 }
 
+/* A host program that chose a locale writing "0,5" must still store and
+ * read "0.5": the text is shared with other processes. de_DE is compiled
+ * at run time into a private directory (the `locales` package, installed
+ * by scripts/deps, has its source), so the test never depends on what
+ * locales the machine has generated. */
+static void test_numbers_ignore_the_locale(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/rk-locale-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
+    int rc = system(cmd);
+    /* localedef exits 1 for mere warnings, with the locale written. */
+    assert_true(rc != -1);
+    setenv("LOCPATH", dir, 1);
+    locale_t de = newlocale(LC_ALL_MASK, "de_DE.UTF-8", (locale_t)0);
+    if (!de) fail_msg("could not build or load de_DE.UTF-8 (is the locales package installed?)");
+    locale_t old = uselocale(de);
+    char check[16];
+    snprintf(check, sizeof check, "%.1f", 0.5);
+    assert_string_equal(check, "0,5"); /* the locale really is in force */
+
+    char buf[RK__NUMBER_TEXT_MAX + 1];
+    size_t n = rk__double_to_text(0.5, buf);
+    assert_int_equal(n, 3);
+    assert_string_equal(buf, "0.5");
+    double v = 0;
+    assert_int_equal(rk__text_to_double("2.25", 4, &v), RK_OK);
+    assert_true(v == 2.25);
+    assert_int_equal(rk__text_to_double("2,25", 4, &v), RK_ERR_TYPE);
+
+    uselocale(old);
+    freelocale(de);
+    unsetenv("LOCPATH");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -115,6 +157,7 @@ int main(void)
         cmocka_unit_test(test_int64_text),
         cmocka_unit_test(test_double_text),
         cmocka_unit_test(test_double_refuses_leading_space),
+        cmocka_unit_test(test_numbers_ignore_the_locale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
