@@ -13,6 +13,11 @@
  * connection that sat idle also gets a zero-timeout poll first; see
  * client.c.)
  *
+ * A host name is resolved by glibc's getaddrinfo_a(), on glibc's threads,
+ * and waited for only until the same deadline (see rk__resolve), because
+ * plain getaddrinfo() blocks for as long as the resolver's own timeouts
+ * and retries say, which is seconds and not ours to choose.
+ *
  * TLS (tls.c) slots in under the same two places, "send these bytes" and
  * "read some bytes", with the same deadlines; everything above them — the
  * RESP reader, the handshake pipeline, marking a connection broken — is
@@ -21,6 +26,10 @@
  */
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -59,6 +68,7 @@ struct rk__conn {
     int fd;
     rk__tls *tls;   /* NULL for plain TCP and Unix sockets */
     bool broken;
+    bool malformed; /* the reply functions refused the stream (reply.h) */
     int64_t last_used_ns;
     redisReader *reader;
     char peer[96]; /* "host:port" or the socket path, for messages */
@@ -162,6 +172,156 @@ static rk_status connect_unix(rk__conn *c, const char *path, int64_t deadline_ns
     return connect_addr(c, (struct sockaddr *)&sa, sizeof sa, deadline_ns);
 }
 
+/* ---- Resolving a host name within the deadline ------------------------ */
+
+/* One lookup handed to getaddrinfo_a(): the request and everything it
+ * points to — hints, service, host — in one block, because glibc reads
+ * and writes them from its own thread until the lookup is over, which may
+ * be long after the caller has given up on it.
+ *
+ * The caller does not wait with gai_suspend(): its timed wait has a race
+ * in glibc (up to 2.36 at least) — a lookup that finishes just as the wait
+ * times out leaves the waiter's stack entry on the request's list, and
+ * glibc writes through it after the waiter has returned, corrupting
+ * whatever lives there by then. Instead glibc's completion notice
+ * (SIGEV_THREAD: lookup_done, on a thread glibc starts for it) sets `done`
+ * under the block's mutex and signals the caller, who waits on a
+ * monotonic condition variable until its deadline.
+ *
+ * Exactly one side frees the block, decided under the mutex: the caller
+ * when the lookup ended before it let go, or when gai_cancel() removed it
+ * before it started (glibc then sends no notice); otherwise the caller
+ * sets `abandoned` and the notice, when the lookup ends, frees the block
+ * and its result. If glibc cannot deliver the notice at all (its own
+ * malloc or thread creation failing) an abandoned block is never freed: a
+ * leak of one small block under exhaustion, never a use after free.
+ *
+ * The block comes from libc, not redkit's allocator: it can outlive every
+ * call and handle, and it is freed on a thread redkit does not run, when
+ * the user's allocator may already have been replaced (docs/alloc.md). */
+typedef struct lookup {
+    struct gaicb cb; /* first: glibc's queue points at the block's start */
+    struct addrinfo hints;
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* on CLOCK_MONOTONIC, like every deadline */
+    bool done;              /* the notice came; guarded by lock */
+    bool abandoned;         /* the caller let go; guarded by lock */
+    char service[8];
+    char host[];
+} lookup;
+
+static atomic_long lookups_alive;
+
+long rk__resolve_pending(void) { return atomic_load_explicit(&lookups_alive, memory_order_acquire); }
+
+static void lookup_free(lookup *l)
+{
+    if (l->cb.ar_result) freeaddrinfo(l->cb.ar_result);
+    pthread_cond_destroy(&l->changed);
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+    atomic_fetch_sub_explicit(&lookups_alive, 1, memory_order_release);
+}
+
+/* glibc's completion notice. It touches nothing but the block. */
+static void lookup_done(union sigval v)
+{
+    lookup *l = v.sival_ptr;
+    pthread_mutex_lock(&l->lock);
+    l->done = true;
+    bool mine = l->abandoned;
+    if (!mine) pthread_cond_signal(&l->changed);
+    pthread_mutex_unlock(&l->lock);
+    if (mine) lookup_free(l);
+}
+
+/* The caller lets go of a lookup that has not ended for it. */
+static void lookup_give_up(lookup *l)
+{
+    if (gai_cancel(&l->cb) == EAI_CANCELED) { /* never started: no notice */
+        lookup_free(l);
+        return;
+    }
+    pthread_mutex_lock(&l->lock);
+    bool done = l->done;
+    l->abandoned = !done;
+    pthread_mutex_unlock(&l->lock);
+    if (done) lookup_free(l);
+}
+
+static lookup *lookup_new(const char *host, int port)
+{
+    size_t hlen = strlen(host);
+    lookup *l = calloc(1, sizeof *l + hlen + 1);
+    if (!l) return NULL;
+    pthread_condattr_t attr;
+    bool ok = pthread_condattr_init(&attr) == 0;
+    if (ok) {
+        ok = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&l->changed, &attr) == 0;
+        pthread_condattr_destroy(&attr);
+    }
+    if (!ok || pthread_mutex_init(&l->lock, NULL) != 0) {
+        if (ok) pthread_cond_destroy(&l->changed);
+        free(l);
+        return NULL;
+    }
+    memcpy(l->host, host, hlen + 1);
+    snprintf(l->service, sizeof l->service, "%d", port);
+    l->hints = (struct addrinfo){.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                 .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG};
+    l->cb.ar_name = l->host;
+    l->cb.ar_service = l->service;
+    l->cb.ar_request = &l->hints;
+    atomic_fetch_add_explicit(&lookups_alive, 1, memory_order_relaxed);
+    return l;
+}
+
+rk_status rk__resolve(const char *host, int port, int64_t deadline_ns, struct addrinfo **out)
+{
+    *out = NULL;
+    if (rk__now_ns() >= deadline_ns) return rk__fail(RK_ERR_TIMEOUT, "resolving %s: timed out", host);
+    lookup *l = lookup_new(host, port);
+    if (!l) return rk__fail(RK_ERR_NOMEM, "resolving %s: out of memory", host);
+
+    struct sigevent notice = {.sigev_notify = SIGEV_THREAD, .sigev_notify_function = lookup_done};
+    notice.sigev_value.sival_ptr = l;
+    struct gaicb *list[1] = {&l->cb};
+    int gai = getaddrinfo_a(GAI_NOWAIT, list, 1, &notice);
+    if (gai != 0) {
+        /* Not queued (glibc still sends the notice then), or queued
+         * without one: either way the give-up path sorts out who frees. */
+        int e = errno;
+        lookup_give_up(l);
+        return rk__fail(RK_ERR_SYSTEM, "resolving %s: %s", host, gai == EAI_SYSTEM ? strerror(e) : gai_strerror(gai));
+    }
+
+    pthread_mutex_lock(&l->lock);
+    struct timespec until = {.tv_sec = deadline_ns / 1000000000, .tv_nsec = deadline_ns % 1000000000};
+    /* Bounded in count as well as time: spurious wake-ups are retried. */
+    for (int i = 0; i < MAX_WAKEUPS && !l->done && rk__now_ns() < deadline_ns; i++)
+        pthread_cond_timedwait(&l->changed, &l->lock, &until);
+    bool done = l->done;
+    pthread_mutex_unlock(&l->lock);
+    if (!done) {
+        lookup_give_up(l);
+        return rk__fail(RK_ERR_TIMEOUT, "resolving %s: timed out", host);
+    }
+
+    /* The notice has come and gone: the block is the caller's alone. */
+    gai = gai_error(&l->cb);
+    if (gai != 0) {
+        /* (For EAI_SYSTEM the errno was glibc's thread's, not ours.) */
+        rk_status st = rk__fail(RK_ERR_UNAVAILABLE, "resolve %s: %s", host, gai_strerror(gai));
+        lookup_free(l);
+        return st;
+    }
+    *out = l->cb.ar_result;
+    l->cb.ar_result = NULL;
+    lookup_free(l);
+    if (!*out) return rk__fail(RK_ERR_UNAVAILABLE, "resolve %s: no address", host);
+    return RK_OK;
+}
+
 static rk_status connect_tcp(rk__conn *c, const char *host, int port, int64_t deadline_ns)
 {
     /* IP literals skip the resolver entirely; only names pay for it. */
@@ -172,16 +332,10 @@ static rk_status connect_tcp(rk__conn *c, const char *host, int port, int64_t de
     if (inet_pton(AF_INET6, host, &v6.sin6_addr) == 1)
         return connect_addr(c, (struct sockaddr *)&v6, sizeof v6, deadline_ns);
 
-    char service[8];
-    snprintf(service, sizeof service, "%d", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG};
     struct addrinfo *res = NULL;
-    int gai = getaddrinfo(host, service, &hints, &res);
-    if (gai != 0)
-        return rk__fail(RK_ERR_UNAVAILABLE, "resolve %s: %s", host, gai_strerror(gai));
-    rk_status st = RK_ERR_UNAVAILABLE;
-    if (!res) rk__fail(st, "resolve %s: no address", host);
+    rk_status st = rk__resolve(host, port, deadline_ns, &res);
+    if (st != RK_OK) return st;
+    st = RK_ERR_UNAVAILABLE;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         st = connect_addr(c, ai->ai_addr, ai->ai_addrlen, deadline_ns);
         if (st == RK_OK || st == RK_ERR_TIMEOUT) break;
@@ -242,12 +396,10 @@ static rk_status read_reply(rk__conn *c, rk_reply **out, int64_t deadline_ns)
 {
     for (;;) {
         void *obj = NULL;
-        if (redisReaderGetReply(c->reader, &obj) != REDIS_OK) {
-            if (c->reader->err == REDIS_ERR_OOM)
-                return mark_broken(c, rk__fail(RK_ERR_NOMEM, "reading reply: out of memory"));
-            return mark_broken(c, rk__fail(RK_ERR_PROTOCOL, "reply from %s: %s", c->peer,
-                                           c->reader->errstr));
-        }
+        /* A malformed stream is RK_ERR_PROTOCOL even when hiredis calls
+         * it "out of memory" (see reply.h). */
+        if (redisReaderGetReply(c->reader, &obj) != REDIS_OK)
+            return mark_broken(c, rk__reader_fail(c->reader, c->peer));
         if (obj) {
             *out = obj;
             return RK_OK;
@@ -311,6 +463,82 @@ void rk__conn_close(rk__conn *c)
  * PING that stands in for them over TLS). */
 #define HANDSHAKE_MAX 3
 
+/* Longest error code (the first word of an error reply) repeated from a
+ * refused AUTH. */
+#define AUTH_CODE_MAX 32
+
+/* A run of at least this many bytes of the password (all of it, if it is
+ * shorter) is masked wherever it appears in a handshake message; a shorter
+ * run only where the message ends, cut short. */
+#define SCRUB_MIN_RUN 8
+
+static bool is_code_char(char ch) { return (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_'; }
+
+/* A refused AUTH: RK_ERR_AUTH whatever the code (NOAUTH, WRONGPASS, or
+ * the ERR of a server that does not know AUTH: none of them authenticated
+ * the connection), and a message that keeps the error code — an upper-case
+ * word, as Redis's codes are — and the peer, never the server's text. */
+static rk_status auth_refused(const rk__conn *c, const rk_reply *r)
+{
+    const char *text = r->str ? r->str : "";
+    size_t len = r->str ? r->len : 0, n = 0;
+    while (n < len && n <= AUTH_CODE_MAX && is_code_char(text[n])) n++;
+    if (n == 0 || n > AUTH_CODE_MAX || (n < len && text[n] != ' '))
+        return rk__fail(RK_ERR_AUTH, "AUTH refused by %s: an error reply without a code", c->peer);
+    return rk__fail(RK_ERR_AUTH, "AUTH refused by %s: %.*s", c->peer, (int)n, text);
+}
+
+/* SELECT or CLIENT SETNAME refused: the server's text, as for any command
+ * (rk__reply_fail), but the reply is left to the caller to wipe. */
+static rk_status handshake_refused(const rk_reply *r, const char *what)
+{
+    const char *text = r->str ? r->str : "";
+    size_t len = r->str ? r->len : 0;
+    return rk__fail(rk__reply_error_status(text, len), "%s: %.*s", what,
+                    (int)(len < RK__ERROR_TEXT_MAX ? len : RK__ERROR_TEXT_MAX), text);
+}
+
+/* Redis writes a newline of a quoted argument as a space. */
+static bool same_byte(char shown, char secret)
+{
+    return shown == secret || ((secret == '\r' || secret == '\n') && shown == ' ');
+}
+
+/* Replace every trace of the password in the thread's last error with
+ * "***": a run of SCRUB_MIN_RUN bytes or more of it (Redis quotes at most
+ * 128 bytes of arguments, so a long password may appear cut), or any
+ * beginning of it where the message itself is cut. The thread's buffer is
+ * overwritten whole first, so no tail of the old message survives behind
+ * the shorter new one, and the copy made here is wiped. */
+static void scrub_password(rk_status st, const char *password)
+{
+    size_t plen = strlen(password);
+    size_t min_run = plen < SCRUB_MIN_RUN ? plen : SCRUB_MIN_RUN;
+    const char *msg = rk_last_error();
+    size_t mlen = strlen(msg), o = 0;
+    char out[RK__ERRMSG_MAX];
+    bool found = false;
+    if (plen == 0) return;
+    for (size_t i = 0; i < mlen && o + 4 < sizeof out;) {
+        size_t k = 0;
+        while (i + k < mlen && k < plen && same_byte(msg[i + k], password[k])) k++;
+        if (k > 0 && (k >= min_run || i + k == mlen)) {
+            memcpy(out + o, "***", 3);
+            o += 3;
+            i += k;
+            found = true;
+        } else {
+            out[o++] = msg[i++];
+        }
+    }
+    out[o] = '\0';
+    if (found) {
+        rk__fail(st, "%*s", RK__ERRMSG_MAX - 1, "");
+        rk__fail_str(st, out);
+    }
+    OPENSSL_cleanse(out, sizeof out);
+}
+
 /* AUTH, SELECT and CLIENT SETNAME go out as one pipeline: one round trip
  * however many are needed. Replies are checked in order, so a refused AUTH
  * is reported as such rather than as the NOAUTH that follows it.
@@ -319,7 +547,16 @@ void rk__conn_close(rk__conn *c)
  * into a buffer allocated once at its final size — a buffer grown with
  * realloc could leave a copy behind in the block it moved from — and every
  * copy (hiredis's and ours) is wiped with OPENSSL_cleanse before it is
- * freed. The replies hold no secret: Redis never echoes AUTH's arguments. */
+ * freed.
+ *
+ * The replies can hold it too. Redis itself never repeats AUTH's
+ * arguments, but a server with AUTH renamed away answers "ERR unknown
+ * command 'AUTH', with args beginning with: '<the password>'", and so may
+ * a proxy or a fork. So: of a refused AUTH only the error code is kept
+ * (auth_refused); every handshake message is scrubbed of the password
+ * (scrub_password), in case SELECT's or CLIENT SETNAME's refusal quotes
+ * it; and every error reply of the handshake is wiped before it is
+ * freed. */
 static rk_status handshake(rk__conn *c, const rk__conn_config *cfg, int64_t deadline_ns)
 {
     char *cmd[HANDSHAKE_MAX] = {NULL, NULL, NULL};
@@ -379,13 +616,13 @@ static rk_status handshake(rk__conn *c, const rk__conn_config *cfg, int64_t dead
     OPENSSL_cleanse(buf, len);
     rk__free(buf);
     for (size_t i = 0; i < n; i++) {
-        if (st == RK_OK && what[i] && replies[i]->type == RK_REPLY_ERROR) {
-            st = rk__reply_fail(replies[i], what[i]);
-            if (i == 0 && cfg->password) st = RK_ERR_AUTH;
-            replies[i] = NULL;
-        }
-        rk_reply_free(replies[i]);
+        rk_reply *r = replies[i];
+        if (st == RK_OK && what[i] && r->type == RK_REPLY_ERROR)
+            st = i == 0 && cfg->password ? auth_refused(c, r) : handshake_refused(r, what[i]);
+        if (r && r->type == RK_REPLY_ERROR && r->str) OPENSSL_cleanse(r->str, r->len);
+        rk_reply_free(r);
     }
+    if (st != RK_OK && cfg->password) scrub_password(st, cfg->password);
     if (st != RK_OK) c->broken = true;
     else if (c->tls) rk__tls_established(c->tls);
     return st;
@@ -402,6 +639,7 @@ rk_status rk__conn_open(const rk__conn_config *cfg, int64_t deadline_ns, rk__con
         rk__free(c);
         return rk__fail(RK_ERR_NOMEM, "connection: out of memory");
     }
+    rk__reader_report_malformed(c->reader, &c->malformed);
     rk_status st;
     if (cfg->unix_path) {
         snprintf(c->peer, sizeof c->peer, "%s", cfg->unix_path);

@@ -43,6 +43,26 @@ int64_t rk__now_ns(void);
  * RK_ERR_SYSTEM. The one wait of every transport, shared with tls.c. */
 rk_status rk__fd_wait(int fd, short events, int64_t deadline_ns, const char *doing, const char *peer);
 
+struct addrinfo;
+
+/* Resolve a host name (IP literals are the caller's to skip) to the TCP
+ * addresses of port, waiting at most until deadline_ns: glibc's
+ * getaddrinfo_a() runs the lookup on a thread of its own and the caller
+ * waits for its completion notice on a condition variable, so a slow DNS
+ * server costs no more than the deadline. Returns RK_OK with *out the list (the caller's, freed with
+ * freeaddrinfo()), or with *out NULL: RK_ERR_TIMEOUT ("resolving <host>:
+ * timed out"; at once when the deadline has already passed),
+ * RK_ERR_UNAVAILABLE (the name does not resolve: "resolve <host>: <the
+ * resolver's reason>"), RK_ERR_NOMEM, RK_ERR_SYSTEM. host is copied. A
+ * lookup given up at the deadline is cancelled, or, once glibc has started
+ * it, left to finish in the background, where its memory is freed when it
+ * ends. Thread-safe. */
+rk_status rk__resolve(const char *host, int port, int64_t deadline_ns, struct addrinfo **out);
+
+/* Lookups whose memory is still held: those in progress, and those given
+ * up on that glibc has not finished yet. For tests. */
+long rk__resolve_pending(void);
+
 /* Open a connection and run the handshake (the TLS handshake when
  * cfg->tls is set, then AUTH, SELECT, CLIENT SETNAME sent as one pipeline)
  * before deadline_ns. Over TLS the pipeline always makes one round trip (a
@@ -50,9 +70,13 @@ rk_status rk__fd_wait(int fd, short events, int64_t deadline_ns, const char *doi
  * refuses a client certificate only after the client's half of the
  * handshake is done: the refusal must arrive here, as RK_ERR_TLS, not on
  * the first command. On error *out is NULL and the last error says what
- * failed: RK_ERR_UNAVAILABLE (refused, unreachable, reset), RK_ERR_TIMEOUT,
- * RK_ERR_AUTH, RK_ERR_TLS, RK_ERR_SERVER, RK_ERR_INVALID (a Unix path too
- * long), RK_ERR_NOMEM, RK_ERR_SYSTEM. */
+ * failed: RK_ERR_UNAVAILABLE (refused, unreachable, reset, a name that
+ * does not resolve), RK_ERR_TIMEOUT (the host name's lookup included),
+ * RK_ERR_AUTH (any error reply to AUTH: "AUTH refused by <peer>: <error
+ * code>", never the server's text, which could quote the password),
+ * RK_ERR_TLS, RK_ERR_SERVER (SELECT or CLIENT SETNAME refused; the
+ * server's text, with any trace of the password masked), RK_ERR_PROTOCOL,
+ * RK_ERR_INVALID (a Unix path too long), RK_ERR_NOMEM, RK_ERR_SYSTEM. */
 rk_status rk__conn_open(const rk__conn_config *cfg, int64_t deadline_ns, rk__conn **out);
 
 /* Close the socket and free everything. NULL is a no-op. */

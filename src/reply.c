@@ -22,6 +22,14 @@
  * redkit never sends, so any of them means the stream is not what redkit
  * asked for, and the functions refuse them rather than build objects of a
  * type rk_reply cannot describe.
+ *
+ * A reply function can only fail by returning NULL, which hiredis reports
+ * as out of memory. So that a malformed stream is not mistaken for a
+ * shortage of memory (RK_ERR_NOMEM would also hide it from the circuit
+ * breaker), every refusal that is about the stream sets the flag the
+ * reader's privdata points to (rk__reader_report_malformed), and
+ * rk__reader_fail() turns it into RK_ERR_PROTOCOL. hiredis copies the
+ * reader's privdata into every task it hands to these functions.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,20 +44,29 @@
 /* Slots allocated for an array's first elements; doubled from there. */
 #define FIRST_SLOTS 16
 
+/* The stream is not valid RESP2: say so through the reader's privdata
+ * (see the top of the file) and refuse. */
+static void *malformed(const redisReadTask *task)
+{
+    bool *flag = task->privdata;
+    if (flag) *flag = true;
+    return NULL;
+}
+
 static bool resp2_type(int type)
 {
     return type == REDIS_REPLY_STRING || type == REDIS_REPLY_ARRAY || type == REDIS_REPLY_INTEGER ||
            type == REDIS_REPLY_NIL || type == REDIS_REPLY_STATUS || type == REDIS_REPLY_ERROR;
 }
 
-/* Make room in parent for child number idx of the `announced` it expects.
- * The capacity is a function of idx alone — FIRST_SLOTS (or fewer when
- * fewer are announced), then doubling at each power of two — so it need
- * not be stored: growth happens exactly when idx reaches it. */
+/* Make room in parent for child number idx of the `announced` it expects
+ * (the caller has checked idx < announced). The capacity is a function of
+ * idx alone — FIRST_SLOTS (or fewer when fewer are announced), then
+ * doubling at each power of two — so it need not be stored: growth happens
+ * exactly when idx reaches it. False only when memory runs out. */
 static bool make_room(rk_reply *parent, size_t idx, size_t announced)
 {
     size_t cap;
-    if (idx >= announced) return false; /* more elements than announced */
     if (idx == 0) {
         cap = announced < FIRST_SLOTS ? announced : FIRST_SLOTS;
     } else if (idx >= FIRST_SLOTS && (idx & (idx - 1)) == 0) {
@@ -64,17 +81,25 @@ static bool make_room(rk_reply *parent, size_t idx, size_t announced)
     return true;
 }
 
+/* The task's place in its parent is one the reader may fill: the next
+ * slot of an array, within the count the array announced. */
+static bool fits_parent(const redisReadTask *task)
+{
+    const rk_reply *parent = task->parent->obj;
+    return task->idx >= 0 && task->parent->elements > 0 && parent && parent->type == RK_REPLY_ARRAY &&
+           (size_t)task->idx == parent->elements && (size_t)task->idx < (size_t)task->parent->elements;
+}
+
 static rk_reply *reply_new(const redisReadTask *task, rk_reply_type type)
 {
-    if (!resp2_type(task->type)) return NULL;
+    if (!resp2_type(task->type) || (task->parent && !fits_parent(task))) return malformed(task);
     rk_reply *r = rk__calloc(1, sizeof *r);
     if (!r) return NULL;
     r->type = type;
     if (task->parent) {
         rk_reply *parent = task->parent->obj;
         size_t idx = (size_t)task->idx;
-        if (task->idx < 0 || task->parent->elements <= 0 || parent->type != RK_REPLY_ARRAY ||
-            idx != parent->elements || !make_room(parent, idx, (size_t)task->parent->elements)) {
+        if (!make_room(parent, idx, (size_t)task->parent->elements)) {
             rk__free(r);
             return NULL;
         }
@@ -86,7 +111,7 @@ static rk_reply *reply_new(const redisReadTask *task, rk_reply_type type)
 
 static void *create_string(const redisReadTask *task, char *str, size_t len)
 {
-    if (len == SIZE_MAX) return NULL;
+    if (len == SIZE_MAX) return malformed(task);
     char *copy = rk__malloc(len + 1);
     if (!copy) return NULL;
     rk_reply *r = reply_new(task, (rk_reply_type)task->type);
@@ -111,9 +136,9 @@ static void *create_array(const redisReadTask *task, size_t n)
 static void *create_array(const redisReadTask *task, int n)
 {
     /* hiredis turns "*-1" into a nil and refuses other negative counts. */
-    if (n < 0) return NULL;
+    if (n < 0) return malformed(task);
 #endif
-    if (task->type != REDIS_REPLY_ARRAY) return NULL;
+    if (task->type != REDIS_REPLY_ARRAY) return malformed(task);
     return reply_new(task, RK_REPLY_ARRAY);
 }
 
@@ -131,14 +156,14 @@ static void *create_nil(const redisReadTask *task) { return reply_new(task, RK_R
  * these, hiredis would hand back a bare type number as the object. */
 static void *create_double(const redisReadTask *task, double value, char *str, size_t len)
 {
-    (void)task, (void)value, (void)str, (void)len;
-    return NULL;
+    (void)value, (void)str, (void)len;
+    return malformed(task);
 }
 
 static void *create_bool(const redisReadTask *task, int value)
 {
-    (void)task, (void)value;
-    return NULL;
+    (void)value;
+    return malformed(task);
 }
 #endif
 
@@ -157,6 +182,39 @@ static redisReplyObjectFunctions reply_functions = {
 };
 
 redisReader *rk__reader_new(void) { return redisReaderCreateWithFunctions(&reply_functions); }
+
+void rk__reader_report_malformed(redisReader *reader, bool *flag)
+{
+    /* Not redisReaderSetPrivdata: hiredis 0.14's macro casts the pointer
+     * to int. */
+    reader->privdata = flag;
+}
+
+rk_status rk__reader_fail(const redisReader *reader, const char *peer)
+{
+    const bool *flag = reader->privdata;
+    if (reader->err == REDIS_ERR_OOM && !(flag && *flag))
+        return rk__fail(RK_ERR_NOMEM, "reading reply: out of memory");
+    if (reader->err == REDIS_ERR_OOM)
+        return rk__fail(RK_ERR_PROTOCOL, "reply from %s: malformed (a type RESP2 does not have, or more "
+                                         "elements than its array announced)", peer);
+    return rk__fail(RK_ERR_PROTOCOL, "reply from %s: %s", peer, reader->errstr);
+}
+
+const char *rk__printable_name(char buf[RK__NAME_SHOWN_MAX], const char *name, size_t len)
+{
+    size_t shown = len < RK__NAME_SHOWN_BYTES ? len : RK__NAME_SHOWN_BYTES;
+    for (size_t i = 0; i < shown; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        buf[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    if (len > shown) {
+        memcpy(buf + shown, "...", 3);
+        shown += 3;
+    }
+    buf[shown] = '\0';
+    return buf;
+}
 
 void rk_reply_free(rk_reply *reply)
 {
@@ -182,7 +240,8 @@ rk_status rk__reply_fail(rk_reply *reply, const char *what)
 {
     const char *text = reply->str ? reply->str : "";
     rk_status st = rk__reply_error_status(text, reply->str ? reply->len : 0);
-    rk__fail(st, "%s: %.*s", what, (int)(reply->len < 300 ? reply->len : 300), text);
+    size_t len = reply->str ? reply->len : 0;
+    rk__fail(st, "%s: %.*s", what, (int)(len < RK__ERROR_TEXT_MAX ? len : RK__ERROR_TEXT_MAX), text);
     rk_reply_free(reply);
     return st;
 }

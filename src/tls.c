@@ -268,7 +268,20 @@ static rk_status build(rk__tls_ctx *x, const rk__tls_config *cfg)
         if (x->name_is_ip) {
             ok = X509_VERIFY_PARAM_set1_ip_asc(param, x->name);
         } else {
-            X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+            /* OpenSSL reads a leading '.' as "any subdomain of": a name
+             * with an empty label is refused here too, whatever path it
+             * came by (client.c and url.c refuse it first). */
+            size_t n = strlen(x->name);
+            if (n == 0 || x->name[0] == '.' || x->name[n - 1] == '.' || strstr(x->name, ".."))
+                return rk__fail(RK_ERR_INVALID, "TLS server name %s: an empty label cannot be checked "
+                                                "against a certificate", x->name);
+            /* NEVER_CHECK_SUBJECT: only subjectAltNames name a host. By
+             * default OpenSSL falls back to the subject's CN when there
+             * is no DNS name among them, which RFC 6125 deprecates and
+             * docs/tls.md promises not to do. NO_PARTIAL_WILDCARDS: a
+             * wildcard only as a whole left-most label. */
+            X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+                                                       X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
             ok = X509_VERIFY_PARAM_set1_host(param, x->name, 0);
         }
         if (ok != 1) return ctx_fail("server name", x->name);
@@ -339,19 +352,24 @@ rk_status rk__tls_connect(rk__tls_ctx *x, int fd, const char *peer, int64_t dead
     t->verify = x->verify;
     t->failed = true; /* until the handshake is done: nothing to close_notify */
     ERR_clear_error();
+    /* On a set-up failure the message is built before the session is
+     * freed: rk__tls_free() empties OpenSSL's error queue, and the reason
+     * would be lost. */
     t->ssl = SSL_new(x->ssl_ctx);
     BIO *bio = t->ssl ? BIO_new(x->bio_method) : NULL;
     if (!bio) {
+        rk_status st = ctx_fail("session", NULL);
         rk__tls_free(t);
-        return ctx_fail("session", NULL);
+        return st;
     }
     BIO_set_data(bio, t);
     BIO_set_init(bio, 1);
     SSL_set_bio(t->ssl, bio, bio); /* the session owns the BIO now */
     /* SNI names a host; RFC 6066 forbids IP literals in it. */
     if (!x->name_is_ip && SSL_set_tlsext_host_name(t->ssl, x->name) != 1) {
+        rk_status st = ctx_fail("server name indication", x->name);
         rk__tls_free(t);
-        return ctx_fail("server name indication", x->name);
+        return st;
     }
     SSL_set_connect_state(t->ssl);
     rk_status st = handshake(t, deadline_ns);

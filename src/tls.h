@@ -55,9 +55,13 @@ typedef struct rk__tls_ctx rk__tls_ctx;
 typedef struct rk__tls rk__tls;
 
 /* Build the context: trust store, client certificate, protocol floor
- * (TLS 1.2). Returns RK_OK, RK_ERR_TLS (a file that does not load, a key
- * that does not match its certificate; the message names the option and
- * the file), RK_ERR_NOMEM. On error *out is NULL. */
+ * (TLS 1.2), and the name every server certificate must carry — in a
+ * subjectAltName only (never the subject's CN), a wildcard only as a whole
+ * left-most label. Returns RK_OK, RK_ERR_TLS (a file that does not load,
+ * a key that does not match its certificate; the message names the option
+ * and the file), RK_ERR_INVALID (a verify_name with an empty label, which
+ * OpenSSL would read as a subdomain wildcard), RK_ERR_NOMEM. On error
+ * *out is NULL. */
 rk_status rk__tls_ctx_new(const rk__tls_config *cfg, rk__tls_ctx **out);
 
 /* Free the context. Every session made from it must be freed first. NULL

@@ -22,10 +22,11 @@
  * ignored: a CA file in a redis:// URL says its author expected TLS, and
  * silently connecting in clear would betray that.
  *
- * Every copy of the password, and every decoded option value (a password
- * pasted into the wrong option is still a password), is wiped with
- * rk__free_secret() before it is freed; decode() allocates it at its exact
- * size, so no realloc ever leaves a stray copy behind.
+ * Every copy of the password, and every other string decoded from the URL
+ * — option values kept or refused, the host, the socket path (a password
+ * pasted into the wrong part is still a password) — is wiped with
+ * rk__free_secret() before it is freed; decode() allocates each at its
+ * exact size, so no realloc ever leaves a stray copy behind.
  */
 #include <arpa/inet.h>
 #include <limits.h>
@@ -289,12 +290,16 @@ bool rk__client_name_valid(const char *v)
  * separator, so that a prefix can never pose as a prefix plus namespace. */
 bool rk__name_char(char c) { return is_alnum(c) || c == '_' || c == '.' || c == '-'; }
 
+/* No empty label: OpenSSL reads a leading '.' as "any subdomain of"
+ * (".example.com" would accept cache.example.com), and a trailing '.' or
+ * ".." names nothing a certificate carries. */
 bool rk__server_name_valid(const char *v)
 {
     unsigned char addr[16];
     size_t n = strlen(v);
     if (n == 0 || n > 253) return false;
     if (inet_pton(AF_INET6, v, addr) == 1) return true;
+    if (v[0] == '.' || v[n - 1] == '.' || strstr(v, "..")) return false;
     for (; *v; v++)
         if (!is_host_char(*v)) return false;
     return true;
@@ -383,7 +388,7 @@ static rk_status parse_option(rk__url *u, const char *s, const char *e, unsigned
     case OPT_TLS_SERVER_NAME:
         if (!rk__server_name_valid(v)) {
             st = rk__fail(RK_ERR_INVALID, "URL option tls_server_name: not a host name "
-                                          "(A-Z a-z 0-9 - . _) or an IP address");
+                                          "(A-Z a-z 0-9 - . _, no empty label) or an IP address");
             break;
         }
         u->tls_server_name = v;
@@ -469,17 +474,19 @@ rk_status rk__url_parse(const char *url, rk__url *out)
 void rk__url_clear(rk__url *u)
 {
     if (!u) return;
-    rk__free(u->host);
-    rk__free(u->unix_path);
+    /* Every string, not only the password: a password pasted into the
+     * wrong part of a URL is still a password (see the top of the file). */
+    rk__free_secret(u->host);
+    rk__free_secret(u->unix_path);
     rk__free_secret(u->username);
     rk__free_secret(u->password);
-    rk__free(u->client_name);
-    rk__free(u->key_prefix);
-    rk__free(u->tls_ca_file);
-    rk__free(u->tls_ca_dir);
-    rk__free(u->tls_cert_file);
-    rk__free(u->tls_key_file);
-    rk__free(u->tls_server_name);
+    rk__free_secret(u->client_name);
+    rk__free_secret(u->key_prefix);
+    rk__free_secret(u->tls_ca_file);
+    rk__free_secret(u->tls_ca_dir);
+    rk__free_secret(u->tls_cert_file);
+    rk__free_secret(u->tls_key_file);
+    rk__free_secret(u->tls_server_name);
     memset(u, 0, sizeof *u);
 }
 

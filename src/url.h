@@ -38,7 +38,8 @@ typedef struct rk__url {
  * password, and leaves *out empty. */
 rk_status rk__url_parse(const char *url, rk__url *out);
 
-/* Free every string of u (wiping the password) and zero it. */
+/* Wipe and free every string of u (not only the password: see url.c) and
+ * zero it. */
 void rk__url_clear(rk__url *u);
 
 /* The rules for names that come from configuration, whether from a URL or
@@ -51,7 +52,8 @@ bool rk__name_char(char c);
 bool rk__client_name_valid(const char *name);
 
 /* A TLS server name: an IP literal, or a host name of A-Z a-z 0-9 - . _
- * (the characters a URL host may have), 1..253 bytes. */
+ * (the characters a URL host may have), 1..253 bytes, with no empty label
+ * (no leading or trailing '.', no ".."). */
 bool rk__server_name_valid(const char *name);
 
 #endif

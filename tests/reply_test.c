@@ -5,10 +5,15 @@
  *  - a reply announcing a huge array must not allocate for every announced
  *    element before they arrive (14 bytes once asked for 16 GiB);
  *  - an error reply is RK_ERR_AUTH only when its code, the first word, is
- *    exactly NOAUTH or WRONGPASS.
+ *    exactly NOAUTH or WRONGPASS;
+ *
+ * and from a review: a stream the reply functions refuse is a protocol
+ * error, not "out of memory"; command names in messages are bounded and
+ * never read past their length.
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -128,6 +133,82 @@ static void test_error_codes(void **state)
     }
 }
 
+/* A reply the reply functions refuse as malformed — more elements than its
+ * array announced, or a RESP3 type — surfaces from hiredis as "out of
+ * memory" (a reply function has no other way to fail). The functions flag
+ * it, so the connection reports RK_ERR_PROTOCOL, not RK_ERR_NOMEM, and the
+ * breaker counts it as the transport failure it is. The hiredis reader
+ * itself never lets such a stream through to the functions in 0.14, so
+ * they are called here the way the reader calls them. */
+static void test_malformed_is_flagged_apart_from_no_memory(void **state)
+{
+    (void)state;
+    redisReader *r = rk__reader_new();
+    assert_non_null(r);
+    bool malformed = false;
+    rk__reader_report_malformed(r, &malformed);
+
+    redisReadTask parent = {.type = REDIS_REPLY_ARRAY, .elements = 1, .idx = -1, .privdata = r->privdata};
+    rk_reply *array = r->fn->createArray(&parent, 1);
+    assert_non_null(array);
+    parent.obj = array;
+    redisReadTask child = {.type = REDIS_REPLY_INTEGER, .idx = 0, .parent = &parent, .privdata = r->privdata};
+    assert_non_null(r->fn->createInteger(&child, 7));
+    assert_false(malformed);
+    child.idx = 1; /* a second element of an array of one */
+    assert_null(r->fn->createInteger(&child, 8));
+    assert_true(malformed);
+    assert_int_equal(array->elements, 1);
+    r->fn->freeObject(array);
+
+    /* A type RESP2 does not have (14 is hiredis 1.x's RESP3 double). */
+    malformed = false;
+    redisReadTask top = {.type = 14, .idx = -1, .privdata = r->privdata};
+    assert_null(r->fn->createString(&top, "1.5", 3));
+    assert_true(malformed);
+
+    /* What the connection makes of a failed reader: the flag decides. */
+    r->err = REDIS_ERR_OOM;
+    snprintf(r->errstr, sizeof r->errstr, "Out of memory");
+    assert_int_equal(rk__reader_fail(r, "10.0.0.5:6379"), RK_ERR_PROTOCOL);
+    assert_non_null(strstr(rk_last_error(), "10.0.0.5:6379"));
+    assert_non_null(strstr(rk_last_error(), "malformed"));
+    malformed = false; /* a genuine allocation failure */
+    assert_int_equal(rk__reader_fail(r, "10.0.0.5:6379"), RK_ERR_NOMEM);
+    r->err = REDIS_ERR_PROTOCOL;
+    snprintf(r->errstr, sizeof r->errstr, "Protocol error, got \"!\" as reply type byte");
+    assert_int_equal(rk__reader_fail(r, "10.0.0.5:6379"), RK_ERR_PROTOCOL);
+    assert_non_null(strstr(rk_last_error(), "reply type byte"));
+    redisReaderFree(r);
+
+    /* A reader nobody watches still refuses, without a flag to set. */
+    r = rk__reader_new();
+    assert_non_null(r);
+    redisReadTask lone = {.type = 14, .idx = -1, .privdata = r->privdata};
+    assert_null(r->fn->createString(&lone, "1.5", 3));
+    r->err = REDIS_ERR_OOM;
+    assert_int_equal(rk__reader_fail(r, "p"), RK_ERR_NOMEM);
+    redisReaderFree(r);
+}
+
+/* Command names in messages: at most 64 bytes, unprintable bytes as '?',
+ * never read past the length given (the name need not be NUL-terminated). */
+static void test_printable_names(void **state)
+{
+    (void)state;
+    char buf[RK__NAME_SHOWN_MAX];
+    assert_string_equal(rk__printable_name(buf, "GETX", 3), "GET");
+    assert_string_equal(rk__printable_name(buf, "A\nB\0C\x80", 6), "A?B?C?");
+    assert_string_equal(rk__printable_name(buf, "", 0), "");
+    char longer[100];
+    memset(longer, 'y', sizeof longer);
+    const char *shown = rk__printable_name(buf, longer, sizeof longer);
+    assert_int_equal(strlen(shown), 64 + 3);
+    assert_string_equal(shown + 64, "...");
+    /* Exactly 64: no ellipsis. */
+    assert_int_equal(strlen(rk__printable_name(buf, longer, 64)), 64);
+}
+
 int main(void)
 {
     if (rk_set_allocator(&big_refusing) != RK_OK) return 1;
@@ -135,6 +216,8 @@ int main(void)
         cmocka_unit_test(test_huge_array_count_allocates_as_elements_arrive),
         cmocka_unit_test(test_arrays_still_read_whole),
         cmocka_unit_test(test_error_codes),
+        cmocka_unit_test(test_malformed_is_flagged_apart_from_no_memory),
+        cmocka_unit_test(test_printable_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

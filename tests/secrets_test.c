@@ -8,7 +8,9 @@
  * and inside a cache key — go through a realistic life: URLs right and
  * wrong, malformed URLs, connects, AUTH refused, NOPERM, type errors,
  * values and keys too large, a paused server (timeouts), a killed and
- * restarted one (reconnects, circuit breaker), and the redkit CLI.
+ * restarted one (reconnects, circuit breaker), a server that echoes the
+ * handshake's arguments (AUTH renamed away, over TCP and TLS), and the
+ * redkit CLI.
  *
  * Everything redkit says is captured — every log line at DEBUG, every
  * event message, rk_last_error() after every call, rk_url_redact() output,
@@ -47,7 +49,9 @@
 #include <redkit/redkit.h>
 
 #include "alloc.h"
+#include "url.h"
 #include "support/clock.h"
+#include "support/pki.h"
 #include "support/redis_server.h"
 
 #define PW "s3cr3t-Pa55w0rd-XYZ"
@@ -506,9 +510,8 @@ static void test_urls(void **state)
 
 /* A secret where no secret belongs — a password passed as an option value
  * or as the path, a mistake some other clients' URL syntax invites
- * (?password=) — is still never echoed. Only the text is checked here:
- * redkit cannot know that an option value is a secret, and frees decoded
- * option values like any other string. */
+ * (?password=) — is still never echoed, and every decoded option value
+ * is wiped before it is freed, whether the URL was refused or kept. */
 static void test_secret_in_other_url_parts(void **state)
 {
     (void)state;
@@ -530,8 +533,24 @@ static void test_secret_in_other_url_parts(void **state)
         assert_null(c);
     }
     assert_marker("URL option password: unknown");
+
+    /* Values the parser keeps (name, prefix, the tls_ paths and server
+     * name) are wiped too when the parsed URL is cleared: a password
+     * pasted into the wrong option is still a password. Parsed directly,
+     * because these URLs are valid and a client would echo the paths (they
+     * are not secrets) in its messages. */
+    static const char *const kept[] = {
+        "redis://127.0.0.1?name=" PW "&prefix=" PW,
+        "rediss://127.0.0.1?tls_ca_file=" PW "&tls_ca_dir=" PW "&tls_cert_file=" PW "&tls_key_file=" PW
+        "&tls_server_name=" PW,
+    };
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        rk__url u;
+        assert_int_equal(rk__url_parse(kept[i], &u), RK_OK);
+        rk__url_clear(&u);
+    }
     assert_text_clean();
-    reset_memory_hits(); /* see above */
+    assert_memory_clean();
 }
 
 static void cache_round(rk_client *c, const char *ns)
@@ -724,6 +743,99 @@ static void test_wrong_passwords(void **state)
     assert_memory_clean();
 }
 
+/* ---- a server that echoes the handshake's arguments ------------------------------- */
+
+/* A Redis with AUTH renamed away answers the handshake's AUTH with "ERR
+ * unknown command 'AUTH', with args beginning with: '<the password>'" (as
+ * would a proxy or fork that quotes arguments in its errors). Three
+ * clients of the same server — URL, options with an ACL user name, Unix
+ * socket — each refused a few times so that events and the breaker's log
+ * lines are produced too. */
+static void auth_echo_clients(rk_test_server *s, const rk_tls_options *tls, const char *url)
+{
+    rk_client *c = new_client((rk_client_options){.url = url, .tls = tls ? *tls : (rk_tls_options){0},
+                                                  .breaker_threshold = 2, .reconnect_base_ms = 5,
+                                                  .reconnect_max_ms = 20});
+    assert_int_equal(CALL(rk_client_ping(c)), RK_ERR_AUTH);
+    if (!strstr(rk_last_error(), "AUTH refused by 127.0.0.1:"))
+        fail_msg("AUTH failure without its peer: %s", text_hits ? "(withheld: holds a secret)" : rk_last_error());
+    for (int k = 0; k < 6; k++) {
+        CALL(rk_client_ping(c));
+        rk_test_sleep_ms(5);
+    }
+    rk_client_free(c);
+
+    c = new_client((rk_client_options){.host = tls ? "localhost" : "127.0.0.1", .port = rk_test_server_port(s),
+                                       .username = APP_USER, .password = SPECIAL, .db = 2, .client_name = "api",
+                                       .tls = tls ? *tls : (rk_tls_options){0}});
+    assert_int_equal(CALL(rk_client_ping(c)), RK_ERR_AUTH);
+    rk_client_free(c);
+
+    if (!tls) {
+        char unix_url[512];
+        snprintf(unix_url, sizeof unix_url, "unix://:" WRONG "@%s/redis.sock", rk_test_server_dir(s));
+        c = new_client((rk_client_options){.url = unix_url});
+        assert_int_equal(CALL(rk_client_ping(c)), RK_ERR_AUTH);
+        rk_client_free(c);
+    }
+}
+
+static void test_server_echoing_auth_arguments(void **state)
+{
+    (void)state;
+    const char *args[] = {"--rename-command", "AUTH", "", NULL};
+    rk_test_server *s = rk_test_server_start(args);
+    assert_non_null(s);
+    char url[512];
+    snprintf(url, sizeof url, "redis://:" PW "@127.0.0.1:%d/1?name=api", rk_test_server_port(s));
+    auth_echo_clients(s, NULL, url);
+    rk_test_server_stop(s);
+    assert_marker("AUTH refused by");
+    assert_text_clean();
+    assert_memory_clean();
+
+    /* The second line of defence: any handshake reply quoting the
+     * password is scrubbed. Here CLIENT is renamed away and the client
+     * name, by mistake, is the password. */
+    const char *args2[] = {"--requirepass", PW, "--rename-command", "CLIENT", "", NULL};
+    s = rk_test_server_start(args2);
+    assert_non_null(s);
+    rk_client *c = new_client((rk_client_options){.host = "127.0.0.1", .port = rk_test_server_port(s),
+                                                  .password = PW, .client_name = PW});
+    assert_int_equal(CALL(rk_client_ping(c)), RK_ERR_SERVER);
+    if (!strstr(rk_last_error(), "CLIENT SETNAME: ERR unknown command") || !strstr(rk_last_error(), "'***'"))
+        fail_msg("the SETNAME refusal was not reported, scrubbed: %s",
+                 text_hits ? "(withheld: holds a secret)" : rk_last_error());
+    rk_client_free(c);
+    rk_test_server_stop(s);
+    assert_text_clean();
+    /* Not checked for memory: the client keeps its name, no secret by
+     * contract, in a block freed like any other string. */
+    reset_memory_hits();
+}
+
+/* The same over TLS (rediss://): the refusal travels encrypted, and must
+ * not come out in clear in what redkit says. */
+static void test_server_echoing_auth_arguments_over_tls(void **state)
+{
+    (void)state;
+    rk_test_pki *pki = rk_test_pki_new();
+    assert_non_null(pki);
+    rk_test_server_tls tls = {.cert_file = pki->server_cert, .key_file = pki->server_key};
+    const char *args[] = {"--rename-command", "AUTH", "", NULL};
+    rk_test_server *s = rk_test_server_start_opts(&(rk_test_server_options){.extra_args = args, .tls = &tls});
+    assert_non_null(s);
+    char url[768];
+    snprintf(url, sizeof url, "rediss://:" PW "@127.0.0.1:%d/1?name=api&tls_ca_file=%s", rk_test_server_port(s),
+             pki->ca_cert);
+    auth_echo_clients(s, &(rk_tls_options){.enabled = true, .ca_file = pki->ca_cert}, url);
+    rk_test_server_stop(s);
+    rk_test_pki_free(pki);
+    assert_marker("AUTH refused by");
+    assert_text_clean();
+    assert_memory_clean();
+}
+
 /* ---- the CLI -------------------------------------------------------------------- */
 
 /* The redkit tool: $RK_REDKIT_CLI, else <build>/redkit next to <build>/tests/
@@ -906,6 +1018,8 @@ int main(void)
         cmocka_unit_test_setup(test_secret_in_other_url_parts, test_setup),
         cmocka_unit_test_setup(test_right_password_life, test_setup),
         cmocka_unit_test_setup(test_wrong_passwords, test_setup),
+        cmocka_unit_test_setup(test_server_echoing_auth_arguments, test_setup),
+        cmocka_unit_test_setup(test_server_echoing_auth_arguments_over_tls, test_setup),
         cmocka_unit_test_setup(test_cli, test_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -2,7 +2,10 @@
  * tls_test.c — TLS (src/tls.c, and its use in conn.c and client.c) against
  * real redis-server TLS ports, with certificates made for the run by
  * tests/support/pki.c: verified TLS, mutual TLS, a wrong CA, a wrong host
- * name, skipping verification, rediss:// URLs with TLS query options,
+ * name (and names that are only in a certificate's CN, or only as an IP),
+ * server names with empty labels, skipping verification (and a URL's
+ * tls_insecure=1 against code that asks for verification), a session
+ * set-up failure's reason, rediss:// URLs with TLS query options,
  * AUTH over TLS, and the fault tier over TLS — kill -9 and restart under
  * load, a paused server and a blackhole during the handshake, a proxy
  * that slices, cuts and resets TLS records — plus the TLS 1.3 session
@@ -278,6 +281,124 @@ static void test_wrong_host_name_rejected(void **state)
     rk_test_server_stop(s);
 }
 
+/* A certificate without any DNS subjectAltName is not checked against its
+ * subject CN (OpenSSL's fallback, which RFC 6125 deprecates): a CN of
+ * "localhost" alone does not make it a certificate for localhost. */
+static void test_common_name_is_not_a_host_name(void **state)
+{
+    (void)state;
+    /* No subjectAltName at all, CN=localhost. */
+    rk_test_server_tls cn_only = {.cert_file = pki->server_cn_only_cert, .key_file = pki->server_cn_only_key};
+    rk_test_server *s = rk_test_server_start_opts(&(rk_test_server_options){.tls = &cn_only});
+    assert_non_null(s);
+    rk_client *c = rk_test_client_new(&(rk_client_options){.host = "localhost", .port = rk_test_server_port(s),
+                                                           .tls = {.enabled = true, .ca_file = pki->ca_cert}});
+    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
+    expect_message("hostname mismatch");
+    rk_client_free(c);
+    /* The chain itself is fine: skipping the name check (and everything
+     * else) connects, so the refusal above was the name. */
+    c = rk_test_client_new(&(rk_client_options){.host = "localhost", .port = rk_test_server_port(s),
+                                                .tls = {.enabled = true, .insecure_skip_verify = true}});
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    rk_client_free(c);
+    /* Reached by address, the CN does not stand in for an IP either. */
+    c = rk_test_client_new(&(rk_client_options){.host = "127.0.0.1", .port = rk_test_server_port(s),
+                                                .tls = {.enabled = true, .ca_file = pki->ca_cert}});
+    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
+    expect_message("IP address mismatch");
+    rk_client_free(c);
+    rk_test_server_stop(s);
+
+    /* Only an IP subjectAltName (127.0.0.1), CN=localhost: reached by
+     * address it is the right certificate; reached by the name localhost,
+     * without a server_name, the default check is against the host and
+     * refuses it. */
+    rk_test_server_tls ip_only = {.cert_file = pki->server_ip_only_cert, .key_file = pki->server_ip_only_key};
+    s = rk_test_server_start_opts(&(rk_test_server_options){.tls = &ip_only});
+    assert_non_null(s);
+    c = rk_test_client_new(&(rk_client_options){.host = "127.0.0.1", .port = rk_test_server_port(s),
+                                                .tls = {.enabled = true, .ca_file = pki->ca_cert}});
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    rk_client_free(c);
+    c = rk_test_client_new(&(rk_client_options){.host = "localhost", .port = rk_test_server_port(s),
+                                                .tls = {.enabled = true, .ca_file = pki->ca_cert}});
+    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
+    expect_message("hostname mismatch");
+    rk_client_free(c);
+    rk_test_server_stop(s);
+}
+
+/* A name with a leading '.' would make OpenSSL accept any subdomain
+ * (".example.com" matches cache.example.com); a trailing '.' or an empty
+ * label is no host name a certificate carries. All refused up front. */
+static void test_server_name_with_empty_labels_refused(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {".example.com", "example.com.", "cache..example.com", ".", ".localhost"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rk_client *c = (rk_client *)1;
+        rk_status st = rk_client_new(&(rk_client_options){.host = "127.0.0.1",
+                                                          .tls = {.enabled = true, .ca_file = pki->ca_cert,
+                                                                  .server_name = bad[i]}}, &c);
+        if (st != RK_ERR_INVALID) fail_msg("server_name \"%s\": %s (%s)", bad[i], rk_strerror(st), rk_last_error());
+        assert_null(c);
+        expect_message("tls.server_name");
+        char url[256];
+        snprintf(url, sizeof url, "rediss://127.0.0.1:6380?tls_server_name=%s", bad[i]);
+        c = (rk_client *)1;
+        assert_int_equal(rk_client_new_url(url, &c), RK_ERR_INVALID);
+        assert_null(c);
+        expect_message("tls_server_name");
+        /* The host is the name checked when there is no server_name. */
+        c = (rk_client *)1;
+        assert_int_equal(rk_client_new(&(rk_client_options){.host = bad[i], .tls = {.enabled = true,
+                                                            .ca_file = pki->ca_cert}}, &c), RK_ERR_INVALID);
+        assert_null(c);
+    }
+    /* The leading-dot case against a real server: refused before any
+     * connection, where it used to accept any subdomain of the name. */
+    rk_client *c = NULL;
+    assert_int_equal(rk_client_new(&(rk_client_options){.host = "127.0.0.1", .port = 1,
+                                                        .tls = {.enabled = true, .ca_file = pki->ca_cert,
+                                                                .server_name = ".localhost"}}, &c),
+                     RK_ERR_INVALID);
+    /* Well-formed names still work. */
+    assert_int_equal(rk_client_new(&(rk_client_options){.tls = {.enabled = true, .ca_file = pki->ca_cert,
+                                                                .server_name = "cache.example.com"}}, &c),
+                     RK_OK);
+    rk_client_free(c);
+}
+
+/* A session set-up failure (here: an SNI name longer than TLS allows)
+ * reports OpenSSL's reason, not "unknown OpenSSL error" — the reason must
+ * be read before the failed session is freed. */
+static void test_session_setup_failure_has_reason(void **state)
+{
+    (void)state;
+    rk_test_server *s = start_tls_server(false, NULL);
+    char name[300];
+    memset(name, 'a', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    rk__tls_ctx *ctx = NULL;
+    assert_int_equal(rk__tls_ctx_new(&(rk__tls_config){.ca_file = pki->ca_cert, .verify_name = name}, &ctx), RK_OK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rk_test_server_port(s))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    rk__tls *t = (rk__tls *)1;
+    assert_int_equal(rk__tls_connect(ctx, fd, "test peer", rk__now_ns() + 2000000000LL, &t), RK_ERR_TLS);
+    assert_null(t);
+    expect_message("TLS server name indication");
+    if (strstr(rk_last_error(), "unknown OpenSSL error")) fail_msg("no reason in \"%s\"", rk_last_error());
+    expect_message("error:");
+    close(fd);
+    rk__tls_ctx_free(ctx);
+    rk_test_server_stop(s);
+}
+
 /* ---- skipping verification ---------------------------------------------- */
 
 static int count_lines_with(rk_test_log *l, const char *part)
@@ -366,6 +487,31 @@ static void test_rediss_url_with_query_options(void **state)
              "rediss://127.0.0.1:%d?tls_ca_file=%s&tls_cert_file=%s&tls_key_file=%s&tls_insecure=1", port,
              pki->other_ca_cert, pki->client_cert, pki->client_key);
     assert_int_equal(rk_client_new_url(url, &c), RK_OK);
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    rk_client_free(c);
+
+    /* ...but not when the code asks for verification: a CA (file or
+     * directory) or a server name set in the struct says the program
+     * expects the server to be checked, and a URL from the environment
+     * must not silently turn that off. Refused, naming both sides. */
+    const rk_tls_options verifying[] = {{.ca_file = pki->ca_cert}, {.ca_dir = pki->ca_dir},
+                                        {.server_name = "localhost"}};
+    const char *const field[] = {"tls.ca_file", "tls.ca_dir", "tls.server_name"};
+    for (size_t i = 0; i < 3; i++) {
+        c = (rk_client *)1;
+        assert_int_equal(rk_client_new(&(rk_client_options){.url = url, .tls = verifying[i]}, &c), RK_ERR_INVALID);
+        assert_null(c);
+        expect_message("tls_insecure=1");
+        expect_message(field[i]);
+    }
+    /* The code may still turn verification off itself, or add only a
+     * client certificate to the URL's choice. */
+    c = rk_test_client_new(&(rk_client_options){.url = url, .tls = {.ca_file = pki->ca_cert,
+                                                                    .insecure_skip_verify = true}});
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    rk_client_free(c);
+    c = rk_test_client_new(&(rk_client_options){.url = url, .tls = {.cert_file = pki->client_cert,
+                                                                    .key_file = pki->client_key}});
     assert_int_equal(rk_client_ping(c), RK_OK);
     rk_client_free(c);
 
@@ -796,6 +942,9 @@ int main(void)
         cmocka_unit_test(test_mutual_tls),
         cmocka_unit_test(test_wrong_ca_rejected),
         cmocka_unit_test(test_wrong_host_name_rejected),
+        cmocka_unit_test(test_common_name_is_not_a_host_name),
+        cmocka_unit_test(test_server_name_with_empty_labels_refused),
+        cmocka_unit_test(test_session_setup_failure_has_reason),
         cmocka_unit_test(test_skip_verify_warns_once),
         cmocka_unit_test(test_rediss_url_with_query_options),
         cmocka_unit_test(test_password_over_tls),

@@ -623,6 +623,15 @@ static void test_bad_tls_options(void **state)
     expect_invalid("rediss://h?tls_insecure=2", "URL option tls_insecure");
     expect_invalid("rediss://h?tls_server_name=bad%20name", "URL option tls_server_name");
     expect_invalid("rediss://h?tls_server_name=a/b", "URL option tls_server_name");
+    /* Empty labels: a leading '.' would let OpenSSL match any subdomain. */
+    expect_invalid("rediss://h?tls_server_name=.example.com", "URL option tls_server_name");
+    expect_invalid("rediss://h?tls_server_name=example.com.", "URL option tls_server_name");
+    expect_invalid("rediss://h?tls_server_name=cache..example.com", "URL option tls_server_name");
+    expect_invalid("rediss://h?tls_server_name=.", "URL option tls_server_name");
+    assert_false(rk__server_name_valid(".example.com"));
+    assert_true(rk__server_name_valid("cache.example.com"));
+    assert_true(rk__server_name_valid("::1"));
+    assert_true(rk__server_name_valid("10.0.0.5"));
     expect_invalid("rediss://h?tls_ca_file=", "URL option tls_ca_file: missing value");
     expect_invalid("rediss://h?tls_key_file", "URL option tls_key_file: missing value");
     expect_invalid("rediss://h?tls_ca_dir=/a%00b", "URL option tls_ca_dir");

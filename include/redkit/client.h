@@ -118,14 +118,23 @@ typedef struct rk_tls_options {
     const char *key_file;      /* its private key (PEM, not encrypted);
                                   NULL = in cert_file. Needs cert_file. */
     const char *server_name;   /* the name the server certificate must
-                                  carry, sent as SNI unless an IP literal;
-                                  NULL = the host. Lets a client reach
-                                  "10.0.0.5" and check "cache.internal". */
+                                  carry in a subjectAltName (its subject
+                                  CN is never used), sent as SNI unless an
+                                  IP literal; NULL = the host. Lets a
+                                  client reach "10.0.0.5" and check
+                                  "cache.internal". A name with an empty
+                                  label (".example.com", "example.com.",
+                                  "a..b") is RK_ERR_INVALID, and so is
+                                  such a host when it is the name. */
     bool insecure_skip_verify; /* accept any server certificate: encrypted
                                   but NOT authenticated, open to a
                                   man-in-the-middle. For tests only; logs
                                   one warning (RK_LOG_WARN) per client at
-                                  rk_client_new() through `log`. */
+                                  rk_client_new() through `log`. A URL's
+                                  tls_insecure=1 together with ca_file,
+                                  ca_dir or server_name set here (code
+                                  that asks for verification) is
+                                  RK_ERR_INVALID, unless this is set too. */
 } rk_tls_options;
 
 /*
@@ -152,7 +161,8 @@ typedef struct rk_client_options {
     const char *key_prefix;     /* first part of every key redkit writes
                                    ("shop" gives "shop:cache:user:123");
                                    NULL or "" = no prefix */
-    int connect_timeout_ms;     /* TCP connect + handshake; default 1000 */
+    int connect_timeout_ms;     /* host-name lookup + TCP connect + TLS and
+                                   Redis handshakes; default 1000 */
     int command_timeout_ms;     /* one call, waiting for a pooled connection
                                    included; default 500 */
     int pool_size;              /* maximum open connections; default 4 */
@@ -204,7 +214,11 @@ typedef struct rk_client_options {
  * OpenSSL's reason and, for a certificate, the verification result). Like
  * a refused AUTH, that is the server's answer: it moves the reconnect
  * schedule and the circuit breaker as any failed connect does. A TLS
- * handshake that does not finish in time is RK_ERR_TIMEOUT.
+ * handshake that does not finish in time is RK_ERR_TIMEOUT. A refused
+ * AUTH is RK_ERR_AUTH whatever the server's error, and rk_last_error()
+ * keeps only its error code and the peer ("AUTH refused by
+ * 10.0.0.5:6379: WRONGPASS"), never the server's text, which a server
+ * with AUTH renamed away fills with the password.
  */
 RK_EXPORT rk_status rk_client_new(const rk_client_options *opts, rk_client **out);
 
@@ -270,7 +284,9 @@ typedef struct rk_reply {
  * When Redis answers with an error reply the call returns RK_ERR_SERVER
  * (RK_ERR_AUTH for NOAUTH and WRONGPASS), *reply is NULL and
  * rk_last_error() holds the server's text — which for some errors quotes
- * the command's arguments, so don't send secrets you would not log. On
+ * the command's arguments, so don't send secrets you would not log —
+ * prefixed by the command name: argv[0] as argvlen gives it (never read
+ * past), at most 64 bytes, bytes outside printable ASCII shown as '?'. On
  * every other failure *reply is NULL too.
  *
  * The command is never retried: whether a command that failed with

@@ -38,7 +38,14 @@ typedef enum rk_status {
     RK_ERR_TIMEOUT = 4,
     /* Redis refused the credentials (AUTH), or requires some. */
     RK_ERR_AUTH = 5,
-    /* The TLS handshake or TLS I/O failed (rediss:// URLs). */
+    /* TLS could not be set up (rediss:// URLs, rk_tls_options): a
+     * certificate, key or CA file that does not load (from rk_client_new),
+     * a handshake the server refused or that failed verification of its
+     * certificate, or a refusal the server sends in the connection's first
+     * round trip (a TLS 1.3 server rejecting the client certificate). Once
+     * a connection is established, a TLS record that does not decrypt is
+     * RK_ERR_PROTOCOL and a peer that closes or resets is
+     * RK_ERR_UNAVAILABLE, as over plain TCP (see docs/tls.md). */
     RK_ERR_TLS = 6,
     /* Redis sent bytes that are not valid RESP, or a reply of a shape the
      * command cannot produce. The connection is closed. */

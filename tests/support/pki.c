@@ -49,6 +49,19 @@ static const char config[] =
     "subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1\n"
     "subjectKeyIdentifier = hash\n"
     "authorityKeyIdentifier = keyid\n"
+    "[server_cn_only_ext]\n"
+    "basicConstraints = critical, CA:FALSE\n"
+    "keyUsage = critical, digitalSignature, keyEncipherment\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectKeyIdentifier = hash\n"
+    "authorityKeyIdentifier = keyid\n"
+    "[server_ip_only_ext]\n"
+    "basicConstraints = critical, CA:FALSE\n"
+    "keyUsage = critical, digitalSignature, keyEncipherment\n"
+    "extendedKeyUsage = serverAuth\n"
+    "subjectAltName = IP:127.0.0.1\n"
+    "subjectKeyIdentifier = hash\n"
+    "authorityKeyIdentifier = keyid\n"
     "[client_ext]\n"
     "basicConstraints = critical, CA:FALSE\n"
     "keyUsage = critical, digitalSignature\n"
@@ -200,9 +213,15 @@ rk_test_pki *rk_test_pki_new(void)
     path_in(p, p->client_cert, "client.pem");
     path_in(p, p->client_key, "client.key");
     path_in(p, p->other_ca_cert, "other-ca.pem");
+    path_in(p, p->server_cn_only_cert, "server-cn-only.pem");
+    path_in(p, p->server_cn_only_key, "server-cn-only.key");
+    path_in(p, p->server_ip_only_cert, "server-ip-only.pem");
+    path_in(p, p->server_ip_only_key, "server-ip-only.key");
     ok = ok && make_ca(p, p->ca_cert, "ca.key", "/CN=redkit test CA") &&
          make_leaf(p, p->server_cert, p->server_key, "/CN=localhost", "server_ext", "2") &&
          make_leaf(p, p->client_cert, p->client_key, "/CN=redkit-test-client", "client_ext", "3") &&
+         make_leaf(p, p->server_cn_only_cert, p->server_cn_only_key, "/CN=localhost", "server_cn_only_ext", "4") &&
+         make_leaf(p, p->server_ip_only_cert, p->server_ip_only_key, "/CN=localhost", "server_ip_only_ext", "5") &&
          make_ca(p, p->other_ca_cert, "other-ca.key", "/CN=redkit unrelated CA") && make_ca_dir(p);
     if (!ok) {
         fprintf(stderr, "rk_test_pki: could not make the test certificates with %s\n", openssl_binary());

@@ -32,6 +32,13 @@ typedef struct rk_test_pki {
     char client_key[RK_TEST_PKI_PATH_MAX];
     char other_ca_cert[RK_TEST_PKI_PATH_MAX]; /* an unrelated CA: trusting only it
                                                  must fail verification */
+    /* Server certificates signed by ca_cert that must NOT pass for
+     * "localhost" (host-name checks): */
+    char server_cn_only_cert[RK_TEST_PKI_PATH_MAX]; /* CN=localhost, no subjectAltName */
+    char server_cn_only_key[RK_TEST_PKI_PATH_MAX];
+    char server_ip_only_cert[RK_TEST_PKI_PATH_MAX]; /* CN=localhost; subjectAltName
+                                                       IP:127.0.0.1 only */
+    char server_ip_only_key[RK_TEST_PKI_PATH_MAX];
 } rk_test_pki;
 
 /*
