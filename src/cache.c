@@ -46,6 +46,11 @@ static rk_status check_options(const rk_cache_options *o, int64_t *ttl, size_t *
         return rk__fail(RK_ERR_INVALID, "lock_ms: %lld is outside 0..3600000", (long long)o->lock_ms);
     if (o->clear_budget_ms < 0 || o->clear_budget_ms > 60000)
         return rk__fail(RK_ERR_INVALID, "clear_budget_ms: %d is outside 0..60000", o->clear_budget_ms);
+    /* SIZE_MAX means no copies; anything else this large is a negative
+     * number that went through size_t. */
+    if (o->local_copies_bytes > (size_t)PTRDIFF_MAX && o->local_copies_bytes != SIZE_MAX)
+        return rk__fail(RK_ERR_INVALID, "local_copies_bytes: %zu is too large (SIZE_MAX = no copies)",
+                        o->local_copies_bytes);
     return RK_OK;
 }
 
@@ -85,7 +90,8 @@ rk_status rk_cache_new(rk_client *client, const rk_cache_options *opts, rk_cache
     c->compress_level = opts->compress_level;
     c->lock_ms = opts->lock_ms ? opts->lock_ms : RK_CACHE_DEFAULT_LOCK_MS;
     c->local_copies = opts->local_copies ? opts->local_copies : RK_CACHE_DEFAULT_LOCAL_COPIES;
-    if (c->local_copies == SIZE_MAX) c->local_copies = 0;
+    c->local_copies_bytes = opts->local_copies_bytes ? opts->local_copies_bytes : RK_CACHE_DEFAULT_LOCAL_COPIES_BYTES;
+    if (c->local_copies == SIZE_MAX || c->local_copies_bytes == SIZE_MAX) c->local_copies = 0;
     c->clear_budget_ms = opts->clear_budget_ms ? opts->clear_budget_ms : RK_CACHE_DEFAULT_CLEAR_BUDGET_MS;
     if (st == RK_OK) st = rk__fetch_state_new(c);
     if (st == RK_OK) st = rk__client_add_cache(client, c); /* metrics registry */
@@ -243,6 +249,9 @@ static rk_status set_value(rk_cache *c, const char *key, rk__vtype type, const v
     st = rk__cache_encode(c, type, payload, plen, NULL, &v);
     if (st == RK_OK) {
         st = rk__cache_store(c, &k, &v, ttl_ms, opts ? opts->tags : NULL, opts ? opts->ntags : 0);
+        /* Whatever the reply, a fetch copy of this key may now be older
+         * than the value in Redis: never serve it when Redis is down. */
+        rk__fetch_forget(c, key);
         if (st == RK_OK) {
             RK__COUNT(c, sets, 1);
             RK__COUNT(c, bytes_in, plen);
@@ -429,6 +438,10 @@ rk_status rk_cache_delete(rk_cache *c, const char *key)
 {
     long long n;
     rk_status st = integer_command(c, "UNLINK", key, false, &n);
+    /* Whatever the reply (the UNLINK may have run before a timeout, and a
+     * delete the caller asked for must not be undone by a copy), the
+     * fetch copy of the key goes. */
+    rk__fetch_forget(c, key);
     if (st != RK_OK) return write_done(c, st);
     if (n <= 0) return rk__cache_miss();
     RK__COUNT(c, deletes, 1);

@@ -4,8 +4,10 @@
  *
  *   cache.c          handle, single-key set/get/delete/exists/ttl, and the
  *                    value encoding and decoding every other file uses
- *   cache_fetch.c    get-or-compute: single-flight, Redis lock, XFetch,
- *                    serve-stale and the in-process copies it serves from
+ *   cache_fetch.c    get-or-compute, one call: read, single-flight, Redis
+ *                    lock, XFetch, compute, store, serve-stale
+ *   fetch_state.c    what get-or-compute keeps between calls: the flights
+ *                    in progress, this process's copies, the random source
  *   cache_batch.c    multi-get and multi-set
  *   cache_tags.c     tagged sets, tag invalidation, namespace clear
  *   compress.c       compression of large values
@@ -58,7 +60,7 @@ typedef struct rk__cache_counters {
 /* Count an error status of a public call (no-op for RK_OK, misses). */
 void rk__cache_count_error(rk_cache *c, rk_status st);
 
-struct rk__fetch_state; /* cache_fetch.c */
+struct rk__fetch_state; /* fetch_state.c */
 
 struct rk_cache {
     rk_client *client;
@@ -75,10 +77,11 @@ struct rk_cache {
     rk__zpool zpool;           /* idle zstd contexts (compress.c); cleared
                                   by rk_cache_free */
     int64_t lock_ms;
-    size_t local_copies;
+    size_t local_copies;       /* 0 = no copies */
+    size_t local_copies_bytes;
     int clear_budget_ms;
     rk__cache_counters counters;
-    struct rk__fetch_state *fetch; /* owned by cache_fetch.c */
+    struct rk__fetch_state *fetch; /* owned by fetch_state.c */
 };
 
 /* The TTL from a (ttl_s, ttl_ms) pair by rk_set_options' rules: ms, or
@@ -131,7 +134,9 @@ rk_status rk__cache_check_tags(const char *const *tags, size_t ntags);
 /* Store n encoded values under the full keys keys[i] (binary, with
  * keylens) with one TTL (ms, or RK_TTL_NONE) and the same tags, through
  * the tag store script: one script per chunk of entries, the chunks
- * pipelined, NOSCRIPT answered per chunk. statuses[i] receives each
+ * pipelined; chunks refused with NOSCRIPT are sent again in one more
+ * pipeline (the first in full), all under one command deadline taken at
+ * the start of the call. statuses[i] receives each
  * entry's outcome (an entry fails with its whole chunk). Returns RK_OK or
  * the first failure. Nothing is copied that outlives the call. */
 rk_status rk__cache_store_tagged_batch(rk_cache *c, size_t n, const char *const *keys, const size_t *keylens,
@@ -150,9 +155,21 @@ rk_status rk__cache_degrade(rk_status st);
 /* RK_MISS with its message. */
 rk_status rk__cache_miss(void);
 
-/* Get-or-compute state, created with the handle (cache_fetch.c). */
+/* Get-or-compute state, created with the handle (fetch_state.c). */
 rk_status rk__fetch_state_new(rk_cache *c);
 void rk__fetch_state_free(rk_cache *c);
+
+/* This process's copies of fetched values (fetch_state.c), served while
+ * Redis is unreachable, must not outlive the values they copy.
+ * rk__fetch_forget() forgets the copy of one key: rk_cache_delete,
+ * rk_cache_set* and rk_cache_mset call it once their command has been
+ * tried, whatever the reply. rk__fetch_forget_all()
+ * forgets every copy (O(1): a generation moves on): rk_cache_invalidate_tag
+ * and rk_cache_clear call it first thing, since this process cannot know
+ * which keys they remove. Both take one mutex and send nothing; a NULL
+ * cache or key does nothing. */
+void rk__fetch_forget(rk_cache *c, const char *key);
+void rk__fetch_forget_all(rk_cache *c);
 
 /* ---- cache_fetch.c, for the tests ---- */
 

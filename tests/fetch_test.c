@@ -5,7 +5,12 @@
  * Redis lock (pre-held, expiring, compare-and-delete, PTTL), XFetch early
  * refresh on a hot key, serve-stale on a failing computation,
  * stale-while-revalidate, Redis killed and paused (this process's copies,
- * degraded computations), raw mode, and bad input.
+ * degraded computations), raw mode, and bad input; and the regressions of
+ * the get-or-compute review: copies forgotten on delete, on a key found
+ * absent, on tag invalidation and clear; their byte budget; TTL sums
+ * saturating at 2^62 ms; one read counted per fetch and a callback's
+ * failure counted in compute_errors only; a waiter without stale_ms that
+ * gets a failed refresh's error, not its stale value.
  *
  * Every assertion is on statuses, values, flags and counts — never on how
  * long something took. Computations are counted inside the callbacks (an
@@ -70,6 +75,8 @@ typedef struct job {
     long long lock_pttl;     /* PTTL of lock_key seen during the computation */
     bool lock_is_ours;       /* it did not hold the pre-set "other" token */
     const char *intruder;    /* after sleeping, overwrite the lock with this token */
+    rk_cache *await_cache;   /* before sleeping, wait (at most 10 s) until ... */
+    int await_waiters;       /* ... this many callers of await_cache wait for it */
 } job;
 
 static rk_status compute(void *ctx, const char *key, rk_computed *out)
@@ -90,6 +97,10 @@ static rk_status compute(void *ctx, const char *key, rk_computed *out)
         j->lock_is_ours = r && r->type == REDIS_REPLY_STRING && strcmp(r->str, "other") != 0;
         if (r) freeReplyObject(r);
     }
+    /* Bounded: 2000 rounds of 5 ms. A waiter counts lock_waits just before
+     * it starts waiting, so the sleep below begins with it waiting. */
+    for (int i = 0; j->await_cache && i < 2000 && (int)COUNTER(j->await_cache, lock_waits) < j->await_waiters; i++)
+        rk_test_sleep_ms(5);
     if (j->sleep_ms) rk_test_sleep_ms(j->sleep_ms);
     if (j->intruder) {
         redisReply *r = rk_test_server_command(j->lock_server, "SET %s %s PX 10000", j->lock_key, j->intruder);
@@ -393,17 +404,21 @@ static void test_single_flight_shares_errors(void **state)
     assert_int_equal(atomic_load(&j.runs), 8 - waited);
     assert_true(waited > 0);
     assert_int_equal(COUNTER(c, compute_errors), atomic_load(&j.runs));
-    assert_int_equal(COUNTER(c, errors[RK_ERR_SERVER]), 8);
+    /* The callback's status is its own failure, not Redis's: counted in
+     * compute_errors only, however many callers it reached. */
+    assert_int_equal(COUNTER(c, errors[RK_ERR_SERVER]), 0);
     rk_cache_free(c);
 }
 
 /* A leader slower than lock_ms: its waiters give up with RK_ERR_TIMEOUT
- * rather than compute a second time. */
+ * rather than compute a second time. The leader's computation goes on for
+ * 1 s (5 lock_ms) after the first waiter has started waiting, whenever the
+ * threads get to run on a loaded machine, so that one at least gives up. */
 static void test_inprocess_wait_is_bounded(void **state)
 {
     (void)state;
     rk_cache *c = rk_test_cache_new(client, &(rk_cache_options){.lock_ms = 200});
-    job j = {.value = "slow", .sleep_ms = 600};
+    job j = {.value = "slow", .sleep_ms = 1000, .await_cache = c, .await_waiters = 1};
     caller cl[4];
     for (int i = 0; i < 4; i++) cl[i] = (caller){.cache = c, .job = &j, .key = "slow"};
     run_callers(cl, 4, call_once);
@@ -667,7 +682,10 @@ typedef struct hot_reader {
     rk_cache *cache;
     job *job;
     pthread_barrier_t *start;
-    int rounds;
+    int rounds;              /* reads to make at least ... */
+    int max_rounds;          /* ... and at most, until some reader has seen an early refresh */
+    int64_t until_ms;        /* no read past max_rounds is started after this (rk_test_now_ms) */
+    atomic_int *early_seen;  /* shared by the readers */
     int not_ok, waited, computed, early, stale, wrong;
 } hot_reader;
 
@@ -675,7 +693,12 @@ static void *read_hot(void *arg)
 {
     hot_reader *h = arg;
     pthread_barrier_wait(h->start);
-    for (int i = 0; i < h->rounds; i++) {
+    /* Bounded in count (max_rounds) and time (until_ms). On a loaded or
+     * sanitized machine a read takes longer, so fewer draws fall just
+     * before each expiry: the readers go on past rounds until one of them
+     * has refreshed early. */
+    for (int i = 0; i < h->max_rounds; i++) {
+        if (i >= h->rounds && (atomic_load(h->early_seen) > 0 || rk_test_now_ms() >= h->until_ms)) break;
         void *v = NULL;
         size_t n = 0;
         rk_fetch_info info;
@@ -687,6 +710,7 @@ static void *read_hot(void *arg)
         h->computed += info.computed;
         h->early += info.early;
         h->stale += info.stale;
+        if (info.early) atomic_fetch_add(h->early_seen, 1);
         rk_free(v);
         rk_test_sleep_ms(5);
     }
@@ -694,8 +718,9 @@ static void *read_hot(void *arg)
 }
 
 /* A hot key with a 300 ms TTL, computed in ~30 ms, read by 4 threads for
- * some 2 s: it is recomputed early, and after the first computation no
- * reader misses or waits. */
+ * some 2 s (longer, up to 3000 reads each or 30 s, until one read has
+ * refreshed it early): it is recomputed early, and after the first
+ * computation no reader misses or waits. */
 static void test_xfetch_hot_key(void **state)
 {
     (void)state;
@@ -710,9 +735,11 @@ static void test_xfetch_hot_key(void **state)
     hot_reader h[4];
     pthread_t t[4];
     pthread_barrier_t start;
+    atomic_int early_seen = 0;
     pthread_barrier_init(&start, NULL, 4);
     for (int i = 0; i < 4; i++) {
-        h[i] = (hot_reader){.cache = c, .job = &j, .start = &start, .rounds = 300};
+        h[i] = (hot_reader){.cache = c, .job = &j, .start = &start, .rounds = 300, .max_rounds = 3000,
+                            .until_ms = rk_test_now_ms() + 30000, .early_seen = &early_seen};
         assert_int_equal(pthread_create(&t[i], NULL, read_hot, &h[i]), 0);
     }
     int computed = 0, early = 0, stale = 0;
@@ -989,6 +1016,359 @@ static void test_redis_paused(void **state)
     rk_test_server_stop(s);
 }
 
+/* ---- this process's copies: forgetting, byte budget, TTL limits --------------------------- */
+
+/* A private server that tests pause (SIGSTOP) and resume, and a client that
+ * gives up on it soon (300 ms: long enough for a loaded machine to answer
+ * when Redis runs) and never opens its circuit, so that each phase of a
+ * test sees Redis either answering or timing out. */
+typedef struct pausable {
+    rk_test_server *s;
+    rk_client *client;
+} pausable;
+
+static pausable pausable_start(void)
+{
+    pausable p = {.s = rk_test_server_start(NULL)};
+    assert_non_null(p.s);
+    p.client = rk_test_client_new(&(rk_client_options){.url = rk_test_server_url(p.s), .key_prefix = PREFIX,
+                                                       .command_timeout_ms = 300, .connect_timeout_ms = 300,
+                                                       .breaker_threshold = 1000, .pool_size = 4});
+    return p;
+}
+
+static void pausable_stop(pausable *p)
+{
+    rk_client_free(p->client);
+    rk_test_server_stop(p->s);
+}
+
+static void redis_pause(pausable *p) { assert_true(rk_test_server_signal(p->s, SIGSTOP)); }
+
+static void redis_resume(pausable *p)
+{
+    assert_true(rk_test_server_signal(p->s, SIGCONT));
+    assert_true(rk_test_client_recovers(p->client, 5000));
+}
+
+/* While Redis is paused: key is served from this process's copy. */
+static void expect_copy(rk_cache *c, const char *key, const rk_fetch_options *o, const char *want)
+{
+    job j = {.value = "recomputed"};
+    rk_fetch_info info;
+    fetch_expect(c, key, &j, o, want, &info);
+    assert_true(info.degraded);
+    assert_false(info.computed);
+    assert_int_equal(atomic_load(&j.runs), 0);
+}
+
+/* While Redis is paused: there is no copy of key, so it is computed. */
+static void expect_no_copy(rk_cache *c, const char *key, const rk_fetch_options *o)
+{
+    job j = {.value = "recomputed"};
+    rk_fetch_info info;
+    fetch_expect(c, key, &j, o, "recomputed", &info);
+    assert_true(info.degraded);
+    assert_true(info.computed);
+    assert_int_equal(atomic_load(&j.runs), 1);
+}
+
+/* A key deleted through this handle, whether it found the value
+ * (RK_OK) or another process had deleted it first (RK_MISS), is never
+ * served from a copy again; other keys' copies stay. */
+static void test_delete_forgets_copy(void **state)
+{
+    (void)state;
+    pausable p = pausable_start();
+    rk_cache *c = rk_test_cache_new(p.client, NULL);
+    const char *tag = "catalog";
+    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
+    rk_fetch_options tagged = {.ttl_ms = 60000, .stale_ms = 60000, .tags = &tag, .ntags = 1};
+    job first = {.value = "first"};
+    fetch_expect(c, "deleted", &first, &tagged, "first", NULL);
+    fetch_expect(c, "deleted-elsewhere", &first, &keep, "first", NULL);
+    fetch_expect(c, "kept", &first, &keep, "first", NULL);
+    assert_int_equal(rk_cache_delete(c, "deleted"), RK_OK);
+    rk_test_server_ok(p.s, "DEL %s", PREFIX ":cache:deleted-elsewhere");
+    assert_int_equal(rk_cache_delete(c, "deleted-elsewhere"), RK_MISS);
+
+    redis_pause(&p);
+    expect_copy(c, "kept", &keep, "first");
+    expect_no_copy(c, "deleted", &keep);
+    expect_no_copy(c, "deleted-elsewhere", &keep);
+    redis_resume(&p);
+    rk_cache_free(c);
+    pausable_stop(&p);
+}
+
+/* A set or a batch set from this process makes the copy older than Redis's
+ * value: it is dropped, never served while Redis is down. */
+static void test_set_forgets_copy(void **state)
+{
+    (void)state;
+    pausable p = pausable_start();
+    rk_cache *c = rk_test_cache_new(p.client, NULL);
+    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
+    job first = {.value = "first"};
+    fetch_expect(c, "overwritten", &first, &keep, "first", NULL);
+    fetch_expect(c, "batch-overwritten", &first, &keep, "first", NULL);
+    fetch_expect(c, "kept", &first, &keep, "first", NULL);
+    assert_int_equal(rk_cache_set_str(c, "overwritten", "second", NULL), RK_OK);
+    rk_cache_entry e = {"batch-overwritten", "second", 6};
+    assert_int_equal(rk_cache_mset(c, &e, 1, NULL, NULL), RK_OK);
+
+    redis_pause(&p);
+    expect_copy(c, "kept", &keep, "first");
+    expect_no_copy(c, "overwritten", &keep);
+    expect_no_copy(c, "batch-overwritten", &keep);
+    redis_resume(&p);
+    rk_cache_free(c);
+    pausable_stop(&p);
+}
+
+/* A fetch that finds the key absent in Redis drops its copy, even when
+ * the computation that follows fails (deleted by another process). */
+static void test_absent_key_forgets_copy(void **state)
+{
+    (void)state;
+    pausable p = pausable_start();
+    rk_cache *c = rk_test_cache_new(p.client, NULL);
+    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
+    job first = {.value = "first"};
+    fetch_expect(c, "absent", &first, &keep, "first", NULL);
+    rk_test_server_ok(p.s, "DEL %s", PREFIX ":cache:absent");
+    job bad = {.status = RK_ERR_SERVER};
+    char *got;
+    assert_int_equal(fetch(c, "absent", &bad, &keep, &got, NULL), RK_ERR_SERVER);
+    assert_int_equal(atomic_load(&bad.runs), 1);
+
+    redis_pause(&p);
+    expect_no_copy(c, "absent", &keep);
+    redis_resume(&p);
+    rk_cache_free(c);
+    pausable_stop(&p);
+}
+
+/* rk_cache_invalidate_tag and rk_cache_clear forget every copy (their
+ * keys are not known in this process): none is served afterwards. */
+static void test_invalidate_and_clear_forget_copies(void **state)
+{
+    (void)state;
+    pausable p = pausable_start();
+    rk_cache *c = rk_test_cache_new(p.client, NULL);
+    const char *tag = "catalog";
+    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
+    rk_fetch_options tagged = {.ttl_ms = 60000, .stale_ms = 60000, .tags = &tag, .ntags = 1};
+    job first = {.value = "first"};
+
+    fetch_expect(c, "tagged", &first, &tagged, "first", NULL);
+    size_t removed = 0;
+    assert_int_equal(rk_cache_invalidate_tag(c, tag, &removed), RK_OK);
+    assert_int_equal(removed, 1);
+    redis_pause(&p);
+    expect_no_copy(c, "tagged", &keep);
+    redis_resume(&p);
+
+    fetch_expect(c, "cleared", &first, &keep, "first", NULL);
+    fetch_expect(c, "cleared", &first, &keep, "first", NULL); /* a hit: the copy is refreshed, not duplicated */
+    uint64_t cursor = 0;
+    removed = 0;
+    for (int round = 0; round < 100; round++) { /* bounded: a handful of keys takes one round */
+        assert_int_equal(rk_cache_clear(c, &cursor, &removed), RK_OK);
+        if (cursor == 0) break;
+    }
+    assert_int_equal(cursor, 0);
+    assert_true(removed >= 1);
+    redis_pause(&p);
+    expect_no_copy(c, "cleared", &keep);
+    redis_resume(&p);
+
+    /* Values fetched after the invalidation are kept and served again. */
+    fetch_expect(c, "after", &first, &keep, "first", NULL);
+    redis_pause(&p);
+    expect_copy(c, "after", &keep, "first");
+    redis_resume(&p);
+    rk_cache_free(c);
+    pausable_stop(&p);
+}
+
+/* The byte budget of the copies: the oldest go first, and a value larger
+ * than the whole budget is not kept at all. */
+static void test_copies_byte_budget(void **state)
+{
+    (void)state;
+    /* Out of range: a negative number cast to size_t. */
+    rk_cache *bad = NULL;
+    assert_int_equal(rk_cache_new(client, &(rk_cache_options){.local_copies_bytes = (size_t)-2}, &bad),
+                     RK_ERR_INVALID);
+    assert_null(bad);
+    assert_non_null(strstr(rk_last_error(), "local_copies_bytes"));
+
+    pausable p = pausable_start();
+    /* Room for three values of 20000 bytes (and their keys), not four. */
+    rk_cache *c = rk_test_cache_new(p.client, &(rk_cache_options){.local_copies_bytes = 64 * 1024});
+    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
+    static char text[100001];
+    memset(text, 'x', 100000);
+    text[100000] = '\0';
+    job big = {.value = text};                    /* 100000 bytes: over the budget alone */
+    job mid = {.value = text + 100000 - 20000};   /* 20000 bytes */
+    fetch_expect(c, "k1", &mid, &keep, mid.value, NULL); /* the oldest: evicted by k4 */
+    fetch_expect(c, "k2", &mid, &keep, mid.value, NULL);
+    fetch_expect(c, "k3", &mid, &keep, mid.value, NULL);
+    fetch_expect(c, "k4", &mid, &keep, mid.value, NULL);
+    fetch_expect(c, "big", &big, &keep, big.value, NULL);
+
+    redis_pause(&p);
+    /* Served from copies first: a value computed while Redis is down is
+     * kept too, and would evict the oldest. */
+    expect_copy(c, "k4", &keep, mid.value);
+    expect_copy(c, "k3", &keep, mid.value);
+    expect_copy(c, "k2", &keep, mid.value);
+    expect_no_copy(c, "big", &keep);
+    expect_no_copy(c, "k1", &keep);
+    redis_resume(&p);
+    rk_cache_free(c);
+    pausable_stop(&p);
+}
+
+/* A callback's TTL at the 2^62 ms maximum plus a stale window at it too
+ * (allowed: the call's own TTL is none): the sums would overflow int64, so
+ * each saturates at the maximum; the value is stored (Redis refuses an
+ * expiry that overflows) and its copy is served. */
+static void test_ttl_sums_saturate(void **state)
+{
+    (void)state;
+    pausable p = pausable_start();
+    rk_cache *c = rk_test_cache_new(p.client, NULL);
+    const int64_t max = (int64_t)1 << 62;
+    rk_fetch_options far = {.ttl_ms = RK_TTL_NONE, .stale_ms = max};
+    job j = {.value = "long-lived", .ttl_ms = max};
+    rk_fetch_info info;
+    fetch_expect(c, "far", &j, &far, "long-lived", &info);
+    assert_true(info.computed);
+    assert_false(info.degraded);
+    assert_int_equal(rk_test_server_integer(p.s, "EXISTS %s", PREFIX ":cache:far"), 1);
+    assert_true(rk_test_server_integer(p.s, "PTTL %s", PREFIX ":cache:far") > max / 2);
+    fetch_expect(c, "far", &j, &far, "long-lived", &info); /* a hit */
+    assert_false(info.computed || info.stale || info.early);
+    assert_int_equal(atomic_load(&j.runs), 1);
+
+    redis_pause(&p);
+    expect_copy(c, "far", &far, "long-lived");
+    redis_resume(&p);
+    rk_cache_free(c);
+    pausable_stop(&p);
+}
+
+/* ---- counters and waiters ---------------------------------------------------------------- */
+
+/* Each fetch counts one of hits, misses or degraded — degraded only when
+ * its first read could not ask Redis — and a callback's failure counts in
+ * compute_errors, not in errors[] under the status it returned. Redis is
+ * made to answer reads but time out on writes (CLIENT PAUSE WRITE), so a
+ * fetch reads the key and then cannot take the lock. */
+static void test_fetch_counts_each_read_once(void **state)
+{
+    (void)state;
+    rk_client *tc = rk_test_client_new(&(rk_client_options){.url = rk_test_server_url(server), .key_prefix = PREFIX,
+                                                            .command_timeout_ms = 300, .breaker_threshold = 1000});
+    rk_cache *c = rk_test_cache_new(tc, NULL);
+    rk_fetch_options o = {.ttl_ms = 100, .stale_ms = 60000, .beta = -1};
+    job j = {.value = "v"};
+    rk_fetch_info info;
+    fetch_expect(c, "stale", &j, &o, "v", NULL); /* miss 1 */
+    let_expire(100);
+
+    rk_test_server_ok(server, "CLIENT PAUSE 5000 WRITE");
+    fetch_expect(c, "cold", &j, &o, "v", &info); /* miss 2, then the lock times out */
+    assert_true(info.computed && info.degraded);
+    fetch_expect(c, "stale", &j, &o, "v", &info); /* hit 1 (stale), then the lock times out */
+    assert_true(info.stale && info.degraded);
+    assert_false(info.computed);
+    rk_test_server_ok(server, "CLIENT UNPAUSE");
+    assert_true(rk_test_client_recovers(tc, 5000));
+    assert_int_equal(COUNTER(c, misses), 2);
+    assert_int_equal(COUNTER(c, hits), 1);
+    assert_int_equal(COUNTER(c, degraded), 0);
+    assert_int_equal(COUNTER(c, stale), 1);
+
+    /* A database timing out is not Redis timing out. */
+    job db_down = {.status = RK_ERR_TIMEOUT};
+    char *got;
+    assert_int_equal(fetch(c, "db", &db_down, NULL, &got, &info), RK_ERR_TIMEOUT);
+    assert_false(info.degraded);
+    assert_int_equal(COUNTER(c, compute_errors), 1);
+    assert_int_equal(COUNTER(c, errors[RK_ERR_TIMEOUT]), 0);
+    assert_int_equal(COUNTER(c, misses), 3);
+    assert_int_equal(COUNTER(c, hits) + COUNTER(c, misses) + COUNTER(c, degraded), 4); /* one per fetch */
+    rk_cache_free(c);
+    rk_client_free(tc);
+}
+
+/* A refresher (with stale_ms) whose computation fails keeps its stale
+ * value; a caller without stale_ms that waited for that computation gets
+ * its failure, not the stale value. */
+typedef struct refresher {
+    rk_cache *cache;
+    job *job;
+    rk_status st;
+    char value[64];
+    rk_fetch_info info;
+} refresher;
+
+static void *refresh_once(void *arg)
+{
+    refresher *r = arg;
+    void *v = NULL;
+    size_t n = 0;
+    r->st = rk_cache_fetch(r->cache, "k", compute, r->job,
+                           &(rk_fetch_options){.ttl_ms = 100, .stale_ms = 60000, .beta = -1}, &v, &n, &r->info);
+    snprintf(r->value, sizeof r->value, "%s", v ? (char *)v : "(null)");
+    rk_free(v);
+    return NULL;
+}
+
+static void test_waiter_without_stale_gets_failure(void **state)
+{
+    (void)state;
+    rk_cache *c = rk_test_cache_new(client, NULL);
+    job good = {.value = "old"};
+    fetch_expect(c, "k", &good, &(rk_fetch_options){.ttl_ms = 100, .stale_ms = 60000, .beta = -1}, "old", NULL);
+    let_expire(100);
+
+    /* The refresher's computation fails once the other caller waits for it. */
+    job bad = {.status = RK_ERR_SERVER, .await_cache = c, .await_waiters = 1};
+    refresher r = {.cache = c, .job = &bad};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, refresh_once, &r), 0);
+    for (int i = 0; i < 2000 && atomic_load(&bad.runs) == 0; i++) rk_test_sleep_ms(5); /* bounded: 10 s */
+    assert_int_equal(atomic_load(&bad.runs), 1);
+
+    char *got = (char *)"untouched";
+    rk_fetch_info info;
+    rk_status st = fetch(c, "k", &bad, &(rk_fetch_options){.ttl_ms = 100}, &got, &info);
+    pthread_join(t, NULL);
+    if (st != RK_ERR_SERVER) {
+        char shown[64];
+        snprintf(shown, sizeof shown, "%s", got ? got : "");
+        rk_free(got);
+        fail_msg("waiter: %s (%s), want RK_ERR_SERVER", rk_strerror(st), shown);
+    }
+    assert_null(got);
+    assert_true(info.waited);
+    assert_false(info.stale);
+    assert_non_null(strstr(rk_last_error(), "the database is down"));
+    assert_int_equal(atomic_load(&bad.runs), 1); /* the waiter did not compute again */
+
+    assert_int_equal(r.st, RK_OK);
+    assert_string_equal(r.value, "old");
+    assert_true(r.info.stale);
+    assert_int_equal(COUNTER(c, compute_errors), 1);
+    assert_int_equal(COUNTER(c, errors[RK_ERR_SERVER]), 0);
+    rk_cache_free(c);
+}
+
 /* ---- raw mode -------------------------------------------------------------------------------- */
 
 static void test_raw_mode(void **state)
@@ -1039,6 +1419,14 @@ int main(void)
         cmocka_unit_test_setup(test_raw_mode, rk_test_group_flush),
         cmocka_unit_test(test_redis_down),
         cmocka_unit_test(test_redis_paused),
+        cmocka_unit_test(test_delete_forgets_copy),
+        cmocka_unit_test(test_set_forgets_copy),
+        cmocka_unit_test(test_absent_key_forgets_copy),
+        cmocka_unit_test(test_invalidate_and_clear_forget_copies),
+        cmocka_unit_test(test_copies_byte_budget),
+        cmocka_unit_test(test_ttl_sums_saturate),
+        cmocka_unit_test_setup(test_fetch_counts_each_read_once, rk_test_group_flush),
+        cmocka_unit_test_setup(test_waiter_without_stale_gets_failure, rk_test_group_flush),
     };
     return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
 }

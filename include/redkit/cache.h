@@ -65,6 +65,7 @@ typedef struct rk_cache rk_cache;
 #define RK_CACHE_DEFAULT_COMPRESS_THRESHOLD 1024
 #define RK_CACHE_DEFAULT_LOCK_MS 10000
 #define RK_CACHE_DEFAULT_LOCAL_COPIES 1024
+#define RK_CACHE_DEFAULT_LOCAL_COPIES_BYTES (64u << 20) /* 64 MiB */
 #define RK_CACHE_DEFAULT_CLEAR_BUDGET_MS 100
 
 typedef struct rk_cache_options {
@@ -95,6 +96,15 @@ typedef struct rk_cache_options {
                                     (each entry is a copy of its value;
                                     the oldest goes first); default 1024;
                                     SIZE_MAX = none */
+    size_t local_copies_bytes;   /* ... and the most memory they may take,
+                                    counting each value, its key and a
+                                    small fixed overhead: the oldest go
+                                    first until the copies fit, and a value
+                                    that alone would not fit is not kept;
+                                    default 64 MiB; SIZE_MAX = no copies,
+                                    as for local_copies; other values over
+                                    PTRDIFF_MAX (a negative number cast to
+                                    size_t) are RK_ERR_INVALID */
     int clear_budget_ms;         /* rk_cache_clear: time one call may spend;
                                     default 100 */
 } rk_cache_options;
@@ -309,12 +319,15 @@ typedef struct rk_fetch_info {
  * When Redis is unreachable (RK_ERR_UNAVAILABLE, RK_ERR_TIMEOUT, circuit
  * open) the value is served from this process's copy (kept only for
  * calls with stale_ms, within the stale window, at most local_copies of
- * them) or else computed — still once per key in the process — and RK_OK
- * is returned with info->degraded set; a computed value is still offered
- * to Redis with one SET under its own deadline, skipped once a command of
- * this call has timed out. A value that could not be stored is still
- * returned. On RK_OK with info->stale or
- * info->degraded, rk_last_error() says why; on a plain RK_OK it is left
+ * them in at most local_copies_bytes; forgotten when this handle deletes
+ * the key, invalidates a tag or clears the namespace, or a fetch finds
+ * the key absent — deletes by other processes cannot be seen) or else
+ * computed — still once per key in the process — and RK_OK is returned
+ * with info->degraded set; a computed value is still offered to Redis
+ * with one SET under its own deadline, skipped once a command of this
+ * call has timed out. A value that could not be stored is still
+ * returned. On RK_OK with info->stale or info->degraded,
+ * rk_last_error() says why; on a plain RK_OK it is left
  * unchanged. Waiting for another caller's computation is bounded by
  * lock_ms in all: a caller waiting for this process's computation then
  * gives up (RK_ERR_TIMEOUT, unless the value has landed meanwhile); one
@@ -387,11 +400,13 @@ typedef struct rk_cache_entry {
  * carries it and nothing is written. n == 0 is RK_OK and does nothing.
  *
  * Not atomic: one entry may fail (RK_ERR_SERVER) while the others are
- * stored, and after a transport error (RK_ERR_TIMEOUT, ...: every status)
- * some values may have been stored. With tags, entries go through the tag
- * script in chunks of 256; a chunk reports as a whole (a script that fails
- * midway keeps the entries it stored before the failure). One deadline
- * (command_timeout_ms) covers the whole batch.
+ * stored, and after a transport error (RK_ERR_TIMEOUT, ...: every status
+ * not already answered by the server) some values may have been stored.
+ * With tags, entries go through the tag script in chunks of 256; a chunk
+ * reports as a whole (a script that fails midway keeps the entries it
+ * stored before the failure). One deadline (command_timeout_ms) covers
+ * the whole batch, including, after NOSCRIPT (a server that lost its
+ * scripts), the second pipeline that resends the refused chunks.
  */
 RK_EXPORT rk_status rk_cache_mset(rk_cache *cache, const rk_cache_entry *entries, size_t n,
                                   const rk_set_options *opts, rk_status *statuses);
@@ -401,9 +416,11 @@ RK_EXPORT rk_status rk_cache_mset(rk_cache *cache, const rk_cache_entry *entries
 /*
  * rk_cache_clear — remove every key of the handle's namespace, without
  * KEYS: SCAN with a MATCH pattern of the namespace (escaped) and UNLINK in
- * batches. One call works for at most clear_budget_ms (plus one command
- * timeout), and always for at least one SCAN round, so every call makes
- * progress; it can be resumed: start with *cursor = 0; on return *cursor
+ * batches. One call starts SCAN rounds for clear_budget_ms, always at
+ * least one, so every call makes progress, and returns within
+ * clear_budget_ms plus one command timeout: every round trip of the call
+ * ends by then (RK_ERR_TIMEOUT otherwise). It can be resumed: start with
+ * *cursor = 0; on return *cursor
  * is 0 when the namespace is clear, otherwise pass it back to continue.
  * *removed (may be NULL) is increased by the number of values removed.
  * The namespace's tag sets go too; other namespaces and prefixes, even
@@ -419,13 +436,18 @@ RK_EXPORT rk_status rk_cache_clear(rk_cache *cache, uint64_t *cursor, size_t *re
  * rk_cache_invalidate_tag — remove every key that was set with tag in this
  * namespace, and the tag itself, atomically (one Lua script). *removed
  * (may be NULL) receives the number of keys removed (0 on any failure);
- * keys that had already expired or been deleted are not counted. A key
- * re-set without the tag since is removed too: a tag names keys, not
- * values. A tag's bookkeeping set expires with the longest-lived value it
- * names (never, when one had RK_TTL_NONE). tag is not kept and never
+ * keys that had already expired or been deleted are not counted. A tag
+ * names a key while the value stored with the tag lives: a key re-set
+ * without the tag since is removed too, unless the tagged value's TTL has
+ * run out. A tag's bookkeeping (a sorted set of the keys by expiry time,
+ * on the server's clock) holds at most the keys live at its last tagged
+ * store and expires with the longest-lived of them (never, while one has
+ * RK_TTL_NONE); see docs/cache.md, "Tags". tag is not kept and never
  * appears in a message. Returns RK_OK (also when the tag names no key);
  * RK_ERR_INVALID (NULL cache, NULL or empty tag); RK_ERR_TOO_LARGE (tag
- * over RK_MAX_TAG_BYTES); or a client error.
+ * over RK_MAX_TAG_BYTES); RK_ERR_SERVER for a tag set of an earlier
+ * format (a plain Redis set; nothing is removed: UNLINK it or clear the
+ * namespace); or a client error.
  */
 RK_EXPORT rk_status rk_cache_invalidate_tag(rk_cache *cache, const char *tag, size_t *removed);
 
