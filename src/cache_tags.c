@@ -2,18 +2,36 @@
  * cache_tags.c — tagged sets, tag invalidation and namespace clear
  * (contract in include/redkit/cache.h).
  *
- * Tags. A tag is a Redis set, "<prefix>:<ns>#tag:<tag>", holding the full
- * names of the keys set with that tag. Storing a tagged value and
- * recording it in its tag sets is one Lua script, so no reader ever sees
- * a tagged value missing from its tag; invalidating a tag (read the set,
- * UNLINK every member and the set) is one script too, so a value set with
- * the tag either is removed or was written after the invalidation. The
- * memory of tag sets is bounded by the lifetimes of their values: every
- * tagged store stretches the set's TTL to at least the value's (a value
- * without TTL makes the set persistent), so a set lives no longer than the
- * longest-lived value it names. Members whose value expired or was deleted
- * stay in the set until it expires or is invalidated; UNLINK of them
- * counts nothing, so the count reported is what was really removed.
+ * Tags. A tag is a Redis sorted set, "<prefix>:<ns>#tag:<tag>", of the
+ * full names of the keys set with that tag, each scored by the time its
+ * tagged value expires (ms on the server's clock; +inf without TTL).
+ * Storing a tagged value and recording it in its tag sets is one Lua
+ * script, so no reader ever sees a tagged value missing from its tag;
+ * invalidating a tag (the members still live, UNLINKed with the set) is
+ * one script too, so a value set with the tag either is removed or was
+ * written after the invalidation. UNLINK of a member whose value was
+ * deleted counts nothing, so the count reported is what was removed.
+ *
+ * Memory. The scores are what bound a tag set. A plain set could only
+ * have its TTL pushed forward by each store, so a tag written at least
+ * once per TTL never expired and kept every key it ever named. Now each
+ * store first drops the members whose time has passed (ZREMRANGEBYSCORE:
+ * it touches those only, and each member is dropped once, so the work is
+ * paid for by the store that added it), then sets the set's expiry to its
+ * highest score. A tag set therefore holds at most the members that were
+ * live at its last store, and goes when the last of them expires, however
+ * busy the tag. A member whose time has passed is no longer the tag's even
+ * before it is dropped: invalidation skips it (ZCOUNT finds where the live
+ * members start), so a key re-set without the tag after its tagged value
+ * expired is never removed by the tag, whatever the timing of stores.
+ *
+ * Clock. Both scripts read the server's clock (TIME), the clock Redis
+ * expires keys by, so scores and expiries agree however wrong a client's
+ * clock is. A script may write after TIME since effects replication
+ * became the default (Redis 5; the only mode since 7.0): replicas and the
+ * AOF get the ZADD with the computed score and an absolute PEXPIREAT, not
+ * the script. The store script reads TIME after its SETs, so a score is
+ * never earlier than the expiry Redis gave the value.
  *
  * Clear. SCAN never blocks the server the way KEYS does, but it gives
  * weaker guarantees: a key may be returned twice (UNLINK of it then counts
@@ -46,12 +64,17 @@
 #include "value.h"
 
 /* Entries per store script: a script blocks the server while it runs,
- * and each entry costs one SET and one SADD per tag; 256 entries with 32
- * tags keep one script at a few milliseconds. */
+ * and each entry costs one SET and one sorted-set member per tag; 256
+ * entries with 32 tags keep one script at a few milliseconds. */
 #define STORE_CHUNK 256
-/* Keys UNLINKed per call inside the invalidation script: Lua's unpack()
- * is limited by the C stack (LUAI_MAXCSTACK, 8000). */
+/* Members read (ZRANGE) and UNLINKed per step inside the invalidation
+ * script: Lua's unpack() is limited by the C stack (LUAI_MAXCSTACK, 8000),
+ * and the script's memory stays that of one batch. */
 #define INVALIDATE_CHUNK "1000"
+/* Rounds of a tagged batch: the EVALSHAs, then the chunks refused with
+ * NOSCRIPT (the first in full), then, should a SCRIPT FLUSH land in
+ * between, once more. */
+#define STORE_ROUNDS 3
 /* SCAN COUNT of a clear: about this many hash slots visited per round. */
 #define CLEAR_COUNT "1000"
 /* A second bound on a clear's loop, besides its time budget. */
@@ -60,17 +83,48 @@
 #define TAG_INFIX "tag:"
 #define TAG_INFIX_LEN 4
 
+/* clock(): the server's time in ms. The scripts turn it into `past`, the
+ * exclusive bound "(now" of the members whose time has passed: Redis keeps
+ * a key while its expiry time is not below the clock, so a member scored
+ * exactly now is still live. string.format, not tostring, which keeps 14
+ * significant digits only. */
+#define LUA_NOW                                                                       \
+    "local function clock()\n"                                                        \
+    "  local t = redis.call('TIME')\n"                                                \
+    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"           \
+    "end\n"
+
+/* The error of a tag set of another Redis type: the earlier format (a
+ * plain set) is not migrated, and nothing is written or removed. */
+#define LUA_WRONGTYPE(what)                                                           \
+    "'WRONGTYPE " what " is not a sorted set (a tag set of an earlier redkit " \
+    "format?): nothing was done; UNLINK it (rk_cache_clear does) to start the tag afresh'"
+
 /*
  * KEYS: n value keys, then the tag sets. ARGV[1]: TTL in ms ("0" = none),
- * ARGV[2..n+1]: the n values. A set that existed before gets its TTL
- * raised, never lowered; a new one gets the value's TTL; a value without
- * TTL makes the set persistent (PTTL -1 then means "persistent on
- * purpose", which is why EXISTS is asked before SADD).
+ * ARGV[2..n+1]: the n values. First every tag set is trimmed of the
+ * members whose time has passed, which also checks its type before
+ * anything is written (redis.pcall, to turn WRONGTYPE into a clear error;
+ * any other error is returned as it is). Then the values, then each set:
+ * the keys added at score now + TTL (+inf without TTL), and the set's own
+ * expiry moved to its highest score (PERSIST when that is +inf). The
+ * expiry may go down as well as up: it is the longest-lived member's.
  */
 static rk__script store_script = RK__SCRIPT("cache tag store",
+    LUA_NOW
     "local n = #ARGV - 1\n"
     "local px = ARGV[1]\n"
     "local ttl = tonumber(px)\n"
+    "local past = '(' .. string.format('%.0f', clock())\n"
+    "for s = n + 1, #KEYS do\n"
+    "  local r = redis.pcall('ZREMRANGEBYSCORE', KEYS[s], '-inf', past)\n"
+    "  if type(r) == 'table' and r.err then\n"
+    "    if string.find(r.err, 'WRONGTYPE', 1, true) then\n"
+    "      return redis.error_reply(" LUA_WRONGTYPE("the tag set of tags[' .. (s - n - 1) .. ']") ")\n"
+    "    end\n"
+    "    return r\n"
+    "  end\n"
+    "end\n"
     "for i = 1, n do\n"
     "  if ttl > 0 then\n"
     "    redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', px)\n"
@@ -78,41 +132,56 @@ static rk__script store_script = RK__SCRIPT("cache tag store",
     "    redis.call('SET', KEYS[i], ARGV[i + 1])\n"
     "  end\n"
     "end\n"
-    "for t = n + 1, #KEYS do\n"
-    "  local set = KEYS[t]\n"
-    "  local existed = redis.call('EXISTS', set) == 1\n"
-    "  for i = 1, n do redis.call('SADD', set, KEYS[i]) end\n"
-    "  if ttl <= 0 then\n"
+    "local score = '+inf'\n"
+    "if ttl > 0 then score = string.format('%.0f', clock() + ttl) end\n"
+    "local members = {}\n"
+    "for i = 1, n do\n"
+    "  members[2 * i - 1] = score\n"
+    "  members[2 * i] = KEYS[i]\n"
+    "end\n"
+    "for s = n + 1, #KEYS do\n"
+    "  local set = KEYS[s]\n"
+    "  redis.call('ZADD', set, unpack(members))\n"
+    "  local last = tonumber(redis.call('ZRANGE', set, -1, -1, 'WITHSCORES')[2])\n"
+    "  if last == nil or last == math.huge then\n"
     "    redis.call('PERSIST', set)\n"
-    "  elseif not existed then\n"
-    "    redis.call('PEXPIRE', set, px)\n"
     "  else\n"
-    "    local left = redis.call('PTTL', set)\n"
-    "    if left >= 0 and left < ttl then redis.call('PEXPIRE', set, px) end\n"
+    "    redis.call('PEXPIREAT', set, string.format('%.0f', last))\n"
     "  end\n"
     "end\n"
     "return n\n");
 
 /*
- * KEYS[1]: the tag set. ARGV[1]: the namespace's value head. Only members
- * inside the namespace are removed, so a tag set tampered with by another
- * Redis client still cannot make an invalidation reach outside it.
- * Returns the number of values removed.
+ * KEYS[1]: the tag set. ARGV[1]: the namespace's value head. The live
+ * members (score not below now) are read by rank in batches, from the
+ * first live one (ZCOUNT of those whose time has passed: the ranks do not
+ * move, since members are UNLINKed, not removed from the set). Only
+ * members inside the namespace are removed, so a tag set tampered with by
+ * another Redis client still cannot make an invalidation reach outside
+ * it. Returns the number of values removed.
  */
 static rk__script invalidate_script = RK__SCRIPT("cache tag invalidate",
+    LUA_NOW
     "local head = ARGV[1]\n"
-    "local members = redis.call('SMEMBERS', KEYS[1])\n"
-    "local removed, batch = 0, {}\n"
-    "for _, m in ipairs(members) do\n"
-    "  if string.sub(m, 1, #head) == head then\n"
-    "    batch[#batch + 1] = m\n"
-    "    if #batch == " INVALIDATE_CHUNK " then\n"
-    "      removed = removed + redis.call('UNLINK', unpack(batch))\n"
-    "      batch = {}\n"
-    "    end\n"
+    "local past = '(' .. string.format('%.0f', clock())\n"
+    "local at = redis.pcall('ZCOUNT', KEYS[1], '-inf', past)\n"
+    "if type(at) == 'table' and at.err then\n"
+    "  if string.find(at.err, 'WRONGTYPE', 1, true) then\n"
+    "    return redis.error_reply(" LUA_WRONGTYPE("the tag set") ")\n"
     "  end\n"
+    "  return at\n"
     "end\n"
-    "if #batch > 0 then removed = removed + redis.call('UNLINK', unpack(batch)) end\n"
+    "local removed = 0\n"
+    "while true do\n"
+    "  local members = redis.call('ZRANGE', KEYS[1], at, at + " INVALIDATE_CHUNK " - 1)\n"
+    "  local batch = {}\n"
+    "  for _, m in ipairs(members) do\n"
+    "    if string.sub(m, 1, #head) == head then batch[#batch + 1] = m end\n"
+    "  end\n"
+    "  if #batch > 0 then removed = removed + redis.call('UNLINK', unpack(batch)) end\n"
+    "  if #members < " INVALIDATE_CHUNK " then break end\n"
+    "  at = at + " INVALIDATE_CHUNK "\n"
+    "end\n"
     "redis.call('UNLINK', KEYS[1])\n"
     "return removed\n");
 
@@ -170,12 +239,31 @@ static rk_status judge_store_reply(rk_reply *r, size_t m)
     return ok ? RK_OK : rk__fail(RK_ERR_PROTOCOL, "%s: unexpected reply", store_script.name);
 }
 
-/* Remember the first failure's message, to restore it at the end. */
-static void note_failure(rk_status st, rk_status *first, char *msg, size_t cap)
+/* The failure of the lowest chunk so far, with its message, so that the
+ * status returned is the one of the first failing entry (the caller names
+ * that entry), whatever order the chunks were judged in. */
+typedef struct first_failure {
+    size_t chunk;
+    rk_status st;
+    char msg[RK__ERRMSG_MAX];
+} first_failure;
+
+static void note_failure(first_failure *f, size_t chunk, rk_status st)
 {
-    if (st == RK_OK || *first != RK_OK) return;
-    *first = st;
-    snprintf(msg, cap, "%s", rk_last_error());
+    if (st == RK_OK || (f->st != RK_OK && f->chunk < chunk)) return;
+    f->chunk = chunk;
+    f->st = st;
+    snprintf(f->msg, sizeof f->msg, "%s", rk_last_error());
+}
+
+/* Make a chunk's command (its arguments a, their lengths l) send the
+ * script in full: EVAL <source> instead of EVALSHA <sha>. */
+static void by_source(const char **a, size_t *l)
+{
+    a[0] = "EVAL";
+    l[0] = 4;
+    a[1] = store_script.source;
+    l[1] = store_script.source_len;
 }
 
 rk_status rk__cache_store_tagged_batch(rk_cache *c, size_t n, const char *const *keys, const size_t *keylens,
@@ -189,6 +277,8 @@ rk_status rk__cache_store_tagged_batch(rk_cache *c, size_t n, const char *const 
         return st;
     }
     if (n == 0) return RK_OK;
+    /* One deadline for the whole call, taken before anything is built. */
+    int64_t deadline_ns = rk__client_deadline(c->client);
     tag_keys tk;
     if ((st = tag_keys_make(c, tags, ntags, &tk)) != RK_OK) {
         for (size_t i = 0; i < n; i++) statuses[i] = st;
@@ -198,16 +288,17 @@ rk_status rk__cache_store_tagged_batch(rk_cache *c, size_t n, const char *const 
     size_t pxlen = 1;
     if (ttl_ms != RK_TTL_NONE) pxlen = rk__i64_to_text(ttl_ms, px);
 
-    /* Each chunk's command laid out as EVALSHA sha numkeys KEYS... ARGV...,
-     * so that keys and arguments are slices of it for rk__script_run. */
+    /* Each chunk's command laid out as EVALSHA sha numkeys KEYS... ARGV... */
     size_t nchunks = (n + STORE_CHUNK - 1) / STORE_CHUNK;
     size_t per_chunk = 3 + STORE_CHUNK + ntags + 1 + STORE_CHUNK;
     const char **argv = rk__malloc(nchunks * per_chunk * sizeof *argv);
     size_t *lens = rk__malloc(nchunks * per_chunk * sizeof *lens);
     char (*numkeys)[16] = rk__malloc(nchunks * sizeof *numkeys);
     rk__cmd *cmds = rk__malloc(nchunks * sizeof *cmds);
+    rk__cmd *sending = rk__malloc(nchunks * sizeof *sending);
+    size_t *todo = rk__malloc(nchunks * sizeof *todo);
     rk_reply **replies = rk__calloc(nchunks, sizeof *replies);
-    if (!argv || !lens || !numkeys || !cmds || !replies) {
+    if (!argv || !lens || !numkeys || !cmds || !sending || !todo || !replies) {
         st = rk__fail(RK_ERR_NOMEM, "cache tags: out of memory");
         for (size_t i = 0; i < n; i++) statuses[i] = st;
         goto done;
@@ -228,45 +319,56 @@ rk_status rk__cache_store_tagged_batch(rk_cache *c, size_t n, const char *const 
         a[at] = px, l[at] = pxlen, at++;
         for (size_t i = 0; i < m; i++, at++) a[at] = values[from + i], l[at] = vlens[from + i];
         cmds[k] = (rk__cmd){.argc = (int)at, .argv = a, .argvlen = l};
+        if (!sha) by_source(a, l); /* no digest: EVAL every time */
+        todo[k] = k;
     }
 
-    /* One chunk (every single-key set): rk__script_run does it all. More:
-     * all EVALSHAs in one pipeline, and EVAL for any chunk the server
-     * answered NOSCRIPT (nothing of that chunk ran, so it is safe to send
-     * again). Without a digest, EVAL chunk by chunk. */
-    if (nchunks > 1 && sha) {
-        st = rk__client_pipeline(c->client, nchunks, cmds, false, replies);
+    /* Round 1 sends every chunk in one pipeline, by SHA. The chunks the
+     * server refused with NOSCRIPT (nothing of them ran, so they are safe
+     * to send again) go in round 2, again in one pipeline: the first in
+     * full, which loads the script, the others by SHA, which the server
+     * runs after it. All rounds share the call's deadline, so a batch
+     * costs two round trips after a SCRIPT FLUSH, not one per chunk. */
+    first_failure first = {.st = RK_OK};
+    size_t ntodo = nchunks;
+    for (int round = 0; round < STORE_ROUNDS && ntodo; round++) {
+        for (size_t j = 0; j < ntodo; j++) sending[j] = cmds[todo[j]];
+        st = rk__client_pipeline_until(c->client, ntodo, sending, false, replies, deadline_ns);
         if (st != RK_OK) {
-            for (size_t i = 0; i < n; i++) statuses[i] = st;
-            goto done;
+            /* Nothing is known of the chunks of this round. */
+            for (size_t j = 0; j < ntodo; j++) note_failure(&first, todo[j], st);
+            break;
         }
+        size_t left = 0;
+        for (size_t j = 0; j < ntodo; j++) {
+            size_t k = todo[j], from = k * STORE_CHUNK, m = n - from < STORE_CHUNK ? n - from : STORE_CHUNK;
+            if (rk__script_is_noscript(replies[j]) && round + 1 < STORE_ROUNDS) {
+                rk_reply_free(replies[j]);
+                replies[j] = NULL;
+                if (!left) by_source(argv + k * per_chunk, lens + k * per_chunk);
+                todo[left++] = k;
+                continue;
+            }
+            rk_status cst = judge_store_reply(replies[j], m);
+            replies[j] = NULL;
+            for (size_t i = 0; i < m; i++) statuses[from + i] = cst;
+            note_failure(&first, k, cst);
+        }
+        ntodo = left;
     }
-    rk_status first = RK_OK;
-    char first_msg[RK__ERRMSG_MAX] = "";
-    for (size_t k = 0; k < nchunks; k++) {
-        size_t from = k * STORE_CHUNK, m = n - from < STORE_CHUNK ? n - from : STORE_CHUNK;
-        rk_status cst = RK_OK;
-        if (!replies[k] || rk__script_is_noscript(replies[k])) {
-            rk_reply_free(replies[k]);
-            replies[k] = NULL;
-            int nk = (int)(m + ntags);
-            cst = rk__script_run(c->client, &store_script, nk, cmds[k].argv + 3, cmds[k].argvlen + 3,
-                                 (int)(m + 1), cmds[k].argv + 3 + nk, cmds[k].argvlen + 3 + nk, false,
-                                 &replies[k]);
+    if (st != RK_OK) /* a round failed as a whole: its chunks carry the error */
+        for (size_t j = 0; j < ntodo; j++) {
+            size_t from = todo[j] * STORE_CHUNK, m = n - from < STORE_CHUNK ? n - from : STORE_CHUNK;
+            for (size_t i = 0; i < m; i++) statuses[from + i] = st;
         }
-        if (cst == RK_OK) {
-            cst = judge_store_reply(replies[k], m);
-            replies[k] = NULL;
-        }
-        for (size_t i = 0; i < m; i++) statuses[from + i] = cst;
-        note_failure(cst, &first, first_msg, sizeof first_msg);
-    }
-    st = first;
-    if (st != RK_OK) rk__fail_str(st, first_msg);
+    st = first.st;
+    if (st != RK_OK) rk__fail_str(st, first.msg);
 done:
     if (replies)
         for (size_t k = 0; k < nchunks; k++) rk_reply_free(replies[k]);
     rk__free(replies);
+    rk__free(todo);
+    rk__free(sending);
     rk__free(cmds);
     rk__free(numkeys);
     rk__free(lens);
@@ -285,6 +387,7 @@ rk_status rk__cache_store_tagged(rk_cache *c, const rk__key *k, const rk__encode
 
 rk_status rk_cache_invalidate_tag(rk_cache *c, const char *tag, size_t *removed)
 {
+    rk__fetch_forget_all(c); /* the fetch copies of keys it may remove (src/cache.h) */
     if (removed) *removed = 0;
     if (!c) return rk__fail(RK_ERR_INVALID, "rk_cache_invalidate_tag: cache is NULL");
     rk_status st = rk__cache_check_tags(&tag, 1);
@@ -342,19 +445,30 @@ static bool starts_with(const rk_reply *r, const char *p, size_t plen)
     return r->len >= plen && memcmp(r->str, p, plen) == 0;
 }
 
+/* The deadline of one round trip of a clear: its own command timeout, but
+ * never past the call's limit (start + budget + one command timeout), so
+ * that a call ends within that however its last round goes. */
+static int64_t round_trip_deadline(rk_cache *c, int64_t limit_ns)
+{
+    int64_t d = rk__client_deadline(c->client);
+    return d < limit_ns ? d : limit_ns;
+}
+
 /* One round: SCAN from *cursor, then UNLINK what it found. *cursor moves
  * only once the UNLINKs are done, so a failed round is repeated by the
  * next call instead of skipping keys. */
 static rk_status clear_round(rk_cache *c, const char *pattern, size_t pattern_len, const char *tag_head,
-                             size_t tag_head_len, uint64_t *cursor, size_t *removed)
+                             size_t tag_head_len, int64_t limit_ns, uint64_t *cursor, size_t *removed)
 {
     char ctext[24];
     int clen = snprintf(ctext, sizeof ctext, "%" PRIu64, *cursor);
     const char *argv[6] = {"SCAN", ctext, "MATCH", pattern, "COUNT", CLEAR_COUNT};
     size_t lens[6] = {4, (size_t)clen, 5, pattern_len, 5, sizeof CLEAR_COUNT - 1};
+    rk__cmd scan = {.argc = 6, .argv = argv, .argvlen = lens};
     rk_reply *r;
-    rk_status st = rk__client_run(c->client, 6, argv, lens, true, &r);
+    rk_status st = rk__client_pipeline_until(c->client, 1, &scan, true, &r, round_trip_deadline(c, limit_ns));
     if (st != RK_OK) return st;
+    if (r->type == RK_REPLY_ERROR) return rk__reply_fail(r, "SCAN");
     uint64_t next;
     if (r->type != RK_REPLY_ARRAY || r->elements != 2 || !parse_cursor(r->element[0], &next) ||
         r->element[1]->type != RK_REPLY_ARRAY) {
@@ -402,7 +516,7 @@ static rk_status clear_round(rk_cache *c, const char *pattern, size_t pattern_le
     size_t values_removed = 0;
     if (ncmds) {
         rk_reply *ur[2] = {NULL, NULL};
-        st = rk__client_pipeline(c->client, ncmds, cmds, false, ur);
+        st = rk__client_pipeline_until(c->client, ncmds, cmds, false, ur, round_trip_deadline(c, limit_ns));
         for (size_t i = 0; i < ncmds && st == RK_OK; i++) {
             if (ur[i]->type == RK_REPLY_ERROR) {
                 st = rk__reply_fail(ur[i], "UNLINK");
@@ -454,10 +568,15 @@ rk_status rk__cache_clear_run(rk_cache *c, uint64_t *cursor, size_t *removed, in
     memcpy(tag_head, c->aux_head, c->aux_head_len);
     memcpy(tag_head + c->aux_head_len, TAG_INFIX, TAG_INFIX_LEN + 1);
 
+    /* Rounds start while the budget lasts; every round trip of the call
+     * ends by the limit, so a call lasts budget + one command timeout at
+     * most (a SCAN round is two round trips, which with a deadline each
+     * could have taken two). Both clocks are CLOCK_MONOTONIC. */
     size_t count = 0;
     int64_t start = monotonic_ms();
+    int64_t limit_ns = rk__client_deadline(c->client) + budget_ms * 1000000;
     for (size_t round = 0; round < max_rounds || round == 0; round++) {
-        st = clear_round(c, pattern, pattern_len, tag_head, tag_head_len, cursor, &count);
+        st = clear_round(c, pattern, pattern_len, tag_head, tag_head_len, limit_ns, cursor, &count);
         if (st != RK_OK || *cursor == 0 || monotonic_ms() - start >= budget_ms) break;
     }
     if (removed) *removed += count;
@@ -470,6 +589,7 @@ out:
 
 rk_status rk_cache_clear(rk_cache *c, uint64_t *cursor, size_t *removed)
 {
+    rk__fetch_forget_all(c); /* the fetch copies of keys it may remove (src/cache.h) */
     if (!c) return rk__fail(RK_ERR_INVALID, "rk_cache_clear: cache is NULL");
     return rk__cache_clear_run(c, cursor, removed, c->clear_budget_ms, CLEAR_MAX_ROUNDS);
 }

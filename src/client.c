@@ -128,6 +128,16 @@ static rk_status configure_tls(rk_client *c, const rk_tls_options *t, const rk__
     if (c->unix_path)
         return rk__fail(RK_ERR_INVALID, "option tls: TLS over a Unix socket is not supported "
                                         "(Redis serves TLS on TCP only)");
+    /* A false field cannot override the URL's tls_insecure=1, so a URL
+     * from the environment could switch verification off under code that
+     * asked for it (a CA, a name to check). That is refused: the two
+     * sides disagree about security, and neither may win silently. */
+    const char *verifying = t->ca_file ? "tls.ca_file" : t->ca_dir ? "tls.ca_dir"
+                          : t->server_name ? "tls.server_name" : NULL;
+    if (u->tls_insecure && !t->insecure_skip_verify && verifying)
+        return rk__fail(RK_ERR_INVALID, "option %s: the URL's tls_insecure=1 would skip the verification it "
+                                        "is for (remove tls_insecure from the URL, or set "
+                                        "tls.insecure_skip_verify in code)", verifying);
     rk__tls_config cfg = {
         .ca_file = pick(t->ca_file, u->tls_ca_file),
         .ca_dir = pick(t->ca_dir, u->tls_ca_dir),
@@ -143,8 +153,14 @@ static rk_status configure_tls(rk_client *c, const rk_tls_options *t, const rk__
     if (cfg.key_file && !cfg.cert_file)
         return rk__fail(RK_ERR_INVALID, "option tls.key_file: needs tls.cert_file (the certificate it belongs to)");
     if (name && !rk__server_name_valid(name))
-        return rk__fail(RK_ERR_INVALID, "option tls.server_name: not a host name (A-Z a-z 0-9 - . _) "
-                                        "or an IP address");
+        return rk__fail(RK_ERR_INVALID, "option tls.server_name: not a host name (A-Z a-z 0-9 - . _, no "
+                                        "empty label) or an IP address");
+    /* Without a server_name the host is the name checked: held to the
+     * same rules, since a leading '.' would make OpenSSL accept any
+     * subdomain of it. */
+    if (!name && !cfg.skip_verify && !rk__server_name_valid(c->host))
+        return rk__fail(RK_ERR_INVALID, "option host: not a name a TLS certificate can be checked against (A-Z "
+                                        "a-z 0-9 - . _, no empty label, or an IP address); set tls.server_name");
     cfg.verify_name = name ? name : c->host;
     c->tls_insecure = cfg.skip_verify;
     return rk__tls_ctx_new(&cfg, &c->tls);
@@ -554,9 +570,13 @@ rk_status rk__client_run(rk_client *c, int argc, const char **argv, const size_t
                          rk_reply **reply)
 {
     *reply = NULL;
+    /* argv[0] is binary-safe (argvlen), so never printed with %s. */
+    char name[RK__NAME_SHOWN_MAX];
     char *cmd = NULL;
     int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
-    if (len < 0) return rk__fail(RK_ERR_NOMEM, "%s: out of memory encoding the command", argv[0]);
+    if (len < 0)
+        return rk__fail(RK_ERR_NOMEM, "%s: out of memory encoding the command",
+                        rk__printable_name(name, argv[0], argvlen[0]));
     int64_t now = rk__now_ns();
     call k = {.deadline_ns = now + (int64_t)c->command_timeout_ms * 1000000, .start_ns = now};
     rk_status st = request(c, &k, cmd, (size_t)len, 1, reply);
@@ -572,13 +592,22 @@ rk_status rk__client_run(rk_client *c, int argc, const char **argv, const size_t
     }
     redisFreeCommand(cmd);
     if (st == RK_OK && (*reply)->type == RK_REPLY_ERROR) {
-        st = rk__reply_fail(*reply, argv[0]);
+        st = rk__reply_fail(*reply, rk__printable_name(name, argv[0], argvlen[0]));
         *reply = NULL;
     }
     return st;
 }
 
-rk_status rk__client_pipeline(rk_client *c, size_t n, const rk__cmd *cmds, bool is_read, rk_reply **replies)
+int64_t rk__client_deadline(const rk_client *c)
+{
+    return rk__now_ns() + (int64_t)c->command_timeout_ms * 1000000;
+}
+
+/* The pipeline under deadline_ns, or, when it is 0, one command timeout
+ * from the clock read that also starts the latency measurement (so the
+ * common case reads the clock once, as rk__client_run does). */
+static rk_status pipeline(rk_client *c, size_t n, const rk__cmd *cmds, bool is_read, rk_reply **replies,
+                          int64_t deadline_ns)
 {
     for (size_t i = 0; i < n; i++) replies[i] = NULL;
     if (n == 0) return RK_OK;
@@ -597,7 +626,10 @@ rk_status rk__client_pipeline(rk_client *c, size_t n, const rk__cmd *cmds, bool 
         plens[i] = redisFormatCommandArgv(&parts[i], cmds[i].argc, cmds[i].argv, cmds[i].argvlen);
         if (plens[i] < 0) {
             parts[i] = NULL;
-            st = rk__fail(RK_ERR_NOMEM, "pipeline: out of memory encoding %s", cmds[i].argv[0]);
+            char name[RK__NAME_SHOWN_MAX];
+            const char *a0 = cmds[i].argv[0];
+            st = rk__fail(RK_ERR_NOMEM, "pipeline: out of memory encoding %s",
+                          rk__printable_name(name, a0, cmds[i].argvlen ? cmds[i].argvlen[0] : strlen(a0)));
             goto done;
         }
         total += (size_t)plens[i];
@@ -613,7 +645,19 @@ rk_status rk__client_pipeline(rk_client *c, size_t n, const rk__cmd *cmds, bool 
         at += (size_t)plens[i];
     }
     int64_t now = rk__now_ns();
-    call k = {.deadline_ns = now + (int64_t)c->command_timeout_ms * 1000000, .start_ns = now};
+    if (deadline_ns && now >= deadline_ns) {
+        /* Nothing sent: the caller knows no write of this batch happened. */
+        char name[RK__NAME_SHOWN_MAX];
+        st = rk__fail(RK_ERR_TIMEOUT, "%s: the call's deadline passed before it was sent",
+                      rk__printable_name(name, cmds[0].argv[0],
+                                         cmds[0].argvlen ? cmds[0].argvlen[0] : strlen(cmds[0].argv[0])));
+        pthread_mutex_lock(&c->lock);
+        count(c, st);
+        pthread_mutex_unlock(&c->lock);
+        goto done;
+    }
+    call k = {.deadline_ns = deadline_ns ? deadline_ns : now + (int64_t)c->command_timeout_ms * 1000000,
+              .start_ns = now};
     st = request(c, &k, buf, total, n, replies);
     if (is_read && st == RK_ERR_UNAVAILABLE && k.reused && rk__now_ns() < k.deadline_ns) {
         pthread_mutex_lock(&c->lock);
@@ -629,6 +673,18 @@ done:
     rk__free(plens);
     rk__free(buf);
     return st;
+}
+
+rk_status rk__client_pipeline(rk_client *c, size_t n, const rk__cmd *cmds, bool is_read, rk_reply **replies)
+{
+    return pipeline(c, n, cmds, is_read, replies, 0);
+}
+
+rk_status rk__client_pipeline_until(rk_client *c, size_t n, const rk__cmd *cmds, bool is_read, rk_reply **replies,
+                                    int64_t deadline_ns)
+{
+    /* 0 is pipeline()'s "from now"; as an absolute time it is long past. */
+    return pipeline(c, n, cmds, is_read, replies, deadline_ns ? deadline_ns : 1);
 }
 
 #define MAX_ARGS 1048576

@@ -6,6 +6,7 @@
 #define RK_SRC_CLIENT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <redkit/client.h>
 
@@ -32,6 +33,20 @@ typedef struct rk__cmd {
  * rk__client_run (a batch of reads may be retried once as a whole). */
 rk_status rk__client_pipeline(rk_client *client, size_t n, const rk__cmd *cmds, bool is_read,
                               rk_reply **replies);
+
+/* rk__client_pipeline under an absolute deadline_ns (the CLOCK_MONOTONIC
+ * nanoseconds of rk__client_deadline()) instead of one command timeout
+ * from now: for a call made of several round trips that promises one
+ * deadline in all (take it once with rk__client_deadline(), pass it to
+ * each). A deadline already past is RK_ERR_TIMEOUT before anything is
+ * sent, so no write of the batch happened. As for every request, time
+ * spent opening a connection is added to the deadline. */
+rk_status rk__client_pipeline_until(rk_client *client, size_t n, const rk__cmd *cmds, bool is_read,
+                                    rk_reply **replies, int64_t deadline_ns);
+
+/* The deadline of a call starting now: now + command_timeout_ms, on
+ * CLOCK_MONOTONIC, in nanoseconds. */
+int64_t rk__client_deadline(const rk_client *client);
 
 /* Prefix followed by ':' ("" when there is no prefix), and its length. */
 const char *rk__client_key_head(const rk_client *client, size_t *len);

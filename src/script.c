@@ -8,10 +8,11 @@
  * at connect time buys nothing. EVAL both runs and caches the script, so
  * the fallback costs one extra round trip, once per server.
  *
- * The request goes through rk__client_pipeline() with one command, not
- * rk__client_run(): the pipeline hands error replies back as replies, so
- * NOSCRIPT is recognised from the reply itself rather than from the text
- * of an error message.
+ * The request goes through rk__client_pipeline_until() with one command,
+ * not rk__client_run(): the pipeline hands error replies back as replies,
+ * so NOSCRIPT is recognised from the reply itself rather than from the
+ * text of an error message; and it takes an absolute deadline, so that
+ * the EVALSHA and the EVAL after it share the call's one deadline.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -73,10 +74,10 @@ bool rk__script_is_noscript(const rk_reply *r)
 
 /* One request whose error reply, if any, comes back as the reply. */
 static rk_status request(rk_client *client, int argc, const char **argv, const size_t *lens, bool is_read,
-                         rk_reply **reply)
+                         int64_t deadline_ns, rk_reply **reply)
 {
     rk__cmd cmd = {.argc = argc, .argv = argv, .argvlen = lens};
-    return rk__client_pipeline(client, 1, &cmd, is_read, reply);
+    return rk__client_pipeline_until(client, 1, &cmd, is_read, reply, deadline_ns);
 }
 
 #define SMALL_ARGC 32
@@ -118,6 +119,7 @@ rk_status rk__script_run(rk_client *client, rk__script *script, int nkeys, const
     }
 
     rk_status st = RK_OK;
+    int64_t deadline_ns = rk__client_deadline(client);
     const char *sha = rk__script_sha(script);
     bool by_source = sha == NULL;
     if (sha) {
@@ -125,7 +127,7 @@ rk_status rk__script_run(rk_client *client, rk__script *script, int nkeys, const
         lens[0] = 7;
         argv[1] = sha;
         lens[1] = RK__SHA1_HEX;
-        st = request(client, argc, argv, lens, is_read, reply);
+        st = request(client, argc, argv, lens, is_read, deadline_ns, reply);
         if (st == RK_OK && rk__script_is_noscript(*reply)) {
             /* The server lost (or never had) the script: NOSCRIPT means
              * nothing ran, so sending it in full is safe even for a
@@ -140,7 +142,7 @@ rk_status rk__script_run(rk_client *client, rk__script *script, int nkeys, const
         lens[0] = 4;
         argv[1] = script->source;
         lens[1] = script->source_len;
-        st = request(client, argc, argv, lens, is_read, reply);
+        st = request(client, argc, argv, lens, is_read, deadline_ns, reply);
     }
     if (st == RK_OK && (*reply)->type == RK_REPLY_ERROR) {
         st = rk__reply_fail(*reply, script->name);

@@ -58,17 +58,17 @@ const char *rk__script_sha(rk__script *script);
  * reply other than NOSCRIPT) gives RK_ERR_SERVER (RK_ERR_AUTH for NOAUTH)
  * with the server's text, prefixed by the script's name; other failures
  * are the client's (RK_ERR_UNAVAILABLE, RK_ERR_TIMEOUT, RK_ERR_NOMEM, ...).
- * *reply is NULL on every failure. Each of the (at most two) requests has
- * its own command deadline, so a call takes two command timeouts at most;
- * the EVAL is sent only after the server answered NOSCRIPT, so a server
- * that does not answer at all costs one.
+ * *reply is NULL on every failure. One deadline, command_timeout_ms from
+ * the start of the call, covers both requests (RK_ERR_TIMEOUT when the
+ * EVAL cannot be sent or answered within what is left of it).
  */
 rk_status rk__script_run(rk_client *client, rk__script *script, int nkeys, const char *const *keys,
                          const size_t *keylens, int nargs, const char *const *args, const size_t *arglens,
                          bool is_read, rk_reply **reply);
 
 /* Whether r is the NOSCRIPT error reply (for callers that pipeline
- * EVALSHA themselves and fall back with rk__script_run). */
+ * EVALSHA themselves and send the script in full, with EVAL of
+ * script->source, to whatever the server refused). */
 bool rk__script_is_noscript(const rk_reply *r);
 
 #endif

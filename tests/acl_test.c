@@ -40,8 +40,9 @@
  * docs/client.md ("ACL users"), scripts' inner commands included. */
 #define FULL_USER "shopall"
 #define FULL_ACL_RULES                                                                         \
-    "on resetkeys ~shop:* resetchannels -@all +get +set +unlink +exists +pttl +ping +auth "  \
-    "+select +client|setname +mget +evalsha +eval +sadd +smembers +pexpire +persist +del +scan"
+    "on resetkeys ~shop:* resetchannels -@all +get +set +unlink +exists +pttl +ping +auth "     \
+    "+select +client|setname +mget +evalsha +eval +time +zadd +zremrangebyscore +zrange "      \
+    "+zcount +pexpireat +persist +del +scan"
 
 static rk_test_server *server;
 static int port;

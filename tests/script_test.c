@@ -4,7 +4,9 @@
  * the one the server computes; a script runs by SHA once the server knows
  * it, and by source (which reloads it) after SCRIPT FLUSH; keys and
  * arguments travel binary-safe; a script error is RK_ERR_SERVER with the
- * script's name; many threads racing to the first SHA agree on it.
+ * script's name; many threads racing to the first SHA agree on it; the
+ * EVALSHA and the EVAL after NOSCRIPT share one deadline; a pipeline
+ * under a deadline already past sends nothing.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,7 +21,9 @@
 
 #include <redkit/redkit.h>
 
+#include "client.h"
 #include "script.h"
+#include "support/fault_proxy.h"
 #include "support/fixture.h"
 #include "support/redis_server.h"
 
@@ -180,6 +184,58 @@ static void test_sha_once_under_threads(void **state)
     assert_int_equal(strlen(seen[0]), 40);
 }
 
+/* EVALSHA and the EVAL that follows NOSCRIPT share one deadline: with
+ * 200 ms of latency each way, the two round trips take 800 ms or more,
+ * beyond one command timeout of 500 ms, so the call times out (each
+ * request with a deadline of its own would have succeeded). Only lower
+ * bounds of time are relied on. */
+static void test_noscript_fallback_one_deadline(void **state)
+{
+    (void)state;
+    rk_fault_proxy *p = rk_fault_proxy_start(rk_test_server_port(server));
+    assert_non_null(p);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", rk_fault_proxy_port(p));
+    rk_client *slow = rk_test_client_new(
+        &(rk_client_options){.url = url, .command_timeout_ms = 500, .breaker_threshold = -1});
+    assert_int_equal(rk_client_ping(slow), RK_OK); /* connected while the proxy passes */
+    rk_test_server_ok(server, "SCRIPT FLUSH");
+    rk_fault_proxy_set(p, RK_FAULT_LATENCY, 200);
+    const char *key = "slow", *arg = "x";
+    size_t one = 1, four = 4;
+    rk_reply *r = (rk_reply *)&r;
+    rk_status st = rk__script_run(slow, &concat, 1, &key, &four, 1, &arg, &one, false, &r);
+    if (st != RK_ERR_TIMEOUT) fail_msg("want RK_ERR_TIMEOUT, got %s: %s", rk_strerror(st), rk_last_error());
+    assert_null(r);
+    rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
+    rk_client_free(slow);
+    rk_fault_proxy_stop(p);
+}
+
+/* rk__client_pipeline_until: a deadline already past fails before
+ * anything is sent; a future one runs the commands. */
+static void test_pipeline_until(void **state)
+{
+    (void)state;
+    const char *argv[] = {"INCR", "until"};
+    size_t lens[] = {4, 5};
+    rk__cmd cmd = {.argc = 2, .argv = argv, .argvlen = lens};
+    rk_reply *r = (rk_reply *)&r;
+    long long incr0 = calls_of("incr");
+    /* 1 ns after the monotonic clock's origin: long past. */
+    assert_int_equal(rk__client_pipeline_until(client, 1, &cmd, false, &r, 1), RK_ERR_TIMEOUT);
+    assert_null(r);
+    assert_non_null(strstr(rk_last_error(), "deadline"));
+    assert_int_equal(calls_of("incr"), incr0);
+
+    assert_int_equal(rk__client_pipeline_until(client, 1, &cmd, false, &r, rk__client_deadline(client)), RK_OK);
+    assert_non_null(r);
+    assert_int_equal(r->type, RK_REPLY_INTEGER);
+    assert_int_equal(r->integer, 1);
+    rk_reply_free(r);
+    assert_int_equal(calls_of("incr"), incr0 + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -189,6 +245,8 @@ int main(void)
         cmocka_unit_test(test_script_error),
         cmocka_unit_test(test_many_arguments),
         cmocka_unit_test(test_sha_once_under_threads),
+        cmocka_unit_test(test_noscript_fallback_one_deadline),
+        cmocka_unit_test(test_pipeline_until),
     };
     return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
 }
