@@ -53,7 +53,8 @@ extern "C" {
 typedef struct rk_cache_metrics {
     uint64_t hits;            /* reads that found a value */
     uint64_t misses;          /* reads that found none (RK_MISS) */
-    uint64_t degraded;        /* reads that could not ask Redis (RK_DEGRADED) */
+    uint64_t degraded;        /* reads that could not ask Redis (RK_DEGRADED;
+                                 a fetch whose first read failed) */
     uint64_t stale;           /* values served past their fresh lifetime
                                  (rk_cache_fetch with stale_ms) */
     uint64_t sets;            /* values written */
