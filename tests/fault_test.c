@@ -254,8 +254,7 @@ static void test_timed_out_write_is_not_resent(void **state)
     assert_int_equal(rk_test_server_command_calls(s, "set"), 1);
 
     /* And the client carries on once the network is fast again. */
-    rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
-    assert_true(rk_test_client_recovers(c, 3000));
+    rk_test_proxy_heal(p, c, 3000);
     assert_int_equal(rk_client_command(c, 2, incr, NULL, &r), RK_OK);
     assert_int_equal(r->integer, 2);
     rk_reply_free(r);
@@ -302,8 +301,7 @@ static void test_sliced_resets_and_truncated_replies(void **state)
     rk_fault_proxy_set(p, RK_FAULT_RESET, 0);
     const char *get[] = {"GET", "cache:big"};
     assert_int_equal(rk_client_command(c, 2, get, NULL, &r), RK_ERR_UNAVAILABLE);
-    rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
-    assert_true(rk_test_client_recovers(c, 3000));
+    rk_test_proxy_heal(p, c, 3000);
 
     /* The reply is cut short: an error, never a half value. */
     rk_fault_proxy_set(p, RK_FAULT_CLOSE_AFTER, 10);
@@ -313,8 +311,7 @@ static void test_sliced_resets_and_truncated_replies(void **state)
     got = NULL;
     assert_int_equal(rk_cache_get_str(cache, "big", &got), RK_DEGRADED);
     assert_null(got);
-    rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
-    assert_true(rk_test_client_recovers(c, 3000));
+    rk_test_proxy_heal(p, c, 3000);
     rk_test_assert_cached(cache, "big", big);
     rk_cache_free(cache);
     rk_client_free(c);

@@ -136,6 +136,10 @@ static void fetch_expect(rk_cache *c, const char *key, job *j, const rk_fetch_op
     rk_free(got);
 }
 
+/* Fetch options that keep a value a minute fresh and a minute stale (so
+ * this process keeps a copy of it). */
+static const rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
+
 /* ---- basics ----------------------------------------------------------------- */
 
 static void test_miss_then_hit(void **state)
@@ -900,7 +904,6 @@ static void test_redis_down(void **state)
                                    &dc),
                      RK_OK);
     rk_cache *c = rk_test_cache_new(dc, &(rk_cache_options){.local_copies = 3});
-    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
     rk_fetch_options brief = {.ttl_ms = 100, .stale_ms = 60000};
     job j = {.value = "first"};
     fetch_expect(c, "x", &j, &keep, "first", NULL); /* the oldest copy: evicted by the 4th */
@@ -990,7 +993,6 @@ static void test_redis_paused(void **state)
                                    &dc),
                      RK_OK);
     rk_cache *c = rk_test_cache_new(dc, NULL);
-    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
     job j = {.value = "before"};
     fetch_expect(c, "k", &j, &keep, "before", NULL);
     assert_true(rk_test_server_signal(s, SIGSTOP));
@@ -1018,27 +1020,31 @@ static void test_redis_paused(void **state)
 
 /* ---- this process's copies: forgetting, byte budget, TTL limits --------------------------- */
 
-/* A private server that tests pause (SIGSTOP) and resume, and a client that
+/* A private server that tests pause (SIGSTOP) and resume, a client that
  * gives up on it soon (300 ms: long enough for a loaded machine to answer
  * when Redis runs) and never opens its circuit, so that each phase of a
- * test sees Redis either answering or timing out. */
+ * test sees Redis either answering or timing out, and a cache on it. */
 typedef struct pausable {
     rk_test_server *s;
     rk_client *client;
+    rk_cache *cache;
 } pausable;
 
-static pausable pausable_start(void)
+/* cache_options: for the cache; NULL = defaults. */
+static pausable pausable_start(const rk_cache_options *cache_options)
 {
     pausable p = {.s = rk_test_server_start(NULL)};
     assert_non_null(p.s);
     p.client = rk_test_client_new(&(rk_client_options){.url = rk_test_server_url(p.s), .key_prefix = PREFIX,
                                                        .command_timeout_ms = 300, .connect_timeout_ms = 300,
                                                        .breaker_threshold = 1000, .pool_size = 4});
+    p.cache = rk_test_cache_new(p.client, cache_options);
     return p;
 }
 
 static void pausable_stop(pausable *p)
 {
+    rk_cache_free(p->cache);
     rk_client_free(p->client);
     rk_test_server_stop(p->s);
 }
@@ -1049,6 +1055,14 @@ static void redis_resume(pausable *p)
 {
     assert_true(rk_test_server_signal(p->s, SIGCONT));
     assert_true(rk_test_client_recovers(p->client, 5000));
+}
+
+/* Fetch key through o while Redis answers; a miss computes "first". This
+ * process keeps a copy of the value, unless something makes it forget. */
+static void fetch_first(rk_cache *c, const char *key, const rk_fetch_options *o)
+{
+    job first = {.value = "first"};
+    fetch_expect(c, key, &first, o, "first", NULL);
 }
 
 /* While Redis is paused: key is served from this process's copy. */
@@ -1079,15 +1093,13 @@ static void expect_no_copy(rk_cache *c, const char *key, const rk_fetch_options 
 static void test_delete_forgets_copy(void **state)
 {
     (void)state;
-    pausable p = pausable_start();
-    rk_cache *c = rk_test_cache_new(p.client, NULL);
+    pausable p = pausable_start(NULL);
+    rk_cache *c = p.cache;
     const char *tag = "catalog";
-    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
     rk_fetch_options tagged = {.ttl_ms = 60000, .stale_ms = 60000, .tags = &tag, .ntags = 1};
-    job first = {.value = "first"};
-    fetch_expect(c, "deleted", &first, &tagged, "first", NULL);
-    fetch_expect(c, "deleted-elsewhere", &first, &keep, "first", NULL);
-    fetch_expect(c, "kept", &first, &keep, "first", NULL);
+    fetch_first(c, "deleted", &tagged);
+    fetch_first(c, "deleted-elsewhere", &keep);
+    fetch_first(c, "kept", &keep);
     assert_int_equal(rk_cache_delete(c, "deleted"), RK_OK);
     rk_test_server_ok(p.s, "DEL %s", PREFIX ":cache:deleted-elsewhere");
     assert_int_equal(rk_cache_delete(c, "deleted-elsewhere"), RK_MISS);
@@ -1097,7 +1109,6 @@ static void test_delete_forgets_copy(void **state)
     expect_no_copy(c, "deleted", &keep);
     expect_no_copy(c, "deleted-elsewhere", &keep);
     redis_resume(&p);
-    rk_cache_free(c);
     pausable_stop(&p);
 }
 
@@ -1106,13 +1117,11 @@ static void test_delete_forgets_copy(void **state)
 static void test_set_forgets_copy(void **state)
 {
     (void)state;
-    pausable p = pausable_start();
-    rk_cache *c = rk_test_cache_new(p.client, NULL);
-    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
-    job first = {.value = "first"};
-    fetch_expect(c, "overwritten", &first, &keep, "first", NULL);
-    fetch_expect(c, "batch-overwritten", &first, &keep, "first", NULL);
-    fetch_expect(c, "kept", &first, &keep, "first", NULL);
+    pausable p = pausable_start(NULL);
+    rk_cache *c = p.cache;
+    fetch_first(c, "overwritten", &keep);
+    fetch_first(c, "batch-overwritten", &keep);
+    fetch_first(c, "kept", &keep);
     assert_int_equal(rk_cache_set_str(c, "overwritten", "second", NULL), RK_OK);
     rk_cache_entry e = {"batch-overwritten", "second", 6};
     assert_int_equal(rk_cache_mset(c, &e, 1, NULL, NULL), RK_OK);
@@ -1122,7 +1131,6 @@ static void test_set_forgets_copy(void **state)
     expect_no_copy(c, "overwritten", &keep);
     expect_no_copy(c, "batch-overwritten", &keep);
     redis_resume(&p);
-    rk_cache_free(c);
     pausable_stop(&p);
 }
 
@@ -1131,11 +1139,9 @@ static void test_set_forgets_copy(void **state)
 static void test_absent_key_forgets_copy(void **state)
 {
     (void)state;
-    pausable p = pausable_start();
-    rk_cache *c = rk_test_cache_new(p.client, NULL);
-    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
-    job first = {.value = "first"};
-    fetch_expect(c, "absent", &first, &keep, "first", NULL);
+    pausable p = pausable_start(NULL);
+    rk_cache *c = p.cache;
+    fetch_first(c, "absent", &keep);
     rk_test_server_ok(p.s, "DEL %s", PREFIX ":cache:absent");
     job bad = {.status = RK_ERR_SERVER};
     char *got;
@@ -1145,7 +1151,6 @@ static void test_absent_key_forgets_copy(void **state)
     redis_pause(&p);
     expect_no_copy(c, "absent", &keep);
     redis_resume(&p);
-    rk_cache_free(c);
     pausable_stop(&p);
 }
 
@@ -1154,14 +1159,12 @@ static void test_absent_key_forgets_copy(void **state)
 static void test_invalidate_and_clear_forget_copies(void **state)
 {
     (void)state;
-    pausable p = pausable_start();
-    rk_cache *c = rk_test_cache_new(p.client, NULL);
+    pausable p = pausable_start(NULL);
+    rk_cache *c = p.cache;
     const char *tag = "catalog";
-    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
     rk_fetch_options tagged = {.ttl_ms = 60000, .stale_ms = 60000, .tags = &tag, .ntags = 1};
-    job first = {.value = "first"};
 
-    fetch_expect(c, "tagged", &first, &tagged, "first", NULL);
+    fetch_first(c, "tagged", &tagged);
     size_t removed = 0;
     assert_int_equal(rk_cache_invalidate_tag(c, tag, &removed), RK_OK);
     assert_int_equal(removed, 1);
@@ -1169,8 +1172,8 @@ static void test_invalidate_and_clear_forget_copies(void **state)
     expect_no_copy(c, "tagged", &keep);
     redis_resume(&p);
 
-    fetch_expect(c, "cleared", &first, &keep, "first", NULL);
-    fetch_expect(c, "cleared", &first, &keep, "first", NULL); /* a hit: the copy is refreshed, not duplicated */
+    fetch_first(c, "cleared", &keep);
+    fetch_first(c, "cleared", &keep); /* a hit: the copy is refreshed, not duplicated */
     uint64_t cursor = 0;
     removed = 0;
     for (int round = 0; round < 100; round++) { /* bounded: a handful of keys takes one round */
@@ -1184,11 +1187,10 @@ static void test_invalidate_and_clear_forget_copies(void **state)
     redis_resume(&p);
 
     /* Values fetched after the invalidation are kept and served again. */
-    fetch_expect(c, "after", &first, &keep, "first", NULL);
+    fetch_first(c, "after", &keep);
     redis_pause(&p);
     expect_copy(c, "after", &keep, "first");
     redis_resume(&p);
-    rk_cache_free(c);
     pausable_stop(&p);
 }
 
@@ -1204,10 +1206,9 @@ static void test_copies_byte_budget(void **state)
     assert_null(bad);
     assert_non_null(strstr(rk_last_error(), "local_copies_bytes"));
 
-    pausable p = pausable_start();
     /* Room for three values of 20000 bytes (and their keys), not four. */
-    rk_cache *c = rk_test_cache_new(p.client, &(rk_cache_options){.local_copies_bytes = 64 * 1024});
-    rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
+    pausable p = pausable_start(&(rk_cache_options){.local_copies_bytes = 64 * 1024});
+    rk_cache *c = p.cache;
     static char text[100001];
     memset(text, 'x', 100000);
     text[100000] = '\0';
@@ -1228,7 +1229,6 @@ static void test_copies_byte_budget(void **state)
     expect_no_copy(c, "big", &keep);
     expect_no_copy(c, "k1", &keep);
     redis_resume(&p);
-    rk_cache_free(c);
     pausable_stop(&p);
 }
 
@@ -1239,8 +1239,8 @@ static void test_copies_byte_budget(void **state)
 static void test_ttl_sums_saturate(void **state)
 {
     (void)state;
-    pausable p = pausable_start();
-    rk_cache *c = rk_test_cache_new(p.client, NULL);
+    pausable p = pausable_start(NULL);
+    rk_cache *c = p.cache;
     const int64_t max = (int64_t)1 << 62;
     rk_fetch_options far = {.ttl_ms = RK_TTL_NONE, .stale_ms = max};
     job j = {.value = "long-lived", .ttl_ms = max};
@@ -1257,7 +1257,6 @@ static void test_ttl_sums_saturate(void **state)
     redis_pause(&p);
     expect_copy(c, "far", &far, "long-lived");
     redis_resume(&p);
-    rk_cache_free(c);
     pausable_stop(&p);
 }
 

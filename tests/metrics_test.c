@@ -204,6 +204,17 @@ static int check_exposition(const char *text, size_t len)
     return samples;
 }
 
+/* The client's Prometheus text, which must be well-formed
+ * (check_exposition()). Free it with rk_free(). */
+static char *scrape(rk_client *client)
+{
+    char *text;
+    size_t len;
+    assert_int_equal(rk_metrics_prometheus(client, &text, &len), RK_OK);
+    check_exposition(text, len);
+    return text;
+}
+
 /* The value of one series ("name" or "name{labels}"); fails if absent. */
 static double series(const char *text, const char *name)
 {
@@ -493,10 +504,7 @@ static void test_counters_match_operations(void **state)
     assert_true(m.hit_ratio > 3.0 / 7 - 1e-9 && m.hit_ratio < 3.0 / 7 + 1e-9);
 
     /* The same figures in the Prometheus text. */
-    char *text;
-    size_t len;
-    assert_int_equal(rk_metrics_prometheus(client, &text, &len), RK_OK);
-    check_exposition(text, len);
+    char *text = scrape(client);
     assert_int_equal(cache_series(text, "sets_total", "seq"), N_SETS);
     assert_int_equal(cache_series(text, "hits_total", "seq"), M_HITS);
     assert_int_equal(cache_series(text, "misses_total", "seq"), K_MISSES);
@@ -570,10 +578,7 @@ static void test_every_counter_reaches_snapshot_and_text(void **state)
     assert_int_equal(m.errors_total, total + 1);
     assert_true(m.hit_ratio > 101.0 / 203 - 1e-9 && m.hit_ratio < 101.0 / 203 + 1e-9);
 
-    char *text;
-    size_t len;
-    assert_int_equal(rk_metrics_prometheus(client, &text, &len), RK_OK);
-    check_exposition(text, len);
+    char *text = scrape(client);
     assert_int_equal(cache_series(text, "hits_total", "all"), 101);
     assert_int_equal(cache_series(text, "misses_total", "all"), 102);
     assert_int_equal(cache_series(text, "degraded_total", "all"), 103);
@@ -605,10 +610,7 @@ static void test_prometheus_client_and_latency(void **state)
     rk_cache *cache = new_cache(client, "lat");
 
     /* Before any request: an empty histogram, still complete. */
-    char *text;
-    size_t len;
-    assert_int_equal(rk_metrics_prometheus(client, &text, &len), RK_OK);
-    check_exposition(text, len);
+    char *text = scrape(client);
     assert_int_equal(check_histogram(text, "redkit_client_request_duration_seconds"), 0);
     assert_true(series(text, "redkit_client_request_duration_seconds_sum") == 0.0);
     rk_free(text);
@@ -637,6 +639,7 @@ static void test_prometheus_client_and_latency(void **state)
 
     rk_client_stats stats;
     assert_int_equal(rk_client_stats_get(client, &stats), RK_OK);
+    size_t len;
     assert_int_equal(rk_metrics_prometheus(client, &text, &len), RK_OK);
     int samples = check_exposition(text, len);
     assert_true(samples > 40);
@@ -673,26 +676,21 @@ static void test_namespaces_summed_and_removed(void **state)
     assert_int_equal(rk_cache_set_str(a2, "k2", "v", NULL), RK_OK);
     assert_int_equal(rk_cache_set_str(b, "k3", "v", NULL), RK_OK);
 
-    char *text;
-    size_t len;
-    assert_int_equal(rk_metrics_prometheus(client, &text, &len), RK_OK);
-    check_exposition(text, len); /* would catch a duplicate alpha series */
+    char *text = scrape(client); /* would catch a duplicate alpha series */
     assert_int_equal(cache_series(text, "sets_total", "alpha"), 2);
     assert_int_equal(cache_series(text, "sets_total", "beta.v2-x_y"), 1);
     rk_free(text);
 
     rk_cache_free(a1);
     rk_cache_free(b);
-    assert_int_equal(rk_metrics_prometheus(client, &text, &len), RK_OK);
-    check_exposition(text, len);
+    text = scrape(client);
     assert_int_equal(cache_series(text, "sets_total", "alpha"), 1);
     assert_null(strstr(text, "beta"));
     rk_free(text);
 
     /* No handle left: no cache families at all, and still valid. */
     rk_cache_free(a2);
-    assert_int_equal(rk_metrics_prometheus(client, &text, &len), RK_OK);
-    check_exposition(text, len);
+    text = scrape(client);
     assert_null(strstr(text, "redkit_cache_"));
     rk_free(text);
 
@@ -703,8 +701,7 @@ static void test_namespaces_summed_and_removed(void **state)
         snprintf(ns, sizeof ns, "ns%d", i);
         many[i] = new_cache(client, ns);
     }
-    assert_int_equal(rk_metrics_prometheus(client, &text, &len), RK_OK);
-    check_exposition(text, len);
+    text = scrape(client);
     assert_int_equal(cache_series(text, "sets_total", "ns0"), 0);
     assert_int_equal(cache_series(text, "sets_total", "ns39"), 0);
     rk_free(text);
@@ -809,11 +806,7 @@ static void test_concurrent_use_and_scrapes(void **state)
     }
     for (int i = 0; i < 50; i++) {
         rk_cache *extra = new_cache(client, i % 2 ? "extra" : "busy");
-        char *text;
-        size_t len;
-        assert_int_equal(rk_metrics_prometheus(client, &text, &len), RK_OK);
-        check_exposition(text, len);
-        rk_free(text);
+        rk_free(scrape(client));
         rk_latency lat;
         assert_int_equal(rk_client_latency_get(client, &lat), RK_OK);
         rk_cache_free(extra);

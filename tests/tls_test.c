@@ -77,6 +77,23 @@ static rk_test_server *start_tls_server(bool auth_clients, const char *const *ex
     return s;
 }
 
+/* The per-test setup of most tests: a TLS server of their own, in *state,
+ * that asks for no client certificate. The teardown stops it, whatever the
+ * test did to it. */
+static int tls_server_setup(void **state)
+{
+    *state = start_tls_server(false, NULL);
+    return 0;
+}
+
+static int tls_server_teardown(void **state)
+{
+    rk_test_server_stop(*state);
+    return 0;
+}
+
+#define tls_server_test(f) cmocka_unit_test_setup_teardown(f, tls_server_setup, tls_server_teardown)
+
 /* Options for 127.0.0.1:port over TLS, trusting the test CA. */
 static rk_client_options tls_options(int port)
 {
@@ -84,11 +101,61 @@ static rk_client_options tls_options(int port)
                                .tls = {.enabled = true, .ca_file = pki->ca_cert}};
 }
 
+/* tls_options(port) for the fault tests: calls and connects give up after
+ * timeout_ms, reconnects come 10-20 ms apart and the circuit never opens,
+ * so each phase of a test sees the server either answering or not. */
+static rk_client_options fault_options(int port, int timeout_ms)
+{
+    rk_client_options o = tls_options(port);
+    o.command_timeout_ms = timeout_ms;
+    o.connect_timeout_ms = timeout_ms;
+    o.breaker_threshold = -1;
+    o.reconnect_base_ms = 10;
+    o.reconnect_max_ms = 20;
+    return o;
+}
+
 static void expect_message(const char *part)
 {
     const char *msg = rk_last_error();
     if (!strstr(msg, part)) fail_msg("last error \"%s\" lacks \"%s\"", msg, part);
 }
+
+/* A new client of o (which must be created) whose first ping answers want;
+ * when part is not NULL, the last error must then contain it. The client
+ * is freed. */
+static void expect_ping(const rk_client_options *o, rk_status want, const char *part)
+{
+    rk_client *c = rk_test_client_new(o);
+    rk_status st = rk_client_ping(c);
+    if (st != want) fail_msg("ping: want %s, got %s: %s", rk_strerror(want), rk_strerror(st), rk_last_error());
+    if (part) expect_message(part);
+    rk_client_free(c);
+}
+
+/* c's counters, which must be readable. */
+static rk_client_stats stats_of(rk_client *c)
+{
+    rk_client_stats st;
+    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    return st;
+}
+
+/* A TCP connection to 127.0.0.1:port, made non-blocking, for the tests
+ * that drive src/tls.c directly. */
+static int connect_nonblocking(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    return fd;
+}
+
+/* The deadline of the direct rk__tls_* calls: two seconds from now. */
+static int64_t in_2s(void) { return rk__now_ns() + 2000000000LL; }
 
 /* A round trip through the cache and through rk_client_command. */
 static void check_set_get(rk_client *c)
@@ -119,8 +186,7 @@ static void check_set_get(rk_client *c)
 
 static void test_verified_tls_set_get(void **state)
 {
-    (void)state;
-    rk_test_server *s = start_tls_server(false, NULL);
+    rk_test_server *s = *state;
     rk_client_options o = tls_options(rk_test_server_port(s));
     o.command_timeout_ms = 5000;
     rk_client *c = rk_test_client_new(&o);
@@ -150,33 +216,26 @@ static void test_verified_tls_set_get(void **state)
     rk_client_free(plain);
 
     rk_client_free(c);
-    rk_test_server_stop(s);
 }
 
 static void test_host_name_and_ca_choices(void **state)
 {
-    (void)state;
-    rk_test_server *s = start_tls_server(false, NULL);
+    rk_test_server *s = *state;
     int port = rk_test_server_port(s);
 
     /* A DNS name, checked against the certificate's DNS subjectAltName. */
-    rk_client *c = rk_test_client_new(&(rk_client_options){.host = "localhost", .port = port,
-                                                           .tls = {.enabled = true, .ca_file = pki->ca_cert}});
-    assert_int_equal(rk_client_ping(c), RK_OK);
-    rk_client_free(c);
+    expect_ping(&(rk_client_options){.host = "localhost", .port = port,
+                                     .tls = {.enabled = true, .ca_file = pki->ca_cert}},
+                RK_OK, NULL);
 
     /* A CA directory instead of a file. */
-    c = rk_test_client_new(&(rk_client_options){.host = "127.0.0.1", .port = port,
-                                                .tls = {.enabled = true, .ca_dir = pki->ca_dir}});
-    assert_int_equal(rk_client_ping(c), RK_OK);
-    rk_client_free(c);
+    expect_ping(&(rk_client_options){.host = "127.0.0.1", .port = port,
+                                     .tls = {.enabled = true, .ca_dir = pki->ca_dir}},
+                RK_OK, NULL);
 
     /* Neither: the system's store, which does not know the test CA. */
-    c = rk_test_client_new(&(rk_client_options){.host = "127.0.0.1", .port = port, .tls = {.enabled = true}});
-    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
-    expect_message("certificate verify failed");
-    rk_client_free(c);
-    rk_test_server_stop(s);
+    expect_ping(&(rk_client_options){.host = "127.0.0.1", .port = port, .tls = {.enabled = true}},
+                RK_ERR_TLS, "certificate verify failed");
 }
 
 /* ---- mutual TLS -------------------------------------------------------- */
@@ -203,8 +262,7 @@ static void test_mutual_tls(void **state)
     assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
     expect_message("TLS handshake with 127.0.0.1:");
     expect_message("certificate");
-    rk_client_stats st;
-    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    rk_client_stats st = stats_of(c);
     assert_int_equal(st.connects, 0);
     assert_int_equal(st.connect_failures, 1);
     rk_client_free(c);
@@ -212,13 +270,11 @@ static void test_mutual_tls(void **state)
     /* The same with a real handshake pipeline (CLIENT SETNAME) instead of
      * the PING that stands in for an empty one. */
     no_cert.client_name = "no-cert";
-    c = rk_test_client_new(&no_cert);
-    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
-    expect_message("certificate");
-    rk_client_free(c);
+    expect_ping(&no_cert, RK_ERR_TLS, "certificate");
 
     /* A certificate the server does not accept for a client (the server's
-     * own: its extended key usage is serverAuth only). */
+     * own: its extended key usage is serverAuth only): refused in the
+     * handshake, with an alert. */
     rk_client_options wrong_cert = tls_options(rk_test_server_port(s));
     wrong_cert.tls.cert_file = pki->server_cert;
     wrong_cert.tls.key_file = pki->server_key;
@@ -234,8 +290,7 @@ static void test_mutual_tls(void **state)
 
 static void test_wrong_ca_rejected(void **state)
 {
-    (void)state;
-    rk_test_server *s = start_tls_server(false, NULL);
+    rk_test_server *s = *state;
     rk_client_options o = tls_options(rk_test_server_port(s));
     o.tls.ca_file = pki->other_ca_cert;
     rk_client *c = rk_test_client_new(&o);
@@ -248,37 +303,23 @@ static void test_wrong_ca_rejected(void **state)
     if (!strstr(msg, "(server certificate: self-signed certificate in certificate chain)") &&
         !strstr(msg, "(server certificate: unable to get local issuer certificate)"))
         fail_msg("no verification result in \"%s\"", msg);
-    rk_client_stats st;
-    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    rk_client_stats st = stats_of(c);
     assert_int_equal(st.connect_failures, 1);
     assert_int_equal(st.connects, 0);
     rk_client_free(c);
-    rk_test_server_stop(s);
 }
 
 static void test_wrong_host_name_rejected(void **state)
 {
-    (void)state;
-    rk_test_server *s = start_tls_server(false, NULL);
+    rk_test_server *s = *state;
     rk_client_options o = tls_options(rk_test_server_port(s));
 
     o.tls.server_name = "wrong.example"; /* not in the certificate's SAN */
-    rk_client *c = rk_test_client_new(&o);
-    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
-    expect_message("hostname mismatch");
-    rk_client_free(c);
-
+    expect_ping(&o, RK_ERR_TLS, "hostname mismatch");
     o.tls.server_name = "127.0.0.2"; /* an IP the certificate does not name */
-    c = rk_test_client_new(&o);
-    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
-    expect_message("IP address mismatch");
-    rk_client_free(c);
-
+    expect_ping(&o, RK_ERR_TLS, "IP address mismatch");
     o.tls.server_name = "localhost"; /* reach 127.0.0.1, check "localhost" */
-    c = rk_test_client_new(&o);
-    assert_int_equal(rk_client_ping(c), RK_OK);
-    rk_client_free(c);
-    rk_test_server_stop(s);
+    expect_ping(&o, RK_OK, NULL);
 }
 
 /* A certificate without any DNS subjectAltName is not checked against its
@@ -291,23 +332,18 @@ static void test_common_name_is_not_a_host_name(void **state)
     rk_test_server_tls cn_only = {.cert_file = pki->server_cn_only_cert, .key_file = pki->server_cn_only_key};
     rk_test_server *s = rk_test_server_start_opts(&(rk_test_server_options){.tls = &cn_only});
     assert_non_null(s);
-    rk_client *c = rk_test_client_new(&(rk_client_options){.host = "localhost", .port = rk_test_server_port(s),
-                                                           .tls = {.enabled = true, .ca_file = pki->ca_cert}});
-    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
-    expect_message("hostname mismatch");
-    rk_client_free(c);
+    expect_ping(&(rk_client_options){.host = "localhost", .port = rk_test_server_port(s),
+                                     .tls = {.enabled = true, .ca_file = pki->ca_cert}},
+                RK_ERR_TLS, "hostname mismatch");
     /* The chain itself is fine: skipping the name check (and everything
      * else) connects, so the refusal above was the name. */
-    c = rk_test_client_new(&(rk_client_options){.host = "localhost", .port = rk_test_server_port(s),
-                                                .tls = {.enabled = true, .insecure_skip_verify = true}});
-    assert_int_equal(rk_client_ping(c), RK_OK);
-    rk_client_free(c);
+    expect_ping(&(rk_client_options){.host = "localhost", .port = rk_test_server_port(s),
+                                     .tls = {.enabled = true, .insecure_skip_verify = true}},
+                RK_OK, NULL);
     /* Reached by address, the CN does not stand in for an IP either. */
-    c = rk_test_client_new(&(rk_client_options){.host = "127.0.0.1", .port = rk_test_server_port(s),
-                                                .tls = {.enabled = true, .ca_file = pki->ca_cert}});
-    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
-    expect_message("IP address mismatch");
-    rk_client_free(c);
+    expect_ping(&(rk_client_options){.host = "127.0.0.1", .port = rk_test_server_port(s),
+                                     .tls = {.enabled = true, .ca_file = pki->ca_cert}},
+                RK_ERR_TLS, "IP address mismatch");
     rk_test_server_stop(s);
 
     /* Only an IP subjectAltName (127.0.0.1), CN=localhost: reached by
@@ -317,15 +353,12 @@ static void test_common_name_is_not_a_host_name(void **state)
     rk_test_server_tls ip_only = {.cert_file = pki->server_ip_only_cert, .key_file = pki->server_ip_only_key};
     s = rk_test_server_start_opts(&(rk_test_server_options){.tls = &ip_only});
     assert_non_null(s);
-    c = rk_test_client_new(&(rk_client_options){.host = "127.0.0.1", .port = rk_test_server_port(s),
-                                                .tls = {.enabled = true, .ca_file = pki->ca_cert}});
-    assert_int_equal(rk_client_ping(c), RK_OK);
-    rk_client_free(c);
-    c = rk_test_client_new(&(rk_client_options){.host = "localhost", .port = rk_test_server_port(s),
-                                                .tls = {.enabled = true, .ca_file = pki->ca_cert}});
-    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
-    expect_message("hostname mismatch");
-    rk_client_free(c);
+    expect_ping(&(rk_client_options){.host = "127.0.0.1", .port = rk_test_server_port(s),
+                                     .tls = {.enabled = true, .ca_file = pki->ca_cert}},
+                RK_OK, NULL);
+    expect_ping(&(rk_client_options){.host = "localhost", .port = rk_test_server_port(s),
+                                     .tls = {.enabled = true, .ca_file = pki->ca_cert}},
+                RK_ERR_TLS, "hostname mismatch");
     rk_test_server_stop(s);
 }
 
@@ -375,28 +408,21 @@ static void test_server_name_with_empty_labels_refused(void **state)
  * be read before the failed session is freed. */
 static void test_session_setup_failure_has_reason(void **state)
 {
-    (void)state;
-    rk_test_server *s = start_tls_server(false, NULL);
+    rk_test_server *s = *state;
     char name[300];
     memset(name, 'a', sizeof name - 1);
     name[sizeof name - 1] = '\0';
     rk__tls_ctx *ctx = NULL;
     assert_int_equal(rk__tls_ctx_new(&(rk__tls_config){.ca_file = pki->ca_cert, .verify_name = name}, &ctx), RK_OK);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rk_test_server_port(s))};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    int fd = connect_nonblocking(rk_test_server_port(s));
     rk__tls *t = (rk__tls *)1;
-    assert_int_equal(rk__tls_connect(ctx, fd, "test peer", rk__now_ns() + 2000000000LL, &t), RK_ERR_TLS);
+    assert_int_equal(rk__tls_connect(ctx, fd, "test peer", in_2s(), &t), RK_ERR_TLS);
     assert_null(t);
     expect_message("TLS server name indication");
     if (strstr(rk_last_error(), "unknown OpenSSL error")) fail_msg("no reason in \"%s\"", rk_last_error());
     expect_message("error:");
     close(fd);
     rk__tls_ctx_free(ctx);
-    rk_test_server_stop(s);
 }
 
 /* ---- skipping verification ---------------------------------------------- */
@@ -412,8 +438,7 @@ static int count_lines_with(rk_test_log *l, const char *part)
 
 static void test_skip_verify_warns_once(void **state)
 {
-    (void)state;
-    rk_test_server *s = start_tls_server(false, NULL);
+    rk_test_server *s = *state;
     rk_test_log log = RK_TEST_LOG_INIT;
     rk_client_options o = tls_options(rk_test_server_port(s));
     o.tls.ca_file = pki->other_ca_cert; /* would fail verification */
@@ -428,16 +453,12 @@ static void test_skip_verify_warns_once(void **state)
     assert_non_null(r);
     freeReplyObject(r);
     assert_true(rk_test_client_recovers(c, 3000));
-    rk_client_stats st;
-    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
-    assert_true(st.connects >= 2);
+    assert_true(stats_of(c).connects >= 2);
     assert_int_equal(count_lines_with(&log, "verification is disabled"), 1);
     rk_client_free(c);
 
     /* Once per client: a second client warns once more. */
-    c = rk_test_client_new(&o);
-    assert_int_equal(rk_client_ping(c), RK_OK);
-    rk_client_free(c);
+    expect_ping(&o, RK_OK, NULL);
     assert_int_equal(count_lines_with(&log, "verification is disabled"), 2);
     pthread_mutex_lock(&log.lock);
     assert_non_null(strstr(log.text, "3 TLS certificate verification is disabled")); /* RK_LOG_WARN */
@@ -448,7 +469,6 @@ static void test_skip_verify_warns_once(void **state)
     c = rk_test_client_new(&o);
     rk_client_free(c);
     assert_int_equal(count_lines_with(&log, "verification is disabled"), 2);
-    rk_test_server_stop(s);
 }
 
 /* ---- rediss:// URLs ----------------------------------------------------- */
@@ -472,15 +492,11 @@ static void test_rediss_url_with_query_options(void **state)
      * the right one in code... */
     snprintf(url, sizeof url, "rediss://127.0.0.1:%d?tls_ca_file=%s&tls_cert_file=%s&tls_key_file=%s", port,
              pki->other_ca_cert, pki->client_cert, pki->client_key);
-    c = rk_test_client_new(&(rk_client_options){.url = url, .tls = {.ca_file = pki->ca_cert}});
-    assert_int_equal(rk_client_ping(c), RK_OK);
-    rk_client_free(c);
+    expect_ping(&(rk_client_options){.url = url, .tls = {.ca_file = pki->ca_cert}}, RK_OK, NULL);
     /* ...and the other way round. */
     snprintf(url, sizeof url, "rediss://127.0.0.1:%d?tls_ca_file=%s&tls_cert_file=%s&tls_key_file=%s", port,
              pki->ca_cert, pki->client_cert, pki->client_key);
-    c = rk_test_client_new(&(rk_client_options){.url = url, .tls = {.ca_file = pki->other_ca_cert}});
-    assert_int_equal(rk_client_ping(c), RK_ERR_TLS);
-    rk_client_free(c);
+    expect_ping(&(rk_client_options){.url = url, .tls = {.ca_file = pki->other_ca_cert}}, RK_ERR_TLS, NULL);
 
     /* tls_insecure=1 in the URL: connects with the wrong CA. */
     snprintf(url, sizeof url,
@@ -506,21 +522,16 @@ static void test_rediss_url_with_query_options(void **state)
     }
     /* The code may still turn verification off itself, or add only a
      * client certificate to the URL's choice. */
-    c = rk_test_client_new(&(rk_client_options){.url = url, .tls = {.ca_file = pki->ca_cert,
-                                                                    .insecure_skip_verify = true}});
-    assert_int_equal(rk_client_ping(c), RK_OK);
-    rk_client_free(c);
-    c = rk_test_client_new(&(rk_client_options){.url = url, .tls = {.cert_file = pki->client_cert,
-                                                                    .key_file = pki->client_key}});
-    assert_int_equal(rk_client_ping(c), RK_OK);
-    rk_client_free(c);
+    expect_ping(&(rk_client_options){.url = url, .tls = {.ca_file = pki->ca_cert, .insecure_skip_verify = true}},
+                RK_OK, NULL);
+    expect_ping(&(rk_client_options){.url = url, .tls = {.cert_file = pki->client_cert, .key_file = pki->client_key}},
+                RK_OK, NULL);
 
     /* The test fixture's own URL is rediss:// too. */
-    c = rk_test_client_new(&(rk_client_options){.url = rk_test_server_url(s),
-                                                .tls = {.ca_file = pki->ca_cert, .cert_file = pki->client_cert,
-                                                .key_file = pki->client_key}});
-    assert_int_equal(rk_client_ping(c), RK_OK);
-    rk_client_free(c);
+    expect_ping(&(rk_client_options){.url = rk_test_server_url(s),
+                                     .tls = {.ca_file = pki->ca_cert, .cert_file = pki->client_cert,
+                                             .key_file = pki->client_key}},
+                RK_OK, NULL);
     rk_test_server_stop(s);
 }
 
@@ -552,9 +563,7 @@ static void test_password_over_tls(void **state)
     rk_client_options o = tls_options(rk_test_server_port(s));
     c = rk_test_client_new(&o);
     assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
-    rk_client_stats st;
-    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
-    assert_int_equal(st.connects, 1);
+    assert_int_equal(stats_of(c).connects, 1);
     rk_client_free(c);
     rk_test_server_stop(s);
 }
@@ -563,8 +572,7 @@ static void test_password_over_tls(void **state)
 
 static void test_kill9_and_restart_over_tls(void **state)
 {
-    (void)state;
-    rk_test_server *s = start_tls_server(false, NULL);
+    rk_test_server *s = *state;
     rk_client_options o = tls_options(rk_test_server_port(s));
     o.pool_size = 4;
     o.command_timeout_ms = 300;
@@ -572,16 +580,14 @@ static void test_kill9_and_restart_over_tls(void **state)
     o.reconnect_base_ms = 20;
     o.reconnect_max_ms = 200;
     rk_client *c = rk_test_client_new(&o);
-    rk_cache *cache;
-    assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
+    rk_cache *cache = rk_test_cache_new(c, NULL);
 
     /* A server that dies mid-session must look exactly as over TCP:
      * unavailable or timed out, never a TLS or protocol error. The restart
      * keeps the port, and TLS. */
     rk_test_kill_restart_under_load(s, cache, "value over TLS", 0);
     assert_true(rk_test_server_is_tls(s));
-    rk_client_stats st;
-    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    rk_client_stats st = stats_of(c);
     assert_true(st.disconnects > 0);
     assert_true(st.reconnects > 0);
     assert_true(rk_test_client_recovers(c, 5000));
@@ -589,21 +595,14 @@ static void test_kill9_and_restart_over_tls(void **state)
     assert_int_equal(rk_cache_set_str(cache, "after", "ok", NULL), RK_OK);
     rk_cache_free(cache);
     rk_client_free(c);
-    rk_test_server_stop(s);
 }
 
 /* ---- a silent server during the handshake ------------------------------- */
 
 static void test_paused_server_handshake_times_out(void **state)
 {
-    (void)state;
-    rk_test_server *s = start_tls_server(false, NULL);
-    rk_client_options o = tls_options(rk_test_server_port(s));
-    o.connect_timeout_ms = 200;
-    o.command_timeout_ms = 200;
-    o.breaker_threshold = -1;
-    o.reconnect_base_ms = 10;
-    o.reconnect_max_ms = 20;
+    rk_test_server *s = *state;
+    rk_client_options o = fault_options(rk_test_server_port(s), 200);
     rk_client *c = rk_test_client_new(&o);
 
     /* The kernel still accepts the TCP connection of a stopped process;
@@ -615,13 +614,11 @@ static void test_paused_server_handshake_times_out(void **state)
     assert_true(rk_test_server_signal(s, SIGCONT));
     assert_true(rk_test_client_recovers(c, 5000));
     rk_client_free(c);
-    rk_test_server_stop(s);
 }
 
 static void test_blackhole_opens_and_probe_closes_circuit(void **state)
 {
-    (void)state;
-    rk_test_server *s = start_tls_server(false, NULL);
+    rk_test_server *s = *state;
     rk_fault_proxy *p = rk_fault_proxy_start(rk_test_server_port(s));
     assert_non_null(p);
     rk_test_events rec = RK_TEST_EVENTS_INIT;
@@ -661,39 +658,27 @@ static void test_blackhole_opens_and_probe_closes_circuit(void **state)
     /* A fresh client meets the blackhole in its TLS handshake. */
     rk_client_options fresh = tls_options(rk_fault_proxy_port(p));
     fresh.connect_timeout_ms = 150;
-    rk_client *c2 = rk_test_client_new(&fresh);
-    assert_int_equal(rk_client_ping(c2), RK_ERR_TIMEOUT);
-    expect_message("TLS handshake with");
-    rk_client_free(c2);
+    expect_ping(&fresh, RK_ERR_TIMEOUT, "TLS handshake with");
 
-    rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
-    assert_true(rk_test_client_recovers(c, 5000));
+    rk_test_proxy_heal(p, c, 5000);
     assert_int_equal(rk_client_circuit(c), RK_CIRCUIT_CLOSED);
     assert_true(rk_test_events_count(&rec, RK_EVENT_CIRCUIT_OPEN) >= 1);
     assert_true(rk_test_events_count(&rec, RK_EVENT_CIRCUIT_HALF_OPEN) >= 1);
     assert_true(rk_test_events_count(&rec, RK_EVENT_CIRCUIT_CLOSED) >= 1);
     rk_client_free(c);
     rk_fault_proxy_stop(p);
-    rk_test_server_stop(s);
 }
 
 /* ---- TLS records sliced, cut and reset ---------------------------------- */
 
 static void test_sliced_cut_and_reset_records(void **state)
 {
-    (void)state;
-    rk_test_server *s = start_tls_server(false, NULL);
+    rk_test_server *s = *state;
     rk_fault_proxy *p = rk_fault_proxy_start(rk_test_server_port(s));
     assert_non_null(p);
-    rk_client_options o = tls_options(rk_fault_proxy_port(p));
-    o.command_timeout_ms = 10000;
-    o.connect_timeout_ms = 10000;
-    o.breaker_threshold = -1;
-    o.reconnect_base_ms = 10;
-    o.reconnect_max_ms = 20;
+    rk_client_options o = fault_options(rk_fault_proxy_port(p), 10000);
     rk_client *c = rk_test_client_new(&o);
-    rk_cache *cache;
-    assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
+    rk_cache *cache = rk_test_cache_new(c, NULL);
     char big[3000];
     for (size_t i = 0; i < sizeof big - 1; i++) big[i] = (char)('a' + i % 26);
     big[sizeof big - 1] = '\0';
@@ -711,27 +696,23 @@ static void test_sliced_cut_and_reset_records(void **state)
     assert_int_equal(rk_client_command(c, 2, get, NULL, &r), RK_ERR_UNAVAILABLE);
     assert_null(r);
     expect_message("connection closed by server");
-    rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
-    assert_true(rk_test_client_recovers(c, 3000));
+    rk_test_proxy_heal(p, c, 3000);
 
     /* A reset: unavailable too, and it recovers. */
     rk_fault_proxy_set(p, RK_FAULT_RESET, 0);
     assert_int_equal(rk_client_command(c, 2, get, NULL, &r), RK_ERR_UNAVAILABLE);
-    rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
-    assert_true(rk_test_client_recovers(c, 3000));
+    rk_test_proxy_heal(p, c, 3000);
     rk_test_assert_cached(cache, "big", big);
     rk_cache_free(cache);
     rk_client_free(c);
     rk_fault_proxy_stop(p);
-    rk_test_server_stop(s);
 }
 
 /* ---- idle connections: session tickets and dead peers ------------------- */
 
 static void test_idle_connection_reused_and_dead_peer_noticed(void **state)
 {
-    (void)state;
-    rk_test_server *s = start_tls_server(false, NULL);
+    rk_test_server *s = *state;
     rk_client_options o = tls_options(rk_test_server_port(s));
     o.pool_size = 1;
     o.reconnect_base_ms = 10;
@@ -743,8 +724,7 @@ static void test_idle_connection_reused_and_dead_peer_noticed(void **state)
         assert_int_equal(rk_client_ping(c), RK_OK);
         rk_test_sleep_ms(20);
     }
-    rk_client_stats st;
-    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    rk_client_stats st = stats_of(c);
     assert_int_equal(st.connects, 1);
     assert_int_equal(st.disconnects, 0);
 
@@ -753,31 +733,24 @@ static void test_idle_connection_reused_and_dead_peer_noticed(void **state)
     assert_true(rk_test_server_signal(s, SIGKILL));
     assert_true(rk_test_server_restart(s, NULL));
     assert_int_equal(rk_client_ping(c), RK_OK);
-    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    st = stats_of(c);
     assert_int_equal(st.read_retries, 0);
     assert_int_equal(st.disconnects, 1);
     assert_int_equal(st.connects, 2);
     rk_client_free(c);
-    rk_test_server_stop(s);
 }
 
 /* The connection layer directly: a TLS session with no round trip yet, so
  * the server's TLS 1.3 session tickets are still unread on the socket. */
 static void test_session_tickets_are_not_unasked_data(void **state)
 {
-    (void)state;
-    rk_test_server *s = start_tls_server(false, NULL);
+    rk_test_server *s = *state;
     rk__tls_ctx *ctx = NULL;
     assert_int_equal(rk__tls_ctx_new(&(rk__tls_config){.ca_file = pki->ca_cert, .verify_name = "127.0.0.1"}, &ctx),
                      RK_OK);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rk_test_server_port(s))};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    int fd = connect_nonblocking(rk_test_server_port(s));
     rk__tls *t = NULL;
-    assert_int_equal(rk__tls_connect(ctx, fd, "test peer", rk__now_ns() + 2000000000LL, &t), RK_OK);
+    assert_int_equal(rk__tls_connect(ctx, fd, "test peer", in_2s(), &t), RK_OK);
 
     /* Wait (bounded) for the tickets to be readable on the socket. */
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -787,12 +760,11 @@ static void test_session_tickets_are_not_unasked_data(void **state)
 
     /* The session still works, and its first reply is PING's. */
     static const char ping[] = "*1\r\n$4\r\nPING\r\n";
-    assert_int_equal(rk__tls_write(t, ping, sizeof ping - 1, rk__now_ns() + 2000000000LL), RK_OK);
+    assert_int_equal(rk__tls_write(t, ping, sizeof ping - 1, in_2s()), RK_OK);
     char buf[64];
     size_t got = 0, total = 0;
     for (int i = 0; i < 100 && total < 7; i++) {
-        assert_int_equal(rk__tls_read(t, buf + total, sizeof buf - 1 - total, &got, rk__now_ns() + 2000000000LL),
-                         RK_OK);
+        assert_int_equal(rk__tls_read(t, buf + total, sizeof buf - 1 - total, &got, in_2s()), RK_OK);
         total += got;
     }
     buf[total] = '\0';
@@ -800,14 +772,13 @@ static void test_session_tickets_are_not_unasked_data(void **state)
     assert_false(rk__tls_peer_gone(t));
 
     /* Unasked application data does count: send PING, do not read. */
-    assert_int_equal(rk__tls_write(t, ping, sizeof ping - 1, rk__now_ns() + 2000000000LL), RK_OK);
+    assert_int_equal(rk__tls_write(t, ping, sizeof ping - 1, in_2s()), RK_OK);
     assert_int_equal(poll(&p, 1, 2000), 1);
     assert_true(rk__tls_peer_gone(t));
 
     rk__tls_free(t);
     close(fd);
     rk__tls_ctx_free(ctx);
-    rk_test_server_stop(s);
 }
 
 /* ---- options that cannot work ------------------------------------------- */
@@ -937,23 +908,23 @@ static void test_allocation_failures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_verified_tls_set_get),
-        cmocka_unit_test(test_host_name_and_ca_choices),
+        tls_server_test(test_verified_tls_set_get),
+        tls_server_test(test_host_name_and_ca_choices),
         cmocka_unit_test(test_mutual_tls),
-        cmocka_unit_test(test_wrong_ca_rejected),
-        cmocka_unit_test(test_wrong_host_name_rejected),
+        tls_server_test(test_wrong_ca_rejected),
+        tls_server_test(test_wrong_host_name_rejected),
         cmocka_unit_test(test_common_name_is_not_a_host_name),
         cmocka_unit_test(test_server_name_with_empty_labels_refused),
-        cmocka_unit_test(test_session_setup_failure_has_reason),
-        cmocka_unit_test(test_skip_verify_warns_once),
+        tls_server_test(test_session_setup_failure_has_reason),
+        tls_server_test(test_skip_verify_warns_once),
         cmocka_unit_test(test_rediss_url_with_query_options),
         cmocka_unit_test(test_password_over_tls),
-        cmocka_unit_test(test_kill9_and_restart_over_tls),
-        cmocka_unit_test(test_paused_server_handshake_times_out),
-        cmocka_unit_test(test_blackhole_opens_and_probe_closes_circuit),
-        cmocka_unit_test(test_sliced_cut_and_reset_records),
-        cmocka_unit_test(test_idle_connection_reused_and_dead_peer_noticed),
-        cmocka_unit_test(test_session_tickets_are_not_unasked_data),
+        tls_server_test(test_kill9_and_restart_over_tls),
+        tls_server_test(test_paused_server_handshake_times_out),
+        tls_server_test(test_blackhole_opens_and_probe_closes_circuit),
+        tls_server_test(test_sliced_cut_and_reset_records),
+        tls_server_test(test_idle_connection_reused_and_dead_peer_noticed),
+        tls_server_test(test_session_tickets_are_not_unasked_data),
         cmocka_unit_test(test_bad_tls_options),
         cmocka_unit_test(test_allocation_failures),
     };

@@ -129,6 +129,13 @@ bool rk_test_client_recovers(rk_client *c, int within_ms)
     return false;
 }
 
+void rk_test_proxy_heal(rk_fault_proxy *p, rk_client *c, int within_ms)
+{
+    rk_fault_proxy_set(p, RK_FAULT_PASS, 0);
+    if (!rk_test_client_recovers(c, within_ms))
+        fail_msg("the client did not recover within %d ms of the proxy passing traffic again", within_ms);
+}
+
 /* The reply to an admin command, which must have come. */
 static redisReply *command(rk_test_server *s, const char *fmt, va_list ap)
 {

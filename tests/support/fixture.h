@@ -14,6 +14,7 @@
 
 #include <redkit/redkit.h>
 
+#include "fault_proxy.h"
 #include "redis_server.h"
 
 #ifdef __cplusplus
@@ -100,6 +101,12 @@ long long rk_test_client_integer(rk_client *c, int argc, const char **argv, cons
  * did (the client recovered by itself), false when time ran out.
  */
 bool rk_test_client_recovers(rk_client *c, int within_ms);
+
+/*
+ * End a fault: set proxy p back to RK_FAULT_PASS, then c must recover
+ * (rk_test_client_recovers()) within within_ms, else the test fails.
+ */
+void rk_test_proxy_heal(rk_fault_proxy *p, rk_client *c, int within_ms);
 
 /* ---- what the server holds ------------------------------------------------ */
 
