@@ -89,17 +89,31 @@ static void check_circuit_cycle(rk_client *c, rk_test_events *rec, void (*heal)(
     }
     assert_int_equal(rk_client_circuit(c), RK_CIRCUIT_OPEN);
     assert_true(rk_test_events_count(rec, RK_EVENT_CIRCUIT_OPEN) >= 1);
-    /* Open: calls fail fast without the network. */
+    /* Open: calls fail fast without the network. The cool-down is drawn
+     * with full jitter, so it may be short enough to end during the loop:
+     * the half-open probe then meets the fault again (a timeout) and
+     * reopens the circuit with a longer envelope. Count the fast failures
+     * until there are 100, allowing a few probes. */
     rk_client_stats before, after;
     rk_client_stats_get(c, &before);
-    for (int i = 0; i < 100; i++) {
+    int fast = 0, probes = 0;
+    for (int i = 0; i < 200 && fast < 100; i++) {
         int64_t t0 = rk_test_now_ms();
-        assert_int_equal(rk_client_ping(c), RK_ERR_UNAVAILABLE);
-        assert_true(rk_test_now_ms() - t0 <= MARGIN_MS);
+        rk_status st = rk_client_ping(c);
+        if (st == RK_ERR_UNAVAILABLE) {
+            fast++;
+            assert_true(rk_test_now_ms() - t0 <= MARGIN_MS);
+        } else {
+            assert_int_equal(st, RK_ERR_TIMEOUT); /* a probe, bounded by its deadline */
+            assert_true(rk_test_now_ms() - t0 <= 150 + 150 + MARGIN_MS);
+            probes++;
+        }
     }
+    assert_int_equal(fast, 100);
+    assert_true(probes <= 5);
     rk_client_stats_get(c, &after);
     assert_true(after.fast_failed >= before.fast_failed + 100);
-    assert_int_equal(after.connects, before.connects);
+    assert_true(after.connects <= before.connects + (uint64_t)probes);
 
     heal(heal_arg);
     assert_true(rk_test_client_recovers(c, 5000));

@@ -648,12 +648,26 @@ static void test_blackhole_opens_and_probe_closes_circuit(void **state)
     }
     assert_int_equal(rk_client_circuit(c), RK_CIRCUIT_OPEN);
     assert_true(timeouts >= 2);
+    /* Open: fast failures. The cool-down is drawn with full jitter and may
+     * end during the loop: the probe then times out in the blackhole and
+     * reopens the circuit with a longer envelope, so a few are allowed. */
     rk_client_stats before, after;
     rk_client_stats_get(c, &before);
-    for (int i = 0; i < 50; i++) assert_int_equal(rk_client_ping(c), RK_ERR_UNAVAILABLE);
+    int fast = 0, probes = 0;
+    for (int i = 0; i < 100 && fast < 50; i++) {
+        rk_status st = rk_client_ping(c);
+        if (st == RK_ERR_UNAVAILABLE) {
+            fast++;
+        } else {
+            assert_int_equal(st, RK_ERR_TIMEOUT);
+            probes++;
+        }
+    }
+    assert_int_equal(fast, 50);
+    assert_true(probes <= 5);
     rk_client_stats_get(c, &after);
     assert_true(after.fast_failed >= before.fast_failed + 50);
-    assert_int_equal(after.connects, before.connects);
+    assert_true(after.connects <= before.connects + (uint64_t)probes);
 
     /* A fresh client meets the blackhole in its TLS handshake. */
     rk_client_options fresh = tls_options(rk_fault_proxy_port(p));
