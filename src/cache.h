@@ -166,8 +166,9 @@ void rk__fetch_state_free(rk_cache *c);
  * tried, whatever the reply. rk__fetch_forget_all()
  * forgets every copy (O(1): a generation moves on): rk_cache_invalidate_tag
  * and rk_cache_clear call it first thing, since this process cannot know
- * which keys they remove. Both take one mutex and send nothing; a NULL
- * cache or key does nothing. */
+ * which keys they remove. Both send nothing, and take one mutex once a
+ * fetch has run on the handle (before that there is nothing to forget);
+ * a NULL cache or key does nothing. */
 void rk__fetch_forget(rk_cache *c, const char *key);
 void rk__fetch_forget_all(rk_cache *c);
 

@@ -60,9 +60,11 @@
 #include "alloc.h"
 #include "cache.h"
 #include "client.h"
+#include "clock.h"
 #include "error.h"
 #include "fetch_state.h"
 #include "keys.h"
+#include "rand.h"
 #include "reply.h"
 #include "script.h"
 #include "value.h"
@@ -263,7 +265,7 @@ static rk_status build_lock_key(fetch_call *f)
     if (st != RK_OK) return st;
     f->lk_built = true;
     unsigned char raw[TOKEN_BYTES];
-    if (!rk__fetch_fill_random(raw, sizeof raw))
+    if (!rk__fill_random(raw, sizeof raw))
         return rk__fail(RK_ERR_SYSTEM, "cache fetch: getrandom failed: %s", strerror(errno));
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < sizeof raw; i++) {
@@ -342,9 +344,9 @@ static void run_compute(fetch_call *f, outcome *o, int64_t *fresh_ttl)
      * callback (by a redkit call it made) and can explain its failure.
      * The caller's own message is restored at the end of a plain RK_OK. */
     rk__fail_str(RK_OK, "");
-    int64_t t0 = rk__fetch_mono_ns();
+    int64_t t0 = rk__now_ns();
     rk_status st = f->compute(f->ctx, f->key, &out);
-    int64_t took_ns = rk__fetch_mono_ns() - t0;
+    int64_t took_ns = rk__now_ns() - t0;
     bool callback_failed = st != RK_OK; /* RK_MISS aside, its own failure */
     if (st == RK_OK && !out.has_value) {
         st = out.set_failed
@@ -378,7 +380,7 @@ static void run_compute(fetch_call *f, outcome *o, int64_t *fresh_ttl)
     o->len = out.len;
     o->computed = true;
     o->has_meta = !c->raw;
-    o->meta.expires_at_ms = *fresh_ttl == RK_TTL_NONE ? 0 : rk__ms_add(rk__fetch_wall_ms(), *fresh_ttl);
+    o->meta.expires_at_ms = *fresh_ttl == RK_TTL_NONE ? 0 : rk__ms_add(rk__wall_ms(), *fresh_ttl);
     /* At least 1 ms, so that even a cheap value can be refreshed early. */
     int64_t ms = (took_ns + 999999) / 1000000;
     o->meta.compute_ms = ms < 1 ? 1 : ms > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
@@ -456,7 +458,7 @@ static void degraded_compute(fetch_call *f, outcome *o, const char *why)
 
 static bool serve_copy(fetch_call *f, outcome *o, const char *why)
 {
-    if (f->stale_ms <= 0 || !rk__copies_get(f->fs, f->key, f->klen, rk__fetch_wall_ms(), f->stale_ms, o)) return false;
+    if (f->stale_ms <= 0 || !rk__copies_get(f->fs, f->key, f->klen, rk__wall_ms(), f->stale_ms, o)) return false;
     o->st = RK_OK;
     o->from_copy = true;
     o->degraded = true;
@@ -482,7 +484,7 @@ static void gave_up_waiting(fetch_call *f, outcome *o, bool ask)
 {
     held v = {0};
     if (ask && read_value(f, &v) == RK_OK && v.present) {
-        enum vstate s = classify(f, &v, rk__fetch_wall_ms(), false);
+        enum vstate s = classify(f, &v, rk__wall_ms(), false);
         if (s != V_EXPIRED) {
             outcome_from(o, &v);
             o->stale = s == V_STALE;
@@ -530,7 +532,7 @@ static void lead_missing(fetch_call *f, outcome *o)
             return;
         }
         if (v.present) {
-            enum vstate s = classify(f, &v, rk__fetch_wall_ms(), false);
+            enum vstate s = classify(f, &v, rk__wall_ms(), false);
             /* Someone else's value: take it, unless it is only stale and
              * the lock is ours, in which case we refresh it. */
             if (s == V_FRESH || (s == V_STALE && !acquired)) {
@@ -543,7 +545,7 @@ static void lead_missing(fetch_call *f, outcome *o)
             }
             rk__free(v.data);
         }
-        if (acquired || rk__fetch_mono_ns() >= f->wait_until_ns || round >= max_rounds) {
+        if (acquired || rk__now_ns() >= f->wait_until_ns || round >= max_rounds) {
             /* Ours, or the holder overran lock_ms in all: compute. */
             compute_and_store(f, o, false);
             o->waited = waited;
@@ -555,7 +557,7 @@ static void lead_missing(fetch_call *f, outcome *o)
         /* Jitter in [d/2, d]: pollers of several processes spread out. */
         int64_t sleep_ns = ((int64_t)delay_ms * 1000000 / 2) +
                            (int64_t)(rk__fetch_rng_next() % (uint64_t)(delay_ms * 1000000 / 2 + 1));
-        int64_t left = f->wait_until_ns - rk__fetch_mono_ns();
+        int64_t left = f->wait_until_ns - rk__now_ns();
         if (sleep_ns > left) sleep_ns = left > 0 ? left : 0;
         struct timespec ts = {.tv_sec = sleep_ns / 1000000000, .tv_nsec = sleep_ns % 1000000000};
         nanosleep(&ts, NULL);
@@ -569,7 +571,7 @@ static void lead_missing(fetch_call *f, outcome *o)
 static bool acceptable(const fetch_call *f, const outcome *o)
 {
     if (o->st != RK_OK || !o->stale) return true;
-    return f->stale_ms > 0 && rk__fetch_wall_ms() - o->meta.expires_at_ms < f->stale_ms;
+    return f->stale_ms > 0 && rk__wall_ms() - o->meta.expires_at_ms < f->stale_ms;
 }
 
 /*
@@ -656,7 +658,7 @@ static void refresh(fetch_call *f, held *cur, enum vstate s, outcome *o)
     rk_status st = lock_and_get(f, &acquired, &now);
     if (st != RK_OK || !acquired) {
         if (st == RK_OK && now.present && now.meta.expires_at_ms != cur->meta.expires_at_ms &&
-            classify(f, &now, rk__fetch_wall_ms(), false) == V_FRESH) {
+            classify(f, &now, rk__wall_ms(), false) == V_FRESH) {
             outcome_from(o, &now); /* refreshed by someone else meanwhile */
         } else {
             rk__free(now.data);
@@ -675,7 +677,7 @@ static void refresh(fetch_call *f, held *cur, enum vstate s, outcome *o)
         return;
     }
     if (now.present && now.meta.expires_at_ms != cur->meta.expires_at_ms &&
-        classify(f, &now, rk__fetch_wall_ms(), false) == V_FRESH) {
+        classify(f, &now, rk__wall_ms(), false) == V_FRESH) {
         unlock(f); /* the previous holder refreshed it just before we locked */
         outcome_from(o, &now);
         rk__flight_finish(f->fs, fl, o);
@@ -748,7 +750,7 @@ rk_status rk_cache_fetch(rk_cache *c, const char *key, rk_compute_fn compute, vo
         return st;
     }
     f.klen = f.k.len - c->head_len;
-    f.wait_until_ns = rk__fetch_mono_ns() + c->lock_ms * 1000000;
+    f.wait_until_ns = rk__now_ns() + c->lock_ms * 1000000;
     f.mark = rk__copies_mark(f.fs); /* before the read: see fetch_state.h */
 
     outcome o = {.st = RK_OK};
@@ -757,7 +759,7 @@ rk_status rk_cache_fetch(rk_cache *c, const char *key, rk_compute_fn compute, vo
     char saved[RK__ERRMSG_MAX];
     st = read_value(&f, &v);
     if (st == RK_OK && v.present) {
-        enum vstate s = classify(&f, &v, rk__fetch_wall_ms(), true);
+        enum vstate s = classify(&f, &v, rk__wall_ms(), true);
         if (s == V_FRESH) {
             RK__COUNT(c, hits, 1);
             outcome_from(&o, &v);

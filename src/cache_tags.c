@@ -50,13 +50,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <redkit/cache.h>
 
 #include "alloc.h"
 #include "cache.h"
 #include "client.h"
+#include "clock.h"
 #include "error.h"
 #include "keys.h"
 #include "reply.h"
@@ -419,13 +419,6 @@ rk_status rk_cache_invalidate_tag(rk_cache *c, const char *tag, size_t *removed)
 
 /* ---- clear -------------------------------------------------------------- */
 
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A SCAN cursor: decimal digits of a uint64, nothing else. */
 static bool parse_cursor(const rk_reply *r, uint64_t *out)
 {
@@ -573,11 +566,11 @@ rk_status rk__cache_clear_run(rk_cache *c, uint64_t *cursor, size_t *removed, in
      * most (a SCAN round is two round trips, which with a deadline each
      * could have taken two). Both clocks are CLOCK_MONOTONIC. */
     size_t count = 0;
-    int64_t start = monotonic_ms();
+    int64_t start = rk__now_ns() / 1000000;
     int64_t limit_ns = rk__client_deadline(c->client) + budget_ms * 1000000;
     for (size_t round = 0; round < max_rounds || round == 0; round++) {
         st = clear_round(c, pattern, pattern_len, tag_head, tag_head_len, limit_ns, cursor, &count);
-        if (st != RK_OK || *cursor == 0 || monotonic_ms() - start >= budget_ms) break;
+        if (st != RK_OK || *cursor == 0 || rk__now_ns() / 1000000 - start >= budget_ms) break;
     }
     if (removed) *removed += count;
 out:

@@ -74,13 +74,6 @@ struct rk__conn {
     char peer[96]; /* "host:port" or the socket path, for messages */
 };
 
-int64_t rk__now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Wait until fd is ready for `events` or the deadline passes. The timeout
  * is rounded up to whole milliseconds so a wait never ends early. */
 rk_status rk__fd_wait(int fd, short events, int64_t deadline_ns, const char *doing, const char *peer)

@@ -18,6 +18,8 @@
 
 #include <redkit/client.h>
 
+#include "clock.h"
+
 #include "tls.h"
 
 /* Where and how to connect; the strings and the TLS context belong to the
@@ -34,9 +36,6 @@ typedef struct rk__conn_config {
 } rk__conn_config;
 
 typedef struct rk__conn rk__conn;
-
-/* Monotonic clock in nanoseconds (the clock of every deadline). */
-int64_t rk__now_ns(void);
 
 /* Wait until fd is ready for events (POLLIN, POLLOUT) or deadline_ns has
  * passed: RK_OK, RK_ERR_TIMEOUT ("<doing> <peer>: timed out") or

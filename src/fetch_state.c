@@ -43,50 +43,22 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include <redkit/cache.h>
 
 #include "alloc.h"
 #include "cache.h"
+#include "clock.h"
 #include "error.h"
 #include "fetch_state.h"
+#include "rand.h"
 
 #define FLIGHT_BUCKETS 64             /* keys in flight at once are few: one per computing thread */
 #define COPY_BUCKETS_MAX ((size_t)1 << 16)
 #define RECENT_FORGETS 64             /* forgets remembered for the calls in progress */
 
 /* ---- clocks and randomness ---------------------------------------------- */
-
-int64_t rk__fetch_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-int64_t rk__fetch_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-bool rk__fetch_fill_random(void *buf, size_t n)
-{
-    unsigned char *p = buf;
-    for (int tries = 0; n > 0 && tries < 8; tries++) {
-        ssize_t got = getrandom(p, n, 0);
-        if (got < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        p += got;
-        n -= (size_t)got;
-    }
-    return n == 0;
-}
 
 static atomic_uint fork_generation = 1;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -101,15 +73,12 @@ uint64_t rk__fetch_rng_next(void)
     unsigned gen = atomic_load_explicit(&fork_generation, memory_order_relaxed);
     if (rng_generation != gen) {
         uint64_t seed;
-        if (!rk__fetch_fill_random(&seed, sizeof seed)) /* never expected; any spread will do */
-            seed = (uint64_t)rk__fetch_mono_ns() ^ (uint64_t)(uintptr_t)&seed;
+        if (!rk__fill_random(&seed, sizeof seed)) /* never expected; any spread will do */
+            seed = (uint64_t)rk__now_ns() ^ (uint64_t)(uintptr_t)&seed;
         rng_state = seed;
         rng_generation = gen;
     }
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return rk__splitmix64(&rng_state);
 }
 
 double rk__fetch_rng_unit(void) { return (double)((rk__fetch_rng_next() >> 11) + 1) * 0x1.0p-53; }
@@ -167,6 +136,9 @@ struct rk__fetch_state {
     size_t bytes, max_bytes;
     uint64_t generation;         /* moved by rk__fetch_forget_all */
     _Atomic uint64_t forgets;    /* moved by every forget (under copies_lock) */
+    _Atomic bool fetched;        /* a fetch has run on this handle: see
+                                    rk__fetch_forget for why sets may skip
+                                    the lock until then */
     struct {
         uint64_t seq;            /* the forget's value of forgets */
         uint64_t hash;           /* the key's hash ... */
@@ -387,6 +359,11 @@ static void free_gone(copy *gone)
 
 uint64_t rk__copies_mark(struct rk__fetch_state *fs)
 {
+    /* Published before this fetch reads Redis (seq_cst), so a write that
+     * does not see it finished before the read and cannot be outdated by
+     * what this fetch keeps. Checked first: one store per handle, not one
+     * per call, on a shared cache line. */
+    if (!atomic_load(&fs->fetched)) atomic_store(&fs->fetched, true);
     return atomic_load_explicit(&fs->forgets, memory_order_acquire);
 }
 
@@ -528,16 +505,22 @@ void rk__copies_drop(struct rk__fetch_state *fs, const char *key, size_t klen, u
 
 /* ---- the cache's hooks (src/cache.h) ------------------------------------- */
 
+/* Until a fetch has run on the handle there is no copy to forget, and no
+ * fetch can keep one older than a write that finished before it started
+ * (rk__copies_mark): the sets and deletes of a handle that never fetches
+ * skip the lock. */
+static bool never_fetched(const struct rk__fetch_state *fs) { return !atomic_load(&fs->fetched); }
+
 void rk__fetch_forget(rk_cache *c, const char *key)
 {
-    if (!c || !c->fetch || !key) return;
+    if (!c || !c->fetch || !key || never_fetched(c->fetch)) return;
     rk__copies_drop(c->fetch, key, strlen(key), NULL);
 }
 
 void rk__fetch_forget_all(rk_cache *c)
 {
     struct rk__fetch_state *fs = c ? c->fetch : NULL;
-    if (!fs || !fs->copies) return;
+    if (!fs || !fs->copies || never_fetched(fs)) return;
     pthread_mutex_lock(&fs->copies_lock);
     fs->generation++;
     note_forget(fs, 0, true);

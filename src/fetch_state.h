@@ -42,17 +42,6 @@ static inline int64_t rk__ms_add(int64_t a, int64_t b)
 
 /* ---- clocks and randomness ---------------------------------------------- */
 
-/* CLOCK_MONOTONIC in ns: deadlines and durations. */
-int64_t rk__fetch_mono_ns(void);
-
-/* CLOCK_REALTIME in Unix ms: logical expiries, which other processes and
- * other hosts read, and which share the wall clock only. */
-int64_t rk__fetch_wall_ms(void);
-
-/* Fill buf with n bytes from getrandom(2). False when the kernel refused
- * (never expected). */
-bool rk__fetch_fill_random(void *buf, size_t n);
-
 /* A fast, well-spread (not secret) 64-bit draw from a per-thread
  * generator, reseeded after fork(). */
 uint64_t rk__fetch_rng_next(void);

@@ -18,6 +18,7 @@
 
 #include "error.h"
 #include "health.h"
+#include "rand.h"
 
 void rk__health_init(rk__health *h, int base_ms, int max_ms, int threshold, uint64_t seed)
 {
@@ -25,15 +26,8 @@ void rk__health_init(rk__health *h, int base_ms, int max_ms, int threshold, uint
                       .rng = seed ? seed : 0x9E3779B97F4A7C15u};
 }
 
-/* splitmix64: a tiny, well-mixed generator; jitter needs spread, not
- * secrecy. */
-static uint64_t next_rand(rk__health *h)
-{
-    uint64_t z = (h->rng += 0x9E3779B97F4A7C15u);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
+/* Jitter needs spread, not secrecy. */
+static uint64_t next_rand(rk__health *h) { return rk__splitmix64(&h->rng); }
 
 int rk__backoff_ms(int base_ms, int max_ms, int attempt, uint64_t rand)
 {
