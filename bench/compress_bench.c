@@ -285,7 +285,7 @@ static size_t zstd_d(const char *src, size_t n, char *dst, size_t cap)
 
 /* What redkit stores: one frame with its size and a content checksum
  * (ZSTD_compress2 on a context whose level and checksum flag are set on
- * each call, as src/compress.c does). Decompression checks the sum. */
+ * each call, as src/cache/compress.c does). Decompression checks the sum. */
 static size_t zstd_chk_c(int level, const char *src, size_t n, char *dst, size_t cap)
 {
     size_t r = ZSTD_CCtx_setParameter(zc, ZSTD_c_compressionLevel, level);

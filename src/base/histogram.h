@@ -21,7 +21,7 @@
  * and the sum may disagree by the few requests in flight. The snapshot's
  * count is the total of its buckets, so buckets and count always agree.
  *
- * Tests: tests/histogram_test.c (boundaries, percentiles against a sorted
+ * Tests: tests/base/histogram_test.c (boundaries, percentiles against a sorted
  * array, concurrent recording).
  */
 #ifndef RK_SRC_HISTOGRAM_H

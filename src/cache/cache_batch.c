@@ -369,7 +369,7 @@ rk_status rk_cache_mset(rk_cache *c, const rk_cache_entry *entries, size_t n, co
         rk__free(replies);
     }
     /* Sent: whatever came back, this process's fetch copies of these keys
-     * may now be older than Redis's values (src/cache.h). */
+     * may now be older than Redis's values (src/cache/cache.h). */
     for (size_t i = 0; i < n; i++) rk__fetch_forget(c, entries[i].key);
     for (size_t i = 0; i < n; i++)
         if (out[i] == RK_OK) {

@@ -503,7 +503,7 @@ void rk__copies_drop(struct rk__fetch_state *fs, const char *key, size_t klen, u
     free_gone(gone);
 }
 
-/* ---- the cache's hooks (src/cache.h) ------------------------------------- */
+/* ---- the cache's hooks (src/cache/cache.h) ------------------------------------- */
 
 /* Until a fetch has run on the handle there is no copy to forget, and no
  * fetch can keep one older than a write that finished before it started

@@ -51,7 +51,7 @@ int64_t rk__client_deadline(const rk_client *client);
 /* Prefix followed by ':' ("" when there is no prefix), and its length. */
 const char *rk__client_key_head(const rk_client *client, size_t *len);
 
-/* ---- Metrics (implemented in client.c, used by src/metrics.c) ---------- */
+/* ---- Metrics (implemented in client.c, used by src/metrics/metrics.c) ---------- */
 
 struct rk_cache;
 struct rk__hist;

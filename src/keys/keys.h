@@ -46,8 +46,8 @@ void rk__key_release(rk__key *k);
  * which is at most 2 * len. Never allocates, never fails. The pattern may
  * contain NUL bytes: send it with an explicit length (argvlen).
  *
- * Owned by the keys layer (src/keys.c); tests in tests/keys_test.c (unit)
- * and tests/hostile_keys_test.c (against a real server).
+ * Owned by the keys layer (src/keys/keys.c); tests in tests/keys/keys_test.c (unit)
+ * and tests/keys/hostile_keys_test.c (against a real server).
  */
 size_t rk__key_glob_escape(const char *s, size_t len, char *buf, size_t buf_size);
 

@@ -1,5 +1,5 @@
 /*
- * metrics.h — the pure parts of src/metrics.c, for the unit tests: reading
+ * metrics.h — the pure parts of src/metrics/metrics.c, for the unit tests: reading
  * an INFO reply and naming statuses for labels. No I/O here.
  */
 #ifndef RK_SRC_METRICS_H

@@ -1,5 +1,5 @@
 /*
- * histogram_test.c — the latency histogram on its own (src/histogram.c):
+ * histogram_test.c — the latency histogram on its own (src/base/histogram.c):
  * bucket boundaries, quantiles against a sorted-array reference, the
  * power-of-two counts the Prometheus text uses, and exact counting under
  * concurrent recording. Pure unit tests: no server, no clock.

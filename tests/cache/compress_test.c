@@ -1,5 +1,5 @@
 /*
- * compress_test.c — compression of large cache values (src/compress.c and
+ * compress_test.c — compression of large cache values (src/cache/compress.c and
  * the cache's encode/decode around it).
  *
  * Unit tests, without a server: zstd frames round-trip at the sizes that

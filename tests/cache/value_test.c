@@ -1,6 +1,6 @@
 /*
  * value_test.c — the typed value format and number text, without a
- * server (src/value.c is pure).
+ * server (src/cache/value.c is pure).
  */
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /*
  * script_test.c — Lua scripts by SHA with the NOSCRIPT fallback
- * (src/script.c) against a real redis-server: the SHA redkit computes is
+ * (src/client/script.c) against a real redis-server: the SHA redkit computes is
  * the one the server computes; a script runs by SHA once the server knows
  * it, and by source (which reloads it) after SCRIPT FLUSH; keys and
  * arguments travel binary-safe; a script error is RK_ERR_SERVER with the

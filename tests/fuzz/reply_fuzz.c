@@ -1,6 +1,6 @@
 /*
  * reply_fuzz.c — libFuzzer target for the reply path: bytes from a server
- * through hiredis's reader with redkit's reply functions (src/reply.c,
+ * through hiredis's reader with redkit's reply functions (src/transport/reply.c,
  * the same rk__reader_new() a connection uses), then the code that
  * interprets each reply: the error-reply → status mapping of every command
  * (rk__reply_fail) and the cache's decoding of a GET reply

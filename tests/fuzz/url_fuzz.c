@@ -1,6 +1,6 @@
 /*
  * url_fuzz.c — libFuzzer target for REDIS_URL parsing and redaction
- * (rk__url_parse, rk__url_clear, rk_url_redact in src/url.c).
+ * (rk__url_parse, rk__url_clear, rk_url_redact in src/transport/url.c).
  *
  * The input, cut at its first NUL, is a URL. Besides the sanitizers
  * (memory errors, undefined behaviour, leaks after rk__url_clear), the

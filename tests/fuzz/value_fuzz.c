@@ -1,6 +1,6 @@
 /*
  * value_fuzz.c — libFuzzer target for the cache's value format
- * (src/value.c): the header decoder rk__value_decode, in typed and raw
+ * (src/cache/value.c): the header decoder rk__value_decode, in typed and raw
  * mode, and the number text parsers rk__text_to_i64 / rk__text_to_double
  * with their printers.
  *

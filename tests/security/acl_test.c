@@ -27,7 +27,7 @@
 /*
  * What redkit needs, and nothing else: the cache sends GET, SET (with PX),
  * UNLINK, EXISTS and PTTL; rk_client_ping() and the idle check send PING;
- * the handshake (src/conn.c) sends AUTH, SELECT when db != 0 and CLIENT
+ * the handshake (src/transport/conn.c) sends AUTH, SELECT when db != 0 and CLIENT
  * SETNAME when a client name is set. -@dangerous comes last so that none of
  * those can ever let a dangerous command through. This is the line shown in
  * docs/client.md ("ACL users").

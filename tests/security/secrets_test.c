@@ -839,7 +839,7 @@ static void test_server_echoing_auth_arguments_over_tls(void **state)
 /* ---- the CLI -------------------------------------------------------------------- */
 
 /* The redkit tool: $RK_REDKIT_CLI, else <build>/redkit next to <build>/tests/
- * (where CMake puts it; tests/cli_test.sh gets the same file from CMake). */
+ * (where CMake puts it; tests/tools/cli_test.sh gets the same file from CMake). */
 static bool find_cli(char *path, size_t cap)
 {
     const char *env = getenv("RK_REDKIT_CLI");

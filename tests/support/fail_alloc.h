@@ -6,7 +6,7 @@
  * Each block carries a small header, so every block must be freed through
  * this allocator: install it (rk_set_allocator(&rk_test_fail_allocator))
  * before any redkit call, or only while no redkit memory is live, as
- * rk_set_allocator() asks. tests/nomem_test.c has a stricter one of its
+ * rk_set_allocator() asks. tests/client/nomem_test.c has a stricter one of its
  * own, which also catches foreign pointers and bad arguments.
  *
  * The live count is atomic (redkit may allocate from several threads);

@@ -1,6 +1,6 @@
 /*
  * loader.h — kill -9 and restart a redis-server under load: the fault
- * scenario that tests/fault_test.c runs over TCP and tests/tls_test.c over
+ * scenario that tests/client/fault_test.c runs over TCP and tests/transport/tls_test.c over
  * TLS, with the same threads, timing and checks.
  */
 #ifndef RK_TEST_LOADER_H

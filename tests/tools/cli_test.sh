@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cli_test.sh — the redkit CLI end to end: every command, its exit status
 # (0 ok, 1 miss, 2 error), and that a password never reaches the output.
-# Run by CTest as: scripts/with-redis tests/cli_test.sh path/to/redkit
+# Run by CTest as: scripts/with-redis tests/tools/cli_test.sh path/to/redkit
 set -u
 redkit=${1:?usage: cli_test.sh path/to/redkit}
 : "${REDIS_URL:?REDIS_URL must point at a private redis-server}"

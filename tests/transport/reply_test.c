@@ -1,5 +1,5 @@
 /*
- * reply_test.c — the reply reader and the error-code mapping (src/reply.c),
+ * reply_test.c — the reply reader and the error-code mapping (src/transport/reply.c),
  * with the regressions the reply fuzzer found:
  *
  *  - a reply announcing a huge array must not allocate for every announced

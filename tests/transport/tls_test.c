@@ -1,5 +1,5 @@
 /*
- * tls_test.c — TLS (src/tls.c, and its use in conn.c and client.c) against
+ * tls_test.c — TLS (src/transport/tls.c, and its use in conn.c and client.c) against
  * real redis-server TLS ports, with certificates made for the run by
  * tests/support/pki.c: verified TLS, mutual TLS, a wrong CA, a wrong host
  * name (and names that are only in a certificate's CN, or only as an IP),
@@ -142,7 +142,7 @@ static rk_client_stats stats_of(rk_client *c)
 }
 
 /* A TCP connection to 127.0.0.1:port, made non-blocking, for the tests
- * that drive src/tls.c directly. */
+ * that drive src/transport/tls.c directly. */
 static int connect_nonblocking(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -886,7 +886,7 @@ static void test_allocation_failures(void **state)
     long n;
     for (n = 1; n < 2000; n++) {
         /* The allocator fails the Nth allocation redkit makes, and counts
-         * live blocks, as tests/nomem_test.c does for the plain paths. */
+         * live blocks, as tests/client/nomem_test.c does for the plain paths. */
         rk_test_fail_arm(n);
         assert_int_equal(rk_set_allocator(&rk_test_fail_allocator), RK_OK);
         rk_client *c = NULL;

@@ -1,5 +1,5 @@
 /*
- * url_test.c — unit tests for REDIS_URL parsing (src/url.c): every accepted
+ * url_test.c — unit tests for REDIS_URL parsing (src/transport/url.c): every accepted
  * form, every refused form with the part its message must name, and the
  * promise that neither an error message nor a redacted URL ever contains
  * the password ("hunter2" throughout).
