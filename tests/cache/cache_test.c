@@ -3,6 +3,8 @@
  * fixture: every operation, TTL handling checked on the server (PTTL),
  * typed values and their mismatches, raw mode read by redis-cli, and bad
  * input that must be refused without touching what is already stored.
+ *
+ * RK_TEST_CLUSTER: yes (CTest runs it again against a single-node cluster)
  */
 #include <stdarg.h>
 #include <stddef.h>

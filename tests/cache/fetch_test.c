@@ -17,6 +17,8 @@
  * atomic, or INCR on a Redis key for the two-process test) and compared
  * with the handle's counters. Sleeps only make races real or let a short
  * TTL pass; every loop is bounded in count.
+ *
+ * RK_TEST_CLUSTER: yes (CTest runs it again against a single-node cluster)
  */
 #include <stdarg.h>
 #include <stddef.h>

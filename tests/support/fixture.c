@@ -50,7 +50,8 @@ int rk_test_group_setup(void **state, const rk_test_group *g)
     if (rec->cache) *rec->cache = NULL;
     if (rec->client) *rec->client = NULL;
 
-    *rec->server = rk_test_server_start(g->server_args);
+    *rec->server = rk_test_server_start_opts(&(rk_test_server_options){
+        .extra_args = g->server_args, .cluster = rk_test_cluster_requested()});
     if (!*rec->server) goto fail; /* the fixture said why */
     if (g->admin_password) rk_test_server_set_admin_password(*rec->server, g->admin_password);
     if (rec->client) {

@@ -42,7 +42,8 @@ typedef struct rk_test_group {
 
 /*
  * A cmocka group setup: start a private redis-server (rk_test_server_start()
- * with g->server_args), then the client and the cache that g asks for, and
+ * with g->server_args; a single-node cluster when RK_TEST_CLUSTER=1 is set,
+ * see redis_server.h), then the client and the cache that g asks for, and
  * store them where g says. *state becomes the group's record (the fixture
  * owns it; tests see it as their state and should not touch it), which
  * rk_test_group_flush() and rk_test_group_teardown() need. g is only read

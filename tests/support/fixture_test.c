@@ -135,6 +135,34 @@ static void test_requirepass_and_admin_password(void **state)
     assert_string_equal(out, "PONG");
 }
 
+/* A single-node cluster: every slot on the node, CROSSSLOT for keys of two
+ * slots, the same keys fine under one hash tag, and the slots kept across a
+ * restart. */
+static void test_single_node_cluster(void **state)
+{
+    (void)state;
+    rk_test_server *s = rk_test_server_start_opts(&(rk_test_server_options){.cluster = true});
+    assert_non_null(s);
+    assert_true(rk_test_server_is_cluster(s));
+    for (int round = 0; round < 2; round++) {
+        redisReply *r = rk_test_server_command(s, "CLUSTER INFO");
+        assert_non_null(r);
+        assert_non_null(strstr(r->str, "cluster_slots_assigned:16384"));
+        freeReplyObject(r);
+        r = rk_test_server_command(s, "MSET a 1 b 2");
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_ERROR);
+        assert_non_null(strstr(r->str, "CROSSSLOT"));
+        freeReplyObject(r);
+        r = rk_test_server_command(s, "EVAL %s 2 {u}a {u}b", "return redis.call('MSET', KEYS[1], 1, KEYS[2], 2)");
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+        if (round == 0) assert_true(rk_test_server_restart(s, NULL));
+    }
+    rk_test_server_stop(s);
+}
+
 static void test_kill_and_restart_same_port(void **state)
 {
     rk_test_server *s = *state;
@@ -293,6 +321,7 @@ int main(void)
                                         stop_server),
         cmocka_unit_test_setup_teardown(test_cli_helper, start_plain, stop_server),
         cmocka_unit_test(test_group_fixture_and_server_checks),
+        cmocka_unit_test(test_single_node_cluster),
         cmocka_unit_test(test_group_setup_failure_cleans_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

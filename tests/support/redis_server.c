@@ -53,6 +53,7 @@ struct rk_test_server {
     bool tls;        /* --port 0 --tls-port port, with the files below */
     char *tls_cert, *tls_key, *tls_ca;
     bool tls_auth_clients;
+    bool cluster;    /* --cluster-enabled yes, all slots on this node */
     char *password;  /* admin password, or NULL */
     char **args;     /* NULL-terminated copy of the extra args, or NULL */
     rk_test_server *next; /* the live-server list, for the atexit handler */
@@ -340,6 +341,13 @@ static bool spawn(rk_test_server *s)
     argv[n++] = "700";
     argv[n++] = "--enable-debug-command";
     argv[n++] = "yes";
+    if (s->cluster) {
+        /* nodes.conf lands in --dir, so a restart keeps the node's slots. */
+        argv[n++] = "--cluster-enabled";
+        argv[n++] = "yes";
+        argv[n++] = "--cluster-config-file";
+        argv[n++] = "nodes.conf";
+    }
     for (size_t i = 0; s->args && s->args[i]; i++) {
         if (i >= RK_TS_MAX_ARGS) {
             fprintf(stderr, "rk_test_server: more than %d extra args\n", RK_TS_MAX_ARGS);
@@ -400,6 +408,38 @@ static int wait_ready(rk_test_server *s, int ms)
     return 0;
 }
 
+/*
+ * A cluster node answers PING before it serves keys: give it every slot
+ * (a restarted node already has them, from nodes.conf, and refuses the
+ * command — fine) and wait until CLUSTER INFO says cluster_state:ok.
+ * Returns false after printing why.
+ */
+static bool cluster_ready(rk_test_server *s, int ms)
+{
+    if (!s->cluster) return true;
+    redisReply *r = rk_test_server_command(s, "CLUSTER ADDSLOTSRANGE 0 16383");
+    if (r) freeReplyObject(r);
+    int64_t deadline = rk_test_now_ms() + ms;
+    for (int i = 0; i < ms / 20 + 2; i++) {
+        r = rk_test_server_command(s, "CLUSTER INFO");
+        bool ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok");
+        if (r) freeReplyObject(r);
+        if (ok) return true;
+        if (rk_test_now_ms() >= deadline) break;
+        rk_test_sleep_ms(20);
+    }
+    fprintf(stderr, "rk_test_server: cluster on port %d not ok within %d ms\n", s->port, ms);
+    return false;
+}
+
+bool rk_test_cluster_requested(void)
+{
+    const char *v = getenv("RK_TEST_CLUSTER");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+bool rk_test_server_is_cluster(const rk_test_server *s) { return s->cluster; }
+
 static void kill_and_reap(rk_test_server *s)
 {
     if (s->pid <= 0) return;
@@ -429,6 +469,7 @@ rk_test_server *rk_test_server_start_opts(const rk_test_server_options *opts)
     rk_test_server *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->pid = -1;
+    s->cluster = opts->cluster;
     if (opts->tls) {
         if (!opts->tls->cert_file || !opts->tls->key_file || (opts->tls->auth_clients && !opts->tls->ca_file)) {
             fprintf(stderr, "rk_test_server: TLS needs cert_file, key_file, and ca_file with auth_clients\n");
@@ -471,6 +512,10 @@ rk_test_server *rk_test_server_start_opts(const rk_test_server_options *opts)
         int r = wait_ready(s, RK_TS_READY_MS);
         if (r == 1) {
             snprintf(s->url, sizeof s->url, "%s://127.0.0.1:%d", s->tls ? "rediss" : "redis", s->port);
+            if (!cluster_ready(s, RK_TS_READY_MS)) {
+                print_log_tail(s);
+                break;
+            }
             return s;
         }
         if (r == 0) {
@@ -678,7 +723,7 @@ bool rk_test_server_restart(rk_test_server *s, const char *const *extra_args)
         if (left <= 0) break;
         if (!spawn(s)) return false;
         int r = wait_ready(s, left);
-        if (r == 1) return true;
+        if (r == 1) return cluster_ready(s, RK_TS_READY_MS);
         if (r == 0) {
             kill_and_reap(s);
             break;

@@ -67,7 +67,20 @@ typedef struct rk_test_server_tls {
 typedef struct rk_test_server_options {
     const char *const *extra_args;  /* as for rk_test_server_start() */
     const rk_test_server_tls *tls;  /* NULL = plain TCP */
+    bool cluster;                   /* a single-node Redis Cluster: see below */
 } rk_test_server_options;
+
+/*
+ * A single-node Redis Cluster (options.cluster, or RK_TEST_CLUSTER=1 in the
+ * environment for servers that rk_test_group_setup() starts): the server
+ * runs with --cluster-enabled yes, and the fixture assigns all 16384 slots
+ * to it (CLUSTER ADDSLOTSRANGE) and waits for cluster_state:ok, after a
+ * start and after every restart. Such a node has only database 0 and
+ * refuses (CROSSSLOT) a script whose declared keys, or a multi-key command
+ * whose keys, fall in two hash slots: the cheap proof that a module's keys
+ * are cluster-ready. It cannot see keys a script builds itself.
+ */
+bool rk_test_cluster_requested(void);
 
 /*
  * rk_test_server_start() with options; opts NULL means all defaults. With
@@ -77,6 +90,9 @@ typedef struct rk_test_server_options {
  * rk_test_server_restart() keeps the TLS settings.
  */
 rk_test_server *rk_test_server_start_opts(const rk_test_server_options *opts);
+
+/* True when the server runs as a single-node cluster. */
+bool rk_test_server_is_cluster(const rk_test_server *s);
 
 /* True when the server was started with TLS. */
 bool rk_test_server_is_tls(const rk_test_server *s);
