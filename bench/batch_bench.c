@@ -164,7 +164,7 @@ static void setup(bench *b, const char *url)
             bench_die("hiredis SET", b->hiredis->errstr);
         freeReplyObject(r);
     }
-    st = rk_cache_mset(b->cache, entries, KEYSPACE, &(rk_set_options){.ttl_ms = TTL_MS}, NULL);
+    st = rk_cache_mset(b->cache, entries, KEYSPACE, &(rk_cache_set_options){.ttl_ms = TTL_MS}, NULL);
     if (st != RK_OK)
         bench_die_rk("rk_cache_mset", st);
 }

@@ -102,7 +102,7 @@ static int redkit_op(rk_cache *cache, char *const *keys, int op, size_t k)
 
     if (op == OP_SET) {
         st = rk_cache_set(cache, keys[k], value_bytes, VALUE_BYTES,
-                          &(rk_set_options){ .ttl_ms = TTL_MS });
+                          &(rk_cache_set_options){ .ttl_ms = TTL_MS });
     } else {
         void *value;
         size_t len;

@@ -80,11 +80,11 @@ static char value_bytes[VALUE_BYTES];
 static atomic_long computations;
 
 /* The "database": a constant 100-byte value, instantly. */
-static rk_status compute_value(void *ctx, const char *key, rk_computed *out)
+static rk_status compute_value(const char *key, rk_cache_computed *out, void *ctx)
 {
     (void)ctx, (void)key;
     atomic_fetch_add(&computations, 1);
-    return rk_computed_set(out, value_bytes, VALUE_BYTES);
+    return rk_cache_computed_set(out, value_bytes, VALUE_BYTES);
 }
 
 /* ---- A: the contenders --------------------------------------------------- */
@@ -122,7 +122,7 @@ static int redkit_fetch(bench *b, size_t k)
     void *v;
     size_t n;
     rk_status st = rk_cache_fetch(b->cache, b->user_key[k], compute_value, NULL,
-                                  &(rk_fetch_options){.ttl_ms = TTL_MS}, &v, &n, NULL);
+                                  &(rk_cache_fetch_options){.ttl_ms = TTL_MS}, &v, &n, NULL);
     return check("rk_cache_fetch", st, v, n);
 }
 
@@ -131,7 +131,7 @@ static int redkit_fetch_stale(bench *b, size_t k)
     void *v;
     size_t n;
     rk_status st = rk_cache_fetch(b->cache, b->user_key[k], compute_value, NULL,
-                                  &(rk_fetch_options){.ttl_ms = TTL_MS, .stale_ms = STALE_MS}, &v, &n, NULL);
+                                  &(rk_cache_fetch_options){.ttl_ms = TTL_MS, .stale_ms = STALE_MS}, &v, &n, NULL);
     return check("rk_cache_fetch (stale_ms)", st, v, n);
 }
 
@@ -165,13 +165,13 @@ typedef struct stampede {
     rk_status st;
 } stampede;
 
-static rk_status slow_compute(void *ctx, const char *key, rk_computed *out)
+static rk_status slow_compute(const char *key, rk_cache_computed *out, void *ctx)
 {
     (void)ctx, (void)key;
     atomic_fetch_add(&computations, 1);
     struct timespec ts = {0, STAMPEDE_COMPUTE_MS * 1000000L};
     nanosleep(&ts, NULL);
-    return rk_computed_set(out, value_bytes, VALUE_BYTES);
+    return rk_cache_computed_set(out, value_bytes, VALUE_BYTES);
 }
 
 static void *stampede_caller(void *arg)
@@ -181,7 +181,7 @@ static void *stampede_caller(void *arg)
     size_t n;
     pthread_barrier_wait(s->start);
     int64_t t0 = bench_now_ns();
-    s->st = rk_cache_fetch(s->cache, s->key, slow_compute, NULL, &(rk_fetch_options){.ttl_ms = TTL_MS}, &v, &n,
+    s->st = rk_cache_fetch(s->cache, s->key, slow_compute, NULL, &(rk_cache_fetch_options){.ttl_ms = TTL_MS}, &v, &n,
                            NULL);
     s->took_ns = bench_now_ns() - t0;
     rk_free(v);

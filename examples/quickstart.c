@@ -32,7 +32,7 @@ int main(void)
 
     /* Writes the Redis key "cache:user:123", expiring in 5 minutes. */
     st = rk_cache_set_str(cache, "user:123", "{\"id\":123,\"name\":\"Ada\"}",
-                          &(rk_set_options){ .ttl_s = 300 });
+                          &(rk_cache_set_options){ .ttl_s = 300 });
     if (st != RK_OK)
         goto fail;
     printf("set  user:123\n");

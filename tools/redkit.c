@@ -30,7 +30,22 @@
 
 #include <redkit/redkit.h>
 
-enum { EXIT_OK = 0, EXIT_MISS = 1, EXIT_ERROR = 2 };
+#include "cli.h"
+
+enum { EXIT_OK = RK_CLI_OK, EXIT_MISS = RK_CLI_MISS, EXIT_ERROR = RK_CLI_ERROR };
+
+/* The command groups of other files (cli.h): `redkit NAME SUB ARGS...`. */
+static const rk_cli_group *const groups[] = {
+    NULL /* the list ends here */
+};
+
+static const rk_cli_group *group_named(const char *name)
+{
+    for (size_t i = 0; groups[i] != NULL; i++)
+        if (strcmp(groups[i]->name, name) == 0)
+            return groups[i];
+    return NULL;
+}
 
 static const char usage_text[] =
     "usage: redkit [--url URL] [--ns NS] [--raw] COMMAND [ARGS]\n"
@@ -64,11 +79,22 @@ typedef struct args {
     const char *ttl;      /* --ttl as written; NULL when absent */
     bool raw;
     const char *cmd;
-    const char *operand[2];
-    int noperands;        /* all of them, even beyond the two kept */
+    char *operand[16];
+    int noperands;        /* all of them, even beyond the sixteen kept */
 } args;
 
 /* A usage error: the message, a hint, and the error exit status. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 0)))
+#endif
+static int vusage_error(const char *fmt, va_list ap)
+{
+    fputs("redkit: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\nTry 'redkit --help'.\n", stderr);
+    return EXIT_ERROR;
+}
+
 #if defined(__GNUC__)
 __attribute__((format(printf, 1, 2)))
 #endif
@@ -76,12 +102,20 @@ static int usage_error(const char *fmt, ...)
 {
     va_list ap;
 
-    fputs("redkit: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    int status = vusage_error(fmt, ap);
     va_end(ap);
-    fputs("\nTry 'redkit --help'.\n", stderr);
-    return EXIT_ERROR;
+    return status;
+}
+
+int rk_cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    int status = vusage_error(fmt, ap);
+    va_end(ap);
+    return status;
 }
 
 /*
@@ -119,6 +153,11 @@ static int report_detail(rk_status st, const char *detail)
 static int report(rk_status st)
 {
     return report_detail(st, rk_last_error());
+}
+
+int rk_cli_report(rk_status st)
+{
+    return report(st);
 }
 
 /*
@@ -160,14 +199,16 @@ static int parse_args(int argc, char **argv, args *a)
         if (options_done || arg[0] != '-' || arg[1] == '\0') {
             if (a->cmd == NULL)
                 a->cmd = arg;
-            else if (a->noperands++ < 2)
-                a->operand[a->noperands - 1] = arg;
+            else if (a->noperands++ < 16)
+                a->operand[a->noperands - 1] = (char *)arg;
             continue; /* main() checks the count */
         }
         if (strcmp(arg, "--") == 0) {
             options_done = true;
         } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             fputs(usage_text, stdout);
+            for (size_t g = 0; groups[g] != NULL; g++)
+                fputs(groups[g]->usage, stdout);
             return EXIT_OK;
         } else if (strcmp(arg, "--version") == 0) {
             printf("redkit %s\n", rk_version());
@@ -196,7 +237,7 @@ static int parse_args(int argc, char **argv, args *a)
 }
 
 /* --ttl SECONDS: a positive whole number of seconds, or "none". */
-static int parse_ttl(const char *text, rk_set_options *opts)
+static int parse_ttl(const char *text, rk_cache_set_options *opts)
 {
     char *end;
     long long s;
@@ -534,7 +575,7 @@ static int run(const args *a, rk_client *client, rk_cache *cache)
     if (strcmp(a->cmd, "get") == 0)
         return cmd_get(cache, key);
     if (strcmp(a->cmd, "set") == 0) {
-        rk_set_options opts = { 0 };
+        rk_cache_set_options opts = { 0 };
 
         char b[48];
 
@@ -585,6 +626,23 @@ int main(int argc, char **argv)
 
     if (status >= 0)
         return status;
+    const rk_cli_group *group = group_named(a.cmd);
+    if (group != NULL) {
+        if (a.noperands > 16)
+            return usage_error("too many arguments for '%s'", a.cmd);
+        if (a.ttl != NULL)
+            return usage_error("--ttl only applies to 'set', not '%s'", a.cmd);
+        if (a.url == NULL)
+            a.url = getenv("REDIS_URL");
+        rk_status st = rk_client_new(&(rk_client_options){ .url = a.url }, &client);
+        status = st == RK_OK ? group->run(client, a.noperands, a.operand) : report(st);
+        if (fflush(stdout) != 0 && status == EXIT_OK) {
+            fprintf(stderr, "redkit: write error: %s\n", strerror(errno));
+            status = EXIT_ERROR;
+        }
+        rk_client_free(client);
+        return status;
+    }
     least = operands_of(a.cmd, &most);
     if (least < 0)
         return usage_error("unknown command '%s'", shown(a.cmd, b, sizeof b));

@@ -24,7 +24,7 @@ static atomic_bool db_down;
 
 /* The compute callback: load key from the database. It runs on the
  * calling thread, once per key at a time however many threads ask. */
-static rk_status load_product(void *ctx, const char *key, rk_computed *out)
+static rk_status load_product(const char *key, rk_cache_computed *out, void *ctx)
 {
     (void)ctx;
     atomic_fetch_add(&db_queries, 1);
@@ -34,17 +34,17 @@ static rk_status load_product(void *ctx, const char *key, rk_computed *out)
 
     if (strcmp(key, "product:404") == 0) {
         /* Cache "not found" too, for less time than a real product. */
-        rk_computed_set_ttl_ms(out, 10000);
-        return rk_computed_set(out, "null", 4);
+        rk_cache_computed_set_ttl_ms(out, 10000);
+        return rk_cache_computed_set(out, "null", 4);
     }
     char json[64];
     int n = snprintf(json, sizeof json, "{\"key\":\"%s\",\"price\":42}", key);
-    return rk_computed_set(out, json, (size_t)n);
+    return rk_cache_computed_set(out, json, (size_t)n);
 }
 
 /* Fresh for 60 s; then served stale for up to 10 more minutes while one
  * caller refreshes it, or while the database fails. */
-static const rk_fetch_options product_opts = {.ttl_s = 60, .stale_ms = 600000};
+static const rk_cache_fetch_options product_opts = {.ttl_s = 60, .stale_ms = 600000};
 
 static rk_cache *cache;
 
@@ -64,7 +64,7 @@ static int show(const char *key)
 {
     void *value = NULL;
     size_t len = 0;
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
     rk_status st = rk_cache_fetch(cache, key, load_product, NULL, &product_opts, &value, &len, &info);
     if (st != RK_OK) {
         fprintf(stderr, "fetch %s: %s: %s\n", key, rk_strerror(st), rk_last_error());
@@ -104,10 +104,10 @@ int main(void)
     /* Serve-stale: a value fresh for 100 ms only, then the database fails
      * once the value is past its fresh life. The stale value is served,
      * flagged, and the error is in rk_last_error(). */
-    const rk_fetch_options brief = {.ttl_ms = 100, .stale_ms = 600000};
+    const rk_cache_fetch_options brief = {.ttl_ms = 100, .stale_ms = 600000};
     void *value = NULL;
     size_t len;
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
     rk_cache_delete(cache, "product:2");
     st = rk_cache_fetch(cache, "product:2", load_product, NULL, &brief, &value, &len, &info);
     rk_free(value);

@@ -33,13 +33,13 @@ int main(void)
     };
     rk_status each[2];
     st = rk_cache_mset(pages, boots, 2,
-                       &(rk_set_options){ .ttl_s = 600, .tags = shoes, .ntags = 1 }, each);
+                       &(rk_cache_set_options){ .ttl_s = 600, .tags = shoes, .ntags = 1 }, each);
     if (st != RK_OK)
         goto out;
 
     const char *hats[] = { "category:hats" };
     st = rk_cache_set_str(pages, "product:3", "<h1>Beret</h1>",
-                          &(rk_set_options){ .ttl_s = 600, .tags = hats, .ntags = 1 });
+                          &(rk_cache_set_options){ .ttl_s = 600, .tags = hats, .ntags = 1 });
     if (st != RK_OK)
         goto out;
 

@@ -27,7 +27,7 @@ int main(void)
     /* cache.set('user:123', userData, { ttl: 300 }) -> Redis key "cache:user:123" */
     if (st == RK_OK)
         st = rk_cache_set_str(cache, "user:123", "{\"id\":123,\"name\":\"Ada\"}",
-                              &(rk_set_options){ .ttl_s = 300 });
+                              &(rk_cache_set_options){ .ttl_s = 300 });
 
     /* const user = await cache.get('user:123') */
     if (st == RK_OK)

@@ -25,7 +25,7 @@ int main(void)
 
     /* Stored as the text "0": `redis-cli GET stats:hits` prints 0. */
     if (st == RK_OK)
-        st = rk_cache_set_i64(cache, "hits", 0, &(rk_set_options){ .ttl_s = 600 });
+        st = rk_cache_set_i64(cache, "hits", 0, &(rk_cache_set_options){ .ttl_s = 600 });
 
     /* Anyone may now INCR it — here through the escape hatch. */
     if (st == RK_OK)

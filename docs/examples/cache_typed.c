@@ -25,12 +25,12 @@ int main(void)
     /* No TTL given: the handle's default_ttl_ms (60 s here). */
     rk_cache_set_i64(cache, "stock:42", 17, NULL);
     /* Per call, in milliseconds; ttl_ms wins over ttl_s. */
-    rk_cache_set_double(cache, "price:42", 19.99, &(rk_set_options){ .ttl_ms = 1500 });
+    rk_cache_set_double(cache, "price:42", 19.99, &(rk_cache_set_options){ .ttl_ms = 1500 });
     /* Bytes, NULs included. */
     static const unsigned char blob[] = { 0x00, 0x01, 0x02, 0xff };
-    rk_cache_set(cache, "thumb:42", blob, sizeof blob, &(rk_set_options){ .ttl_s = 3600 });
+    rk_cache_set(cache, "thumb:42", blob, sizeof blob, &(rk_cache_set_options){ .ttl_s = 3600 });
     /* Never expires: must be asked for. */
-    st = rk_cache_set_str(cache, "currency", "EUR", &(rk_set_options){ .ttl_s = RK_TTL_NONE });
+    st = rk_cache_set_str(cache, "currency", "EUR", &(rk_cache_set_options){ .ttl_s = RK_TTL_NONE });
     if (st != RK_OK)
         goto out;
 

@@ -55,7 +55,7 @@ static char *get_user(rk_cache *cache, const char *id)
         return NULL;
 
     /* SET is idempotent, so one retry of a retryable failure is safe. */
-    const rk_set_options ttl = { .ttl_s = 300 };
+    const rk_cache_set_options ttl = { .ttl_s = 300 };
     st = rk_cache_set_str(cache, key, json, &ttl);
     if (rk_status_is_retryable(st))
         st = rk_cache_set_str(cache, key, json, &ttl);

@@ -60,7 +60,7 @@ int main(void)
     char key[32];
     for (int i = 0; i < 20 && st == RK_OK; i++) {
         snprintf(key, sizeof key, "/page/%d", i);
-        st = rk_cache_set_str(cache, key, "<html>...</html>", &(rk_set_options){.ttl_s = 60});
+        st = rk_cache_set_str(cache, key, "<html>...</html>", &(rk_cache_set_options){.ttl_s = 60});
     }
     for (int i = 0; i < 30 && st == RK_OK; i++) {
         char *page = NULL;

@@ -60,7 +60,7 @@ static char *cached(rk_cache *cache, const char *key, int *from_cache)
     /* Write back on a real miss only. RK_DEGRADED means Redis could not be
      * asked (down, circuit open, too slow): a SET would fail the same way. */
     if (value != NULL && st == RK_MISS) {
-        st = rk_cache_set_str(cache, key, value, &(rk_set_options){.ttl_s = 60});
+        st = rk_cache_set_str(cache, key, value, &(rk_cache_set_options){.ttl_s = 60});
         if (st != RK_OK)
             fprintf(stderr, "cache set: %s: %s\n", rk_strerror(st), rk_last_error());
     }

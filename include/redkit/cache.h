@@ -3,7 +3,7 @@
  *
  *     rk_cache *cache;
  *     rk_cache_new(client, NULL, &cache);                 // namespace "cache"
- *     rk_cache_set_str(cache, "user:123", user_json, &(rk_set_options){ .ttl_s = 300 });
+ *     rk_cache_set_str(cache, "user:123", user_json, &(rk_cache_set_options){ .ttl_s = 300 });
  *     char *user;
  *     if (rk_cache_get_str(cache, "user:123", &user) == RK_OK) { ...; rk_free(user); }
  *     rk_cache_delete(cache, "user:123");
@@ -56,12 +56,12 @@ typedef struct rk_cache rk_cache;
 #define RK_CACHE_DEFAULT_TTL_MS 300000            /* 5 minutes */
 #define RK_CACHE_DEFAULT_MAX_VALUE_BYTES (16u << 20) /* 16 MiB */
 
-/* "Never expire": valid in rk_set_options.ttl_s / .ttl_ms and in
+/* "Never expire": valid in rk_cache_set_options.ttl_s / .ttl_ms and in
  * rk_cache_options.default_ttl_ms. */
 #define RK_TTL_NONE (-1)
 
 /* rk_cache_options.compress_threshold: never compress. */
-#define RK_COMPRESS_OFF SIZE_MAX
+#define RK_CACHE_COMPRESS_OFF SIZE_MAX
 #define RK_CACHE_DEFAULT_COMPRESS_THRESHOLD 1024
 #define RK_CACHE_DEFAULT_LOCK_MS 10000
 #define RK_CACHE_DEFAULT_LOCAL_COPIES 1024
@@ -80,7 +80,7 @@ typedef struct rk_cache_options {
     size_t compress_threshold;   /* typed values of at least this many bytes
                                     are stored compressed (zstd) when that
                                     makes them smaller; default 1024;
-                                    RK_COMPRESS_OFF = never */
+                                    RK_CACHE_COMPRESS_OFF = never */
     int compress_level;          /* zstd level: 0 = the default, 1; 1..19
                                     (higher: smaller, slower to compress);
                                     -7..-1 (faster); else RK_ERR_INVALID.
@@ -116,21 +116,21 @@ typedef struct rk_cache_options {
  * other negative value, or a TTL over 2^62 ms (Redis refuses TTLs that
  * overflow its clock), is RK_ERR_INVALID.
  */
-typedef struct rk_set_options {
+typedef struct rk_cache_set_options {
     int64_t ttl_s;   /* time to live in seconds */
     int64_t ttl_ms;  /* time to live in milliseconds */
     const char *const *tags; /* tags of the value (see
                                 rk_cache_invalidate_tag); NULL = none;
-                                each non-empty, at most RK_MAX_TAG_BYTES;
+                                each non-empty, at most RK_CACHE_MAX_TAG_BYTES;
                                 the strings are not kept */
-    size_t ntags;            /* number of tags, at most RK_MAX_TAGS */
-} rk_set_options;
+    size_t ntags;            /* number of tags, at most RK_CACHE_MAX_TAGS */
+} rk_cache_set_options;
 
 /* Most tags one value can carry. */
-#define RK_MAX_TAGS 32
+#define RK_CACHE_MAX_TAGS 32
 /* Longest tag, in bytes. A tag is a NUL-terminated string of any other
  * bytes; it is never shown in an error message (it may carry user data). */
-#define RK_MAX_TAG_BYTES 256
+#define RK_CACHE_MAX_TAG_BYTES 256
 
 /*
  * rk_cache_new — create a cache handle on client. opts may be NULL
@@ -150,28 +150,28 @@ RK_EXPORT void rk_cache_free(rk_cache *cache);
 /*
  * rk_cache_set — store len bytes (value may contain NULs; len 0 is an empty
  * value) under key, replacing any previous value, with a TTL (see
- * rk_set_options). value is copied into the request; the caller keeps it.
+ * rk_cache_set_options). value is copied into the request; the caller keeps it.
  * Returns RK_OK; RK_ERR_INVALID (NULL, empty key, bad TTL);
  * RK_ERR_TOO_LARGE (key or value over the handle's maximum); or the
  * client's errors (RK_ERR_UNAVAILABLE, RK_ERR_TIMEOUT, RK_ERR_SERVER, ...),
  * in which case the previous value may or may not have been replaced.
  */
 RK_EXPORT rk_status rk_cache_set(rk_cache *cache, const char *key, const void *value,
-                                 size_t len, const rk_set_options *opts);
+                                 size_t len, const rk_cache_set_options *opts);
 
 /* rk_cache_set_str — rk_cache_set() of a NUL-terminated string (without
  * its NUL), stored as type "string". */
 RK_EXPORT rk_status rk_cache_set_str(rk_cache *cache, const char *key, const char *value,
-                                     const rk_set_options *opts);
+                                     const rk_cache_set_options *opts);
 
 /* rk_cache_set_i64 — store an int64 (type "int64"). */
 RK_EXPORT rk_status rk_cache_set_i64(rk_cache *cache, const char *key, int64_t value,
-                                     const rk_set_options *opts);
+                                     const rk_cache_set_options *opts);
 
 /* rk_cache_set_double — store a finite double (type "double"); NaN and
  * infinities are RK_ERR_INVALID. The value reads back bit-exact. */
 RK_EXPORT rk_status rk_cache_set_double(rk_cache *cache, const char *key, double value,
-                                        const rk_set_options *opts);
+                                        const rk_cache_set_options *opts);
 
 /*
  * rk_cache_get — read the value of key.
@@ -223,11 +223,11 @@ RK_EXPORT rk_status rk_cache_ttl_ms(rk_cache *cache, const char *key, int64_t *t
 /* ---- Get-or-compute ----------------------------------------------------- */
 
 /* Where a compute callback puts the value it computed. */
-typedef struct rk_computed rk_computed;
+typedef struct rk_cache_computed rk_cache_computed;
 
 /*
  * The compute callback of rk_cache_fetch(): produce the value of key (from
- * the database, say) and hand it over with rk_computed_set(). Return RK_OK
+ * the database, say) and hand it over with rk_cache_computed_set(). Return RK_OK
  * when a value was set (RK_OK without one makes rk_cache_fetch() return
  * RK_ERR_INVALID); RK_MISS when there is no value (nothing is cached, a
  * value cached before is removed, and rk_cache_fetch() returns RK_MISS);
@@ -240,22 +240,22 @@ typedef struct rk_computed rk_computed;
  * same key from its own callback returns RK_ERR_INVALID). out is valid
  * only until the callback returns.
  */
-typedef rk_status (*rk_compute_fn)(void *ctx, const char *key, rk_computed *out);
+typedef rk_status (*rk_cache_compute_fn)(const char *key, rk_cache_computed *out, void *ctx);
 
-/* rk_computed_set — copy len bytes of value (NULL is fine with len 0) as
+/* rk_cache_computed_set — copy len bytes of value (NULL is fine with len 0) as
  * the computed value; the caller keeps value. Calling it again replaces
  * the value. Returns RK_OK; RK_ERR_INVALID (NULL out, NULL value with
  * len > 0); RK_ERR_TOO_LARGE (over the handle's max_value_bytes); or
  * RK_ERR_NOMEM. On an error the previous value, if any, is kept. */
-RK_EXPORT rk_status rk_computed_set(rk_computed *out, const void *value, size_t len);
+RK_EXPORT rk_status rk_cache_computed_set(rk_cache_computed *out, const void *value, size_t len);
 
-/* rk_computed_set_ttl_ms — give this value its own fresh lifetime (for
+/* rk_cache_computed_set_ttl_ms — give this value its own fresh lifetime (for
  * example a shorter one for a "not found" answer) instead of the call's.
- * Same rules as rk_set_options.ttl_ms: RK_TTL_NONE = no expiry, other
+ * Same rules as rk_cache_set_options.ttl_ms: RK_TTL_NONE = no expiry, other
  * negative values and values over 2^62 are RK_ERR_INVALID (NULL out too);
  * 0 goes back to the call's TTL. The stale window (stale_ms) still comes
  * on top. */
-RK_EXPORT rk_status rk_computed_set_ttl_ms(rk_computed *out, int64_t ttl_ms);
+RK_EXPORT rk_status rk_cache_computed_set_ttl_ms(rk_cache_computed *out, int64_t ttl_ms);
 
 /*
  * Per-call options of rk_cache_fetch(); NULL = all defaults. In raw mode
@@ -263,8 +263,8 @@ RK_EXPORT rk_status rk_computed_set_ttl_ms(rk_computed *out, int64_t ttl_ms);
  * recomputation and serve-stale need, so stale_ms and beta are ignored
  * there: a raw fetch still has single-flight and the Redis lock.
  */
-typedef struct rk_fetch_options {
-    int64_t ttl_s;     /* fresh lifetime, as in rk_set_options (0 = the
+typedef struct rk_cache_fetch_options {
+    int64_t ttl_s;     /* fresh lifetime, as in rk_cache_set_options (0 = the
                           handle's default_ttl_ms; RK_TTL_NONE = never
                           expires, and then never early or stale) */
     int64_t ttl_ms;
@@ -280,18 +280,18 @@ typedef struct rk_fetch_options {
                           or infinite = RK_ERR_INVALID */
     const char *const *tags; /* tags of the stored value (see
                                 rk_cache_invalidate_tag); NULL = none */
-    size_t ntags;            /* at most RK_MAX_TAGS */
-} rk_fetch_options;
+    size_t ntags;            /* at most RK_CACHE_MAX_TAGS */
+} rk_cache_fetch_options;
 
 /* What rk_cache_fetch() did, for callers who care. */
-typedef struct rk_fetch_info {
+typedef struct rk_cache_fetch_info {
     bool computed;   /* this call ran the compute callback */
     bool early;      /* ... as an early (XFetch) refresh of a fresh value */
     bool waited;     /* waited for another caller's computation (in this
                         process, or another's through the Redis lock) */
     bool stale;      /* the value is past its fresh lifetime */
     bool degraded;   /* Redis could not be asked or written */
-} rk_fetch_info;
+} rk_cache_fetch_info;
 
 /*
  * rk_cache_fetch — read-through get: the cached value of key, or the value
@@ -334,14 +334,14 @@ typedef struct rk_fetch_info {
  * waiting for another process's lock computes itself. compute() itself
  * is not bounded by redkit.
  */
-RK_EXPORT rk_status rk_cache_fetch(rk_cache *cache, const char *key, rk_compute_fn compute,
-                                   void *ctx, const rk_fetch_options *opts, void **value,
-                                   size_t *len, rk_fetch_info *info);
+RK_EXPORT rk_status rk_cache_fetch(rk_cache *cache, const char *key, rk_cache_compute_fn compute,
+                                   void *ctx, const rk_cache_fetch_options *opts, void **value,
+                                   size_t *len, rk_cache_fetch_info *info);
 
 /* ---- Batches ------------------------------------------------------------ */
 
 /* Most keys in one batch call. */
-#define RK_MAX_BATCH 100000
+#define RK_CACHE_MAX_BATCH 100000
 
 /* One key's answer in rk_cache_mget(). */
 typedef struct rk_cache_result {
@@ -361,11 +361,11 @@ typedef struct rk_cache_result {
  * Returns RK_OK when the batch was read (each result has its own status;
  * rk_last_error() names the first failing key by index); RK_DEGRADED when
  * Redis could not be asked (every result RK_DEGRADED); RK_ERR_INVALID
- * (NULL cache, keys or results, n > RK_MAX_BATCH, a NULL or empty key) or
+ * (NULL cache, keys or results, n > RK_CACHE_MAX_BATCH, a NULL or empty key) or
  * RK_ERR_TOO_LARGE (a key over max_key_bytes), found before anything is
  * sent, with the key's index — never the key — in the message; or another
  * client error. Whenever the call fails every result carries its status
- * and no value (except for n > RK_MAX_BATCH or NULL results, where
+ * and no value (except for n > RK_CACHE_MAX_BATCH or NULL results, where
  * results is not touched). n == 0 is RK_OK and does nothing (keys and
  * results may be NULL). One deadline (command_timeout_ms) covers the
  * whole batch. Free the values with rk_cache_results_free().
@@ -393,10 +393,10 @@ typedef struct rk_cache_entry {
  * entries[i] fared. Returns RK_OK when every value was stored; otherwise
  * the first failing status, with that entry's index in rk_last_error().
  *
- * The whole batch is checked before anything is sent: n > RK_MAX_BATCH,
+ * The whole batch is checked before anything is sent: n > RK_CACHE_MAX_BATCH,
  * NULL entries, a NULL/empty key, a NULL value with len > 0, a bad TTL or
  * tag list give RK_ERR_INVALID; a key or value over the handle's maximum
- * (or a tag over RK_MAX_TAG_BYTES) RK_ERR_TOO_LARGE; every status then
+ * (or a tag over RK_CACHE_MAX_TAG_BYTES) RK_ERR_TOO_LARGE; every status then
  * carries it and nothing is written. n == 0 is RK_OK and does nothing.
  *
  * Not atomic: one entry may fail (RK_ERR_SERVER) while the others are
@@ -409,7 +409,7 @@ typedef struct rk_cache_entry {
  * scripts), the second pipeline that resends the refused chunks.
  */
 RK_EXPORT rk_status rk_cache_mset(rk_cache *cache, const rk_cache_entry *entries, size_t n,
-                                  const rk_set_options *opts, rk_status *statuses);
+                                  const rk_cache_set_options *opts, rk_status *statuses);
 
 /* ---- Invalidation ------------------------------------------------------- */
 
@@ -445,7 +445,7 @@ RK_EXPORT rk_status rk_cache_clear(rk_cache *cache, uint64_t *cursor, size_t *re
  * RK_TTL_NONE); see docs/cache.md, "Tags". tag is not kept and never
  * appears in a message. Returns RK_OK (also when the tag names no key);
  * RK_ERR_INVALID (NULL cache, NULL or empty tag); RK_ERR_TOO_LARGE (tag
- * over RK_MAX_TAG_BYTES); RK_ERR_SERVER for a tag set of an earlier
+ * over RK_CACHE_MAX_TAG_BYTES); RK_ERR_SERVER for a tag set of an earlier
  * format (a plain Redis set; nothing is removed: UNLINK it or clear the
  * namespace); or a client error.
  */

@@ -226,17 +226,17 @@ rk_status rk__cache_store(rk_cache *c, const rk__key *k, const rk__encoded *v, i
     return ok ? RK_OK : rk__fail(RK_ERR_PROTOCOL, "SET: unexpected reply type");
 }
 
-static rk_status check_tags(const rk_set_options *o)
+static rk_status check_tags(const rk_cache_set_options *o)
 {
     if (!o || !o->ntags) return RK_OK;
     if (!o->tags) return rk__fail(RK_ERR_INVALID, "tags is NULL with ntags %zu", o->ntags);
-    if (o->ntags > RK_MAX_TAGS) return rk__fail(RK_ERR_INVALID, "more than %d tags", RK_MAX_TAGS);
+    if (o->ntags > RK_CACHE_MAX_TAGS) return rk__fail(RK_ERR_INVALID, "more than %d tags", RK_CACHE_MAX_TAGS);
     return RK_OK;
 }
 
 /* SET key <header><payload> [PX ttl]. */
 static rk_status set_value(rk_cache *c, const char *key, rk__vtype type, const void *payload,
-                           size_t plen, const rk_set_options *opts)
+                           size_t plen, const rk_cache_set_options *opts)
 {
     if (!c) return rk__fail(RK_ERR_INVALID, "cache is NULL");
     int64_t ttl_ms = 0;
@@ -264,24 +264,24 @@ static rk_status set_value(rk_cache *c, const char *key, rk__vtype type, const v
 }
 
 rk_status rk_cache_set(rk_cache *c, const char *key, const void *value, size_t len,
-                       const rk_set_options *opts)
+                       const rk_cache_set_options *opts)
 {
     return set_value(c, key, RK__V_BYTES, value, len, opts);
 }
 
-rk_status rk_cache_set_str(rk_cache *c, const char *key, const char *value, const rk_set_options *opts)
+rk_status rk_cache_set_str(rk_cache *c, const char *key, const char *value, const rk_cache_set_options *opts)
 {
     if (!value) return write_done(c, rk__fail(RK_ERR_INVALID, "value is NULL"));
     return set_value(c, key, RK__V_STRING, value, strlen(value), opts);
 }
 
-rk_status rk_cache_set_i64(rk_cache *c, const char *key, int64_t value, const rk_set_options *opts)
+rk_status rk_cache_set_i64(rk_cache *c, const char *key, int64_t value, const rk_cache_set_options *opts)
 {
     char text[RK__NUMBER_TEXT_MAX + 1];
     return set_value(c, key, RK__V_INT64, text, rk__i64_to_text(value, text), opts);
 }
 
-rk_status rk_cache_set_double(rk_cache *c, const char *key, double value, const rk_set_options *opts)
+rk_status rk_cache_set_double(rk_cache *c, const char *key, double value, const rk_cache_set_options *opts)
 {
     if (!isfinite(value)) return write_done(c, rk__fail(RK_ERR_INVALID, "value is not a finite double"));
     char text[RK__NUMBER_TEXT_MAX + 1];

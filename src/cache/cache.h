@@ -72,7 +72,7 @@ struct rk_cache {
     bool raw;
     size_t max_key;
     size_t max_value;
-    size_t compress_threshold; /* RK_COMPRESS_OFF = never */
+    size_t compress_threshold; /* RK_CACHE_COMPRESS_OFF = never */
     int compress_level;        /* 0 = RK__COMPRESS_LEVEL_DEFAULT */
     rk__zpool zpool;           /* idle zstd contexts (compress.c); cleared
                                   by rk_cache_free */
@@ -84,7 +84,7 @@ struct rk_cache {
     struct rk__fetch_state *fetch; /* owned by fetch_state.c */
 };
 
-/* The TTL from a (ttl_s, ttl_ms) pair by rk_set_options' rules: ms, or
+/* The TTL from a (ttl_s, ttl_ms) pair by rk_cache_set_options' rules: ms, or
  * RK_TTL_NONE. */
 rk_status rk__cache_resolve_ttl(const rk_cache *c, int64_t ttl_s, int64_t ttl_ms, int64_t *out);
 
@@ -126,8 +126,8 @@ rk_status rk__cache_store_tagged(rk_cache *c, const rk__key *k, const rk__encode
 
 /* ---- cache_tags.c, for cache_batch.c and the tests ---- */
 
-/* Check a tag list: tags non-NULL when ntags > 0, ntags <= RK_MAX_TAGS,
- * each tag non-NULL, non-empty, at most RK_MAX_TAG_BYTES. Messages name
+/* Check a tag list: tags non-NULL when ntags > 0, ntags <= RK_CACHE_MAX_TAGS,
+ * each tag non-NULL, non-empty, at most RK_CACHE_MAX_TAG_BYTES. Messages name
  * the tag's index, never its text. */
 rk_status rk__cache_check_tags(const char *const *tags, size_t ntags);
 

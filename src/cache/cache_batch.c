@@ -7,7 +7,7 @@
  * cache_tags.c). The whole batch is checked before anything is sent, so
  * bad input never leaves half a batch written.
  *
- * Memory: a batch may hold up to RK_MAX_BATCH keys, too many for the
+ * Memory: a batch may hold up to RK_CACHE_MAX_BATCH keys, too many for the
  * per-key stack buffers of the single-key calls, so the full keys (and,
  * for a set, the small encoded values) are copied into an arena of large
  * blocks, freed in one go at the end. Values read by MGET are handed to
@@ -133,10 +133,10 @@ rk_status rk_cache_mget(rk_cache *c, const char *const *keys, size_t n, rk_cache
         rk__cache_count_error(c, RK_ERR_INVALID);
         return rk__fail(RK_ERR_INVALID, "%s: results is NULL", fn);
     }
-    if (n > RK_MAX_BATCH) {
+    if (n > RK_CACHE_MAX_BATCH) {
         /* results may be shorter than n: leave it alone. */
         rk__cache_count_error(c, RK_ERR_INVALID);
-        return rk__fail(RK_ERR_INVALID, "%s: %zu keys: at most %d in one batch", fn, n, RK_MAX_BATCH);
+        return rk__fail(RK_ERR_INVALID, "%s: %zu keys: at most %d in one batch", fn, n, RK_CACHE_MAX_BATCH);
     }
     fill_results(results, n, RK_ERR_INVALID);
     if (!c) return rk__fail(RK_ERR_INVALID, "%s: cache is NULL", fn);
@@ -276,14 +276,14 @@ static rk_status judge_sets(rk_reply **replies, size_t n, rk_status *statuses)
     return first;
 }
 
-rk_status rk_cache_mset(rk_cache *c, const rk_cache_entry *entries, size_t n, const rk_set_options *opts,
+rk_status rk_cache_mset(rk_cache *c, const rk_cache_entry *entries, size_t n, const rk_cache_set_options *opts,
                         rk_status *statuses)
 {
     static const char fn[] = "rk_cache_mset";
     if (n == 0) return RK_OK;
-    if (n > RK_MAX_BATCH) {
+    if (n > RK_CACHE_MAX_BATCH) {
         rk__cache_count_error(c, RK_ERR_INVALID);
-        return rk__fail(RK_ERR_INVALID, "%s: %zu entries: at most %d in one batch", fn, n, RK_MAX_BATCH);
+        return rk__fail(RK_ERR_INVALID, "%s: %zu entries: at most %d in one batch", fn, n, RK_CACHE_MAX_BATCH);
     }
     fill_statuses(statuses, n, RK_ERR_INVALID);
     if (!c) return rk__fail(RK_ERR_INVALID, "%s: cache is NULL", fn);

@@ -105,26 +105,26 @@ static void outcome_clear(outcome *o)
 
 /* ---- the compute callback's side ----------------------------------------- */
 
-struct rk_computed {
+struct rk_cache_computed {
     rk_cache *cache;
     char *data;          /* owned until taken by the fetch */
     size_t len;
     bool has_value;
     bool has_ttl;
     int64_t ttl_ms;
-    rk_status set_failed; /* the last rk_computed_set failure, for the message */
+    rk_status set_failed; /* the last rk_cache_computed_set failure, for the message */
 };
 
-rk_status rk_computed_set(rk_computed *out, const void *value, size_t len)
+rk_status rk_cache_computed_set(rk_cache_computed *out, const void *value, size_t len)
 {
-    if (!out) return rk__fail(RK_ERR_INVALID, "rk_computed_set: out is NULL");
+    if (!out) return rk__fail(RK_ERR_INVALID, "rk_cache_computed_set: out is NULL");
     rk_status st = RK_OK;
-    if (!value && len) st = rk__fail(RK_ERR_INVALID, "rk_computed_set: value is NULL with len %zu", len);
+    if (!value && len) st = rk__fail(RK_ERR_INVALID, "rk_cache_computed_set: value is NULL with len %zu", len);
     else if (len > out->cache->max_value)
-        st = rk__fail(RK_ERR_TOO_LARGE, "rk_computed_set: value of %zu bytes is over the cache's maximum of %zu", len,
+        st = rk__fail(RK_ERR_TOO_LARGE, "rk_cache_computed_set: value of %zu bytes is over the cache's maximum of %zu", len,
                       out->cache->max_value);
     char *d = st == RK_OK ? rk__strndup(value ? value : "", len) : NULL;
-    if (st == RK_OK && !d) st = rk__fail(RK_ERR_NOMEM, "rk_computed_set: out of memory");
+    if (st == RK_OK && !d) st = rk__fail(RK_ERR_NOMEM, "rk_cache_computed_set: out of memory");
     if (st != RK_OK) {
         out->set_failed = st;
         return st;
@@ -136,16 +136,16 @@ rk_status rk_computed_set(rk_computed *out, const void *value, size_t len)
     return RK_OK;
 }
 
-rk_status rk_computed_set_ttl_ms(rk_computed *out, int64_t ttl_ms)
+rk_status rk_cache_computed_set_ttl_ms(rk_cache_computed *out, int64_t ttl_ms)
 {
-    if (!out) return rk__fail(RK_ERR_INVALID, "rk_computed_set_ttl_ms: out is NULL");
+    if (!out) return rk__fail(RK_ERR_INVALID, "rk_cache_computed_set_ttl_ms: out is NULL");
     if (ttl_ms == 0) { /* back to the call's TTL */
         out->has_ttl = false;
         return RK_OK;
     }
     if (ttl_ms < 0 && ttl_ms != RK_TTL_NONE)
-        return rk__fail(RK_ERR_INVALID, "rk_computed_set_ttl_ms: TTL is negative (use RK_TTL_NONE for no expiry)");
-    if (ttl_ms > RK__MAX_TTL_MS) return rk__fail(RK_ERR_INVALID, "rk_computed_set_ttl_ms: TTL is over 2^62 ms");
+        return rk__fail(RK_ERR_INVALID, "rk_cache_computed_set_ttl_ms: TTL is negative (use RK_TTL_NONE for no expiry)");
+    if (ttl_ms > RK__MAX_TTL_MS) return rk__fail(RK_ERR_INVALID, "rk_cache_computed_set_ttl_ms: TTL is over 2^62 ms");
     out->has_ttl = true;
     out->ttl_ms = ttl_ms;
     return RK_OK;
@@ -163,7 +163,7 @@ typedef struct fetch_call {
     bool lk_built;
     char token[2 * TOKEN_BYTES + 1];
     bool lock_held;
-    rk_compute_fn compute;
+    rk_cache_compute_fn compute;
     void *ctx;
     int64_t ttl_ms;           /* fresh TTL, or RK_TTL_NONE */
     int64_t stale_ms;         /* 0 in raw mode */
@@ -338,22 +338,22 @@ static void unlock(fetch_call *f)
 static void run_compute(fetch_call *f, outcome *o, int64_t *fresh_ttl)
 {
     rk_cache *c = f->c;
-    rk_computed out = {.cache = c};
+    rk_cache_computed out = {.cache = c};
     RK__COUNT(c, computations, 1);
     /* Cleared, so that what is here afterwards was said during the
      * callback (by a redkit call it made) and can explain its failure.
      * The caller's own message is restored at the end of a plain RK_OK. */
     rk__fail_str(RK_OK, "");
     int64_t t0 = rk__now_ns();
-    rk_status st = f->compute(f->ctx, f->key, &out);
+    rk_status st = f->compute(f->key, &out, f->ctx);
     int64_t took_ns = rk__now_ns() - t0;
     bool callback_failed = st != RK_OK; /* RK_MISS aside, its own failure */
     if (st == RK_OK && !out.has_value) {
         st = out.set_failed
                  ? rk__fail(RK_ERR_INVALID, "rk_cache_fetch: the compute callback returned RK_OK, but its "
-                                            "rk_computed_set() had failed (%s)", rk_strerror(out.set_failed))
+                                            "rk_cache_computed_set() had failed (%s)", rk_strerror(out.set_failed))
                  : rk__fail(RK_ERR_INVALID, "rk_cache_fetch: the compute callback returned RK_OK without "
-                                            "calling rk_computed_set()");
+                                            "calling rk_cache_computed_set()");
     }
     if (st == RK_MISS) {
         rk__free(out.data);
@@ -707,9 +707,9 @@ static void on_unreachable(fetch_call *f, rk_status why_st, outcome *o)
     if (!serve_copy(f, o, why)) lead_or_wait(f, o, why);
 }
 
-static rk_status check_fetch_options(rk_cache *c, const rk_fetch_options *opts, fetch_call *f)
+static rk_status check_fetch_options(rk_cache *c, const rk_cache_fetch_options *opts, fetch_call *f)
 {
-    static const rk_fetch_options none = {0};
+    static const rk_cache_fetch_options none = {0};
     if (!opts) opts = &none;
     rk_status st = rk__cache_resolve_ttl(c, opts->ttl_s, opts->ttl_ms, &f->ttl_ms);
     if (st != RK_OK) return st;
@@ -731,8 +731,8 @@ static rk_status check_fetch_options(rk_cache *c, const rk_fetch_options *opts, 
     return RK_OK;
 }
 
-rk_status rk_cache_fetch(rk_cache *c, const char *key, rk_compute_fn compute, void *ctx,
-                         const rk_fetch_options *opts, void **value, size_t *len, rk_fetch_info *info)
+rk_status rk_cache_fetch(rk_cache *c, const char *key, rk_cache_compute_fn compute, void *ctx,
+                         const rk_cache_fetch_options *opts, void **value, size_t *len, rk_cache_fetch_info *info)
 {
     if (value) *value = NULL;
     if (len) *len = 0;
@@ -803,7 +803,7 @@ rk_status rk_cache_fetch(rk_cache *c, const char *key, rk_compute_fn compute, vo
         rk__copies_put(f.fs, f.key, f.klen, &o, f.stale_ms, f.mark);
     rk__key_release(&f.k);
     if (o.stale) RK__COUNT(c, stale, 1);
-    if (info) *info = (rk_fetch_info){.computed = o.computed, .early = o.early, .waited = o.waited,
+    if (info) *info = (rk_cache_fetch_info){.computed = o.computed, .early = o.early, .waited = o.waited,
                                       .stale = o.stale, .degraded = o.degraded};
     if (o.st == RK_OK) {
         *value = o.data;

@@ -191,12 +191,12 @@ rk_status rk__cache_check_tags(const char *const *tags, size_t ntags)
 {
     if (!ntags) return RK_OK;
     if (!tags) return rk__fail(RK_ERR_INVALID, "tags is NULL with ntags %zu", ntags);
-    if (ntags > RK_MAX_TAGS) return rk__fail(RK_ERR_INVALID, "%zu tags: at most %d", ntags, RK_MAX_TAGS);
+    if (ntags > RK_CACHE_MAX_TAGS) return rk__fail(RK_ERR_INVALID, "%zu tags: at most %d", ntags, RK_CACHE_MAX_TAGS);
     for (size_t i = 0; i < ntags; i++) {
         if (!tags[i]) return rk__fail(RK_ERR_INVALID, "tags[%zu] is NULL", i);
         if (!tags[i][0]) return rk__fail(RK_ERR_INVALID, "tags[%zu] is empty", i);
-        if (strnlen(tags[i], RK_MAX_TAG_BYTES + 1) > RK_MAX_TAG_BYTES)
-            return rk__fail(RK_ERR_TOO_LARGE, "tags[%zu] is longer than %d bytes", i, RK_MAX_TAG_BYTES);
+        if (strnlen(tags[i], RK_CACHE_MAX_TAG_BYTES + 1) > RK_CACHE_MAX_TAG_BYTES)
+            return rk__fail(RK_ERR_TOO_LARGE, "tags[%zu] is longer than %d bytes", i, RK_CACHE_MAX_TAG_BYTES);
     }
     return RK_OK;
 }
@@ -204,14 +204,14 @@ rk_status rk__cache_check_tags(const char *const *tags, size_t ntags)
 /* The Redis names of ntags checked tags, "<aux head>tag:<tag>", in one
  * allocation. */
 typedef struct tag_keys {
-    const char *str[RK_MAX_TAGS];
-    size_t len[RK_MAX_TAGS];
+    const char *str[RK_CACHE_MAX_TAGS];
+    size_t len[RK_CACHE_MAX_TAGS];
     char *buf;
 } tag_keys;
 
 static rk_status tag_keys_make(const rk_cache *c, const char *const *tags, size_t ntags, tag_keys *out)
 {
-    size_t total = 0, tlen[RK_MAX_TAGS];
+    size_t total = 0, tlen[RK_CACHE_MAX_TAGS];
     for (size_t i = 0; i < ntags; i++) {
         tlen[i] = strlen(tags[i]);
         total += c->aux_head_len + TAG_INFIX_LEN + tlen[i] + 1;

@@ -115,7 +115,7 @@ static void test_thousand_keys(void **state)
     size_t total = 0;
     for (int i = 0; i < N; i++) total += entries[i].len;
 
-    assert_int_equal(rk_cache_mset(cache, entries, N, &(rk_set_options){.ttl_s = 60}, statuses), RK_OK);
+    assert_int_equal(rk_cache_mset(cache, entries, N, &(rk_cache_set_options){.ttl_s = 60}, statuses), RK_OK);
     for (int i = 0; i < N; i++) assert_int_equal(statuses[i], RK_OK);
     assert_int_equal(dbsize(), N);
     assert_int_equal(counter(&cache->counters.sets) - sets, N);
@@ -179,7 +179,7 @@ static void test_mset_ttl(void **state)
 {
     (void)state;
     rk_cache_entry e[] = {{.key = "t1", .value = "x", .len = 1}, {.key = "t2", .value = "y", .len = 1}};
-    assert_int_equal(rk_cache_mset(cache, e, 2, &(rk_set_options){.ttl_ms = 7000}, NULL), RK_OK);
+    assert_int_equal(rk_cache_mset(cache, e, 2, &(rk_cache_set_options){.ttl_ms = 7000}, NULL), RK_OK);
     for (int i = 1; i <= 2; i++) {
         char key[32];
         snprintf(key, sizeof key, "shop:cache:t%d", i);
@@ -191,7 +191,7 @@ static void test_mset_ttl(void **state)
     long long pttl = rk_test_server_integer(server, "PTTL %s", "shop:cache:t1");
     assert_true(pttl > 290000 && pttl <= RK_CACHE_DEFAULT_TTL_MS);
     /* Forever only when asked. */
-    assert_int_equal(rk_cache_mset(cache, e, 2, &(rk_set_options){.ttl_s = RK_TTL_NONE}, NULL), RK_OK);
+    assert_int_equal(rk_cache_mset(cache, e, 2, &(rk_cache_set_options){.ttl_s = RK_TTL_NONE}, NULL), RK_OK);
     assert_int_equal(rk_test_server_integer(server, "PTTL %s", "shop:cache:t2"), -1);
 }
 
@@ -251,16 +251,16 @@ static void test_bad_input_writes_nothing(void **state)
     e[3].value = "v";
 
     /* Bad options. */
-    assert_int_equal(rk_cache_mset(cache, e, 4, &(rk_set_options){.ttl_ms = -5}, st), RK_ERR_INVALID);
+    assert_int_equal(rk_cache_mset(cache, e, 4, &(rk_cache_set_options){.ttl_ms = -5}, st), RK_ERR_INVALID);
     const char *bad_tags[] = {"ok", ""};
-    assert_int_equal(rk_cache_mset(cache, e, 4, &(rk_set_options){.tags = bad_tags, .ntags = 2}, st),
+    assert_int_equal(rk_cache_mset(cache, e, 4, &(rk_cache_set_options){.tags = bad_tags, .ntags = 2}, st),
                      RK_ERR_INVALID);
-    assert_int_equal(rk_cache_mset(cache, e, 4, &(rk_set_options){.tags = NULL, .ntags = 1}, st),
+    assert_int_equal(rk_cache_mset(cache, e, 4, &(rk_cache_set_options){.tags = NULL, .ntags = 1}, st),
                      RK_ERR_INVALID);
     /* Bad arrays and sizes. */
     assert_int_equal(rk_cache_mset(cache, NULL, 4, NULL, st), RK_ERR_INVALID);
     assert_int_equal(rk_cache_mset(NULL, e, 4, NULL, st), RK_ERR_INVALID);
-    assert_int_equal(rk_cache_mset(cache, e, (size_t)RK_MAX_BATCH + 1, NULL, NULL), RK_ERR_INVALID);
+    assert_int_equal(rk_cache_mset(cache, e, (size_t)RK_CACHE_MAX_BATCH + 1, NULL, NULL), RK_ERR_INVALID);
 
     /* A value over the handle's maximum. */
     rk_cache *small;
@@ -288,7 +288,7 @@ static void test_bad_input_writes_nothing(void **state)
     assert_int_equal(rk_cache_mget(cache, NULL, 4, res), RK_ERR_INVALID);
     assert_int_equal(rk_cache_mget(cache, keys, 4, NULL), RK_ERR_INVALID);
     assert_int_equal(rk_cache_mget(NULL, keys, 4, res), RK_ERR_INVALID);
-    assert_int_equal(rk_cache_mget(cache, keys, (size_t)RK_MAX_BATCH + 1, res), RK_ERR_INVALID);
+    assert_int_equal(rk_cache_mget(cache, keys, (size_t)RK_CACHE_MAX_BATCH + 1, res), RK_ERR_INVALID);
 }
 
 /* An ACL user that may write only "shop:cache:ok*": the forbidden entries
@@ -329,7 +329,7 @@ static void test_mset_per_entry_failures(void **state)
 
     /* Tagged, an entry fails with its whole chunk (one script). */
     const char *tags[] = {"t"};
-    assert_int_equal(rk_cache_mset(k, e, 2, &(rk_set_options){.tags = tags, .ntags = 1}, st), RK_ERR_SERVER);
+    assert_int_equal(rk_cache_mset(k, e, 2, &(rk_cache_set_options){.tags = tags, .ntags = 1}, st), RK_ERR_SERVER);
     assert_int_equal(st[0], RK_ERR_SERVER);
     assert_int_equal(st[1], RK_ERR_SERVER);
     assert_non_null(strstr(rk_last_error(), "entries[0]"));
@@ -415,7 +415,7 @@ static void nomem_scenario(const char *url)
          .value = "3", .len = 1},
     };
     rk_status st[3];
-    outcome(rk_cache_mset(k, e, 3, &(rk_set_options){.ttl_s = 60, .tags = tags, .ntags = 2}, st), RK_OK,
+    outcome(rk_cache_mset(k, e, 3, &(rk_cache_set_options){.ttl_s = 60, .tags = tags, .ntags = 2}, st), RK_OK,
             RK_OK, "mset (tags)");
     outcome(rk_cache_mset(k, e, 3, NULL, st), RK_OK, RK_OK, "mset");
     const char *keys[] = {"a", "b", "missing", e[2].key};
@@ -428,7 +428,7 @@ static void nomem_scenario(const char *url)
     rk_cache_results_free(res, 4);
     size_t removed;
     outcome(rk_cache_invalidate_tag(k, "t1", &removed), RK_OK, RK_OK, "invalidate");
-    outcome(rk_cache_set_str(k, "c", "v", &(rk_set_options){.tags = tags, .ntags = 1}), RK_OK, RK_OK,
+    outcome(rk_cache_set_str(k, "c", "v", &(rk_cache_set_options){.tags = tags, .ntags = 1}), RK_OK, RK_OK,
             "set with a tag");
     uint64_t cursor = 0;
     removed = 0;

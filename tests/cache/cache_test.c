@@ -37,7 +37,7 @@ static void test_seed_example(void **state)
 {
     (void)state;
     const char *user = "{\"id\":123,\"name\":\"Ada\"}";
-    assert_int_equal(rk_cache_set_str(cache, "user:123", user, &(rk_set_options){.ttl_s = 300}), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "user:123", user, &(rk_cache_set_options){.ttl_s = 300}), RK_OK);
 
     char *got = NULL;
     assert_int_equal(rk_cache_get_str(cache, "user:123", &got), RK_OK);
@@ -62,18 +62,18 @@ static void test_exists_and_ttl(void **state)
     assert_int_equal(rk_cache_exists(cache, "k"), RK_MISS);
     assert_int_equal(rk_cache_ttl_ms(cache, "k", &ttl), RK_MISS);
 
-    assert_int_equal(rk_cache_set_str(cache, "k", "v", &(rk_set_options){.ttl_ms = 60000}), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "k", "v", &(rk_cache_set_options){.ttl_ms = 60000}), RK_OK);
     assert_int_equal(rk_cache_exists(cache, "k"), RK_OK);
     assert_int_equal(rk_cache_ttl_ms(cache, "k", &ttl), RK_OK);
     assert_true(ttl > 0 && ttl <= 60000);
 
     /* Seconds are seconds on the server. */
-    assert_int_equal(rk_cache_set_str(cache, "s", "v", &(rk_set_options){.ttl_s = 7}), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "s", "v", &(rk_cache_set_options){.ttl_s = 7}), RK_OK);
     long long pttl = rk_test_server_integer(server, "PTTL %s", "shop:cache:s");
     assert_true(pttl > 6000 && pttl <= 7000);
 
     /* ttl_ms wins over ttl_s. */
-    assert_int_equal(rk_cache_set_str(cache, "both", "v", &(rk_set_options){.ttl_s = 1000, .ttl_ms = 5000}),
+    assert_int_equal(rk_cache_set_str(cache, "both", "v", &(rk_cache_set_options){.ttl_s = 1000, .ttl_ms = 5000}),
                      RK_OK);
     pttl = rk_test_server_integer(server, "PTTL %s", "shop:cache:both");
     assert_true(pttl > 0 && pttl <= 5000);
@@ -88,7 +88,7 @@ static void test_default_ttl_and_no_expiry(void **state)
     assert_true(pttl > 290000 && pttl <= RK_CACHE_DEFAULT_TTL_MS);
 
     /* No expiry only when asked for. */
-    assert_int_equal(rk_cache_set_str(cache, "forever", "v", &(rk_set_options){.ttl_s = RK_TTL_NONE}), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "forever", "v", &(rk_cache_set_options){.ttl_s = RK_TTL_NONE}), RK_OK);
     assert_int_equal(rk_test_server_integer(server, "PTTL %s", "shop:cache:forever"), -1);
     int64_t ttl = 0;
     assert_int_equal(rk_cache_ttl_ms(cache, "forever", &ttl), RK_OK);
@@ -109,7 +109,7 @@ static void test_default_ttl_and_no_expiry(void **state)
 static void test_ttl_expires(void **state)
 {
     (void)state;
-    assert_int_equal(rk_cache_set_str(cache, "brief", "v", &(rk_set_options){.ttl_ms = 150}), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "brief", "v", &(rk_cache_set_options){.ttl_ms = 150}), RK_OK);
     long long pttl = rk_test_server_integer(server, "PTTL %s", "shop:cache:brief");
     assert_true(pttl > 0 && pttl <= 150);
 
@@ -298,13 +298,13 @@ static void test_bad_input(void **state)
     assert_int_equal(rk_cache_set_str(small, "hundred", big, NULL), RK_OK);
 
     /* Bad TTLs. */
-    assert_int_equal(rk_cache_set_str(small, "keep", "x", &(rk_set_options){.ttl_ms = -5}), RK_ERR_INVALID);
-    assert_int_equal(rk_cache_set_str(small, "keep", "x", &(rk_set_options){.ttl_s = -2}), RK_ERR_INVALID);
-    assert_int_equal(rk_cache_set_str(small, "keep", "x", &(rk_set_options){.ttl_s = INT64_MIN}),
+    assert_int_equal(rk_cache_set_str(small, "keep", "x", &(rk_cache_set_options){.ttl_ms = -5}), RK_ERR_INVALID);
+    assert_int_equal(rk_cache_set_str(small, "keep", "x", &(rk_cache_set_options){.ttl_s = -2}), RK_ERR_INVALID);
+    assert_int_equal(rk_cache_set_str(small, "keep", "x", &(rk_cache_set_options){.ttl_s = INT64_MIN}),
                      RK_ERR_INVALID);
-    assert_int_equal(rk_cache_set_str(small, "keep", "x", &(rk_set_options){.ttl_s = INT64_MAX}),
+    assert_int_equal(rk_cache_set_str(small, "keep", "x", &(rk_cache_set_options){.ttl_s = INT64_MAX}),
                      RK_ERR_INVALID);
-    assert_int_equal(rk_cache_set_str(small, "keep", "x", &(rk_set_options){.ttl_ms = INT64_MAX}),
+    assert_int_equal(rk_cache_set_str(small, "keep", "x", &(rk_cache_set_options){.ttl_ms = INT64_MAX}),
                      RK_ERR_INVALID);
 
     /* Bad handle options. */

@@ -334,7 +334,7 @@ static void test_encode_off_and_raw(void **state)
     (void)state;
     char *text = json_text(MIB);
     rk_cache *off, *low;
-    assert_int_equal(rk_cache_new(client, &(rk_cache_options){.compress_threshold = RK_COMPRESS_OFF}, &off),
+    assert_int_equal(rk_cache_new(client, &(rk_cache_options){.compress_threshold = RK_CACHE_COMPRESS_OFF}, &off),
                      RK_OK);
     assert_int_equal(rk_cache_new(client, &(rk_cache_options){.compress_threshold = 100}, &low), RK_OK);
     rk__encoded e;

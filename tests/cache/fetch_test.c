@@ -67,7 +67,7 @@ typedef struct job {
     int sleep_ms;
     const char *value;
     rk_status status;
-    int64_t ttl_ms;          /* rk_computed_set_ttl_ms when non-zero */
+    int64_t ttl_ms;          /* rk_cache_computed_set_ttl_ms when non-zero */
     bool set_nothing;        /* return RK_OK without a value */
     rk_client *incr_client;  /* INCR incr_key on each run (two-process test) */
     const char *incr_key;
@@ -81,7 +81,7 @@ typedef struct job {
     int await_waiters;       /* ... this many callers of await_cache wait for it */
 } job;
 
-static rk_status compute(void *ctx, const char *key, rk_computed *out)
+static rk_status compute(const char *key, rk_cache_computed *out, void *ctx)
 {
     job *j = ctx;
     (void)key;
@@ -110,14 +110,14 @@ static rk_status compute(void *ctx, const char *key, rk_computed *out)
     }
     if (j->status != RK_OK) return rk__fail(j->status, "the database is down (test)");
     if (j->set_nothing) return RK_OK;
-    rk_status st = rk_computed_set(out, j->value, strlen(j->value));
-    if (st == RK_OK && j->ttl_ms) st = rk_computed_set_ttl_ms(out, j->ttl_ms);
+    rk_status st = rk_cache_computed_set(out, j->value, strlen(j->value));
+    if (st == RK_OK && j->ttl_ms) st = rk_cache_computed_set_ttl_ms(out, j->ttl_ms);
     return st;
 }
 
 /* One fetch of key into a freshly allocated string (or NULL). */
-static rk_status fetch(rk_cache *c, const char *key, job *j, const rk_fetch_options *o, char **got,
-                       rk_fetch_info *info)
+static rk_status fetch(rk_cache *c, const char *key, job *j, const rk_cache_fetch_options *o, char **got,
+                       rk_cache_fetch_info *info)
 {
     void *v = NULL;
     size_t n = 0;
@@ -128,8 +128,8 @@ static rk_status fetch(rk_cache *c, const char *key, job *j, const rk_fetch_opti
     return st;
 }
 
-static void fetch_expect(rk_cache *c, const char *key, job *j, const rk_fetch_options *o, const char *want,
-                         rk_fetch_info *info)
+static void fetch_expect(rk_cache *c, const char *key, job *j, const rk_cache_fetch_options *o, const char *want,
+                         rk_cache_fetch_info *info)
 {
     char *got = NULL;
     rk_status st = fetch(c, key, j, o, &got, info);
@@ -140,7 +140,7 @@ static void fetch_expect(rk_cache *c, const char *key, job *j, const rk_fetch_op
 
 /* Fetch options that keep a value a minute fresh and a minute stale (so
  * this process keeps a copy of it). */
-static const rk_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
+static const rk_cache_fetch_options keep = {.ttl_ms = 60000, .stale_ms = 60000};
 
 /* ---- basics ----------------------------------------------------------------- */
 
@@ -149,8 +149,8 @@ static void test_miss_then_hit(void **state)
     (void)state;
     rk_cache *c = rk_test_cache_new(client, NULL);
     job j = {.value = "{\"id\":7}"};
-    rk_fetch_options o = {.ttl_ms = 60000, .stale_ms = 30000};
-    rk_fetch_info info;
+    rk_cache_fetch_options o = {.ttl_ms = 60000, .stale_ms = 30000};
+    rk_cache_fetch_info info;
 
     fetch_expect(c, "user:7", &j, &o, "{\"id\":7}", &info);
     assert_true(info.computed);
@@ -204,7 +204,7 @@ static void test_compute_miss_and_empty_answers(void **state)
     /* RK_OK without a value is a bug in the callback, said clearly. */
     job empty = {.set_nothing = true};
     assert_int_equal(fetch(c, "k", &empty, NULL, &got, NULL), RK_ERR_INVALID);
-    assert_non_null(strstr(rk_last_error(), "rk_computed_set"));
+    assert_non_null(strstr(rk_last_error(), "rk_cache_computed_set"));
     assert_int_equal(rk_test_server_integer(server, "EXISTS %s", PREFIX ":cache:k"), 0);
 
     /* An empty value is a value. */
@@ -215,7 +215,7 @@ static void test_compute_miss_and_empty_answers(void **state)
 
     /* Per-value TTL from the callback. */
     job short_lived = {.value = "x", .ttl_ms = 5000};
-    fetch_expect(c, "short", &short_lived, &(rk_fetch_options){.ttl_ms = 600000}, "x", NULL);
+    fetch_expect(c, "short", &short_lived, &(rk_cache_fetch_options){.ttl_ms = 600000}, "x", NULL);
     long long pttl = rk_test_server_integer(server, "PTTL %s", PREFIX ":cache:short");
     assert_true(pttl > 0 && pttl <= 5000);
 
@@ -234,7 +234,7 @@ static void test_bad_input(void **state)
     job j = {.value = "v"};
     void *v = (void *)"untouched";
     size_t n = 5;
-    rk_fetch_info info = {.computed = true};
+    rk_cache_fetch_info info = {.computed = true};
 
     assert_int_equal(rk_cache_fetch(NULL, "k", compute, &j, NULL, &v, &n, &info), RK_ERR_INVALID);
     assert_null(v);
@@ -245,19 +245,19 @@ static void test_bad_input(void **state)
     assert_int_equal(rk_cache_fetch(c, "k", NULL, &j, NULL, &v, &n, NULL), RK_ERR_INVALID);
     assert_int_equal(rk_cache_fetch(c, "k", compute, &j, NULL, NULL, &n, NULL), RK_ERR_INVALID);
     assert_int_equal(rk_cache_fetch(c, "k", compute, &j, NULL, &v, NULL, NULL), RK_ERR_INVALID);
-    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_fetch_options){.ttl_ms = -5}, &v, &n, NULL),
+    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_cache_fetch_options){.ttl_ms = -5}, &v, &n, NULL),
                      RK_ERR_INVALID);
-    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_fetch_options){.ttl_s = -2}, &v, &n, NULL),
+    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_cache_fetch_options){.ttl_s = -2}, &v, &n, NULL),
                      RK_ERR_INVALID);
-    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_fetch_options){.stale_ms = -1}, &v, &n, NULL),
+    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_cache_fetch_options){.stale_ms = -1}, &v, &n, NULL),
                      RK_ERR_INVALID);
-    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_fetch_options){.beta = NAN}, &v, &n, NULL),
+    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_cache_fetch_options){.beta = NAN}, &v, &n, NULL),
                      RK_ERR_INVALID);
     assert_int_equal(
-        rk_cache_fetch(c, "k", compute, &j, &(rk_fetch_options){.ttl_ms = (int64_t)1 << 62, .stale_ms = 10}, &v, &n,
+        rk_cache_fetch(c, "k", compute, &j, &(rk_cache_fetch_options){.ttl_ms = (int64_t)1 << 62, .stale_ms = 10}, &v, &n,
                        NULL),
         RK_ERR_INVALID);
-    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_fetch_options){.ntags = 1}, &v, &n, NULL),
+    assert_int_equal(rk_cache_fetch(c, "k", compute, &j, &(rk_cache_fetch_options){.ntags = 1}, &v, &n, NULL),
                      RK_ERR_INVALID);
     char long_key[2000];
     memset(long_key, 'k', sizeof long_key - 1);
@@ -271,23 +271,23 @@ static void test_bad_input(void **state)
     freeReplyObject(r);
 
     /* A negative beta only turns XFetch off. */
-    fetch_expect(c, "k", &j, &(rk_fetch_options){.beta = -1}, "v", NULL);
+    fetch_expect(c, "k", &j, &(rk_cache_fetch_options){.beta = -1}, "v", NULL);
 
-    assert_int_equal(rk_computed_set(NULL, "v", 1), RK_ERR_INVALID);
-    assert_int_equal(rk_computed_set_ttl_ms(NULL, 100), RK_ERR_INVALID);
+    assert_int_equal(rk_cache_computed_set(NULL, "v", 1), RK_ERR_INVALID);
+    assert_int_equal(rk_cache_computed_set_ttl_ms(NULL, 100), RK_ERR_INVALID);
     rk_cache_free(c);
 }
 
-/* Callbacks that misuse rk_computed_set. */
-static rk_status bad_setter(void *ctx, const char *key, rk_computed *out)
+/* Callbacks that misuse rk_cache_computed_set. */
+static rk_status bad_setter(const char *key, rk_cache_computed *out, void *ctx)
 {
     (void)key;
     rk_status *seen = ctx;
-    seen[0] = rk_computed_set(out, NULL, 3);
-    seen[1] = rk_computed_set_ttl_ms(out, -7);
-    seen[2] = rk_computed_set(out, "0123456789abcdef", 16); /* over max_value_bytes = 8 */
-    seen[3] = rk_computed_set(out, "ok", 2);
-    seen[4] = rk_computed_set_ttl_ms(out, RK_TTL_NONE);
+    seen[0] = rk_cache_computed_set(out, NULL, 3);
+    seen[1] = rk_cache_computed_set_ttl_ms(out, -7);
+    seen[2] = rk_cache_computed_set(out, "0123456789abcdef", 16); /* over max_value_bytes = 8 */
+    seen[3] = rk_cache_computed_set(out, "ok", 2);
+    seen[4] = rk_cache_computed_set_ttl_ms(out, RK_TTL_NONE);
     return RK_OK;
 }
 
@@ -317,14 +317,14 @@ typedef struct caller {
     rk_cache *cache;
     job *job;
     const char *key;
-    rk_fetch_options opts;
+    rk_cache_fetch_options opts;
     pthread_barrier_t *start;
     int rounds;              /* fetches to make (XFetch threads) */
     int pause_ms;            /* between them */
     /* results */
     rk_status st;
     char value[64];
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
     int not_ok, waited, computed, early, stale, degraded, wrong;
 } caller;
 
@@ -451,7 +451,7 @@ static void test_inprocess_wait_is_bounded(void **state)
 
 /* A callback that fetches its own key is refused, not left to wait for
  * itself. */
-static rk_status recursive(void *ctx, const char *key, rk_computed *out)
+static rk_status recursive(const char *key, rk_cache_computed *out, void *ctx)
 {
     rk_cache *c = ctx;
     void *v = NULL;
@@ -460,7 +460,7 @@ static rk_status recursive(void *ctx, const char *key, rk_computed *out)
     rk_free(v);
     char text[32];
     snprintf(text, sizeof text, "inner=%d", (int)inner);
-    return rk_computed_set(out, text, strlen(text));
+    return rk_cache_computed_set(out, text, strlen(text));
 }
 
 static void test_fetch_from_own_callback(void **state)
@@ -580,7 +580,7 @@ static void test_lock_held_elsewhere_expires(void **state)
     const char *lock = PREFIX ":cache#lock:report";
     set_lock(lock, "other", 300); /* "another process" computing, then dying */
     job j = {.value = "mine", .lock_server = server, .lock_key = lock};
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
     fetch_expect(c, "report", &j, NULL, "mine", &info);
     assert_true(info.computed);
     assert_true(info.waited);
@@ -603,7 +603,7 @@ static void *other_process(void *arg)
     rk_test_sleep_ms(200);
     rk_cache *c = NULL;
     if (rk_cache_new(client, NULL, &c) == RK_OK) {
-        rk_cache_set_str(c, "page", "theirs", &(rk_set_options){.ttl_s = 60});
+        rk_cache_set_str(c, "page", "theirs", &(rk_cache_set_options){.ttl_s = 60});
         rk_cache_free(c);
     }
     redisReply *r = rk_test_server_command(server, "DEL %s", PREFIX ":cache#lock:page");
@@ -619,7 +619,7 @@ static void test_lock_holder_stores_value(void **state)
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, other_process, NULL), 0);
     job j = {.value = "mine"};
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
     fetch_expect(c, "page", &j, NULL, "theirs", &info);
     pthread_join(t, NULL);
     assert_true(info.waited);
@@ -635,7 +635,7 @@ static void test_lock_wait_is_bounded(void **state)
     rk_cache *c = rk_test_cache_new(client, &(rk_cache_options){.lock_ms = 300});
     set_lock(PREFIX ":cache#lock:stuck", "other", 60000);
     job j = {.value = "anyway"};
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
     fetch_expect(c, "stuck", &j, NULL, "anyway", &info);
     assert_true(info.waited && info.computed);
     assert_int_equal(atomic_load(&j.runs), 1);
@@ -707,9 +707,9 @@ static void *read_hot(void *arg)
         if (i >= h->rounds && (atomic_load(h->early_seen) > 0 || rk_test_now_ms() >= h->until_ms)) break;
         void *v = NULL;
         size_t n = 0;
-        rk_fetch_info info;
+        rk_cache_fetch_info info;
         rk_status st = rk_cache_fetch(h->cache, "hot", compute, h->job,
-                                      &(rk_fetch_options){.ttl_ms = 300, .stale_ms = 2000}, &v, &n, &info);
+                                      &(rk_cache_fetch_options){.ttl_ms = 300, .stale_ms = 2000}, &v, &n, &info);
         h->not_ok += st != RK_OK;
         h->wrong += st == RK_OK && strcmp(v, "hot-value") != 0;
         h->waited += info.waited;
@@ -732,8 +732,8 @@ static void test_xfetch_hot_key(void **state)
     (void)state;
     rk_cache *c = rk_test_cache_new(client, NULL);
     job j = {.value = "hot-value", .sleep_ms = 30};
-    rk_fetch_info info;
-    fetch_expect(c, "hot", &j, &(rk_fetch_options){.ttl_ms = 300, .stale_ms = 2000}, "hot-value", &info);
+    rk_cache_fetch_info info;
+    fetch_expect(c, "hot", &j, &(rk_cache_fetch_options){.ttl_ms = 300, .stale_ms = 2000}, "hot-value", &info);
     assert_true(info.computed);
     uint64_t misses = COUNTER(c, misses);
     assert_int_equal(misses, 1);
@@ -789,8 +789,8 @@ static void test_xfetch_off(void **state)
     freeReplyObject(r);
 
     job j = {.value = "recomputed"};
-    rk_fetch_info info;
-    for (int i = 0; i < 100; i++) fetch_expect(c, "k", &j, &(rk_fetch_options){.beta = -1}, "crafted", NULL);
+    rk_cache_fetch_info info;
+    for (int i = 0; i < 100; i++) fetch_expect(c, "k", &j, &(rk_cache_fetch_options){.beta = -1}, "crafted", NULL);
     assert_int_equal(atomic_load(&j.runs), 0);
     assert_int_equal(COUNTER(c, early), 0);
 
@@ -821,13 +821,13 @@ static void test_failing_compute_serves_stale(void **state)
 {
     (void)state;
     rk_cache *c = rk_test_cache_new(client, NULL);
-    rk_fetch_options o = {.ttl_ms = 100, .stale_ms = 60000, .beta = -1};
+    rk_cache_fetch_options o = {.ttl_ms = 100, .stale_ms = 60000, .beta = -1};
     job good = {.value = "old"};
     fetch_expect(c, "k", &good, &o, "old", NULL);
     let_expire(100);
 
     job bad = {.status = RK_ERR_SERVER};
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
     fetch_expect(c, "k", &bad, &o, "old", &info);
     assert_true(info.stale);
     assert_false(info.computed);
@@ -845,14 +845,14 @@ static void test_failing_compute_serves_stale(void **state)
 
     /* Without serve-stale the computation's own status comes back. */
     char *got = (char *)"untouched";
-    assert_int_equal(fetch(c, "cold", &bad, &(rk_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SERVER);
+    assert_int_equal(fetch(c, "cold", &bad, &(rk_cache_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SERVER);
     assert_null(got);
     assert_non_null(strstr(rk_last_error(), "the database is down"));
     /* A value past its fresh life, read by a call without stale_ms, is not
      * served stale either. */
     fetch_expect(c, "k2", &good, &o, "old", NULL);
     let_expire(100);
-    assert_int_equal(fetch(c, "k2", &bad, &(rk_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SERVER);
+    assert_int_equal(fetch(c, "k2", &bad, &(rk_cache_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SERVER);
     rk_cache_free(c);
 }
 
@@ -862,7 +862,7 @@ static void test_stale_while_revalidate(void **state)
 {
     (void)state;
     rk_cache *c = rk_test_cache_new(client, NULL);
-    rk_fetch_options o = {.ttl_ms = 100, .stale_ms = 60000, .beta = -1};
+    rk_cache_fetch_options o = {.ttl_ms = 100, .stale_ms = 60000, .beta = -1};
     job first = {.value = "v1"};
     fetch_expect(c, "k", &first, &o, "v1", NULL);
     let_expire(100);
@@ -906,19 +906,19 @@ static void test_redis_down(void **state)
                                    &dc),
                      RK_OK);
     rk_cache *c = rk_test_cache_new(dc, &(rk_cache_options){.local_copies = 3});
-    rk_fetch_options brief = {.ttl_ms = 100, .stale_ms = 60000};
+    rk_cache_fetch_options brief = {.ttl_ms = 100, .stale_ms = 60000};
     job j = {.value = "first"};
     fetch_expect(c, "x", &j, &keep, "first", NULL); /* the oldest copy: evicted by the 4th */
     fetch_expect(c, "a", &j, &brief, "first", NULL);
     fetch_expect(c, "b", &j, &keep, "first", NULL);
     fetch_expect(c, "c", &j, &keep, "first", NULL);
-    fetch_expect(c, "nocopy", &j, &(rk_fetch_options){.ttl_ms = 60000}, "first", NULL); /* no stale: no copy */
+    fetch_expect(c, "nocopy", &j, &(rk_cache_fetch_options){.ttl_ms = 60000}, "first", NULL); /* no stale: no copy */
     assert_int_equal(atomic_load(&j.runs), 5);
     let_expire(100); /* "a" is past its fresh life */
 
     assert_true(rk_test_server_signal(s, SIGKILL));
     job later = {.value = "second"};
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
 
     /* An in-process copy past its fresh life: served stale, degraded. */
     fetch_expect(c, "a", &later, &brief, "first", &info);
@@ -938,7 +938,7 @@ static void test_redis_down(void **state)
     assert_false(info.stale);
     fetch_expect(c, "nocopy", &later, &keep, "second", &info);
     assert_true(info.degraded && info.computed);
-    fetch_expect(c, "c", &later, &(rk_fetch_options){.ttl_ms = 60000}, "second", &info);
+    fetch_expect(c, "c", &later, &(rk_cache_fetch_options){.ttl_ms = 60000}, "second", &info);
     assert_true(info.degraded && info.computed);
     assert_int_equal(atomic_load(&later.runs), 3);
 
@@ -1000,7 +1000,7 @@ static void test_redis_paused(void **state)
     assert_true(rk_test_server_signal(s, SIGSTOP));
 
     rk_client_stats before, after;
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
     fetch_expect(c, "k", &j, &keep, "before", &info);
     assert_true(info.degraded);
     assert_false(info.computed);
@@ -1061,17 +1061,17 @@ static void redis_resume(pausable *p)
 
 /* Fetch key through o while Redis answers; a miss computes "first". This
  * process keeps a copy of the value, unless something makes it forget. */
-static void fetch_first(rk_cache *c, const char *key, const rk_fetch_options *o)
+static void fetch_first(rk_cache *c, const char *key, const rk_cache_fetch_options *o)
 {
     job first = {.value = "first"};
     fetch_expect(c, key, &first, o, "first", NULL);
 }
 
 /* While Redis is paused: key is served from this process's copy. */
-static void expect_copy(rk_cache *c, const char *key, const rk_fetch_options *o, const char *want)
+static void expect_copy(rk_cache *c, const char *key, const rk_cache_fetch_options *o, const char *want)
 {
     job j = {.value = "recomputed"};
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
     fetch_expect(c, key, &j, o, want, &info);
     assert_true(info.degraded);
     assert_false(info.computed);
@@ -1079,10 +1079,10 @@ static void expect_copy(rk_cache *c, const char *key, const rk_fetch_options *o,
 }
 
 /* While Redis is paused: there is no copy of key, so it is computed. */
-static void expect_no_copy(rk_cache *c, const char *key, const rk_fetch_options *o)
+static void expect_no_copy(rk_cache *c, const char *key, const rk_cache_fetch_options *o)
 {
     job j = {.value = "recomputed"};
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
     fetch_expect(c, key, &j, o, "recomputed", &info);
     assert_true(info.degraded);
     assert_true(info.computed);
@@ -1098,7 +1098,7 @@ static void test_delete_forgets_copy(void **state)
     pausable p = pausable_start(NULL);
     rk_cache *c = p.cache;
     const char *tag = "catalog";
-    rk_fetch_options tagged = {.ttl_ms = 60000, .stale_ms = 60000, .tags = &tag, .ntags = 1};
+    rk_cache_fetch_options tagged = {.ttl_ms = 60000, .stale_ms = 60000, .tags = &tag, .ntags = 1};
     fetch_first(c, "deleted", &tagged);
     fetch_first(c, "deleted-elsewhere", &keep);
     fetch_first(c, "kept", &keep);
@@ -1164,7 +1164,7 @@ static void test_invalidate_and_clear_forget_copies(void **state)
     pausable p = pausable_start(NULL);
     rk_cache *c = p.cache;
     const char *tag = "catalog";
-    rk_fetch_options tagged = {.ttl_ms = 60000, .stale_ms = 60000, .tags = &tag, .ntags = 1};
+    rk_cache_fetch_options tagged = {.ttl_ms = 60000, .stale_ms = 60000, .tags = &tag, .ntags = 1};
 
     fetch_first(c, "tagged", &tagged);
     size_t removed = 0;
@@ -1244,9 +1244,9 @@ static void test_ttl_sums_saturate(void **state)
     pausable p = pausable_start(NULL);
     rk_cache *c = p.cache;
     const int64_t max = (int64_t)1 << 62;
-    rk_fetch_options far = {.ttl_ms = RK_TTL_NONE, .stale_ms = max};
+    rk_cache_fetch_options far = {.ttl_ms = RK_TTL_NONE, .stale_ms = max};
     job j = {.value = "long-lived", .ttl_ms = max};
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
     fetch_expect(c, "far", &j, &far, "long-lived", &info);
     assert_true(info.computed);
     assert_false(info.degraded);
@@ -1275,9 +1275,9 @@ static void test_fetch_counts_each_read_once(void **state)
     rk_client *tc = rk_test_client_new(&(rk_client_options){.url = rk_test_server_url(server), .key_prefix = PREFIX,
                                                             .command_timeout_ms = 300, .breaker_threshold = 1000});
     rk_cache *c = rk_test_cache_new(tc, NULL);
-    rk_fetch_options o = {.ttl_ms = 100, .stale_ms = 60000, .beta = -1};
+    rk_cache_fetch_options o = {.ttl_ms = 100, .stale_ms = 60000, .beta = -1};
     job j = {.value = "v"};
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
     fetch_expect(c, "stale", &j, &o, "v", NULL); /* miss 1 */
     let_expire(100);
 
@@ -1315,7 +1315,7 @@ typedef struct refresher {
     job *job;
     rk_status st;
     char value[64];
-    rk_fetch_info info;
+    rk_cache_fetch_info info;
 } refresher;
 
 static void *refresh_once(void *arg)
@@ -1324,7 +1324,7 @@ static void *refresh_once(void *arg)
     void *v = NULL;
     size_t n = 0;
     r->st = rk_cache_fetch(r->cache, "k", compute, r->job,
-                           &(rk_fetch_options){.ttl_ms = 100, .stale_ms = 60000, .beta = -1}, &v, &n, &r->info);
+                           &(rk_cache_fetch_options){.ttl_ms = 100, .stale_ms = 60000, .beta = -1}, &v, &n, &r->info);
     snprintf(r->value, sizeof r->value, "%s", v ? (char *)v : "(null)");
     rk_free(v);
     return NULL;
@@ -1335,7 +1335,7 @@ static void test_waiter_without_stale_gets_failure(void **state)
     (void)state;
     rk_cache *c = rk_test_cache_new(client, NULL);
     job good = {.value = "old"};
-    fetch_expect(c, "k", &good, &(rk_fetch_options){.ttl_ms = 100, .stale_ms = 60000, .beta = -1}, "old", NULL);
+    fetch_expect(c, "k", &good, &(rk_cache_fetch_options){.ttl_ms = 100, .stale_ms = 60000, .beta = -1}, "old", NULL);
     let_expire(100);
 
     /* The refresher's computation fails once the other caller waits for it. */
@@ -1347,8 +1347,8 @@ static void test_waiter_without_stale_gets_failure(void **state)
     assert_int_equal(atomic_load(&bad.runs), 1);
 
     char *got = (char *)"untouched";
-    rk_fetch_info info;
-    rk_status st = fetch(c, "k", &bad, &(rk_fetch_options){.ttl_ms = 100}, &got, &info);
+    rk_cache_fetch_info info;
+    rk_status st = fetch(c, "k", &bad, &(rk_cache_fetch_options){.ttl_ms = 100}, &got, &info);
     pthread_join(t, NULL);
     if (st != RK_ERR_SERVER) {
         char shown[64];

@@ -88,7 +88,7 @@ static void slow_link_close(slow_link *l)
 }
 
 /* Store n keys "<stem>:<i>" through handle h, in one batch. */
-static void fill(rk_cache *h, const char *stem, int n, const rk_set_options *opts)
+static void fill(rk_cache *h, const char *stem, int n, const rk_cache_set_options *opts)
 {
     char (*keys)[32] = malloc((size_t)n * sizeof *keys);
     rk_cache_entry *e = malloc((size_t)n * sizeof *e);
@@ -148,8 +148,8 @@ static void test_clear_removes_namespace_only(void **state)
 
     fill(cache, "k", N, NULL);
     const char *tags[] = {"t"};
-    fill(cache, "tagged", 10, &(rk_set_options){.tags = tags, .ntags = 1});
-    fill(cache2, "k", OTHERS, &(rk_set_options){.tags = tags, .ntags = 1});
+    fill(cache, "tagged", 10, &(rk_cache_set_options){.tags = tags, .ntags = 1});
+    fill(cache2, "k", OTHERS, &(rk_cache_set_options){.tags = tags, .ntags = 1});
     fill(other, "k", OTHERS, NULL);
     fill(shopping_cache, "k", OTHERS, NULL);
     for (size_t i = 0; i < N_OUTSIDERS; i++) rk_test_server_ok(server, "SET %s x", outsiders[i]);
@@ -311,16 +311,16 @@ static void test_clear_server_down(void **state)
 
 /* ---- tags ---------------------------------------------------------------- */
 
-static rk_set_options tagged(const char *const *tags, size_t n, int64_t ttl_ms)
+static rk_cache_set_options tagged(const char *const *tags, size_t n, int64_t ttl_ms)
 {
-    return (rk_set_options){.ttl_ms = ttl_ms, .tags = tags, .ntags = n};
+    return (rk_cache_set_options){.ttl_ms = ttl_ms, .tags = tags, .ntags = n};
 }
 
 static void test_invalidate_tag(void **state)
 {
     (void)state;
     const char *a[] = {"a"}, *b[] = {"b"}, *ab[] = {"a", "b"};
-    rk_set_options oa = tagged(a, 1, 60000), ob = tagged(b, 1, 60000), oab = tagged(ab, 2, 60000);
+    rk_cache_set_options oa = tagged(a, 1, 60000), ob = tagged(b, 1, 60000), oab = tagged(ab, 2, 60000);
     assert_int_equal(rk_cache_set_str(cache, "a1", "v", &oa), RK_OK);
     assert_int_equal(rk_cache_set_str(cache, "a2", "v", &oa), RK_OK);
     assert_int_equal(rk_cache_set_str(cache, "b1", "v", &ob), RK_OK);
@@ -366,7 +366,7 @@ static void test_tags_per_namespace(void **state)
     rk_cache *other;
     assert_int_equal(rk_cache_new(client, &(rk_cache_options){.ns = "other"}, &other), RK_OK);
     const char *t[] = {"t"};
-    rk_set_options o = tagged(t, 1, 60000);
+    rk_cache_set_options o = tagged(t, 1, 60000);
     assert_int_equal(rk_cache_set_str(cache, "x", "v", &o), RK_OK);
     assert_int_equal(rk_cache_set_str(other, "x", "v", &o), RK_OK);
     size_t removed;
@@ -384,7 +384,7 @@ static void test_tag_set_ttl(void **state)
 {
     (void)state;
     const char *t[] = {"t"};
-    rk_set_options o60 = tagged(t, 1, 60000), o120 = tagged(t, 1, 120000), o10 = tagged(t, 1, 10000);
+    rk_cache_set_options o60 = tagged(t, 1, 60000), o120 = tagged(t, 1, 120000), o10 = tagged(t, 1, 10000);
     assert_int_equal(rk_cache_set_str(cache, "k1", "v", &o60), RK_OK);
     long long ttl = rk_test_server_integer(server, "PTTL %s", "shop:cache#tag:t");
     assert_true(ttl > 50000 && ttl <= 60000);
@@ -399,7 +399,7 @@ static void test_tag_set_ttl(void **state)
 
     /* The batch path follows the same rule. */
     rk_cache_entry e[] = {{.key = "k4", .value = "v", .len = 1}};
-    assert_int_equal(rk_cache_mset(cache, e, 1, &(rk_set_options){.ttl_s = 200, .tags = t, .ntags = 1}, NULL),
+    assert_int_equal(rk_cache_mset(cache, e, 1, &(rk_cache_set_options){.ttl_s = 200, .tags = t, .ntags = 1}, NULL),
                      RK_OK);
     assert_true(rk_test_server_integer(server, "PTTL %s", "shop:cache#tag:t") > 190000);
 
@@ -410,7 +410,7 @@ static void test_tag_set_ttl(void **state)
     ttl = rk_test_server_integer(server, "PTTL %s", "shop:cache#tag:t");
     assert_true(ttl > 110000 && ttl <= 120000);
 
-    rk_set_options forever = tagged(t, 1, RK_TTL_NONE);
+    rk_cache_set_options forever = tagged(t, 1, RK_TTL_NONE);
     assert_int_equal(rk_cache_set_str(cache, "k5", "v", &forever), RK_OK);
     assert_int_equal(rk_test_server_integer(server, "PTTL %s", "shop:cache#tag:t"), -1);
     assert_int_equal(rk_test_server_integer(server, "PTTL %s", "shop:cache:k5"), -1);
@@ -420,7 +420,7 @@ static void test_tag_set_ttl(void **state)
 
     /* A short-lived tag set goes away with its values. */
     const char *s[] = {"short"};
-    rk_set_options brief = tagged(s, 1, 150);
+    rk_cache_set_options brief = tagged(s, 1, 150);
     assert_int_equal(rk_cache_set_str(cache, "s1", "v", &brief), RK_OK);
     assert_true(exists("shop:cache#tag:short"));
     int64_t deadline = rk_test_now_ms() + 5000;
@@ -431,7 +431,7 @@ static void test_tag_set_ttl(void **state)
     /* The longest TTL there is (2^62 ms): its expiry time, far beyond
      * 2^53, still makes a valid score and set expiry. */
     const char *f[] = {"far"};
-    rk_set_options far = tagged(f, 1, (int64_t)1 << 62);
+    rk_cache_set_options far = tagged(f, 1, (int64_t)1 << 62);
     assert_int_equal(rk_cache_set_str(cache, "f1", "v", &far), RK_OK);
     assert_true(rk_test_server_integer(server, "PTTL %s", "shop:cache#tag:far") > ((long long)1 << 61));
     size_t removed;
@@ -444,7 +444,7 @@ static void test_tags_after_script_flush(void **state)
 {
     (void)state;
     const char *t[] = {"t", "u"};
-    rk_set_options o = tagged(t, 2, 60000);
+    rk_cache_set_options o = tagged(t, 2, 60000);
     rk_test_server_ok(server, "SCRIPT FLUSH");
     assert_int_equal(rk_cache_set_str(cache, "one", "v", &o), RK_OK);
 
@@ -472,7 +472,7 @@ static void test_tag_names(void **state)
 {
     (void)state;
     const char *odd[] = {"*", "a:b", "\xff\x01", "tag with spaces", "[x]"};
-    rk_set_options o = tagged(odd, 5, 60000);
+    rk_cache_set_options o = tagged(odd, 5, 60000);
     assert_int_equal(rk_cache_set_str(cache, "k", "v", &o), RK_OK);
     for (size_t i = 0; i < 5; i++) {
         size_t removed;
@@ -488,29 +488,29 @@ static void test_tag_names(void **state)
     assert_true(exists("shop:cache#tag:\xff\x01"));
     rk_test_server_ok(server, "FLUSHALL");
 
-    char long_tag[RK_MAX_TAG_BYTES + 2];
+    char long_tag[RK_CACHE_MAX_TAG_BYTES + 2];
     memset(long_tag, 's', sizeof long_tag - 1);
     long_tag[sizeof long_tag - 1] = '\0';
     const char *bad[][2] = {{"secret-ok", ""}, {"secret-ok", NULL}, {"secret-ok", long_tag}};
     rk_status want[] = {RK_ERR_INVALID, RK_ERR_INVALID, RK_ERR_TOO_LARGE};
     for (size_t i = 0; i < 3; i++) {
-        rk_set_options b = tagged(bad[i], 2, 60000);
+        rk_cache_set_options b = tagged(bad[i], 2, 60000);
         assert_int_equal(rk_cache_set_str(cache, "k", "v", &b), want[i]);
         assert_non_null(strstr(rk_last_error(), "tags[1]"));
         assert_null(strstr(rk_last_error(), "secret"));
         rk_cache_entry e[] = {{.key = "k", .value = "v", .len = 1}};
         assert_int_equal(rk_cache_mset(cache, e, 1, &b, NULL), want[i]);
     }
-    long_tag[RK_MAX_TAG_BYTES] = '\0'; /* exactly the maximum: fine */
+    long_tag[RK_CACHE_MAX_TAG_BYTES] = '\0'; /* exactly the maximum: fine */
     const char *max[] = {long_tag};
-    rk_set_options m = tagged(max, 1, 60000);
+    rk_cache_set_options m = tagged(max, 1, 60000);
     assert_int_equal(rk_cache_set_str(cache, "k", "v", &m), RK_OK);
     assert_int_equal(rk_cache_invalidate_tag(cache, long_tag, NULL), RK_OK);
     assert_int_equal(dbsize(), 0);
 
-    const char *many[RK_MAX_TAGS + 1];
-    for (int i = 0; i <= RK_MAX_TAGS; i++) many[i] = "t";
-    rk_set_options toomany = tagged(many, RK_MAX_TAGS + 1, 60000);
+    const char *many[RK_CACHE_MAX_TAGS + 1];
+    for (int i = 0; i <= RK_CACHE_MAX_TAGS; i++) many[i] = "t";
+    rk_cache_set_options toomany = tagged(many, RK_CACHE_MAX_TAGS + 1, 60000);
     assert_int_equal(rk_cache_set_str(cache, "k", "v", &toomany), RK_ERR_INVALID);
     assert_int_equal(dbsize(), 0);
 
@@ -518,7 +518,7 @@ static void test_tag_names(void **state)
     assert_int_equal(rk_cache_invalidate_tag(cache, "", &removed), RK_ERR_INVALID);
     assert_int_equal(removed, 0);
     assert_int_equal(rk_cache_invalidate_tag(cache, NULL, &removed), RK_ERR_INVALID);
-    long_tag[RK_MAX_TAG_BYTES] = 's';
+    long_tag[RK_CACHE_MAX_TAG_BYTES] = 's';
     assert_int_equal(rk_cache_invalidate_tag(cache, long_tag, &removed), RK_ERR_TOO_LARGE);
     assert_int_equal(rk_cache_invalidate_tag(NULL, "t", &removed), RK_ERR_INVALID);
 }
@@ -534,7 +534,7 @@ static void test_tag_set_bounded(void **state)
     enum { ROUNDS = 30, PER_ROUND = 200, TTL_MS = 300, PAUSE_MS = 50 };
     enum { MOST_LIVE = (TTL_MS / PAUSE_MS + 1) * PER_ROUND };
     const char *t[] = {"busy"};
-    rk_set_options o = tagged(t, 1, TTL_MS);
+    rk_cache_set_options o = tagged(t, 1, TTL_MS);
     rk_cache_entry e[PER_ROUND];
     char keys[PER_ROUND][32];
     long long most = 0;
@@ -564,10 +564,10 @@ static void test_tag_names_key_until_its_value_expires(void **state)
 {
     (void)state;
     const char *t[] = {"t"};
-    rk_set_options brief = tagged(t, 1, 100), lasting = tagged(t, 1, 60000);
+    rk_cache_set_options brief = tagged(t, 1, 100), lasting = tagged(t, 1, 60000);
     assert_int_equal(rk_cache_set_str(cache, "k", "v", &brief), RK_OK);
     assert_int_equal(rk_cache_set_str(cache, "live", "v", &lasting), RK_OK);
-    assert_int_equal(rk_cache_set_str(cache, "k", "untagged", &(rk_set_options){.ttl_ms = 60000}), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "k", "untagged", &(rk_cache_set_options){.ttl_ms = 60000}), RK_OK);
     rk_test_sleep_ms(300); /* past the tagged value's 100 ms */
     size_t removed;
     assert_int_equal(rk_cache_invalidate_tag(cache, "t", &removed), RK_OK);
@@ -577,7 +577,7 @@ static void test_tag_names_key_until_its_value_expires(void **state)
 
     /* Re-set with the tag while its tagged value lived: still the tag's. */
     assert_int_equal(rk_cache_set_str(cache, "k", "v", &lasting), RK_OK);
-    assert_int_equal(rk_cache_set_str(cache, "k", "untagged", &(rk_set_options){.ttl_ms = 60000}), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "k", "untagged", &(rk_cache_set_options){.ttl_ms = 60000}), RK_OK);
     assert_int_equal(rk_cache_invalidate_tag(cache, "t", &removed), RK_OK);
     assert_int_equal(removed, 1);
     assert_false(exists("shop:cache:k"));
@@ -592,7 +592,7 @@ static void test_old_format_tag_set(void **state)
     rk_test_server_ok(server, "SET %s v", "shop:cache:old1");
     rk_test_server_ok(server, "SADD shop:cache#tag:secret-old %s", "shop:cache:old1");
     const char *t[] = {"fine", "secret-old"};
-    rk_set_options o = tagged(t, 2, 60000);
+    rk_cache_set_options o = tagged(t, 2, 60000);
     assert_int_equal(rk_cache_set_str(cache, "new", "v", &o), RK_ERR_SERVER);
     print_message("%s\n", rk_last_error());
     assert_non_null(strstr(rk_last_error(), "cache tag store"));
@@ -642,7 +642,7 @@ static void test_tagged_batch_one_deadline(void **state)
     rk_test_server_ok(server, "SCRIPT FLUSH");
     rk_fault_proxy_set(l.proxy, RK_FAULT_LATENCY, 200);
     rk_status st[N];
-    rk_status got = rk_cache_mset(l.cache, e, N, &(rk_set_options){.tags = t, .ntags = 1}, st);
+    rk_status got = rk_cache_mset(l.cache, e, N, &(rk_cache_set_options){.tags = t, .ntags = 1}, st);
     if (got != RK_ERR_TIMEOUT) fail_msg("want RK_ERR_TIMEOUT, got %s: %s", rk_strerror(got), rk_last_error());
     for (int i = 0; i < N; i++) assert_int_equal(st[i], RK_ERR_TIMEOUT);
     rk_fault_proxy_set(l.proxy, RK_FAULT_PASS, 0);

@@ -390,7 +390,7 @@ static void *work(void *arg)
         switch (i % 5) {
         case 0:
         case 1: {
-            if ((st = rk_cache_set_str(w->cache, key, val, &(rk_set_options){.ttl_s = 60})) != RK_OK) {
+            if ((st = rk_cache_set_str(w->cache, key, val, &(rk_cache_set_options){.ttl_s = 60})) != RK_OK) {
                 note_error(w, "set", st);
                 break;
             }

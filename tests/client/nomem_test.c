@@ -221,7 +221,7 @@ static void seed(void)
     const char *flush[] = {"FLUSHDB"};
     assert_int_equal(rk_client_command(client, 1, flush, NULL, &reply), RK_OK);
     rk_reply_free(reply);
-    assert_int_equal(rk_cache_set_str(cache, "r:s", "seeded", &(rk_set_options){.ttl_s = 600}), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "r:s", "seeded", &(rk_cache_set_options){.ttl_s = 600}), RK_OK);
     assert_int_equal(rk_cache_set_i64(cache, "r:i", -7, NULL), RK_OK);
     assert_int_equal(rk_cache_set(cache, long_key_r, big, sizeof big, NULL), RK_OK);
     assert_int_equal(rk_cache_set_str(cache, "r:del", "x", NULL), RK_OK);
@@ -251,7 +251,7 @@ static void scenario(run *r)
     }
 
     /* Strings. */
-    expect(r, rk_cache_set_str(cache, "w:s", "hello", &(rk_set_options){.ttl_s = 60}), RK_OK, "set_str");
+    expect(r, rk_cache_set_str(cache, "w:s", "hello", &(rk_cache_set_options){.ttl_s = 60}), RK_OK, "set_str");
     char *s = (char *)&inj;
     if (expect(r, rk_cache_get_str(cache, "r:s", &s), RK_OK, "get_str")) {
         assert_string_equal(s, "seeded");

@@ -298,7 +298,7 @@ static void interpret_value(rk_reply *r, bool raw, const struct getter *g)
     memset(&cache, 0, sizeof cache);
     cache.raw = raw;
     cache.max_value = FUZZ_MAX_VALUE;
-    cache.compress_threshold = RK_COMPRESS_OFF;
+    cache.compress_threshold = RK_CACHE_COMPRESS_OFF;
 
     unsigned accept = raw ? (g->want == RK__V_BYTES ? g->accept_typed : RK__ACCEPT(RK__V_BYTES))
                           : g->accept_typed;

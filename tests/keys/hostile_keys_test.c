@@ -180,7 +180,7 @@ static void test_round_trip_and_listing(void **state)
     char value[32];
     for (size_t i = 0; i < N_HOSTILE; i++) {
         snprintf(value, sizeof value, "value-%zu", i);
-        rk_status st = rk_cache_set_str(cache, hostile[i], value, &(rk_set_options){.ttl_s = 600});
+        rk_status st = rk_cache_set_str(cache, hostile[i], value, &(rk_cache_set_options){.ttl_s = 600});
         if (st != RK_OK) fail_msg("set #%zu: %s: %s", i, rk_strerror(st), rk_last_error());
     }
     for (size_t i = 0; i < N_HOSTILE; i++) {

@@ -841,7 +841,7 @@ static void test_server_memory_and_warning_once(void **state)
     char key[32];
     for (int i = 0; i < 12; i++) {
         snprintf(key, sizeof key, KEY_MARKER "%d", i);
-        assert_int_equal(rk_cache_set_str(cache, key, "v", &(rk_set_options){.ttl_s = i < 4 ? 600 : 0}), RK_OK);
+        assert_int_equal(rk_cache_set_str(cache, key, "v", &(rk_cache_set_options){.ttl_s = i < 4 ? 600 : 0}), RK_OK);
     }
     char *got = NULL;
     assert_int_equal(rk_cache_get_str(cache, KEY_MARKER "0", &got), RK_OK);

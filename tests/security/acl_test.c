@@ -92,7 +92,7 @@ static void exercise_cache(rk_client *c, int db)
     rk_cache *cache;
     assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK); /* keys shop:cache:... */
     assert_int_equal(rk_client_ping(c), RK_OK);
-    assert_int_equal(rk_cache_set_str(cache, "user:1", "Ada", &(rk_set_options){.ttl_s = 60}), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "user:1", "Ada", &(rk_cache_set_options){.ttl_s = 60}), RK_OK);
     char *s = NULL;
     assert_int_equal(rk_cache_get_str(cache, "user:1", &s), RK_OK);
     assert_string_equal(s, "Ada");
@@ -101,7 +101,7 @@ static void exercise_cache(rk_client *c, int db)
     int64_t ttl = 0;
     assert_int_equal(rk_cache_ttl_ms(cache, "user:1", &ttl), RK_OK);
     assert_true(ttl > 0 && ttl <= 60000);
-    assert_int_equal(rk_cache_set_i64(cache, "n", 42, &(rk_set_options){.ttl_s = RK_TTL_NONE}), RK_OK);
+    assert_int_equal(rk_cache_set_i64(cache, "n", 42, &(rk_cache_set_options){.ttl_s = RK_TTL_NONE}), RK_OK);
     int64_t n = 0;
     assert_int_equal(rk_cache_get_i64(cache, "n", &n), RK_OK);
     assert_int_equal(n, 42);
@@ -165,11 +165,11 @@ static void test_cache_works_options(void **state)
     rk_client_free(c);
 }
 
-static rk_status compute_answer(void *ctx, const char *key, rk_computed *out)
+static rk_status compute_answer(const char *key, rk_cache_computed *out, void *ctx)
 {
     (void)key;
     ++*(int *)ctx;
-    return rk_computed_set(out, "42", 2);
+    return rk_cache_computed_set(out, "42", 2);
 }
 
 /* Every feature of the cache under the least-privilege user of the docs. */
@@ -187,7 +187,7 @@ static void test_whole_cache_under_acl(void **state)
     size_t len = 0;
     for (int i = 0; i < 2; i++) {
         rk_status st = rk_cache_fetch(cache, "answer", compute_answer, &computed,
-                                      &(rk_fetch_options){.ttl_s = 60, .stale_ms = 1000}, &v, &len, NULL);
+                                      &(rk_cache_fetch_options){.ttl_s = 60, .stale_ms = 1000}, &v, &len, NULL);
         if (st != RK_OK) fail_msg("fetch: %s: %s", rk_strerror(st), rk_last_error());
         assert_memory_equal(v, "42", 2);
         rk_free(v);
@@ -197,9 +197,9 @@ static void test_whole_cache_under_acl(void **state)
     /* batches, with tags */
     const char *tags[] = {"team"};
     rk_cache_entry entries[] = {{"a", "1", 1}, {"b", "2", 1}};
-    assert_int_equal(rk_cache_mset(cache, entries, 2, &(rk_set_options){.ttl_s = 60, .tags = tags, .ntags = 1}, NULL),
+    assert_int_equal(rk_cache_mset(cache, entries, 2, &(rk_cache_set_options){.ttl_s = 60, .tags = tags, .ntags = 1}, NULL),
                      RK_OK);
-    assert_int_equal(rk_cache_set_str(cache, "c", "3", &(rk_set_options){.ttl_s = 60, .tags = tags, .ntags = 1}),
+    assert_int_equal(rk_cache_set_str(cache, "c", "3", &(rk_cache_set_options){.ttl_s = 60, .tags = tags, .ntags = 1}),
                      RK_OK);
     const char *keys[] = {"a", "b", "nope"};
     rk_cache_result res[3];

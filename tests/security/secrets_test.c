@@ -557,7 +557,7 @@ static void cache_round(rk_client *c, const char *ns)
 {
     rk_cache *cache = NULL;
     assert_int_equal(CALL(rk_cache_new(c, &(rk_cache_options){.ns = ns}, &cache)), RK_OK);
-    assert_int_equal(CALL(rk_cache_set_str(cache, "session:" TOKEN, TOKEN, &(rk_set_options){.ttl_s = 600})),
+    assert_int_equal(CALL(rk_cache_set_str(cache, "session:" TOKEN, TOKEN, &(rk_cache_set_options){.ttl_s = 600})),
                      RK_OK);
     char *v = NULL;
     assert_int_equal(CALL(rk_cache_get_str(cache, "session:" TOKEN, &v)), RK_OK);
@@ -612,7 +612,7 @@ static void test_right_password_life(void **state)
     assert_int_equal(CALL(rk_cache_set_str(tight, "session:" TOKEN, "v", NULL)), RK_ERR_TOO_LARGE);
     assert_int_equal(CALL(rk_cache_set_str(tight, "s", TOKEN, NULL)), RK_ERR_TOO_LARGE);
     assert_int_equal(CALL(rk_cache_get_str(tight, "session:" TOKEN, &v)), RK_ERR_TOO_LARGE);
-    assert_int_equal(CALL(rk_cache_set_str(tight, "s", TOKEN, &(rk_set_options){.ttl_s = -5})), RK_ERR_INVALID);
+    assert_int_equal(CALL(rk_cache_set_str(tight, "s", TOKEN, &(rk_cache_set_options){.ttl_s = -5})), RK_ERR_INVALID);
     rk_cache_free(tight);
     rk_cache *bad_ns = (rk_cache *)1;
     assert_int_equal(CALL(rk_cache_new(c, &(rk_cache_options){.ns = TOKEN ":x"}, &bad_ns)), RK_ERR_INVALID);

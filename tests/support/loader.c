@@ -43,7 +43,7 @@ static void *load(void *arg)
             st = rk_cache_get_str(l->cache, key, &v);
             rk_free(v);
         } else {
-            st = rk_cache_set_str(l->cache, key, l->value, &(rk_set_options){.ttl_s = 60});
+            st = rk_cache_set_str(l->cache, key, l->value, &(rk_cache_set_options){.ttl_s = 60});
         }
         int64_t took = rk_test_now_ms() - t0;
         if (took > l->max_call_ms) l->max_call_ms = took;

@@ -163,7 +163,7 @@ static void check_set_get(rk_client *c)
     rk_cache *cache;
     char *v = NULL;
     assert_int_equal(rk_cache_new(c, NULL, &cache), RK_OK);
-    assert_int_equal(rk_cache_set_str(cache, "user:123", "{\"id\":123}", &(rk_set_options){.ttl_s = 60}), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "user:123", "{\"id\":123}", &(rk_cache_set_options){.ttl_s = 60}), RK_OK);
     assert_int_equal(rk_cache_get_str(cache, "user:123", &v), RK_OK);
     assert_string_equal(v, "{\"id\":123}");
     rk_free(v);

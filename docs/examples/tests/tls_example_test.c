@@ -71,7 +71,7 @@ static void test_tls_by_options(void **state)
     rk_cache *cache;
     char *user = NULL;
     assert_int_equal(rk_cache_new(client, NULL, &cache), RK_OK);
-    assert_int_equal(rk_cache_set_str(cache, "user:123", "{\"id\":123}", &(rk_set_options){.ttl_s = 300}), RK_OK);
+    assert_int_equal(rk_cache_set_str(cache, "user:123", "{\"id\":123}", &(rk_cache_set_options){.ttl_s = 300}), RK_OK);
     assert_int_equal(rk_cache_get_str(cache, "user:123", &user), RK_OK);
     assert_string_equal(user, "{\"id\":123}");
     rk_free(user);
