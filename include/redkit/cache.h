@@ -71,10 +71,14 @@ typedef struct rk_cache rk_cache;
 typedef struct rk_cache_options {
     const char *ns;              /* namespace; default "cache" */
     int64_t default_ttl_ms;      /* TTL of a set that names none; default
-                                    300000 (5 min); RK_TTL_NONE = no expiry */
+                                    300000 (5 min); RK_TTL_NONE = no expiry;
+                                    other negative values and values over
+                                    2^62 are RK_ERR_INVALID */
     bool raw;                    /* store plain bytes, no type header (and
                                     so no compression, no XFetch metadata) */
-    size_t max_key_bytes;        /* longest user key; default 1024 */
+    size_t max_key_bytes;        /* longest user key; default 1024; at most
+                                    RK_MAX_KEY_BYTES (64 MiB), else
+                                    RK_ERR_INVALID */
     size_t max_value_bytes;      /* largest value; default 16 MiB, at most
                                     512 MiB (Redis's own limit) */
     size_t compress_threshold;   /* typed values of at least this many bytes
@@ -89,13 +93,15 @@ typedef struct rk_cache_options {
                                     lock one process holds while it
                                     computes a value, and the longest any
                                     caller waits for another's computation;
-                                    default 10000 */
+                                    default 10000; 0..3600000, else
+                                    RK_ERR_INVALID */
     size_t local_copies;         /* rk_cache_fetch with stale_ms: how many
                                     values to keep in process memory, to
                                     serve stale when Redis is unreachable
                                     (each entry is a copy of its value;
                                     the oldest goes first); default 1024;
-                                    SIZE_MAX = none */
+                                    SIZE_MAX = none; other values over
+                                    PTRDIFF_MAX are RK_ERR_INVALID */
     size_t local_copies_bytes;   /* ... and the most memory they may take,
                                     counting each value, its key and a
                                     small fixed overhead: the oldest go
@@ -106,7 +112,8 @@ typedef struct rk_cache_options {
                                     PTRDIFF_MAX (a negative number cast to
                                     size_t) are RK_ERR_INVALID */
     int clear_budget_ms;         /* rk_cache_clear: time one call may spend;
-                                    default 100 */
+                                    default 100; 0..60000, else
+                                    RK_ERR_INVALID */
 } rk_cache_options;
 
 /*
@@ -219,6 +226,20 @@ RK_EXPORT rk_status rk_cache_exists(rk_cache *cache, const char *key);
  * asked (*ttl_ms unchanged in both).
  */
 RK_EXPORT rk_status rk_cache_ttl_ms(rk_cache *cache, const char *key, int64_t *ttl_ms);
+
+/*
+ * rk_cache_key_build — write the full Redis key this handle uses for key
+ * ("<prefix>:<ns>:<key>") into buf, NUL-terminated, and its length
+ * (without the NUL) into *len: rk_key_build() under this handle's
+ * namespace and its own max_key_bytes. buf may be NULL with buf_size 0 to
+ * ask only for the length; a buffer too small gives RK_ERR_TOO_LARGE with
+ * *len set to the length needed. Returns RK_OK; RK_ERR_INVALID (NULL
+ * cache or len, NULL buf with buf_size > 0, NULL or empty key);
+ * RK_ERR_TOO_LARGE (a key over max_key_bytes, or the buffer). No I/O;
+ * safe from any thread.
+ */
+RK_EXPORT rk_status rk_cache_key_build(const rk_cache *cache, const char *key, char *buf, size_t buf_size,
+                                       size_t *len);
 
 /* ---- Get-or-compute ----------------------------------------------------- */
 
@@ -422,7 +443,10 @@ RK_EXPORT rk_status rk_cache_mset(rk_cache *cache, const rk_cache_entry *entries
  * ends by then (RK_ERR_TIMEOUT otherwise). It can be resumed: start with
  * *cursor = 0; on return *cursor
  * is 0 when the namespace is clear, otherwise pass it back to continue.
- * *removed (may be NULL) is increased by the number of values removed.
+ * *removed (may be NULL) receives the number of values this call removed
+ * — overwritten, never added to, like every output of redkit; on a
+ * failure, those removed by the rounds before it. Add up the calls of a
+ * resumed clear yourself.
  * The namespace's tag sets go too; other namespaces and prefixes, even
  * ones starting with the same characters, and rk_cache_fetch()'s locks
  * (short-lived) stay. Keys written while a clear runs may survive it

@@ -30,7 +30,7 @@
 #include "error.h"
 #include "health.h"
 #include "histogram.h"
-#include "keys.h"
+#include "names.h"
 #include "reply.h"
 #include "tls.h"
 #include "url.h"
