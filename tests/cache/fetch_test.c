@@ -40,6 +40,7 @@
 #include <redkit/redkit.h>
 
 #include "cache.h" /* src/: the handle's counters, rk__xfetch_early */
+#include "fetch_state.h" /* src/: the clock skew hook */
 #include "error.h" /* src/: rk__fail, for the callbacks' messages */
 #include "value.h" /* src/: a hand-made META block */
 #include "support/clock.h"
@@ -1374,6 +1375,77 @@ static void test_waiter_without_stale_gets_failure(void **state)
 
 /* ---- raw mode -------------------------------------------------------------------------------- */
 
+/* The server's clock in Unix ms, from TIME. */
+static int64_t server_ms(void)
+{
+    redisReply *r = rk_test_server_command(server, "TIME");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    int64_t ms = atoll(r->element[0]->str) * 1000 + atoll(r->element[1]->str) / 1000;
+    freeReplyObject(r);
+    return ms;
+}
+
+/* The logical expiry stored with key (its META block). */
+static int64_t stored_expiry(const char *key)
+{
+    redisReply *r = rk_test_server_command(server, "GET %s", key);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    rk__value_view v;
+    assert_int_equal(rk__value_parse(r->str, r->len, false, &v), RK_OK);
+    assert_true(v.flags & RK__VF_META);
+    freeReplyObject(r);
+    return v.meta.expires_at_ms;
+}
+
+/*
+ * Regression (#16): a writer whose clock is 2 minutes behind stored an
+ * expiry 2 minutes early, and readers with the right clock recomputed a
+ * value that had a minute left. Expiries are on the server's clock now:
+ * the writer's skew (injected through the handle's clock hook, as if its
+ * host clock were wrong) does not reach what it stores, and a reader
+ * whose own clock is 2 minutes ahead does not see a fresh value expired
+ * either. The tolerance on the stored expiry (10 s) is about clocks, not
+ * speed: a minute TTL, a two-minute skew.
+ */
+static void test_writer_clock_skew(void **state)
+{
+    (void)state;
+    rk_cache *writer = rk_test_cache_new(client, NULL);
+    rk_cache *reader = rk_test_cache_new(client, NULL);
+    rk_cache *ahead = rk_test_cache_new(client, NULL);
+    rk__fetch_set_clock_skew(writer->fetch, -120000);
+    rk__fetch_set_clock_skew(ahead->fetch, +120000);
+    job j = {.value = "v"};
+    const rk_cache_fetch_options o = {.ttl_ms = 60000, .beta = -1}; /* no early refresh: no dice */
+    rk_cache_fetch_info info;
+
+    fetch_expect(writer, "skew", &j, &o, "v", &info);
+    assert_true(info.computed);
+    int64_t exp = stored_expiry(PREFIX ":cache:skew"), now = server_ms();
+    if (llabs((long long)(exp - (now + 60000))) > 10000)
+        fail_msg("stored expiry is %lld ms from the server's now + TTL", (long long)(exp - (now + 60000)));
+
+    fetch_expect(reader, "skew", &j, &o, "v", &info);
+    assert_false(info.computed || info.stale);
+    fetch_expect(ahead, "skew", &j, &o, "v", &info);
+    assert_false(info.computed || info.stale);
+    assert_int_equal(atomic_load(&j.runs), 1);
+    assert_int_equal(COUNTER(reader, computations) + COUNTER(ahead, computations), 0);
+
+    /* And a writer ahead stores no expiry 2 minutes late. */
+    fetch_expect(ahead, "skew2", &j, &o, "v", &info);
+    assert_true(info.computed);
+    exp = stored_expiry(PREFIX ":cache:skew2");
+    now = server_ms();
+    if (llabs((long long)(exp - (now + 60000))) > 10000)
+        fail_msg("stored expiry is %lld ms from the server's now + TTL", (long long)(exp - (now + 60000)));
+    rk_cache_free(writer);
+    rk_cache_free(reader);
+    rk_cache_free(ahead);
+}
+
 static void test_raw_mode(void **state)
 {
     (void)state;
@@ -1420,6 +1492,7 @@ int main(void)
         cmocka_unit_test_setup(test_failing_compute_serves_stale, rk_test_group_flush),
         cmocka_unit_test_setup(test_stale_while_revalidate, rk_test_group_flush),
         cmocka_unit_test_setup(test_raw_mode, rk_test_group_flush),
+        cmocka_unit_test_setup(test_writer_clock_skew, rk_test_group_flush),
         cmocka_unit_test(test_redis_down),
         cmocka_unit_test(test_redis_paused),
         cmocka_unit_test(test_delete_forgets_copy),
