@@ -32,6 +32,7 @@
 
 #include "compress.h"
 #include "keys.h"
+#include "registry.h"
 #include "value.h"
 
 /* Values up to this size are assembled (header + payload) on the stack. */
@@ -177,5 +178,8 @@ void rk__fetch_forget_all(rk_cache *c);
 /* The decisions of rk_cache_fetch() (rk__xfetch_early and the rest) are
  * pure functions in fetch_decide.h. */
 #include "fetch_decide.h"
+
+/* The cache's entry in the client's module registry (cache_metrics.c). */
+extern const rk__module_ops rk__cache_ops;
 
 #endif
