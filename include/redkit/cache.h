@@ -252,10 +252,13 @@ typedef struct rk_cache_computed rk_cache_computed;
  * when a value was set (RK_OK without one makes rk_cache_fetch() return
  * RK_ERR_INVALID); RK_MISS when there is no value (nothing is cached, a
  * value cached before is removed, and rk_cache_fetch() returns RK_MISS);
- * any other status is a failure that reaches the caller (or makes it
- * serve a stale value, see stale_ms); rk_last_error() then names the
- * status, followed by the message of the last redkit call that failed
- * inside the callback, if any. key is the caller's key (not namespaced),
+ * any other status is a failure of the application's source, which
+ * reaches the caller as RK_ERR_SOURCE — never as a Redis status, even if
+ * the callback chose one — with the callback's own status in
+ * rk_cache_fetch_info.source_status (or makes it serve a stale value, see
+ * stale_ms); rk_last_error() then names the callback's status, followed
+ * by the message it set with a failing redkit call (or the last redkit
+ * call that failed inside the callback), if any. key is the caller's key (not namespaced),
  * valid during the call. It runs on the calling thread with no redkit
  * lock held and may call redkit on other keys (rk_cache_fetch() of the
  * same key from its own callback returns RK_ERR_INVALID). out is valid
@@ -312,6 +315,11 @@ typedef struct rk_cache_fetch_info {
                         process, or another's through the Redis lock) */
     bool stale;      /* the value is past its fresh lifetime */
     bool degraded;   /* Redis could not be asked or written */
+    rk_status source_status; /* the status the compute callback failed
+                                with in this call (the call then returns
+                                RK_ERR_SOURCE, or RK_OK with a stale value
+                                served in its place); RK_OK when it did
+                                not run or did not fail */
 } rk_cache_fetch_info;
 
 /*
@@ -327,8 +335,9 @@ typedef struct rk_cache_fetch_info {
  *
  * On RK_OK *value is a new copy (rk_free; NUL-terminated, not counted) and
  * *len its size; otherwise *value is NULL and *len 0. info may be NULL.
- * Returns RK_OK; RK_MISS when compute() returned RK_MISS; compute()'s own
- * error (unless a stale value is served instead: RK_OK, info->stale);
+ * Returns RK_OK; RK_MISS when compute() returned RK_MISS; RK_ERR_SOURCE
+ * when compute() failed (its own status in info->source_status; unless a
+ * stale value is served instead: RK_OK, info->stale);
  * RK_ERR_INVALID (NULL cache, key, compute, value or len; a bad key, TTL,
  * stale_ms, beta or tag list; compute() returning RK_OK without a value);
  * RK_ERR_TOO_LARGE (key, tag); RK_ERR_TYPE (the key holds a number, or
@@ -501,6 +510,10 @@ typedef struct rk_cache_metrics {
                                  functions, as the caller passed them */
     uint64_t bytes_stored;    /* bytes written to Redis for those values:
                                  type header included, after compression */
+    uint64_t store_errors;    /* rk_cache_fetch calls that returned a
+                                 computed value (RK_OK) but could not store
+                                 it in Redis: the caller was served, so
+                                 these are not in errors[] */
     uint64_t errors[RK_METRICS_STATUS_SLOTS]; /* calls that failed, by
                                  status: errors[RK_ERR_TIMEOUT], ... */
     uint64_t errors_total;    /* the sum of errors[] */

@@ -49,6 +49,24 @@ RK_EXPORT const char *rk_version(void);
  */
 RK_EXPORT void rk_free(void *ptr);
 
+/*
+ * rk_malloc, rk_strdup, rk_strndup — allocate memory that is freed with
+ * rk_free(), through the same allocator as every buffer redkit returns.
+ * With them a program can give all of its cached-or-computed values one
+ * owner rule: "always rk_free()", whether a value came from the cache or
+ * from its own source (see docs/examples/resilience.c).
+ *
+ * rk_malloc(size): at least size bytes (size 0 gives a unique pointer),
+ * aligned for any type, or NULL when out of memory. rk_strdup(s): a copy
+ * of the NUL-terminated s, or NULL (s NULL, or out of memory).
+ * rk_strndup(s, len): a copy of the first len bytes of s (which may hold
+ * NUL bytes) followed by a NUL, or NULL (s NULL, or out of memory).
+ * Thread-safe as the allocator is (see rk_set_allocator()).
+ */
+RK_EXPORT void *rk_malloc(size_t size);
+RK_EXPORT char *rk_strdup(const char *s);
+RK_EXPORT char *rk_strndup(const char *s, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

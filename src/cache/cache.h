@@ -55,6 +55,7 @@ typedef struct rk__cache_counters {
     _Atomic uint64_t lock_waits;      /* fetch waited for another computation */
     _Atomic uint64_t bytes_in;        /* payload bytes given to set */
     _Atomic uint64_t bytes_stored;    /* bytes written to Redis for them */
+    _Atomic uint64_t store_errors;    /* fetch returned a computed value it could not store */
     _Atomic uint64_t errors[RK__STATUS_SLOTS]; /* calls that failed, by status */
 } rk__cache_counters;
 

@@ -44,7 +44,8 @@
  * Counting: each call counts one read — a hit, a miss, or degraded when
  * its first read could not ask Redis — whatever happens after it; a
  * compute callback's failure counts in compute_errors, not as an error
- * of the call under the status the callback chose.
+ * of the call (it returns RK_ERR_SOURCE); a computed value returned but
+ * not stored counts in store_errors, not as an error either.
  *
  * The hit path is one GET, as in rk_cache_get(), plus one random draw;
  * everything else here runs only on a miss, a refresh or a failure.
@@ -389,11 +390,13 @@ static void run_compute(fetch_call *f, outcome *o, int64_t *fresh_ttl)
         rk__free(out.data);
         RK__COUNT(c, compute_errors, 1);
         const char *said = rk_last_error();
-        o->st = st;
-        /* The callback's own status (a database timeout, say) is not a
-         * failure of Redis: counted above only. RK_ERR_INVALID for
-         * RK_OK without a value is redkit's verdict on a bug in the
-         * program, and counts as a call error too. */
+        /* The callback's own failure (a database timeout, say) is not a
+         * failure of Redis, whatever status it chose: RK_ERR_SOURCE,
+         * counted above only, with its status in source_status.
+         * RK_ERR_INVALID for RK_OK without a value is redkit's verdict on
+         * a bug in the program, and counts as a call error too. */
+        o->st = callback_failed ? RK_ERR_SOURCE : st;
+        o->source_status = callback_failed ? st : RK_OK;
         o->compute_failed = callback_failed;
         snprintf(o->msg, sizeof o->msg, "compute failed (%s)%s%.440s", rk_strerror(st), said[0] ? ": " : "", said);
         return;
@@ -415,6 +418,7 @@ static void store(fetch_call *f, outcome *o, int64_t fresh_ttl)
 {
     rk_cache *c = f->c;
     if (f->timed_out) { /* one timeout per call is enough */
+        RK__COUNT(c, store_errors, 1);
         o->degraded = true;
         snprintf(o->msg, sizeof o->msg, "computed, but not stored: redis timed out earlier in this call");
         return;
@@ -432,7 +436,9 @@ static void store(fetch_call *f, outcome *o, int64_t fresh_ttl)
     }
     rk__cache_encoded_release(&e);
     if (st == RK_OK) return;
-    rk__cache_count_error(c, st);
+    /* The caller gets its value: not an error of the call (errors[] would
+     * fire alerts while the service is fine), but a store that failed. */
+    RK__COUNT(c, store_errors, 1);
     note_failure(f, st);
     if (unreachable(st)) {
         o->degraded = true;
@@ -816,7 +822,8 @@ rk_status rk_cache_fetch(rk_cache *c, const char *key, rk_cache_compute_fn compu
     rk__key_release(&f.k);
     if (o.stale) RK__COUNT(c, stale, 1);
     if (info) *info = (rk_cache_fetch_info){.computed = o.computed, .early = o.early, .waited = o.waited,
-                                      .stale = o.stale, .degraded = o.degraded};
+                                            .stale = o.stale, .degraded = o.degraded,
+                                            .source_status = o.source_status};
     if (o.st == RK_OK) {
         *value = o.data;
         *len = o.len;

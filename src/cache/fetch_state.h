@@ -97,8 +97,12 @@ typedef struct rk__fetch_outcome {
     bool has_meta;
     bool from_copy;          /* served from this process's copies */
     bool stale, degraded, computed, early, waited;
-    bool compute_failed;     /* st is the compute callback's own failure:
-                                counted in compute_errors, not errors[st] */
+    bool compute_failed;     /* st is the compute callback's own failure
+                                (RK_ERR_SOURCE): counted in compute_errors,
+                                not errors[st] */
+    rk_status source_status; /* the status the callback failed with, else
+                                RK_OK (kept when a stale value replaces
+                                the failure) */
     rk_status replaced;      /* RK_OK served in place of this failure of
                                 the computation (else RK_OK): a waiter that
                                 cannot take a stale value gets it instead */

@@ -404,7 +404,7 @@ static void test_single_flight_shares_errors(void **state)
     run_callers(cl, 8, call_once);
     int waited = 0;
     for (int i = 0; i < 8; i++) {
-        assert_int_equal(cl[i].st, RK_ERR_SERVER);
+        assert_int_equal(cl[i].st, RK_ERR_SOURCE);
         waited += cl[i].info.waited;
     }
     /* Those who waited share the failure; a late caller may compute again. */
@@ -838,6 +838,7 @@ static void test_failing_compute_serves_stale(void **state)
     assert_int_equal(COUNTER(c, compute_errors), 1);
     assert_int_equal(COUNTER(c, stale), 1);
     assert_int_equal(COUNTER(c, errors[RK_ERR_SERVER]), 0); /* served: not an error of the call */
+    assert_int_equal(info.source_status, RK_ERR_SERVER); /* why the stale value was served */
     /* The stale value stays until a computation succeeds. */
     assert_int_equal(rk_test_server_integer(server, "EXISTS %s", PREFIX ":cache:k"), 1);
     fetch_expect(c, "k", &good, &o, "old", &info); /* recomputed: same text, fresh now */
@@ -846,14 +847,17 @@ static void test_failing_compute_serves_stale(void **state)
 
     /* Without serve-stale the computation's own status comes back. */
     char *got = (char *)"untouched";
-    assert_int_equal(fetch(c, "cold", &bad, &(rk_cache_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SERVER);
+    assert_int_equal(fetch(c, "cold", &bad, &(rk_cache_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SOURCE);
+    assert_int_equal(info.source_status, RK_ERR_SERVER);
     assert_null(got);
     assert_non_null(strstr(rk_last_error(), "the database is down"));
     /* A value past its fresh life, read by a call without stale_ms, is not
      * served stale either. */
     fetch_expect(c, "k2", &good, &o, "old", NULL);
     let_expire(100);
-    assert_int_equal(fetch(c, "k2", &bad, &(rk_cache_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SERVER);
+    assert_int_equal(fetch(c, "k2", &bad, &(rk_cache_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SOURCE);
+    assert_int_equal(info.source_status, RK_ERR_SERVER);
+    assert_false(info.stale);
     rk_cache_free(c);
 }
 
@@ -946,7 +950,7 @@ static void test_redis_down(void **state)
     /* A failing computation with no copy: its error. */
     job bad = {.status = RK_ERR_SERVER};
     char *got;
-    assert_int_equal(fetch(c, "never", &bad, &keep, &got, &info), RK_ERR_SERVER);
+    assert_int_equal(fetch(c, "never", &bad, &keep, &got, &info), RK_ERR_SOURCE);
     assert_true(info.degraded);
 
     /* Single flight still holds while Redis is down. */
@@ -1007,9 +1011,17 @@ static void test_redis_paused(void **state)
     assert_false(info.computed);
 
     rk_client_stats_get(dc, &before);
+    rk_cache_metrics m0, m1;
+    assert_int_equal(rk_cache_metrics_get(c, &m0), RK_OK);
     fetch_expect(c, "other", &j, &keep, "before", &info);
     assert_true(info.degraded && info.computed);
     rk_client_stats_get(dc, &after);
+    /* Served (RK_OK) but not stored: a store error, not an error of the
+     * call — redkit_cache_errors_total must not fire while the caller is
+     * served. */
+    assert_int_equal(rk_cache_metrics_get(c, &m1), RK_OK);
+    assert_int_equal(m1.store_errors, m0.store_errors + 1);
+    assert_int_equal(m1.errors_total, m0.errors_total);
     /* At most one command deadline was spent on the paused server: after
      * a read that timed out, the value is not stored. */
     assert_true(after.timeouts - before.timeouts <= 1);
@@ -1148,7 +1160,7 @@ static void test_absent_key_forgets_copy(void **state)
     rk_test_server_ok(p.s, "DEL %s", PREFIX ":cache:absent");
     job bad = {.status = RK_ERR_SERVER};
     char *got;
-    assert_int_equal(fetch(c, "absent", &bad, &keep, &got, NULL), RK_ERR_SERVER);
+    assert_int_equal(fetch(c, "absent", &bad, &keep, &got, NULL), RK_ERR_SOURCE);
     assert_int_equal(atomic_load(&bad.runs), 1);
 
     redis_pause(&p);
@@ -1300,7 +1312,9 @@ static void test_fetch_counts_each_read_once(void **state)
     /* A database timing out is not Redis timing out. */
     job db_down = {.status = RK_ERR_TIMEOUT};
     char *got;
-    assert_int_equal(fetch(c, "db", &db_down, NULL, &got, &info), RK_ERR_TIMEOUT);
+    assert_int_equal(fetch(c, "db", &db_down, NULL, &got, &info), RK_ERR_SOURCE);
+    assert_int_equal(info.source_status, RK_ERR_TIMEOUT); /* the callback's own status */
+    assert_non_null(strstr(rk_last_error(), "timeout")); /* named in the message */
     assert_false(info.degraded);
     assert_int_equal(COUNTER(c, compute_errors), 1);
     assert_int_equal(COUNTER(c, errors[RK_ERR_TIMEOUT]), 0);
@@ -1353,11 +1367,11 @@ static void test_waiter_without_stale_gets_failure(void **state)
     rk_cache_fetch_info info;
     rk_status st = fetch(c, "k", &bad, &(rk_cache_fetch_options){.ttl_ms = 100}, &got, &info);
     pthread_join(t, NULL);
-    if (st != RK_ERR_SERVER) {
+    if (st != RK_ERR_SOURCE) {
         char shown[64];
         snprintf(shown, sizeof shown, "%s", got ? got : "");
         rk_free(got);
-        fail_msg("waiter: %s (%s), want RK_ERR_SERVER", rk_strerror(st), shown);
+        fail_msg("waiter: %s (%s), want RK_ERR_SOURCE", rk_strerror(st), shown);
     }
     assert_null(got);
     assert_true(info.waited);
