@@ -18,12 +18,14 @@
 extern "C" {
 #endif
 
-/* The library version. RK_VERSION_MAJOR is also the shared library's
- * SOVERSION: it changes only when the ABI breaks. */
+/* The library version. The shared library's SOVERSION follows the ABI
+ * policy (README, "ABI policy"): while the major version is 0 it is
+ * MAJOR.MINOR (libredkit.so.0.2), since a minor release may change the
+ * API and the structs the library writes into; from 1.0 on, MAJOR. */
 #define RK_VERSION_MAJOR 0
-#define RK_VERSION_MINOR 1
+#define RK_VERSION_MINOR 2
 #define RK_VERSION_PATCH 0
-#define RK_VERSION_STRING "0.1.0"
+#define RK_VERSION_STRING "0.2.0"
 
 /* RK_EXPORT marks the public symbols; the library is built with hidden
  * visibility so that internal (rk__) functions never leak into the ABI. */
