@@ -298,6 +298,31 @@ static void *join_and_wait(void *arg)
     return NULL;
 }
 
+/* Start a thread that joins the flight of "k" and waits for it until
+ * deadline_ns; returns once it has joined (or given up joining). */
+static pthread_t start_waiter(waiter *w, handle *h, int64_t deadline_ns)
+{
+    w->h = h;
+    w->deadline_ns = deadline_ns;
+    pthread_mutex_init(&w->m, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, join_and_wait, w), 0);
+    pthread_mutex_lock(&w->m);
+    while (!w->entered) pthread_cond_wait(&w->cv, &w->m); /* bounded: the thread enters at once */
+    pthread_mutex_unlock(&w->m);
+    assert_int_equal(w->enter_st, RK_OK);
+    assert_false(w->leader);
+    return t;
+}
+
+static void end_waiter(waiter *w, pthread_t t)
+{
+    pthread_join(t, NULL);
+    pthread_mutex_destroy(&w->m);
+    pthread_cond_destroy(&w->cv);
+}
+
 /* A waiter on another thread gets a copy of the leader's outcome: its
  * own bytes, and the flags that describe the value — not "computed". */
 static void test_flight_waiter_shares_outcome(void **state)
@@ -310,16 +335,8 @@ static void test_flight_waiter_shares_outcome(void **state)
     assert_int_equal(rk__flight_enter(fs, "k", 1, true, &fl, &leader), RK_OK);
     assert_true(leader);
 
-    waiter w = {.h = h, .deadline_ns = rk__now_ns() + (int64_t)60 * 1000000000};
-    pthread_mutex_init(&w.m, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, join_and_wait, &w), 0);
-    pthread_mutex_lock(&w.m);
-    while (!w.entered) pthread_cond_wait(&w.cv, &w.m); /* bounded: the thread enters at once */
-    pthread_mutex_unlock(&w.m);
-    assert_int_equal(w.enter_st, RK_OK);
-    assert_false(w.leader);
+    waiter w = {0};
+    pthread_t t = start_waiter(&w, h, rk__now_ns() + (int64_t)60 * 1000000000);
 
     char text[] = "shared";
     rk__fetch_outcome o = value(text, T0 + 1000);
@@ -327,7 +344,7 @@ static void test_flight_waiter_shares_outcome(void **state)
     o.stale = true;
     o.source_status = RK_ERR_TIMEOUT;
     rk__flight_finish(fs, fl, &o);
-    pthread_join(t, NULL);
+    end_waiter(&w, t);
     assert_true(w.done);
     assert_int_equal(w.got.st, RK_OK);
     assert_string_equal(w.got.data, "shared");
@@ -337,8 +354,6 @@ static void test_flight_waiter_shares_outcome(void **state)
     assert_int_equal(w.got.source_status, RK_ERR_TIMEOUT);
     assert_int_equal(w.got.meta.expires_at_ms, T0 + 1000);
     rk_free(w.got.data);
-    pthread_mutex_destroy(&w.m);
-    pthread_cond_destroy(&w.cv);
     free_handle(h);
 }
 
@@ -354,38 +369,23 @@ static void test_flight_failure_and_deadline(void **state)
     bool leader;
     assert_int_equal(rk__flight_enter(fs, "k", 1, true, &fl, &leader), RK_OK);
 
-    waiter w = {.h = h, .deadline_ns = rk__now_ns() - 1};
-    pthread_mutex_init(&w.m, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    w.got.st = RK_ERR_PROTOCOL; /* a marker: must stay */
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, join_and_wait, &w), 0);
-    pthread_join(t, NULL);
-    assert_false(w.leader);
+    waiter w = {.got.st = RK_ERR_PROTOCOL}; /* a marker: must stay */
+    end_waiter(&w, start_waiter(&w, h, rk__now_ns() - 1));
     assert_false(w.done);
     assert_int_equal(w.got.st, RK_ERR_PROTOCOL);
 
     /* A second waiter, then the leader fails. */
-    waiter w2 = {.h = h, .deadline_ns = rk__now_ns() + (int64_t)60 * 1000000000};
-    pthread_mutex_init(&w2.m, NULL);
-    pthread_cond_init(&w2.cv, NULL);
-    assert_int_equal(pthread_create(&t, NULL, join_and_wait, &w2), 0);
-    pthread_mutex_lock(&w2.m);
-    while (!w2.entered) pthread_cond_wait(&w2.cv, &w2.m);
-    pthread_mutex_unlock(&w2.m);
+    waiter w2 = {0};
+    pthread_t t = start_waiter(&w2, h, rk__now_ns() + (int64_t)60 * 1000000000);
     rk__fetch_outcome fail = {.st = RK_ERR_SOURCE, .compute_failed = true, .source_status = RK_ERR_TIMEOUT};
     snprintf(fail.msg, sizeof fail.msg, "compute failed (timeout): db");
     rk__flight_finish(fs, fl, &fail);
-    pthread_join(t, NULL);
+    end_waiter(&w2, t);
     assert_true(w2.done);
     assert_int_equal(w2.got.st, RK_ERR_SOURCE);
     assert_null(w2.got.data);
     assert_true(w2.got.compute_failed);
     assert_string_equal(w2.got.msg, "compute failed (timeout): db");
-    pthread_mutex_destroy(&w.m);
-    pthread_cond_destroy(&w.cv);
-    pthread_mutex_destroy(&w2.m);
-    pthread_cond_destroy(&w2.cv);
     free_handle(h);
 }
 
