@@ -203,10 +203,20 @@ RK_EXPORT rk_status rk_cache_get_double(rk_cache *cache, const char *key, double
 
 /*
  * rk_cache_delete — remove key (with UNLINK, so a large value is freed in
- * the background). Returns RK_OK if a value was removed, RK_MISS if there
- * was none, or an error.
+ * the background). Idempotent: returns RK_OK whether or not the key held
+ * a value (rk_cache_delete_ex() says which); RK_ERR_INVALID (NULL cache,
+ * NULL or empty key), RK_ERR_TOO_LARGE (key), or a client error
+ * (RK_ERR_UNAVAILABLE, RK_ERR_TIMEOUT, ...: the key may or may not have
+ * been removed). Thread-safe.
  */
 RK_EXPORT rk_status rk_cache_delete(rk_cache *cache, const char *key);
+
+/*
+ * rk_cache_delete_ex — rk_cache_delete(), and *existed (may be NULL) set to
+ * true when a value was removed, false when the key was already absent
+ * (and on every error). Same statuses as rk_cache_delete(). Thread-safe.
+ */
+RK_EXPORT rk_status rk_cache_delete_ex(rk_cache *cache, const char *key, bool *existed);
 
 /* rk_cache_exists — RK_OK if key holds a value, RK_MISS if not,
  * RK_DEGRADED if Redis could not be asked, or an error. */

@@ -114,7 +114,7 @@ static void exercise_cache(rk_client *c, int db)
     assert_string_equal(raw + 2, "Ada"); /* after the 2-byte type header */
 
     assert_int_equal(rk_cache_delete(cache, "user:1"), RK_OK);
-    assert_int_equal(rk_cache_delete(cache, "user:1"), RK_MISS);
+    assert_int_equal(rk_cache_delete(cache, "user:1"), RK_OK); /* idempotent */
     assert_int_equal(rk_cache_exists(cache, "user:1"), RK_MISS);
     assert_int_equal(rk_cache_ttl_ms(cache, "user:1", &ttl), RK_MISS);
     assert_int_equal(rk_cache_get_str(cache, "user:1", &s), RK_MISS);
