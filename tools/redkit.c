@@ -288,6 +288,11 @@ static int parse_args(int argc, char **argv, args *a)
         } else if ((found = take_valued(a, argc, argv, &i)) != 0) {
             if (found < 0)
                 return usage_error("option '%s' needs a value", arg);
+        } else if (arg[1] != '-') {
+            /* Only the letter: "-aS3cret" is a password glued to -a. */
+            return usage_error("unknown option '-%c...' (write the value apart: '-%c VALUE')",
+                               isalnum((unsigned char)arg[1]) ? arg[1] : '?',
+                               isalnum((unsigned char)arg[1]) ? arg[1] : '?');
         } else {
             char b[48];
 

@@ -191,6 +191,17 @@ sec_expect 2 "$sec_url" -- get seclist
 sec_expect 2 "$sec_url_wrong" -- ping
 sec_expect 2 "$sec_url_wrong" -- get k
 sec_expect 2 "" -- "$sec_url" ping                               # the URL where the command goes
+# redis-cli's options: -a PASSWORD, glued by mistake (-aPASSWORD), and
+# $REDISCLI_AUTH; right and wrong.
+sec_port=${sec_hostport##*:}
+sec_expect 0 "" -- -p "$sec_port" --user clisec -a "$sec_pw" ping
+sec_expect 2 "" -- -p "$sec_port" --user clisec -a "$sec_wrong" ping
+sec_expect 2 "" -- -p "$sec_port" --user clisec "-a$sec_pw" ping
+sec_expect 2 "" -- -p "$sec_port" --user clisec "--pass=$sec_wrong" get k
+sec_expect 2 "" -- -p "$sec_port" --user clisec -a "$sec_wrong" --url "redis://127.0.0.1:1" ping
+REDISCLI_AUTH=$sec_wrong "$redkit" -p "$sec_port" --user clisec ping >"$sec_out" 2>"$sec_err"
+if [ $? = 2 ] && ! grep -q -F -e "$sec_wrong" -e "Wr0ng-Cl1" "$sec_out" "$sec_err"; then passed=$((passed + 1));
+else failed=$((failed + 1)); echo "FAIL (security): REDISCLI_AUTH with a wrong password (output withheld)"; fi
 redis-cli -u "$REDIS_URL" DEL cache:seclist cache:secret-test-key >/dev/null
 redis-cli -u "$REDIS_URL" ACL DELUSER clisec >/dev/null
 rm -f "$sec_out" "$sec_err"
