@@ -570,9 +570,10 @@ static int cmd_ttl(rk_cache *cache, const char *key)
     return EXIT_OK;
 }
 
-/* mget KEY...: one line per key, in order: the value, or an empty line
- * ("(nil)" on a terminal) for an absent one. A key that cannot be read
- * gets an empty line too, its error on stderr and exit status 2. */
+/* mget KEY...: one line per key, in order: the value (a typed number as
+ * a number, as get prints it), or an empty line ("(nil)" on a terminal)
+ * for an absent one. A key that cannot be read gets an empty line too,
+ * its error on stderr and exit status 2. */
 static int cmd_mget(const args *a, rk_cache *cache)
 {
     size_t n = (size_t)a->noperands;
@@ -589,8 +590,17 @@ static int cmd_mget(const args *a, rk_cache *cache)
         return report(st);
     }
     for (size_t i = 0; i < n; i++) {
+        int64_t iv;
+        double dv;
+
         if (res[i].status == RK_OK) {
             print_value(res[i].value, res[i].len);
+        } else if (res[i].status == RK_ERR_TYPE &&
+                   rk_cache_get_i64(cache, a->operand[i], &iv) == RK_OK) {
+            printf("%lld\n", (long long)iv); /* a typed number, printed as get does */
+        } else if (res[i].status == RK_ERR_TYPE &&
+                   rk_cache_get_double(cache, a->operand[i], &dv) == RK_OK) {
+            printf("%.17g\n", dv);
         } else {
             puts(to_terminal ? "(nil)" : "");
             if (res[i].status != RK_MISS) {

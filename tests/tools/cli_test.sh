@@ -58,6 +58,7 @@ expect 0 43 -- incr n
 expect 0 33 -- incr n -10
 expect 0 33 -- get n
 expect 0 5 -- incr fresh 5 --ttl 100
+expect 0 "$(printf '5\n\n33')" -- mget fresh absent-key n   # a typed int64 prints as a number
 t=$("$redkit" ttl fresh)
 if [ "$t" -ge 1 ] && [ "$t" -le 100 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: incr ttl $t"; fi
 expect 0 1 -- incr fresh2
