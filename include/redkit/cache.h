@@ -206,8 +206,9 @@ RK_EXPORT rk_status rk_cache_set_double(rk_cache *cache, const char *key, double
  * every error *value is NULL and *len is 0.
  * Returns RK_OK, RK_MISS, RK_DEGRADED (Redis unavailable), RK_ERR_INVALID,
  * RK_ERR_TYPE (the value is a typed int64/double, has a header this
- * version does not know, or is a compressed value that is corrupt), RK_ERR_TOO_LARGE (a compressed value
- * that would expand beyond max_value_bytes), or the client's other errors
+ * version does not know, or is a compressed value that is corrupt),
+ * RK_ERR_TOO_LARGE (a compressed value that would expand beyond
+ * max_value_bytes), or the client's other errors
  * (RK_ERR_SERVER, RK_ERR_AUTH, ...). Compressed values are decompressed
  * transparently; a raw handle returns them as stored.
  */
