@@ -31,6 +31,7 @@
 #include "client.h"
 #include "error.h"
 #include "keys.h"
+#include "number.h"
 #include "registry.h"
 #include "reply.h"
 #include "script.h"
@@ -399,8 +400,9 @@ static const rk_reply *element_str(const rk_reply *r, size_t i)
     return i < r->elements && r->element[i]->type == RK_REPLY_STRING ? r->element[i] : NULL;
 }
 
-/* Decimal text of v into buf (room for 24). */
-static size_t num(int64_t v, char *buf) { return (size_t)snprintf(buf, 24, "%lld", (long long)v); }
+/* Decimal text of v into buf (NUM bytes). */
+#define NUM (RK__NUMBER_TEXT_MAX + 1)
+static size_t num(int64_t v, char *buf) { return rk__i64_to_text(v, buf); }
 
 /* ---- the user index -------------------------------------------------------- */
 
@@ -408,7 +410,7 @@ static size_t num(int64_t v, char *buf) { return (size_t)snprintf(buf, 24, "%lld
 typedef struct index_args {
     const char **args;
     size_t *lens;
-    char arg2[24];
+    char arg2[NUM];
 } index_args;
 
 static rk_status index_call(call *c, index_args *ia, const skey *k, char mode, const char *arg2,
@@ -470,7 +472,7 @@ rk_status rk_sessions_create(rk_sessions *s, const rk_session_create_options *op
     int nargs = 4 + 2 * (int)opts->nattrs;
     const char **args = rk__malloc((size_t)nargs * sizeof *args);
     size_t *lens = rk__malloc((size_t)nargs * sizeof *lens);
-    char idle[24], abs_ms[24], maxb[24];
+    char idle[NUM], abs_ms[NUM], maxb[NUM];
     index_args ia = {0};
     call calls[2];
     size_t ncalls = 0;
@@ -495,7 +497,7 @@ rk_status rk_sessions_create(rk_sessions *s, const rk_session_create_options *op
     if (opts->user) {
         /* The index first: its entry exists before the session does. */
         index_key(s, opts->user, ulen, &ik);
-        char ttl[24];
+        char ttl[NUM];
         num(s->absolute_ms + INDEX_SLACK_MS, ttl);
         const char *ids[1] = {id};
         if ((st = index_call(&calls[ncalls++], &ia, &ik, 'a', ttl, ids, 1)) != RK_OK) goto out;
@@ -586,7 +588,7 @@ rk_status rk_sessions_get(rk_sessions *s, const char *token, const char *const *
     if (st != RK_OK) return done(s, st);
     const char **args = rk__malloc((n + 1) * sizeof *args);
     size_t *lens = rk__malloc((n + 1) * sizeof *lens);
-    char idle[24];
+    char idle[NUM];
     if (!args || !lens) {
         st = rk__fail(RK_ERR_NOMEM, "sessions get: out of memory");
     } else {
@@ -639,7 +641,7 @@ static rk_status write_attrs(rk_sessions *s, const char *token, char mode, const
     size_t nargs = 4 + (mode == 's' ? 2 * n : n);
     const char **args = rk__malloc(nargs * sizeof *args);
     size_t *lens = rk__malloc(nargs * sizeof *lens);
-    char idle[24], maxb[24], maxa[24];
+    char idle[NUM], maxb[NUM], maxa[NUM];
     if (!args || !lens) {
         st = rk__fail(RK_ERR_NOMEM, "sessions: out of memory");
     } else {
@@ -698,7 +700,7 @@ rk_status rk_sessions_touch(rk_sessions *s, const char *token)
     skey k;
     rk_status st = token_key(s, token, id, &k);
     if (st != RK_OK) return done(s, st);
-    char idle[24];
+    char idle[NUM];
     const char *args[1] = {idle};
     size_t lens[1] = {num(s->idle_ms, idle)};
     call c = {&touch_script, k.str, k.len, 1, args, lens};
@@ -792,7 +794,7 @@ rk_status rk_sessions_regenerate(rk_sessions *s, const char *token, char new_tok
 
     /* Round trip 2: index the new id (if the session has a user), store the
      * session under it, then drop the old id from the index. */
-    char idle[24], maxb[24], ttl[24];
+    char idle[NUM], maxb[NUM], ttl[NUM];
     const char *pargs[3] = {value->str, idle, maxb};
     size_t plens[3] = {value->len, num(s->idle_ms, idle), num((int64_t)s->max_bytes, maxb)};
     call calls[3];
@@ -843,7 +845,7 @@ static rk_status index_read(rk_sessions *s, const char *user, int64_t deadline, 
     if (st != RK_OK) return st;
     skey ik;
     index_key(s, user, ulen, &ik);
-    char max[24];
+    char max[NUM];
     num((int64_t)s->max_list, max);
     const char *args[2] = {"l", max};
     size_t lens[2] = {1, strlen(max)};
