@@ -267,6 +267,37 @@ static rk_status check_names(const char *const *names, size_t n)
     return RK_OK;
 }
 
+/* An argument vector: on the stack when small (the common case: one
+ * session, a few attributes), on the heap beyond. */
+#define SMALL_ARGS 24
+typedef struct argbuf {
+    const char **args;
+    size_t *lens;
+    const char *small_args[SMALL_ARGS];
+    size_t small_lens[SMALL_ARGS];
+} argbuf;
+
+static rk_status argbuf_init(argbuf *a, size_t n)
+{
+    a->args = a->small_args;
+    a->lens = a->small_lens;
+    if (n <= SMALL_ARGS) return RK_OK;
+    a->args = rk__malloc(n * sizeof *a->args);
+    a->lens = rk__malloc(n * sizeof *a->lens);
+    if (a->args && a->lens) return RK_OK;
+    rk__free(a->args);
+    rk__free(a->lens);
+    a->args = NULL;
+    a->lens = NULL;
+    return rk__fail(RK_ERR_NOMEM, "sessions: out of memory");
+}
+
+static void argbuf_release(argbuf *a)
+{
+    if (a->args != a->small_args) rk__free(a->args);
+    if (a->lens != a->small_lens) rk__free(a->lens);
+}
+
 /* ---- running scripts ------------------------------------------------------- */
 
 /* One script call of a pipeline: argv after "EVALSHA sha 1 key". */
@@ -286,19 +317,19 @@ typedef struct call {
  * reply or another shape fails the whole call (the replies are freed). */
 static rk_status run(rk_sessions *s, size_t n, const call *calls, int64_t deadline_ns, rk_reply **replies)
 {
+    enum { SMALL_CALLS = 3 };
     size_t total = 0;
     for (size_t i = 0; i < n; i++) total += 4 + (size_t)calls[i].nargs;
-    const char **argv = rk__malloc(total * sizeof *argv);
-    size_t *lens = rk__malloc(total * sizeof *lens);
-    rk__cmd *cmds = rk__malloc(n * sizeof *cmds);
-    size_t *todo = rk__malloc(n * sizeof *todo);
-    rk_reply **got = rk__calloc(n, sizeof *got);
-    rk_status st = RK_OK;
     for (size_t i = 0; i < n; i++) replies[i] = NULL;
-    if (!argv || !lens || !cmds || !todo || !got) {
-        st = rk__fail(RK_ERR_NOMEM, "sessions: out of memory");
-        goto out;
-    }
+    if (n > SMALL_CALLS) return rk__fail(RK_ERR_INVALID, "sessions: more than %d calls in a pipeline", SMALL_CALLS);
+    rk__cmd cmds[SMALL_CALLS];
+    size_t todo[SMALL_CALLS];
+    rk_reply *got[SMALL_CALLS] = {NULL, NULL, NULL};
+    argbuf ab;
+    rk_status st = argbuf_init(&ab, total);
+    if (st != RK_OK) return st;
+    const char **argv = ab.args;
+    size_t *lens = ab.lens;
     size_t ntodo = n;
     for (size_t i = 0; i < n; i++) todo[i] = i;
     for (int round = 0; round < 2 && ntodo && st == RK_OK; round++) {
@@ -353,12 +384,7 @@ static rk_status run(rk_sessions *s, size_t n, const call *calls, int64_t deadli
             rk_reply_free(replies[i]);
             replies[i] = NULL;
         }
-out:
-    rk__free(argv);
-    rk__free(lens);
-    rk__free(cmds);
-    rk__free(todo);
-    rk__free(got);
+    argbuf_release(&ab);
     return st;
 }
 
@@ -470,16 +496,14 @@ rk_status rk_sessions_create(rk_sessions *s, const rk_session_create_options *op
     session_key(s, id, &k);
 
     int nargs = 4 + 2 * (int)opts->nattrs;
-    const char **args = rk__malloc((size_t)nargs * sizeof *args);
-    size_t *lens = rk__malloc((size_t)nargs * sizeof *lens);
+    argbuf ab;
     char idle[NUM], abs_ms[NUM], maxb[NUM];
     index_args ia = {0};
     call calls[2];
     size_t ncalls = 0;
-    if (!args || !lens) {
-        st = rk__fail(RK_ERR_NOMEM, "sessions: out of memory");
-        goto out;
-    }
+    if ((st = argbuf_init(&ab, (size_t)nargs)) != RK_OK) goto out;
+    const char **args = ab.args;
+    size_t *lens = ab.lens;
     args[0] = idle;
     lens[0] = num(s->idle_ms, idle);
     args[1] = abs_ms;
@@ -514,11 +538,10 @@ rk_status rk_sessions_create(rk_sessions *s, const rk_session_create_options *op
         memcpy(token, tok, sizeof tok);
         COUNT(s, created, 1);
     }
+    argbuf_release(&ab);
 out:
     memset(tok, 0, sizeof tok);
     index_args_release(&ia);
-    rk__free(args);
-    rk__free(lens);
     return done(s, st);
 }
 
@@ -586,12 +609,11 @@ rk_status rk_sessions_get(rk_sessions *s, const char *token, const char *const *
     rk_status st = token_key(s, token, id, &k);
     if (st == RK_OK) st = check_names(names, n);
     if (st != RK_OK) return done(s, st);
-    const char **args = rk__malloc((n + 1) * sizeof *args);
-    size_t *lens = rk__malloc((n + 1) * sizeof *lens);
+    argbuf ab;
     char idle[NUM];
-    if (!args || !lens) {
-        st = rk__fail(RK_ERR_NOMEM, "sessions get: out of memory");
-    } else {
+    if ((st = argbuf_init(&ab, n + 1)) == RK_OK) {
+        const char **args = ab.args;
+        size_t *lens = ab.lens;
         args[0] = idle;
         lens[0] = num(s->idle_ms, idle);
         for (size_t i = 0; i < n; i++) {
@@ -612,9 +634,8 @@ rk_status rk_sessions_get(rk_sessions *s, const char *token, const char *const *
             COUNT(s, degraded, 1);
             st = rk__fail(RK_DEGRADED, "session not read (%s): %s", rk_strerror(st), why);
         }
+        argbuf_release(&ab);
     }
-    rk__free(args);
-    rk__free(lens);
     return done(s, st);
 }
 
@@ -639,12 +660,11 @@ static rk_status write_attrs(rk_sessions *s, const char *token, char mode, const
     if (st == RK_OK) st = mode == 's' ? check_attrs(s, attrs, n) : check_names(names, n);
     if (st != RK_OK) return st;
     size_t nargs = 4 + (mode == 's' ? 2 * n : n);
-    const char **args = rk__malloc(nargs * sizeof *args);
-    size_t *lens = rk__malloc(nargs * sizeof *lens);
+    argbuf ab;
     char idle[NUM], maxb[NUM], maxa[NUM];
-    if (!args || !lens) {
-        st = rk__fail(RK_ERR_NOMEM, "sessions: out of memory");
-    } else {
+    if ((st = argbuf_init(&ab, nargs)) == RK_OK) {
+        const char **args = ab.args;
+        size_t *lens = ab.lens;
         args[0] = idle;
         lens[0] = num(s->idle_ms, idle);
         args[1] = maxb;
@@ -671,9 +691,8 @@ static rk_status write_attrs(rk_sessions *s, const char *token, char mode, const
             st = code_status(s, element_int(r, 0));
             rk_reply_free(r);
         }
+        argbuf_release(&ab);
     }
-    rk__free(args);
-    rk__free(lens);
     return st;
 }
 
