@@ -311,7 +311,9 @@ int main(int argc, char **argv)
     const char *url = bench_redis_url();
     char version[32], *shown = NULL;
 
-    rk_status st = rk_client_new_url(url, &b.client);
+    /* A generous command timeout: on a busy machine a rare slow reply must
+     * not end the run (the p99 column shows such replies). */
+    rk_status st = rk_client_new(&(rk_client_options){.url = url, .command_timeout_ms = 5000}, &b.client);
     if (st != RK_OK) bench_die_rk("rk_client_new", st);
     st = rk_sessions_new(b.client,
                          &(rk_sessions_options){.ns = NS, .idle_ms = IDLE_MS, .absolute_ms = ABS_MS,
