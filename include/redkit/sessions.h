@@ -180,8 +180,9 @@ RK_EXPORT void rk_sessions_free(rk_sessions *sessions);
  * attributes, and write its new token to token (RK_SESSION_TOKEN_SIZE
  * bytes, NUL-terminated; untouched on failure). With a user, the user's
  * index is updated first, in the same round trip.
- * Returns RK_OK; RK_ERR_INVALID (NULL, bad user or attribute name, the
- * same name twice); RK_ERR_TOO_LARGE (over max_attrs or max_bytes);
+ * Returns RK_OK; RK_ERR_INVALID (NULL, bad user or attribute name; of a
+ * name given twice the last wins); RK_ERR_TOO_LARGE (over max_attrs or
+ * max_bytes, or a user or name too long);
  * RK_ERR_SYSTEM (the CSPRNG failed); or the client's errors.
  */
 RK_EXPORT rk_status rk_sessions_create(rk_sessions *sessions, const rk_session_create_options *opts,
@@ -246,17 +247,21 @@ RK_EXPORT rk_status rk_sessions_touch(rk_sessions *sessions, const char *token);
 RK_EXPORT rk_status rk_sessions_destroy(rk_sessions *sessions, const char *token);
 
 /*
- * rk_sessions_regenerate — give the session a new token (write it to
- * new_token), keeping its attributes, user and absolute deadline; the old
- * token stops working at once. Call it after login and every privilege
- * change (session fixation). Two round trips: the first takes the session
- * away from the old token, the second stores it under the new one (after
- * indexing it). When the second fails, the session is lost and the user
- * must log in again — never does the old token keep working.
- * Returns RK_OK, RK_MISS, RK_ERR_INVALID, RK_ERR_SYSTEM, RK_ERR_TYPE or
- * the client's errors.
+ * rk_sessions_regenerate — give the session a new token (written to
+ * new_token), keeping its attributes and absolute deadline; the old token
+ * stops working at once. Call it at login and after every privilege
+ * change (session fixation): user, when not NULL, becomes the session's
+ * user (an anonymous session logging in), and the indexes follow; NULL
+ * keeps the user it has. Two round trips: the first takes the session
+ * away from the old token, the second indexes the new id, stores the
+ * session under it and drops the old id from the old user's index. When
+ * the second fails, the session is lost and the user must log in again —
+ * never does the old token keep working.
+ * Returns RK_OK, RK_MISS, RK_ERR_INVALID (malformed token, bad user),
+ * RK_ERR_TOO_LARGE (user too long), RK_ERR_SYSTEM, RK_ERR_TYPE or the
+ * client's errors.
  */
-RK_EXPORT rk_status rk_sessions_regenerate(rk_sessions *sessions, const char *token,
+RK_EXPORT rk_status rk_sessions_regenerate(rk_sessions *sessions, const char *token, const char *user,
                                            char new_token[RK_SESSION_TOKEN_SIZE]);
 
 /*

@@ -132,7 +132,8 @@
     "return {1, now, s.v, s.u, s.d}\n"
 
 /* The second half of regenerate: store a value taken from the old key
- * under the new one, issued now. ARGV: value, idle_ms, max_bytes -> {code} */
+ * under the new one, issued now, with its user set to ARGV[4].
+ * ARGV: value, idle_ms, max_bytes, user -> {code} */
 #define RK__SESS_LUA_PUT                                                                               \
     RK__SESS_LUA_PRELUDE                                                                               \
     "local now = now_ms()\n"                                                                           \
@@ -141,6 +142,7 @@
     "if now >= s.d then return {2} end\n"                                                              \
     "s.c = now\n"                                                                                      \
     "s.l = now\n"                                                                                      \
+    "s.u = ARGV[4]\n"                                                                                  \
     "return {save(KEYS[1], s, now, tonumber(ARGV[2]), tonumber(ARGV[3]), true)}\n"
 
 /* A user's index: a sorted set of session ids scored by (an upper bound

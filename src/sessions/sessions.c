@@ -782,12 +782,15 @@ rk_status rk_sessions_destroy(rk_sessions *s, const char *token)
     return done(s, st);
 }
 
-rk_status rk_sessions_regenerate(rk_sessions *s, const char *token, char new_token[RK_SESSION_TOKEN_SIZE])
+rk_status rk_sessions_regenerate(rk_sessions *s, const char *token, const char *user,
+                                 char new_token[RK_SESSION_TOKEN_SIZE])
 {
     char id[RK_SESSION_ID_SIZE], nid[RK_SESSION_ID_SIZE], ntok[RK_SESSION_TOKEN_SIZE];
-    skey k, nk, ik;
+    skey k, nk, new_ik, old_ik;
+    size_t new_ulen = 0;
     rk_status st = token_key(s, token, id, &k);
     if (st == RK_OK && !new_token) st = rk__fail(RK_ERR_INVALID, "new_token is NULL");
+    if (st == RK_OK && user) st = check_text("user", user, RK_SESSIONS_MAX_USER_BYTES, &new_ulen);
     if (st != RK_OK) return done(s, st);
     if ((st = rk__session_token_new(ntok)) != RK_OK || (st = rk__session_id(ntok, nid)) != RK_OK)
         return done(s, st);
@@ -803,34 +806,40 @@ rk_status rk_sessions_regenerate(rk_sessions *s, const char *token, char new_tok
     st = run(s, 1, &tc, deadline, &taken);
     if (st != RK_OK) goto out;
     st = code_status(s, element_int(taken, 0));
-    const rk_reply *value = element_str(taken, 2), *user = element_str(taken, 3);
-    if (st == RK_OK && (!value || !user || user->len > RK_SESSIONS_MAX_USER_BYTES))
+    const rk_reply *value = element_str(taken, 2), *old_user = element_str(taken, 3);
+    if (st == RK_OK && (!value || !old_user || old_user->len > RK_SESSIONS_MAX_USER_BYTES))
         st = rk__fail(RK_ERR_PROTOCOL, "sessions take: unexpected reply");
     if (st != RK_OK) {
         rk_reply_free(taken);
         goto out;
     }
+    if (!user) {
+        user = old_user->str;
+        new_ulen = old_user->len;
+    }
 
-    /* Round trip 2: index the new id (if the session has a user), store the
-     * session under it, then drop the old id from the index. */
+    /* Round trip 2: index the new id (when the session has a user), store
+     * the session under it (with its new user, if one was given), then
+     * drop the old id from the old user's index. */
     char idle[NUM], maxb[NUM], ttl[NUM];
-    const char *pargs[3] = {value->str, idle, maxb};
-    size_t plens[3] = {value->len, num(s->idle_ms, idle), num((int64_t)s->max_bytes, maxb)};
+    const char *pargs[4] = {value->str, idle, maxb, user};
+    size_t plens[4] = {value->len, num(s->idle_ms, idle), num((int64_t)s->max_bytes, maxb), new_ulen};
     call calls[3];
     size_t ncalls = 0, put_at = 0;
     index_args add = {0}, rem = {0};
-    if (user->len) {
-        index_key(s, user->str, user->len, &ik);
+    if (new_ulen) {
+        index_key(s, user, new_ulen, &new_ik);
         long long left = element_int(taken, 4) - element_int(taken, 1);
         num((int64_t)(left > 0 ? left : 0) + INDEX_SLACK_MS, ttl);
         const char *nids[1] = {nid};
-        st = index_call(&calls[ncalls++], &add, &ik, 'a', ttl, nids, 1);
+        st = index_call(&calls[ncalls++], &add, &new_ik, 'a', ttl, nids, 1);
     }
     put_at = ncalls;
-    calls[ncalls++] = (call){&put_script, nk.str, nk.len, 3, pargs, plens};
-    if (st == RK_OK && user->len) {
+    calls[ncalls++] = (call){&put_script, nk.str, nk.len, 4, pargs, plens};
+    if (st == RK_OK && old_user->len) {
+        index_key(s, old_user->str, old_user->len, &old_ik);
         const char *ids[1] = {id};
-        st = index_call(&calls[ncalls++], &rem, &ik, 'r', NULL, ids, 1);
+        st = index_call(&calls[ncalls++], &rem, &old_ik, 'r', NULL, ids, 1);
     }
     rk_reply *replies[3] = {NULL, NULL, NULL};
     if (st == RK_OK) st = run(s, ncalls, calls, deadline, replies);

@@ -76,7 +76,7 @@ static void scenario(const char *url, int run)
     outcome(rk_sessions_count(s, &n), RK_OK, RK_OK, "count");
     /* After a failed regenerate the session may be gone (it was taken
      * from the old token but not stored under the new one). */
-    if (!outcome(rk_sessions_regenerate(s, token, fresh), RK_OK, RK_MISS, "regenerate")) goto out;
+    if (!outcome(rk_sessions_regenerate(s, token, NULL, fresh), RK_OK, RK_MISS, "regenerate")) goto out;
     size_t destroyed;
     outcome(rk_sessions_destroy_user(s, user, fresh, &destroyed), RK_OK, RK_OK, "destroy_user");
     outcome(rk_sessions_destroy(s, fresh), RK_OK, RK_MISS, "destroy");

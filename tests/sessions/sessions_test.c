@@ -298,7 +298,7 @@ static void test_regenerate(void **state)
     char old_key[128];
     key_of_token_via_list("eve", old_key, sizeof old_key);
 
-    assert_int_equal(rk_sessions_regenerate(sessions, old, fresh), RK_OK);
+    assert_int_equal(rk_sessions_regenerate(sessions, old, NULL, fresh), RK_OK);
     assert_string_not_equal(old, fresh);
     /* The old token misses at once; the new one has everything. */
     rk_session *s = (rk_session *)1;
@@ -319,14 +319,32 @@ static void test_regenerate(void **state)
     assert_int_equal(rk_test_server_integer(server, "EXISTS %s", new_key), 1);
     assert_int_equal(rk_test_server_integer(server, "ZCARD %s", "app:sess#u:eve"), 1);
     char again[RK_SESSION_TOKEN_SIZE] = "";
-    assert_int_equal(rk_sessions_regenerate(sessions, old, again), RK_MISS);
+    assert_int_equal(rk_sessions_regenerate(sessions, old, NULL, again), RK_MISS);
     assert_string_equal(again, "");
 
     /* Anonymous sessions regenerate too. */
     assert_int_equal(rk_sessions_create(sessions, NULL, old), RK_OK);
-    assert_int_equal(rk_sessions_regenerate(sessions, old, fresh), RK_OK);
+    assert_int_equal(rk_sessions_regenerate(sessions, old, NULL, fresh), RK_OK);
     assert_int_equal(rk_sessions_touch(sessions, fresh), RK_OK);
     assert_int_equal(rk_sessions_touch(sessions, old), RK_MISS);
+
+    /* Login: an anonymous session regenerated for a user joins its index. */
+    char login[RK_SESSION_TOKEN_SIZE];
+    assert_int_equal(rk_sessions_set_str(sessions, fresh, "cart", "[7]"), RK_OK);
+    assert_int_equal(rk_sessions_regenerate(sessions, fresh, "mallory", login), RK_OK);
+    assert_int_equal(rk_sessions_get(sessions, login, NULL, 0, &s), RK_OK);
+    assert_string_equal(s->user, "mallory");
+    assert_attr(s, "cart", "[7]");
+    rk_session_free(s);
+    char login_key[128];
+    key_of_token_via_list("mallory", login_key, sizeof login_key);
+    /* A session handed to another user leaves its old user's index. */
+    char moved[RK_SESSION_TOKEN_SIZE];
+    assert_int_equal(rk_sessions_regenerate(sessions, login, "trent", moved), RK_OK);
+    assert_int_equal(rk_test_server_integer(server, "EXISTS %s", "app:sess#u:mallory"), 0);
+    key_of_token_via_list("trent", login_key, sizeof login_key);
+    assert_int_equal(rk_sessions_regenerate(sessions, moved, "", fresh), RK_ERR_INVALID);
+    assert_int_equal(rk_sessions_touch(sessions, moved), RK_OK); /* refused before anything was sent */
 
     rk_sessions_metrics m;
     assert_int_equal(rk_sessions_metrics_get(sessions, &m), RK_OK);
@@ -418,7 +436,7 @@ static void test_no_token_in_redis(void **state)
                                                                                      .nattrs = 1},
                                             tokens[i]),
                          RK_OK);
-    assert_int_equal(rk_sessions_regenerate(sessions, tokens[2], tokens[3]), RK_OK);
+    assert_int_equal(rk_sessions_regenerate(sessions, tokens[2], NULL, tokens[3]), RK_OK);
     assert_int_equal(rk_sessions_set_str(sessions, tokens[3], "x", "y"), RK_OK);
 
     static char keys[16384];
@@ -468,7 +486,7 @@ static void test_malformed_tokens(void **state)
         assert_int_equal(rk_sessions_set_str(sessions, bad[i], "a", "b"), RK_ERR_INVALID);
         assert_int_equal(rk_sessions_destroy(sessions, bad[i]), RK_ERR_INVALID);
         char fresh[RK_SESSION_TOKEN_SIZE];
-        assert_int_equal(rk_sessions_regenerate(sessions, bad[i], fresh), RK_ERR_INVALID);
+        assert_int_equal(rk_sessions_regenerate(sessions, bad[i], NULL, fresh), RK_ERR_INVALID);
         size_t n;
         assert_int_equal(rk_sessions_destroy_user(sessions, "x", bad[i], &n), RK_ERR_INVALID);
     }
@@ -685,7 +703,7 @@ static void test_metrics(void **state)
     rk_sessions *m = new_store(&(rk_sessions_options){.ns = "msess"});
     char token[RK_SESSION_TOKEN_SIZE], fresh[RK_SESSION_TOKEN_SIZE];
     assert_int_equal(rk_sessions_create(m, NULL, token), RK_OK);
-    assert_int_equal(rk_sessions_regenerate(m, token, fresh), RK_OK);
+    assert_int_equal(rk_sessions_regenerate(m, token, NULL, fresh), RK_OK);
     assert_int_equal(rk_sessions_touch(m, token), RK_MISS);
     assert_int_equal(rk_sessions_destroy(m, fresh), RK_OK);
     rk_sessions_metrics s;
