@@ -207,6 +207,37 @@ static void test_absolute_wins(void **state)
     rk_sessions_free(s);
 }
 
+/* renewal_ms: renewal_due turns true once the token is that old, and a
+ * regenerate issues a fresh token. */
+static void test_renewal_due(void **state)
+{
+    (void)state;
+    rk_sessions *r = new_store(&(rk_sessions_options){.idle_ms = 10000, .absolute_ms = 60000, .renewal_ms = 300});
+    char token[RK_SESSION_TOKEN_SIZE], fresh[RK_SESSION_TOKEN_SIZE];
+    assert_int_equal(rk_sessions_create(r, NULL, token), RK_OK);
+    rk_session *s;
+    assert_int_equal(rk_sessions_get(r, token, NULL, 0, &s), RK_OK);
+    int64_t issued = s->issued_ms;
+    bool due = s->renewal_due;
+    rk_session_free(s);
+    int64_t until = rk_test_now_ms() + 5000;
+    while (!due && rk_test_now_ms() < until) {
+        rk_test_sleep_ms(50);
+        assert_int_equal(rk_sessions_get(r, token, NULL, 0, &s), RK_OK);
+        due = s->renewal_due;
+        if (due) assert_true(s->last_access_ms - s->issued_ms >= 300);
+        else assert_true(s->last_access_ms - s->issued_ms < 300);
+        rk_session_free(s);
+    }
+    assert_true(due);
+    assert_int_equal(rk_sessions_regenerate(r, token, NULL, fresh), RK_OK);
+    assert_int_equal(rk_sessions_get(r, fresh, NULL, 0, &s), RK_OK);
+    assert_true(s->issued_ms > issued);
+    assert_false(s->renewal_due);
+    rk_session_free(s);
+    rk_sessions_free(r);
+}
+
 /* A session whose deadline has passed is destroyed by the read that finds
  * it, even when its key has lost its TTL. */
 static void test_deadline_enforced_by_get(void **state)
@@ -735,6 +766,7 @@ int main(void)
         cmocka_unit_test_setup(test_idle_slides, rk_test_group_flush),
         cmocka_unit_test_setup(test_absolute_wins, rk_test_group_flush),
         cmocka_unit_test_setup(test_deadline_enforced_by_get, rk_test_group_flush),
+        cmocka_unit_test_setup(test_renewal_due, rk_test_group_flush),
         cmocka_unit_test_setup(test_concurrent_attributes, rk_test_group_flush),
         cmocka_unit_test_setup(test_regenerate, rk_test_group_flush),
         cmocka_unit_test_setup(test_list_and_destroy_user, rk_test_group_flush),
