@@ -23,6 +23,7 @@
  * its deadline and never refuses for a Redis error unless asked to.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,7 +38,9 @@
 #include "keys.h"
 #include "rand.h"
 #include "ratelimit.h"
+#include "registry.h"
 #include "script.h"
+#include "sink.h"
 
 /* ARGV: op, cost, fixed now (0 = TIME), offset, lease, then per limit
  * algo, limit, period_us, p1, p2 (see rk__limit_cfg). Reply: per limit
@@ -224,6 +227,58 @@ typedef struct block_entry {
     size_t decided_by;
 } block_entry;
 
+/* ---- metrics -------------------------------------------------------------------- */
+
+static const struct {
+    const char *name, *help;
+    size_t offset;
+} families[] = {
+    {"redkit_ratelimit_allowed_total", "Checks answered allowed (any path).",
+     offsetof(rk__limiter_counters, allowed)},
+    {"redkit_ratelimit_limited_total", "Checks refused (any path).", offsetof(rk__limiter_counters, limited)},
+    {"redkit_ratelimit_near_limit_total", "Checks allowed with at least 80 % of the deciding limit used.",
+     offsetof(rk__limiter_counters, near_limit)},
+    {"redkit_ratelimit_shadow_limited_total", "Shadow mode: checks that would have been refused.",
+     offsetof(rk__limiter_counters, shadow_limited)},
+    {"redkit_ratelimit_fail_open_total", "Redis failed; allowed by the fail-open policy.",
+     offsetof(rk__limiter_counters, fail_open)},
+    {"redkit_ratelimit_fail_closed_total", "Redis failed; refused by the fail-closed policy.",
+     offsetof(rk__limiter_counters, fail_closed)},
+    {"redkit_ratelimit_local_decisions_total", "Redis failed; decided by the local limiter.",
+     offsetof(rk__limiter_counters, local_decisions)},
+    {"redkit_ratelimit_block_cache_hits_total", "Refusals answered by the local block cache.",
+     offsetof(rk__limiter_counters, block_cache_hits)},
+    {"redkit_ratelimit_errors_total", "Limiter calls that returned an error.",
+     offsetof(rk__limiter_counters, errors)},
+};
+
+static uint64_t counter_at(const rk_limiter *l, size_t offset)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)((char *)&((rk_limiter *)l)->counters + offset),
+                                memory_order_relaxed);
+}
+
+/* One series per namespace: handles sharing one are summed, so the text
+ * never holds the same series twice. No key or IP is ever a label. */
+static void limiter_emit(void *const *handles, size_t n, rk__sink *sink)
+{
+    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+        rk__sink_family(sink, families[f].name, "counter", families[f].help);
+        for (size_t i = 0; i < n; i++) {
+            const rk_limiter *l = handles[i];
+            bool seen = false;
+            for (size_t j = 0; j < i && !seen; j++) seen = strcmp(((const rk_limiter *)handles[j])->ns, l->ns) == 0;
+            if (seen) continue;
+            uint64_t v = 0;
+            for (size_t j = i; j < n; j++)
+                if (strcmp(((const rk_limiter *)handles[j])->ns, l->ns) == 0) v += counter_at(handles[j], families[f].offset);
+            rk__sink_u64(sink, families[f].name, l->ns, NULL, NULL, v);
+        }
+    }
+}
+
+static const rk__module_ops limiter_ops = {.kind = "ratelimit", .emit = limiter_emit};
+
 /* ---- the handle ------------------------------------------------------------------ */
 
 static bool name_ok(const char *s, size_t len)
@@ -349,6 +404,10 @@ rk_status rk_limiter_new(rk_client *client, const rk_limiter_options *opts, rk_l
                                sizeof(rk__rl_cell) * l->n);
         l->local_ready = st == RK_OK;
     }
+    if (st == RK_OK) {
+        st = rk__registry_add(client, l, &limiter_ops);
+        l->registered = st == RK_OK;
+    }
     if (st != RK_OK) {
         rk_limiter_free(l);
         return st;
@@ -360,6 +419,8 @@ rk_status rk_limiter_new(rk_client *client, const rk_limiter_options *opts, rk_l
 void rk_limiter_free(rk_limiter *l)
 {
     if (!l) return;
+    /* First: after this no scrape reads the handle (registry.h). */
+    if (l->registered) rk__registry_remove(l->client, l);
     if (l->blocks_ready) rk__rl_table_destroy(&l->blocks);
     if (l->local_ready) rk__rl_table_destroy(&l->local);
     rk__free(l->head);

@@ -107,7 +107,7 @@ struct rk_limiter {
     size_t max_key;
     rk__rl_table blocks; /* key -> rk__rl_block */
     rk__rl_table local;  /* key -> rk__rl_cell[n] */
-    bool local_ready, blocks_ready;
+    bool local_ready, blocks_ready, registered;
     /* Test hooks (rk__limiter_test_clock): the scripts use fixed_now_us
      * instead of TIME when it is not 0, then add offset_us. */
     _Atomic int64_t fixed_now_us, offset_us;
