@@ -2,7 +2,7 @@
  * limit_unit_test.c — the pure parts of rk_limiter, without a server: the
  * algorithms of the local limiter with a hand-moved clock (rk__rl_eval),
  * the bounded table, header rendering byte for byte, IP-address keys, and
- * the options a limiter refuses. The limiter here sits on a client that
+ * the options a limiter refuses, and an allocation-failure walk. The limiter here sits on a client that
  * never connects (rk_client_new opens no connection).
  */
 #include <stdarg.h>
@@ -17,6 +17,7 @@
 #include <redkit/redkit.h>
 
 #include "ratelimit.h"
+#include "support/fail_alloc.h"
 
 static rk_client *offline_client(void)
 {
@@ -303,9 +304,54 @@ static void test_bad_options(void **state)
     rk_client_free(c);
 }
 
+/* Every allocation of new, of a check with a long key (keys on the heap)
+ * and of the local limiter (Redis unreachable), failed in turn: each call
+ * gives RK_ERR_NOMEM or succeeds, and nothing leaks. Runs first, while
+ * no redkit memory is live (fail_alloc.h). */
+static void test_nomem_walk(void **state)
+{
+    (void)state;
+    char key[1500];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    rk_limit lim = {.limit = 3, .period_ms = 60000};
+    rk_set_allocator(&rk_test_fail_allocator);
+    long live = rk_test_fail_live();
+    bool done = false;
+    for (long n = 1; n < 500 && !done; n++) {
+        rk_test_fail_arm(n);
+        rk_client *c = NULL;
+        rk_status st = rk_client_new(&(rk_client_options){.url = "redis://127.0.0.1:1", .connect_timeout_ms = 100,
+                                                          .command_timeout_ms = 200},
+                                     &c);
+        if (st == RK_OK) {
+            rk_limiter *l = NULL;
+            st = rk_limiter_new(c,
+                                &(rk_limiter_options){.limits = &lim, .nlimits = 1,
+                                                      .failure_policy = RK_LIMIT_FAIL_LOCAL, .max_key_bytes = 2000},
+                                &l);
+            if (st == RK_OK) {
+                rk_limit_result r;
+                st = rk_limiter_check(l, key, 1, &r);
+                if (st == RK_OK) assert_int_equal(r.path, RK_LIMIT_PATH_LOCAL);
+                rk_limiter_free(l);
+            } else {
+                assert_null(l);
+            }
+            rk_client_free(c);
+        }
+        assert_true(st == RK_OK || st == RK_ERR_NOMEM);
+        done = !rk_test_fail_hit();
+        rk_test_fail_disarm();
+        assert_int_equal(rk_test_fail_live(), live);
+    }
+    assert_true(done);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_nomem_walk),
         cmocka_unit_test(test_local_exact_counts),   cmocka_unit_test(test_local_gcra_formula),
         cmocka_unit_test(test_local_cloudflare_example), cmocka_unit_test(test_table_bounded),
         cmocka_unit_test(test_headers_byte_for_byte), cmocka_unit_test(test_ip_keys),
