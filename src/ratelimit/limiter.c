@@ -59,11 +59,9 @@ static rk__script limiter_script = RK__SCRIPT("rate limit",
     "local decide = op == 'c' or peek\n"
     "local c = cost\n"
     "if peek then c = 1 end\n"
-    "local out = {}\n"
-    "local writes = {}\n"
-    "local all = true\n"
     "local function ms(us) local m = math.ceil(us / 1000) if m < 1 then m = 1 end return m end\n"
-    "for i = 1, #KEYS do\n"
+    "-- One limit: decide, and with commit, the state to write (w).\n"
+    "local function lim(i, commit)\n"
     "  local b = 5 + (i - 1) * 5\n"
     "  local algo = ARGV[b + 1]\n"
     "  local limit = tonumber(ARGV[b + 2])\n"
@@ -83,7 +81,7 @@ static rk__script limiter_script = RK__SCRIPT("rate limit",
     "    elseif decide then\n"
     "      local nt = tat + T * c\n"
     "      if nt - tau <= now then\n"
-    "        if not peek then cur = nt; w = 1 end\n"
+    "        if commit then cur = nt; w = 1 end\n"
     "      else\n"
     "        ok = false\n"
     "        if T * c > tau then retry = -1 else retry = nt - tau - now end\n"
@@ -107,7 +105,7 @@ static rk__script limiter_script = RK__SCRIPT("rate limit",
     "    elseif op == '-' then cur = cur - c; if cur < 0 then cur = 0 end; w = 1\n"
     "    elseif decide then\n"
     "      if wt + cur + c <= limit then\n"
-    "        if not peek then cur = cur + c; w = 1 end\n"
+    "        if commit then cur = cur + c; w = 1 end\n"
     "      else\n"
     "        ok = false\n"
     "        local need = limit - c\n"
@@ -140,7 +138,7 @@ static rk__script limiter_script = RK__SCRIPT("rate limit",
     "    elseif op == '-' then cnt = cnt - c; if cnt < 0 then cnt = 0 end; w = 1\n"
     "    elseif decide then\n"
     "      if cnt + c <= limit then\n"
-    "        if not peek then cnt = cnt + c; w = 1 end\n"
+    "        if commit then cnt = cnt + c; w = 1 end\n"
     "      else\n"
     "        ok = false\n"
     "        if c > limit then retry = -1 else retry = st + period - now end\n"
@@ -165,7 +163,7 @@ static rk__script limiter_script = RK__SCRIPT("rate limit",
     "    elseif op == '-' then tok = tok + c; if tok > cap then tok = cap end; w = 1\n"
     "    elseif decide then\n"
     "      if tok + 1e-9 >= c then\n"
-    "        if not peek then tok = tok - c; w = 1 end\n"
+    "        if commit then tok = tok - c; w = 1 end\n"
     "      else\n"
     "        ok = false\n"
     "        if c > cap then retry = -1 else retry = math.ceil((c - tok) * period / limit) end\n"
@@ -177,11 +175,11 @@ static rk__script limiter_script = RK__SCRIPT("rate limit",
     "    rem = math.floor(tok + 1e-9); used = cap - tok\n"
     "  elseif algo == 'c' then\n"
     "    redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now))\n"
-    "    if op == 'r' then redis.call('ZREM', key, lease) end\n"
+    "    if op == 'r' and commit then redis.call('ZREM', key, lease) end\n"
     "    local cnt = redis.call('ZCARD', key)\n"
     "    if decide then\n"
     "      if cnt + c <= limit then\n"
-    "        if not peek and c > 0 then w = {'z', now + period, period}; cnt = cnt + 1 end\n"
+    "        if commit and c > 0 then w = {'z', now + period, period}; cnt = cnt + 1 end\n"
     "      else\n"
     "        ok = false\n"
     "        local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')\n"
@@ -197,25 +195,29 @@ static rk__script limiter_script = RK__SCRIPT("rate limit",
     "    end\n"
     "  end\n"
     "  if rem < 0 then rem = 0 end\n"
-    "  if not ok then all = false end\n"
-    "  writes[i] = w or false\n"
-    "  out[#out + 1] = ok and 1 or 0\n"
-    "  out[#out + 1] = rem\n"
-    "  out[#out + 1] = math.ceil(reset)\n"
-    "  out[#out + 1] = math.ceil(retry)\n"
-    "  out[#out + 1] = math.floor(used * 1000 + 0.5)\n"
-    "end\n"
-    "if all or not decide then\n"
-    "  for i = 1, #KEYS do\n"
-    "    local w = writes[i]\n"
-    "    if w and w[1] == 's' then\n"
-    "      if w[3] > 0 then redis.call('SET', KEYS[i], w[2], 'PX', ms(w[3]))\n"
-    "      else redis.call('DEL', KEYS[i]) end\n"
-    "    elseif w and w[1] == 'z' then\n"
-    "      redis.call('ZADD', KEYS[i], string.format('%.0f', w[2]), lease)\n"
-    "      redis.call('PEXPIRE', KEYS[i], ms(w[3]))\n"
-    "    end\n"
+    "  if w and w[1] == 's' then\n"
+    "    if w[3] > 0 then redis.call('SET', key, w[2], 'PX', ms(w[3]))\n"
+    "    else redis.call('DEL', key) end\n"
+    "  elseif w and w[1] == 'z' then\n"
+    "    redis.call('ZADD', key, string.format('%.0f', w[2]), lease)\n"
+    "    redis.call('PEXPIRE', key, ms(w[3]))\n"
     "  end\n"
+    "  return {ok and 1 or 0, rem, math.ceil(reset), math.ceil(retry), math.floor(used * 1000 + 0.5)}\n"
+    "end\n"
+    "-- Phase one decides every limit without writing; phase two, only when\n"
+    "-- all allow a check, consumes (so each state reported is the stored one).\n"
+    "local res = {}\n"
+    "local all = true\n"
+    "for i = 1, #KEYS do\n"
+    "  res[i] = lim(i, not decide)\n"
+    "  if res[i][1] == 0 then all = false end\n"
+    "end\n"
+    "if all and op == 'c' then\n"
+    "  for i = 1, #KEYS do res[i] = lim(i, true) end\n"
+    "end\n"
+    "local out = {}\n"
+    "for i = 1, #KEYS do\n"
+    "  for j = 1, 5 do out[#out + 1] = res[i][j] end\n"
     "end\n"
     "return out\n");
 
@@ -624,10 +626,15 @@ static rk_status local_eval(rk_limiter *l, const char *key, size_t klen, int op,
         pthread_mutex_unlock(&l->local.mu);
         return rk__fail(RK_ERR_NOMEM, "limiter: out of memory (local limiter)");
     }
+    /* As the script: a check decides every limit first (consuming
+     * nothing), and consumes only when all of them allow it. */
     rk__rl_cell next[RK_LIMITER_MAX_LIMITS];
     bool all = true;
+    int first = op == RK__OP_CHECK ? RK__OP_DRY : op;
     for (size_t i = 0; i < l->n; i++)
-        if (!rk__rl_eval(&l->cfg[i], &cells[i], op, cost, now, &res->limits[i], &next[i])) all = false;
+        if (!rk__rl_eval(&l->cfg[i], &cells[i], first, cost, now, &res->limits[i], &next[i])) all = false;
+    if (all && op == RK__OP_CHECK)
+        for (size_t i = 0; i < l->n; i++) rk__rl_eval(&l->cfg[i], &cells[i], op, cost, now, &res->limits[i], &next[i]);
     if ((all && op == RK__OP_CHECK) || op == RK__OP_PENALTY || op == RK__OP_REWARD || op == RK__OP_RELEASE)
         memcpy(cells, next, sizeof(rk__rl_cell) * l->n);
     pthread_mutex_unlock(&l->local.mu);

@@ -38,7 +38,8 @@ bool rk__rl_eval(const rk__limit_cfg *cfg, const rk__rl_cell *cell, int op, int6
 {
     const double now = (double)now_us;
     const double limit = (double)cfg->limit, period = (double)cfg->period_us;
-    const bool peek = op == RK__OP_PEEK, decide = op == RK__OP_CHECK || peek;
+    const bool peek = op == RK__OP_PEEK, consume = op == RK__OP_CHECK;
+    const bool decide = consume || peek || op == RK__OP_DRY;
     const double c = peek ? 1.0 : (double)cost;
     bool ok = true;
     double rem = 0, reset = 0, retry = 0, used = 0;
@@ -60,7 +61,7 @@ bool rk__rl_eval(const rk__limit_cfg *cfg, const rk__rl_cell *cell, int op, int6
         } else if (decide) {
             double nt = tat + T * c;
             if (nt - tau <= now) {
-                if (!peek) cur = nt;
+                if (consume) cur = nt;
             } else {
                 ok = false;
                 retry = T * c > tau ? -1 : nt - tau - now;
@@ -88,7 +89,7 @@ bool rk__rl_eval(const rk__limit_cfg *cfg, const rk__rl_cell *cell, int op, int6
             cur = cur - c < 0 ? 0 : cur - c;
         } else if (decide) {
             if (wt + cur + c <= limit) {
-                if (!peek) cur += c;
+                if (consume) cur += c;
             } else {
                 ok = false;
                 double need = limit - c;
@@ -125,7 +126,7 @@ bool rk__rl_eval(const rk__limit_cfg *cfg, const rk__rl_cell *cell, int op, int6
             cnt = cnt - c < 0 ? 0 : cnt - c;
         } else if (decide) {
             if (cnt + c <= limit) {
-                if (!peek) cnt += c;
+                if (consume) cnt += c;
             } else {
                 ok = false;
                 retry = c > limit ? -1 : st + period - now;
@@ -151,7 +152,7 @@ bool rk__rl_eval(const rk__limit_cfg *cfg, const rk__rl_cell *cell, int op, int6
             tok = tok + c > cap ? cap : tok + c;
         } else if (decide) {
             if (tok + RK__EPS >= c) {
-                if (!peek) tok -= c;
+                if (consume) tok -= c;
             } else {
                 ok = false;
                 retry = c > cap ? -1 : ceil((c - tok) * period / limit);
@@ -173,7 +174,7 @@ bool rk__rl_eval(const rk__limit_cfg *cfg, const rk__rl_cell *cell, int op, int6
             cnt = cnt > 0 ? cnt - 1 : 0;
         } else if (decide) {
             if (cnt + c <= limit) {
-                if (!peek && c > 0) {
+                if (consume && c > 0) {
                     cnt += 1;
                     until = now + period;
                 }

@@ -42,7 +42,9 @@ enum {
     RK__OP_PEEK = 'p',    /* decide for cost 1, consume nothing */
     RK__OP_PENALTY = '+', /* consume cost unconditionally */
     RK__OP_REWARD = '-',  /* give cost back */
-    RK__OP_RELEASE = 'r'  /* return a concurrency lease */
+    RK__OP_RELEASE = 'r', /* return a concurrency lease */
+    RK__OP_DRY = 'd'      /* decide for cost, consume nothing (phase one of
+                             a check, local limiter only) */
 };
 
 /* The local state of one limit of one key (meaning per algorithm, as the

@@ -196,6 +196,9 @@ static void test_three_limits_atomic(void **state)
         assert_string_equal(r.decided_name, "day");
         assert_true(r.limits[0].allowed);
         assert_true(r.limits[1].allowed);
+        /* The states reported are the stored ones: nothing consumed. */
+        assert_int_equal(r.limits[0].remaining, 7);
+        assert_true(r.limits[1].used == 3.0);
     }
     long long after = rk_test_server_command_calls(server, "evalsha") + rk_test_server_command_calls(server, "eval");
     assert_int_equal(after - before, 8); /* one script per check */
