@@ -48,12 +48,17 @@
 static rk__script limiter_script = RK__SCRIPT("rate limit",
     "local op = ARGV[1]\n"
     "local cost = tonumber(ARGV[2])\n"
+    "local t = redis.call('TIME')\n"
+    "local real = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "local now = tonumber(ARGV[3])\n"
-    "if now == 0 then\n"
-    "  local t = redis.call('TIME')\n"
-    "  now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-    "end\n"
+    "if now == 0 then now = real end\n"
     "now = now + tonumber(ARGV[4])\n"
+    "local delta = now - real\n"
+    "-- GCRA keeps its TAT in the key's own expiry time (PXAT), and only the\n"
+    "-- sub-millisecond rest (0..999, a shared integer) as the value: the\n"
+    "-- smallest a key with a TTL can be. Not under a pinned test clock,\n"
+    "-- nor without PEXPIRETIME (Redis < 7): there the value is the TAT.\n"
+    "local compact = ARGV[3] == '0' and type(redis.pcall('PEXPIRETIME', KEYS[1])) == 'number'\n"
     "local lease = ARGV[5]\n"
     "local peek = op == 'p'\n"
     "local decide = op == 'c' or peek\n"
@@ -74,6 +79,10 @@ static rk__script limiter_script = RK__SCRIPT("rate limit",
     "  if algo == 'g' then\n"
     "    local T, tau = p1, p2\n"
     "    local tat = tonumber(redis.call('GET', key) or '') or now\n"
+    "    if tat >= 0 and tat < 1000 then\n"
+    "      local e = redis.pcall('PEXPIRETIME', key)\n"
+    "      if type(e) == 'number' and e > 0 then tat = e * 1000 - tat + delta else tat = now end\n"
+    "    end\n"
     "    if tat < now then tat = now end\n"
     "    local cur = tat\n"
     "    if op == '+' then cur = tat + T * c; w = 1\n"
@@ -87,7 +96,7 @@ static rk__script limiter_script = RK__SCRIPT("rate limit",
     "        if T * c > tau then retry = -1 else retry = nt - tau - now end\n"
     "      end\n"
     "    end\n"
-    "    if w then w = {'s', string.format('%.0f', cur), cur - now} end\n"
+    "    if w then w = {'g', cur} end\n"
     "    rem = math.floor((tau - (cur - now)) / T); used = (cur - now) / T; reset = cur - now\n"
     "  elseif algo == 's' then\n"
     "    local win = math.floor(now / period)\n"
@@ -195,7 +204,15 @@ static rk__script limiter_script = RK__SCRIPT("rate limit",
     "    end\n"
     "  end\n"
     "  if rem < 0 then rem = 0 end\n"
-    "  if w and w[1] == 's' then\n"
+    "  if w and w[1] == 'g' then\n"
+    "    local cur = w[2]\n"
+    "    if cur <= now then redis.call('DEL', key)\n"
+    "    elseif compact then\n"
+    "      local r = cur - delta\n"
+    "      local e = math.ceil(r / 1000)\n"
+    "      redis.call('SET', key, string.format('%.0f', e * 1000 - r), 'PXAT', string.format('%.0f', e))\n"
+    "    else redis.call('SET', key, string.format('%.0f', cur), 'PX', ms(cur - now)) end\n"
+    "  elseif w and w[1] == 's' then\n"
     "    if w[3] > 0 then redis.call('SET', key, w[2], 'PX', ms(w[3]))\n"
     "    else redis.call('DEL', key) end\n"
     "  elseif w and w[1] == 'z' then\n"
@@ -498,7 +515,12 @@ static rk_status build_keys(const rk_limiter *l, const char *key, size_t klen, k
 
 /* ---- running the script --------------------------------------------------------- */
 
-static const char algo_code[] = {'g', 's', 'f', 't', 'c'};
+const char rk__limiter_algo_code[5] = {'g', 's', 'f', 't', 'c'};
+
+rk__script *rk__limiter_script(void)
+{
+    return &limiter_script;
+}
 
 static rk_status run_script(rk_limiter *l, const keyset *ks, int op, int64_t cost, const char *lease,
                             rk_reply **reply)
@@ -537,7 +559,7 @@ static rk_status run_script(rk_limiter *l, const keyset *ks, int op, int64_t cos
     lens[a++] = lease ? strlen(lease) : 0;
     for (size_t i = 0; i < l->n; i++) {
         const rk__limit_cfg *c = &l->cfg[i];
-        argv[a] = &algo_code[c->algo];
+        argv[a] = &rk__limiter_algo_code[c->algo];
         lens[a++] = 1;
         NUM(c->limit);
         NUM(c->period_us);

@@ -120,6 +120,13 @@ struct rk_limiter {
     rk__limiter_counters counters;
 };
 
+/* The one script every call runs (for bench/ratelimit_bench.c, which runs
+ * it through bare hiredis as the baseline). Its KEYS are the limits' keys
+ * in order; its ARGV: op, cost, fixed now (0 = TIME), offset (us), lease,
+ * then per limit: algorithm letter (g s f t c), limit, period_us, p1, p2. */
+struct rk__script *rk__limiter_script(void);
+extern const char rk__limiter_algo_code[5];
+
 /* Test hooks. */
 void rk__limiter_test_clock(rk_limiter *l, int64_t fixed_now_us, int64_t offset_us);
 void rk__limiter_local_clock(rk_limiter *l, int64_t (*now_us)(void *ctx), void *ctx);

@@ -21,6 +21,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -99,6 +100,20 @@ static void test_server_clock(void **state)
     rk_limit lim = {.limit = 5, .period_ms = 60000};
     rk_limiter *l = limiter_new(&lim, 1);
     assert_int_equal(count_allowed(l, "k", 20), 5);
+    /* GCRA's TAT lives in the key's expiry time; the value is only the
+     * sub-millisecond rest (a small shared integer). */
+    redisReply *v = rk_test_server_command(server, "GET app:rl:{k}:default");
+    assert_non_null(v);
+    assert_int_equal(v->type, REDIS_REPLY_STRING);
+    long long rest = atoll(v->str);
+    freeReplyObject(v);
+    assert_true(rest >= 0 && rest < 1000);
+    long long pttl = rk_test_server_integer(server, "PTTL app:rl:{k}:default");
+    assert_true(pttl > 36000 && pttl <= 48000); /* TAT = now + 4 T, T = 12 s (less the time the checks took) */
+    rk_limit_result r;
+    assert_int_equal(rk_limiter_peek(l, "k", &r), RK_OK);
+    assert_int_equal(r.remaining, 0);
+    assert_true(r.retry_after_ms > 0 && r.retry_after_ms <= 12000);
     rk__limiter_test_clock(l, 0, 60000000);
     assert_int_equal(count_allowed(l, "k", 20), 5);
     rk_limiter_free(l);
