@@ -209,7 +209,8 @@ RK_EXPORT void rk_limiter_free(rk_limiter *limiter);
  * (out->path; out->redis_status says why Redis was not used); the
  * decision is out->allowed. RK_ERR_INVALID (NULL, empty key, cost < 0 or
  * over RK_LIMIT_MAX_VALUE, cost > 1 with a concurrency limit),
- * RK_ERR_TOO_LARGE (key over max_key_bytes) and RK_ERR_NOMEM leave *out
+ * RK_ERR_TOO_LARGE (key over max_key_bytes), RK_ERR_NOMEM and
+ * RK_ERR_SYSTEM (no random bytes for a concurrency lease) leave *out
  * zeroed and decide nothing. Blocks at most timeout_ms (plus the
  * connect timeout when a connection must be opened). Thread-safe.
  */

@@ -485,6 +485,28 @@ static void test_block_cache(void **state)
     assert_int_equal(rk_limiter_metrics_get(l, &m), RK_OK);
     assert_int_equal(m.block_cache_hits, 100);
     assert_int_equal(m.limited, 101);
+
+    /* Another limiter with other limits on the same keys has its own
+     * block cache: a key blocked for one is asked of Redis by the other. */
+    rk_limit more = {.limit = 50, .period_ms = 10000};
+    rk_limiter *other = NULL;
+    assert_int_equal(rk_limiter_new(client, &(rk_limiter_options){.limits = &more, .nlimits = 1, .block_cache = true},
+                                    &other),
+                     RK_OK);
+    rk__limiter_local_clock(other, fake_clock, NULL);
+    rk__limiter_test_clock(other, T0 + 5000000, 0);
+    assert_int_equal(rk_limiter_check(l, "b", 1, &r), RK_OK); /* l: blocked again, cached */
+    assert_false(r.allowed);
+    assert_int_equal(rk_limiter_check(l, "b", 1, &r), RK_OK);
+    assert_int_equal(r.path, RK_LIMIT_PATH_BLOCK_CACHE);
+    assert_int_equal(rk_limiter_check(other, "b", 1, &r), RK_OK);
+    assert_int_equal(r.path, RK_LIMIT_PATH_REDIS);
+    /* ... and a reward lifts this process's block at once. */
+    assert_int_equal(rk_limiter_reward(l, "b", 1, NULL), RK_OK);
+    assert_int_equal(rk_limiter_check(l, "b", 1, &r), RK_OK);
+    assert_int_equal(r.path, RK_LIMIT_PATH_REDIS);
+    assert_true(r.allowed);
+    rk_limiter_free(other);
     rk_limiter_free(l);
 }
 
