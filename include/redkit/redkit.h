@@ -18,5 +18,6 @@
 #include "keys.h"
 #include "cache.h"
 #include "metrics.h"
+#include "apikeys.h"
 
 #endif /* REDKIT_REDKIT_H */

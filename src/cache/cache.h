@@ -63,6 +63,19 @@ void rk__cache_count_error(rk_cache *c, rk_status st);
 
 struct rk__fetch_state; /* fetch_state.c */
 
+/*
+ * How rk_cache_fetch() stores a computed value on a handle that a module
+ * builds on (apikeys), instead of a plain SET: k is the full key, v/vlen
+ * the encoded value, ttl_ms its Redis TTL (> 0). Returns RK_OK when
+ * stored; RK_MISS when Redis holds a value that must not be overwritten
+ * (apikeys' revocation tombstone), which is then in *kept (rk__malloc'd,
+ * NUL-terminated, not counted in *kept_len) and is what the fetch serves,
+ * to its waiters too, instead of the computed value; any other status is
+ * a failed store, handled as one of SET.
+ */
+typedef rk_status (*rk__cache_fill_fn)(rk_cache *c, const rk__key *k, const char *v, size_t vlen, int64_t ttl_ms,
+                                       char **kept, size_t *kept_len);
+
 struct rk_cache {
     rk_client *client;
     char *head;               /* "<prefix>:<ns>:" */
@@ -83,6 +96,7 @@ struct rk_cache {
     int clear_budget_ms;
     rk__cache_counters counters;
     struct rk__fetch_state *fetch; /* owned by fetch_state.c */
+    rk__cache_fill_fn fill;    /* NULL = SET (only internal handles set it) */
 };
 
 /* The TTL from a (ttl_s, ttl_ms) pair by rk_cache_set_options' rules: ms, or
@@ -182,6 +196,11 @@ void rk__fetch_forget_all(rk_cache *c);
  * u being the reader's uniform draw in (0, 1]. beta 0 means 1.0; a
  * negative beta, no expiry (0) or u outside (0, 1] give false. Pure. */
 bool rk__xfetch_early(int64_t now_ms, int64_t expires_at_ms, uint32_t compute_ms, double beta, double u);
+
+/* True when the fetch running this compute callback could not read Redis
+ * (it is computing degraded): lets a module built on the cache answer
+ * from its own copy, or refuse, instead of asking its source. */
+bool rk__cache_computed_degraded(const rk_cache_computed *out);
 
 /* The cache's entry in the client's module registry (cache_metrics.c). */
 extern const rk__module_ops rk__cache_ops;
