@@ -252,6 +252,18 @@ RK_EXPORT rk_status rk_apikeys_revoke(rk_apikeys *keys, const char *key);
 RK_EXPORT rk_status rk_apikeys_revoke_hash(rk_apikeys *keys, const char *hash_hex);
 
 /*
+ * rk_apikeys_forget — drop every cached answer for key (in Redis, unless
+ * it is a revocation tombstone, which stays; in this process; and, through
+ * the invalidation channel, in the others), so that the next verify asks
+ * the database: after the key's record changed (new scopes, a rotation's
+ * grace period set as its expiry; see docs/apikeys.md). A revoked key
+ * stays revoked. Two round trips. Returns RK_OK; RK_ERR_INVALID (NULL, a
+ * malformed key); or a client error (the Redis answer may then remain
+ * until positive_ttl_ms; this process's is dropped regardless).
+ */
+RK_EXPORT rk_status rk_apikeys_forget(rk_apikeys *keys, const char *key);
+
+/*
  * rk_apikeys_generate — a new key with the handle's key prefix, written
  * to key (a buffer of RK_APIKEYS_KEY_BUF bytes, NUL-terminated), and its
  * SHA-256 to hash_hex (RK_APIKEYS_HASH_BUF bytes; may be NULL): store the

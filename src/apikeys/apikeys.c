@@ -308,17 +308,34 @@ const char *rk_apikeys_verdict_name(rk_apikey_verdict v)
 
 /* ---- revoke ----------------------------------------------------------------- */
 
+/* The Redis key of digest d ("<prefix>:<ns>:{<hex>}") into k, its hex into hex. */
+static rk_status redis_key(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], rk__key *k,
+                           char hex[RK_APIKEYS_HASH_BUF])
+{
+    rk__hex32(d, hex);
+    char ukey[RK_APIKEYS_HASH_HEX + 3];
+    snprintf(ukey, sizeof ukey, "{%s}", hex);
+    return rk__key_make(k, ak->cache->head, ak->cache->head_len, ukey, sizeof ukey);
+}
+
+/* A reply to PUBLISH: a refusal (an ACL without it) is logged, not
+ * failed: the write it follows stands, and other processes then learn of
+ * it within fresh_ms. */
+static void published(rk_apikeys *ak, rk_reply *r)
+{
+    if (r && r->type == RK_REPLY_ERROR)
+        rk__client_log(ak->client, RK_LOG_WARN, "apikeys: PUBLISH of an invalidation was refused");
+    rk_reply_free(r);
+}
+
 /* SET <key> R PX <tombstone>, then PUBLISH <channel> <hash>, in one round
  * trip; then this process forgets the key. Forgetting after the write, not
  * before: a verify that starts in between reads the tombstone. */
 static rk_status revoke_digest(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES])
 {
     char hex[RK_APIKEYS_HASH_BUF];
-    rk__hex32(d, hex);
-    char ukey[RK_APIKEYS_HASH_HEX + 3];
-    snprintf(ukey, sizeof ukey, "{%s}", hex);
     rk__key k;
-    rk_status st = rk__key_make(&k, ak->cache->head, ak->cache->head_len, ukey, sizeof ukey);
+    rk_status st = redis_key(ak, d, &k, hex);
     if (st != RK_OK) return st;
     char ttl[RK__NUMBER_TEXT_MAX + 1];
     const char *set_argv[5] = {"SET", k.str, "R", "PX", ttl};
@@ -332,15 +349,46 @@ static rk_status revoke_digest(rk_apikeys *ak, const unsigned char d[RK__SHA256_
     if (st == RK_OK) {
         if (rep[0]->type == RK_REPLY_ERROR) st = rk__reply_fail(rep[0], "SET (tombstone)"), rep[0] = NULL;
         else if (rep[0]->type != RK_REPLY_STATUS) st = rk__fail(RK_ERR_PROTOCOL, "SET (tombstone): unexpected reply");
-        /* A refused PUBLISH (an ACL without it) leaves the tombstone: other
-         * processes then learn of the revocation within fresh_ms. */
-        if (st == RK_OK && rep[1]->type == RK_REPLY_ERROR)
-            rk__client_log(ak->client, RK_LOG_WARN, "apikeys: revocation written, but PUBLISH was refused");
         rk_reply_free(rep[0]);
-        rk_reply_free(rep[1]);
+        if (st == RK_OK) published(ak, rep[1]);
+        else rk_reply_free(rep[1]);
     }
     rk__local_drop(ak->local, d);
     if (st == RK_OK) RK__AK_COUNT(ak, revocations);
+    return st;
+}
+
+/* Delete the cached answer unless it is a tombstone. */
+static rk__script forget_script =
+    RK__SCRIPT("apikeys forget",
+               "local cur = redis.call('GET', KEYS[1])\n"
+               "if cur and string.sub(cur, 1, 1) == 'R' then return 0 end\n"
+               "return redis.call('DEL', KEYS[1])");
+
+rk_status rk_apikeys_forget(rk_apikeys *ak, const char *key)
+{
+    if (!ak || !key) return rk__fail(RK_ERR_INVALID, "rk_apikeys_forget: NULL argument");
+    size_t len;
+    if (!rk__apikey_well_formed(key, &len)) return rk__fail(RK_ERR_INVALID, "rk_apikeys_forget: the key is malformed");
+    unsigned char d[RK__SHA256_BYTES];
+    if (!rk__sha256(key, len, d)) return rk__fail(RK_ERR_SYSTEM, "apikeys: SHA-256 unavailable");
+    char hex[RK_APIKEYS_HASH_BUF];
+    rk__key k;
+    rk_status st = redis_key(ak, d, &k, hex);
+    if (st != RK_OK) return st;
+    const char *keys[1] = {k.str};
+    size_t keylens[1] = {k.len};
+    rk_reply *r;
+    st = rk__script_run(ak->client, &forget_script, 1, keys, keylens, 0, NULL, NULL, false, &r);
+    rk__key_release(&k);
+    if (st == RK_OK) {
+        rk_reply_free(r);
+        const char *pub_argv[3] = {"PUBLISH", ak->channel, hex};
+        size_t pub_lens[3] = {7, ak->channel_len, RK_APIKEYS_HASH_HEX};
+        r = NULL;
+        if (rk_client_command(ak->client, 3, pub_argv, pub_lens, &r) == RK_OK) published(ak, r);
+    }
+    rk__local_drop(ak->local, d);
     return st;
 }
 

@@ -774,6 +774,21 @@ static void test_invalidation(void **state)
     rk__apikeys_subscription_lost(here);
     assert_int_equal(rk__local_count(here->local), 0);
     assert_int_equal(verify(here, b, NULL, NULL), RK_APIKEY_REVOKED);
+    /* forget: a changed record is read again; a tombstone stays. */
+    char c[RK_APIKEYS_KEY_BUF];
+    db_add(&d, here, "plan=free", 0, c);
+    assert_int_equal(verify(here, c, NULL, NULL), RK_APIKEY_VALID);
+    snprintf(d.owner[d.n - 1], sizeof d.owner[0], "plan=pro");
+    assert_int_equal(rk_apikeys_forget(there, c), RK_OK);
+    rk__apikeys_invalidated(here, hash, strlen(hash)); /* (b's: this process keeps c's answer) */
+    rk_apikey_result r;
+    assert_int_equal(rk_apikeys_verify(there, c, &r), RK_OK);
+    assert_string_equal(r.owner, "plan=pro");
+    assert_int_equal(r.layer, RK_APIKEY_LAYER_LOOKUP);
+    rk_apikeys_result_clear(&r);
+    assert_int_equal(rk_apikeys_forget(there, b), RK_OK);
+    assert_int_equal(verify(there, b, NULL, NULL), RK_APIKEY_REVOKED);
+    assert_int_equal(rk_apikeys_forget(there, "garbage"), RK_ERR_INVALID);
     rk_apikeys_free(there);
     rk_apikeys_free(here);
 }
