@@ -156,6 +156,16 @@ static rk_status compute(const char *key, rk_cache_computed *out, void *ctx)
 
 /* ---- verify ------------------------------------------------------------------ */
 
+/* "{<hex>}": the user key of the inner cache, a hash tag that keeps the
+ * answer and its fetch lock in one cluster slot. */
+static void braced(const char hex[RK_APIKEYS_HASH_BUF], char out[RK_APIKEYS_HASH_HEX + 3])
+{
+    out[0] = '{';
+    memcpy(out + 1, hex, RK_APIKEYS_HASH_HEX);
+    out[RK_APIKEYS_HASH_HEX + 1] = '}';
+    out[RK_APIKEYS_HASH_HEX + 2] = '\0';
+}
+
 static int64_t fresh_for(const rk_apikeys *ak, char kind)
 {
     int64_t ttl = kind == 'V' ? ak->positive_ttl_ms : kind == 'N' ? ak->negative_ttl_ms : ak->tombstone_ttl_ms;
@@ -241,7 +251,7 @@ rk_status rk_apikeys_verify(rk_apikeys *ak, const char *key, rk_apikey_result *r
     char hex[RK_APIKEYS_HASH_BUF];
     rk__hex32(d, hex);
     char ukey[RK_APIKEYS_HASH_HEX + 3];
-    snprintf(ukey, sizeof ukey, "{%s}", hex);
+    braced(hex, ukey);
     verify_call v = {.ak = ak, .d = d, .hex = hex};
     void *val;
     size_t vlen;
@@ -314,7 +324,7 @@ static rk_status redis_key(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTE
 {
     rk__hex32(d, hex);
     char ukey[RK_APIKEYS_HASH_HEX + 3];
-    snprintf(ukey, sizeof ukey, "{%s}", hex);
+    braced(hex, ukey);
     return rk__key_make(k, ak->cache->head, ak->cache->head_len, ukey, sizeof ukey);
 }
 
