@@ -106,8 +106,8 @@ typedef struct rk_apikeys_record rk_apikeys_record;
  * too: the record's expiry is honoured, see rk_apikeys_record_set), RK_MISS
  * when it does not (cached as "not found" for negative_ttl_ms), or any
  * other status when the database could not answer (never cached;
- * rk_apikeys_verify() returns that status unless it can serve a stale
- * answer). RK_OK without a record is treated as a failure
+ * rk_apikeys_verify() returns RK_ERR_SOURCE with that status in
+ * result->lookup_status, unless it can serve a stale answer). RK_OK without a record is treated as a failure
  * (RK_ERR_INVALID). record is valid only during the call. Runs on the
  * verifying thread with no redkit lock held; may call redkit (but not
  * verify the same key). user is rk_apikeys_options.lookup_user.
@@ -189,6 +189,8 @@ typedef struct rk_apikey_result {
                                (NUL-terminated, not counted), else NULL; owned
                                by the caller: rk_apikeys_result_clear() */
     size_t owner_len;
+    rk_status lookup_status; /* when verify returns RK_ERR_SOURCE: the status
+                                the lookup callback failed with; else RK_OK */
 } rk_apikey_result;
 
 /*
@@ -217,8 +219,11 @@ RK_EXPORT void rk_apikeys_free(rk_apikeys *keys);
  * included); otherwise no verdict, result->verdict is 0, and the status
  * says why: RK_ERR_INVALID (NULL keys, key or result);
  * RK_ERR_UNAVAILABLE (Redis unavailable with fail_closed, and no answer
- * in this process's stale window); the lookup callback's own failure
- * (nothing cached to fall back on); RK_ERR_TIMEOUT (waited lock_ms for
+ * in this process's stale window; also when the lookup failed with
+ * RK_ERR_UNAVAILABLE while Redis was unavailable); RK_ERR_SOURCE (the
+ * lookup callback failed and nothing cached could stand in: its own
+ * status in result->lookup_status, as rk_cache_fetch() reports a failed
+ * source); RK_ERR_TIMEOUT (waited lock_ms for
  * another thread's lookup of the key); RK_ERR_NOMEM; or a client error
  * other than unavailability (RK_ERR_SERVER, RK_ERR_AUTH, ...).
  * rk_last_error() never contains the key.

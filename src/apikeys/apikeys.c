@@ -285,6 +285,7 @@ rk_status rk_apikeys_verify(rk_apikeys *ak, const char *key, rk_apikey_result *r
      * window, if it knows the key. */
     char why[RK__ERRMSG_MAX];
     snprintf(why, sizeof why, "%s", rk_last_error());
+    if (st == RK_ERR_SOURCE) r->lookup_status = info.source_status;
     if (ak->stale_ms > 0 && st != RK_ERR_INVALID && st != RK_ERR_NOMEM) {
         int got = rk__local_get(ak->local, d, rk__now_ns(), true, &a);
         if (got > 0) {
@@ -293,6 +294,11 @@ rk_status rk_apikeys_verify(rk_apikeys *ak, const char *key, rk_apikey_result *r
                      got == 1 ? "fresh" : "stale", why);
             return RK_OK;
         }
+    }
+    /* Redis down and the lookup refused (fail_closed) or down as well. */
+    if (st == RK_ERR_SOURCE && info.degraded && info.source_status == RK_ERR_UNAVAILABLE) {
+        r->lookup_status = RK_OK;
+        st = RK_ERR_UNAVAILABLE;
     }
     return no_verdict(ak, rk__fail(st, "apikeys: no verdict: %.440s", why));
 }

@@ -29,12 +29,25 @@
 #define MAX_VALUE_LIMIT ((size_t)512 << 20)
 #define MAX_TTL_MS ((int64_t)1 << 62)
 
+/* Every size and time option is checked against a range before any
+ * arithmetic is done on it: a value near the top of its type (SIZE_MAX,
+ * INT64_MAX, or a negative number that went through size_t) must be
+ * refused here rather than wrap later — max_key_bytes = SIZE_MAX once made
+ * every key the same Redis key. SIZE_MAX keeps its documented meaning
+ * ("off" / "none") where the header gives it one. */
 static rk_status check_options(const rk_cache_options *o, int64_t *ttl, size_t *max_value)
 {
     *ttl = o->default_ttl_ms ? o->default_ttl_ms : RK_CACHE_DEFAULT_TTL_MS;
     if (*ttl < 0 && *ttl != RK_TTL_NONE)
         return rk__fail(RK_ERR_INVALID, "default_ttl_ms: %lld is negative (use RK_TTL_NONE for no expiry)",
                         (long long)*ttl);
+    /* Redis adds a TTL to its clock and refuses a sum that overflows: a
+     * default it would refuse would make every set fail. */
+    if (*ttl > MAX_TTL_MS)
+        return rk__fail(RK_ERR_INVALID, "default_ttl_ms: %lld is over the maximum of 2^62 ms", (long long)*ttl);
+    if (o->max_key_bytes > RK_MAX_KEY_BYTES)
+        return rk__fail(RK_ERR_INVALID, "max_key_bytes: %zu is over the maximum of %zu", o->max_key_bytes,
+                        (size_t)RK_MAX_KEY_BYTES);
     *max_value = o->max_value_bytes ? o->max_value_bytes : RK_CACHE_DEFAULT_MAX_VALUE_BYTES;
     if (*max_value > MAX_VALUE_LIMIT - RK__VALUE_HEADER_MAX)
         return rk__fail(RK_ERR_INVALID, "max_value_bytes: %zu is over Redis's 512 MiB limit", *max_value);
@@ -48,9 +61,13 @@ static rk_status check_options(const rk_cache_options *o, int64_t *ttl, size_t *
         return rk__fail(RK_ERR_INVALID, "clear_budget_ms: %d is outside 0..60000", o->clear_budget_ms);
     /* SIZE_MAX means no copies; anything else this large is a negative
      * number that went through size_t. */
+    if (o->local_copies > (size_t)PTRDIFF_MAX && o->local_copies != SIZE_MAX)
+        return rk__fail(RK_ERR_INVALID, "local_copies: %zu is too large (SIZE_MAX = no copies)", o->local_copies);
     if (o->local_copies_bytes > (size_t)PTRDIFF_MAX && o->local_copies_bytes != SIZE_MAX)
         return rk__fail(RK_ERR_INVALID, "local_copies_bytes: %zu is too large (SIZE_MAX = no copies)",
                         o->local_copies_bytes);
+    /* compress_threshold: every value means something (SIZE_MAX, or
+     * anything over max_value_bytes, = never), and it is only compared. */
     return RK_OK;
 }
 
@@ -94,6 +111,7 @@ rk_status rk_cache_new(rk_client *client, const rk_cache_options *opts, rk_cache
     if (c->local_copies == SIZE_MAX || c->local_copies_bytes == SIZE_MAX) c->local_copies = 0;
     c->clear_budget_ms = opts->clear_budget_ms ? opts->clear_budget_ms : RK_CACHE_DEFAULT_CLEAR_BUDGET_MS;
     if (st == RK_OK) st = rk__fetch_state_new(c);
+    if (st == RK_OK) st = rk__cache_near_start(c, opts);
     if (st == RK_OK) st = rk__registry_add(client, c, &rk__cache_ops);
     if (st != RK_OK) {
         rk_cache_free(c);
@@ -106,14 +124,32 @@ rk_status rk_cache_new(rk_client *client, const rk_cache_options *opts, rk_cache
 void rk_cache_free(rk_cache *c)
 {
     if (!c) return;
-    /* First: no scrape may see a handle half freed. The client may be gone
-     * after this (registry.h), and nothing below touches it. */
+    rk__cache_near_stop(c); /* its thread uses the client, alive until the next line */
+    /* No scrape may see a handle half freed. The client may be gone after
+     * this (registry.h), and nothing below touches it. */
     rk__registry_remove(c->client, c);
+    rk__cache_near_free(c);
     rk__fetch_state_free(c);
     rk__zpool_clear(&c->zpool);
     rk__free(c->aux_head);
     rk__free(c->head);
     rk__free(c);
+}
+
+rk_status rk_cache_key_build(const rk_cache *c, const char *key, char *buf, size_t buf_size, size_t *len)
+{
+    if (!c || !len || (!buf && buf_size)) return rk__fail(RK_ERR_INVALID, "rk_cache_key_build: NULL argument");
+    rk__key k;
+    rk_status st = rk__key_make(&k, c->head, c->head_len, key, c->max_key);
+    if (st != RK_OK) return st;
+    *len = k.len;
+    if (buf_size < k.len + 1) {
+        rk__key_release(&k);
+        return rk__fail(RK_ERR_TOO_LARGE, "rk_cache_key_build: buffer of %zu bytes, %zu needed", buf_size, *len + 1);
+    }
+    memcpy(buf, k.str, k.len + 1);
+    rk__key_release(&k);
+    return RK_OK;
 }
 
 void rk__cache_count_error(rk_cache *c, rk_status st)
@@ -208,8 +244,8 @@ void rk__cache_encoded_release(rk__encoded *e)
     e->heap = NULL;
 }
 
-rk_status rk__cache_store(rk_cache *c, const rk__key *k, const rk__encoded *v, int64_t ttl_ms,
-                          const char *const *tags, size_t ntags)
+static rk_status store(rk_cache *c, const rk__key *k, const rk__encoded *v, int64_t ttl_ms,
+                       const char *const *tags, size_t ntags)
 {
     if (ntags) return rk__cache_store_tagged(c, k, v, ttl_ms, tags, ntags);
     char ttl_text[RK__NUMBER_TEXT_MAX + 1];
@@ -226,6 +262,15 @@ rk_status rk__cache_store(rk_cache *c, const rk__key *k, const rk__encoded *v, i
     bool ok = r->type == RK_REPLY_STATUS;
     rk_reply_free(r);
     return ok ? RK_OK : rk__fail(RK_ERR_PROTOCOL, "SET: unexpected reply type");
+}
+
+rk_status rk__cache_store(rk_cache *c, const rk__key *k, const rk__encoded *v, int64_t ttl_ms,
+                          const char *const *tags, size_t ntags)
+{
+    rk__cache_near_forget(c, k->str, k->len); /* before and after: cache_near.c */
+    rk_status st = store(c, k, v, ttl_ms, tags, ntags);
+    rk__cache_near_forget(c, k->str, k->len);
+    return st;
 }
 
 static rk_status check_tags(const rk_cache_set_options *o)
@@ -363,7 +408,15 @@ static rk_status get_value(rk_cache *c, const char *key, unsigned accept, rk__vt
     *data = NULL;
     *len = 0;
     rk_reply *r;
-    rk_status st = key_command(c, "GET", key, true, &r);
+    rk_status st;
+    if (c && c->near) {
+        rk__key k;
+        if ((st = rk__key_make(&k, c->head, c->head_len, key, c->max_key)) != RK_OK) return st;
+        st = rk__cache_degrade(rk__cache_near_get(c, &k, &r));
+        rk__key_release(&k);
+    } else {
+        st = key_command(c, "GET", key, true, &r);
+    }
     if (st != RK_OK) return st;
     if (r->type == RK_REPLY_NIL) {
         rk_reply_free(r);
@@ -439,7 +492,9 @@ static rk_status integer_command(rk_cache *c, const char *cmd, const char *key, 
 rk_status rk_cache_delete(rk_cache *c, const char *key)
 {
     long long n;
+    rk__cache_near_forget_user_key(c, key); /* before and after: cache_near.c */
     rk_status st = integer_command(c, "UNLINK", key, false, &n);
+    rk__cache_near_forget_user_key(c, key);
     /* Whatever the reply (the UNLINK may have run before a timeout, and a
      * delete the caller asked for must not be undone by a copy), the
      * fetch copy of the key goes. */

@@ -30,7 +30,7 @@
 #include "error.h"
 #include "health.h"
 #include "histogram.h"
-#include "keys.h"
+#include "names.h"
 #include "registry_private.h"
 #include "reply.h"
 #include "tls.h"
@@ -754,6 +754,13 @@ rk_circuit_state rk_client_circuit(rk_client *c)
     rk_circuit_state s = c->health.circuit;
     pthread_mutex_unlock(&c->lock);
     return s;
+}
+
+/* ---- Dedicated connections ------------------------------------------------- */
+
+rk_status rk__client_open_conn(rk_client *c, rk__conn **out)
+{
+    return rk__conn_open(&c->conn, rk__now_ns() + (int64_t)c->connect_timeout_ms * 1000000, out);
 }
 
 /* ---- What metrics.c reads ---------------------------------------------- */

@@ -328,13 +328,14 @@ static void test_failing_lookup_not_cached(void **state)
     db_add(&d, ak, "u1", 0, key);
     d.fail = RK_ERR_TIMEOUT;
     rk_apikey_result r;
-    assert_int_equal(rk_apikeys_verify(ak, key, &r), RK_ERR_TIMEOUT);
+    assert_int_equal(rk_apikeys_verify(ak, key, &r), RK_ERR_SOURCE);
+    assert_int_equal(r.lookup_status, RK_ERR_TIMEOUT);
     assert_int_equal(r.verdict, 0);
     assert_null(strstr(rk_last_error(), key));
     char rkey[200];
     redis_key_of(key, "apikey", rkey, sizeof rkey);
     assert_int_equal(rk_test_server_integer(server, "EXISTS %s", rkey), 0);
-    assert_int_equal(rk_apikeys_verify(ak, key, &r), RK_ERR_TIMEOUT);
+    assert_int_equal(rk_apikeys_verify(ak, key, &r), RK_ERR_SOURCE);
     assert_int_equal(atomic_load(&d.calls), 2); /* asked again: nothing was cached */
     d.fail = RK_OK;
     assert_int_equal(verify(ak, key, NULL, NULL), RK_APIKEY_VALID);
@@ -868,7 +869,8 @@ static void test_database_down(void **state)
     assert_true(degraded);
     assert_int_equal(layer, RK_APIKEY_LAYER_PROCESS);
     rk_apikey_result r;
-    assert_int_equal(rk_apikeys_verify(ak, never, &r), RK_ERR_UNAVAILABLE);
+    assert_int_equal(rk_apikeys_verify(ak, never, &r), RK_ERR_SOURCE);
+    assert_int_equal(r.lookup_status, RK_ERR_UNAVAILABLE);
     rk_apikeys_free(ak);
 }
 
@@ -903,7 +905,7 @@ static void test_no_secret_anywhere(void **state)
     char fresh[RK_APIKEYS_KEY_BUF];
     assert_int_equal(rk_apikeys_generate(ak, fresh, NULL), RK_OK);
     rk_apikey_result r;
-    assert_int_equal(rk_apikeys_verify(ak, fresh, &r), RK_ERR_SERVER);
+    assert_int_equal(rk_apikeys_verify(ak, fresh, &r), RK_ERR_SOURCE);
     assert_no_key(rk_last_error(), fresh, "rk_last_error");
     d.fail = RK_OK;
 
@@ -961,7 +963,7 @@ static int nomem_scenario(const char *url, const char *hash, const char *key, co
         for (int i = 0; i < 3; i++) { /* lookup, then memory */
             rk_status st = rk_apikeys_verify(ak, i == 1 ? unknown : key, &r);
             if (st == RK_OK) answered++;
-            else if (st != RK_ERR_NOMEM && st != RK_ERR_UNAVAILABLE && st != RK_ERR_SERVER)
+            else if (st != RK_ERR_NOMEM && st != RK_ERR_UNAVAILABLE && st != RK_ERR_SOURCE)
                 fail_msg("verify: unexpected %s: %s", rk_strerror(st), rk_last_error());
             rk_apikeys_result_clear(&r);
         }
