@@ -8,7 +8,9 @@
 #   make fuzz                 build the libFuzzer targets (clang + sanitizers, in build-fuzz/) and
 #                             run each for FUZZ_SECONDS (30), or FUZZ_RUNS inputs if given;
 #                             FUZZERS="url_fuzz" picks some (docs/fuzzing.md)
-#   make run                  run the quickstart example ($REDIS_URL, or a private redis)
+#   make run                  run the example service examples/api-server on 127.0.0.1:8080
+#                             ($REDIS_URL, or a private redis; Ctrl-C stops it)
+#   make loadtest             wrk against the example service: cache on vs off, Redis killed
 #   make install PREFIX=/usr/local
 #   make clean
 SANITIZE ?=
@@ -29,7 +31,7 @@ endif
 CMAKE_FLAGS = -DRK_WERROR=$(call on,$(WERROR)) -DRK_SANITIZE=$(call on,$(SANITIZE)) \
               -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 
-.PHONY: all build configure test deps bench run install clean fuzz
+.PHONY: all build configure test deps bench run loadtest install clean fuzz
 .NOTPARALLEL:
 
 all: build
@@ -77,7 +79,10 @@ fuzz: deps
 	done; exit $$status
 
 run: deps build
-	@if [ -n "$$REDIS_URL" ]; then $(BUILD)/quickstart; else bash scripts/with-redis $(BUILD)/quickstart; fi
+	@bash examples/api-server/run $(BUILD)
+
+loadtest: deps build
+	@bash examples/api-server/loadtest $(BUILD)/api-server
 
 install: build
 	cmake --install $(BUILD)
