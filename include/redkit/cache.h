@@ -451,6 +451,47 @@ RK_EXPORT rk_status rk_cache_clear(rk_cache *cache, uint64_t *cursor, size_t *re
  */
 RK_EXPORT rk_status rk_cache_invalidate_tag(rk_cache *cache, const char *tag, size_t *removed);
 
+/* ---- Cache counters ----------------------------------------------------- */
+
+/*
+ * What one cache handle did since it was created. Reads are rk_cache_get*,
+ * rk_cache_fetch and each key of rk_cache_mget; rk_cache_exists and
+ * rk_cache_ttl_ms are not reads here (they count only their errors).
+ */
+typedef struct rk_cache_metrics {
+    uint64_t hits;            /* reads that found a value */
+    uint64_t misses;          /* reads that found none (RK_MISS) */
+    uint64_t degraded;        /* reads that could not ask Redis (RK_DEGRADED;
+                                 a fetch whose first read failed) */
+    uint64_t stale;           /* values served past their fresh lifetime
+                                 (rk_cache_fetch with stale_ms) */
+    uint64_t sets;            /* values written */
+    uint64_t deletes;         /* keys removed: rk_cache_delete that found
+                                 the key, rk_cache_clear, tag invalidation */
+    uint64_t computations;    /* rk_cache_fetch compute callbacks run */
+    uint64_t compute_errors;  /* ... that failed */
+    uint64_t early_refreshes; /* ... that were early (XFetch) refreshes */
+    uint64_t lock_waits;      /* fetches that waited for another caller's
+                                 computation */
+    uint64_t bytes_in;        /* bytes of the values given to the set
+                                 functions, as the caller passed them */
+    uint64_t bytes_stored;    /* bytes written to Redis for those values:
+                                 type header included, after compression */
+    uint64_t errors[RK_METRICS_STATUS_SLOTS]; /* calls that failed, by
+                                 status: errors[RK_ERR_TIMEOUT], ... */
+    uint64_t errors_total;    /* the sum of errors[] */
+    double hit_ratio;         /* hits / (hits + misses), 0 before the first
+                                 read; degraded reads are left out (they say
+                                 nothing about what is cached) */
+} rk_cache_metrics;
+
+/*
+ * rk_cache_metrics_get — copy the counters of cache into *out. No network
+ * traffic, no allocation. Returns RK_OK, or RK_ERR_INVALID for a NULL
+ * argument (*out untouched).
+ */
+RK_EXPORT rk_status rk_cache_metrics_get(rk_cache *cache, rk_cache_metrics *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -94,7 +94,7 @@ rk_status rk_cache_new(rk_client *client, const rk_cache_options *opts, rk_cache
     if (c->local_copies == SIZE_MAX || c->local_copies_bytes == SIZE_MAX) c->local_copies = 0;
     c->clear_budget_ms = opts->clear_budget_ms ? opts->clear_budget_ms : RK_CACHE_DEFAULT_CLEAR_BUDGET_MS;
     if (st == RK_OK) st = rk__fetch_state_new(c);
-    if (st == RK_OK) st = rk__client_add_cache(client, c); /* metrics registry */
+    if (st == RK_OK) st = rk__registry_add(client, c, &rk__cache_ops);
     if (st != RK_OK) {
         rk_cache_free(c);
         return st;
@@ -106,7 +106,9 @@ rk_status rk_cache_new(rk_client *client, const rk_cache_options *opts, rk_cache
 void rk_cache_free(rk_cache *c)
 {
     if (!c) return;
-    rk__client_remove_cache(c->client, c); /* metrics registry, before anything is freed */
+    /* First: no scrape may see a handle half freed. The client may be gone
+     * after this (registry.h), and nothing below touches it. */
+    rk__registry_remove(c->client, c);
     rk__fetch_state_free(c);
     rk__zpool_clear(&c->zpool);
     rk__free(c->aux_head);

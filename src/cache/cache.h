@@ -30,6 +30,7 @@
 
 #include "compress.h"
 #include "keys.h"
+#include "registry.h"
 #include "value.h"
 
 /* Values up to this size are assembled (header + payload) on the stack. */
@@ -181,5 +182,8 @@ void rk__fetch_forget_all(rk_cache *c);
  * u being the reader's uniform draw in (0, 1]. beta 0 means 1.0; a
  * negative beta, no expiry (0) or u outside (0, 1] give false. Pure. */
 bool rk__xfetch_early(int64_t now_ms, int64_t expires_at_ms, uint32_t compute_ms, double beta, double u);
+
+/* The cache's entry in the client's module registry (cache_metrics.c). */
+extern const rk__module_ops rk__cache_ops;
 
 #endif

@@ -52,21 +52,9 @@ int64_t rk__client_deadline(const rk_client *client);
 const char *rk__client_key_head(const rk_client *client, size_t *len);
 
 /* ---- Metrics (implemented in client.c, used by src/metrics/metrics.c) ---------- */
+/* (Module handles register through registry.h.) */
 
-struct rk_cache;
 struct rk__hist;
-
-/* The registry of cache handles, so that rk_metrics_prometheus() can list
- * them. rk_cache_new() adds its handle (RK_ERR_NOMEM is possible) and
- * rk_cache_free() removes it (a handle never added is ignored). Both take
- * the client's lock; a handle must be freed before its client. */
-rk_status rk__client_add_cache(rk_client *client, struct rk_cache *cache);
-void rk__client_remove_cache(rk_client *client, struct rk_cache *cache);
-
-/* Call fn for each registered handle, in creation order, with the client's
- * lock held: fn must be quick and must not call into the client (no
- * commands, no handle creation or release). Returns the number of handles. */
-size_t rk__client_each_cache(rk_client *client, void (*fn)(struct rk_cache *cache, void *ctx), void *ctx);
 
 /* The latency histogram of the client's requests (recorded in request()). */
 const struct rk__hist *rk__client_latency(const rk_client *client);
