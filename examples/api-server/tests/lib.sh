@@ -53,20 +53,24 @@ kill_redis() {
   redis_pid=
 }
 
-# start_service BINARY [ENV=VALUE ...]
+# start_service BINARY [ENV=VALUE ...]; $service_wrapper (an array, e.g.
+# valgrind and its options) runs in front of BINARY; start_wait_s bounds
+# the wait for its first answer.
+service_wrapper=() start_wait_s=10
 start_service() {
   local bin=$1; shift
   service_port=$(free_port)
   env REDIS_URL="redis://127.0.0.1:$redis_port" DATABASE_PATH="$tmp/api.db" \
-    LISTEN="127.0.0.1:$service_port" "$@" "$bin" >"$tmp/service.out" 2>"$tmp/service.log" &
+    LISTEN="127.0.0.1:$service_port" "$@" "${service_wrapper[@]}" "$bin" \
+    >"$tmp/service.out" 2>"$tmp/service.log" &
   service_pid=$!
   base="http://127.0.0.1:$service_port"
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 $((start_wait_s * 10))); do
     curl -fs -m 2 "$base/healthz" >/dev/null 2>&1 && return
     kill -0 "$service_pid" 2>/dev/null || fail "api-server exited at start"
     sleep 0.1
   done
-  fail "api-server did not answer within 10 s"
+  fail "api-server did not answer within $start_wait_s s"
 }
 
 # req METHOD PATH [CURL ARGS...]: sets status, body, headers.
