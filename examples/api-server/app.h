@@ -102,6 +102,14 @@ uint64_t stats_requests_total(void);
 struct buf;
 void stats_prometheus(struct buf *out, uint64_t sqlite_queries);
 
+struct app;
+/* The status page's history: a thread samples the counters every 2 s. */
+int stats_sampler_start(struct app *app);
+void stats_sampler_stop(void);
+/* [[t_ms, hits, misses, sqlite queries, rate limited, redis used_memory,
+ *   redis up], ...], oldest first (json_decref it). */
+json_t *stats_history_json(void);
+
 /* ---- the service ---------------------------------------------------------- */
 
 struct app {

@@ -64,8 +64,8 @@ void h_metrics(struct app *app, const struct http_request *rq, struct http_respo
     stats_prometheus(&rs->body, db_queries(app->db));
 }
 
-/* The status page's data, polled every few seconds: counters only (the
- * page computes rates and ratios from successive samples). */
+/* The status page's data, polled every 2 s: the counters now, and their
+ * last 60 samples (stats.c), from which the page draws its charts. */
 void h_status(struct app *app, const struct http_request *rq, struct http_response *rs,
               const char *arg)
 {
@@ -88,14 +88,13 @@ void h_status(struct app *app, const struct http_request *rq, struct http_respon
                                                 mem.redis_version));
     uint64_t hits = cm.hits + km.hits, misses = cm.misses + km.misses;
     resp_json(rs, 200,
-              json_pack("{s:{s:b, s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:I, s:I, s:n, s:o}",
+              json_pack("{s:{s:b, s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:I, s:I, s:n, s:o, s:o}",
                         "cache", "enabled", app->cfg.cache_enabled, "hits", (json_int_t)hits,
                         "misses", (json_int_t)misses, "stale", (json_int_t)cm.stale,
                         "degraded", (json_int_t)(cm.degraded + km.degraded),
                         "sqlite", "queries", (json_int_t)db_queries(app->db),
-                        /* every hit is a query SQLite did not run */
-                        "saved", (json_int_t)hits,
+                        "saved", (json_int_t)hits, /* each hit: a query not run */
                         "requests", (json_int_t)stats_requests_total(),
                         "rate_limited", (json_int_t)stats_rate_limited_total(),
-                        "sessions", "redis", redis));
+                        "sessions", "redis", redis, "history", stats_history_json()));
 }

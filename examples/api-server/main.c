@@ -88,7 +88,7 @@ int main(void)
         goto out;
     if (open_redis(&app) != 0)
         goto out;
-    if (http_start(&app, &server) != 0)
+    if (stats_sampler_start(&app) != 0 || http_start(&app, &server) != 0)
         goto out;
 
     printf("api-server listening on http://%s:%d/  (cache %s, database %s)\n"
@@ -109,6 +109,7 @@ int main(void)
     code = 0;
 out:
     http_stop(server, DRAIN_MS);
+    stats_sampler_stop();
     rk_cache_free(app.keycache);
     rk_cache_free(app.cache);
     rk_client_free(app.redis);

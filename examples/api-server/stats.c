@@ -5,8 +5,14 @@
  * ids would make one series per user) and status code; latency goes into
  * a fixed-bucket histogram. Everything is a relaxed atomic counter bumped
  * by the HTTP threads; a scrape reads them without stopping anyone.
+ *
+ * For the status page, a sampler thread also records the counters every
+ * SAMPLE_MS in a ring of HISTORY samples, so that the page shows the last
+ * two minutes the moment it opens, without keeping state of its own.
  */
+#include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "app.h"
 #include "http.h"
@@ -112,4 +118,102 @@ void stats_prometheus(struct buf *out, uint64_t sqlite_queries)
                     "# TYPE api_rate_limited_total counter\n"
                     "api_rate_limited_total %llu\n",
                (unsigned long long)sqlite_queries, (unsigned long long)stats_rate_limited_total());
+}
+
+/* ---- history for the status page ------------------------------------------ */
+
+#define SAMPLE_MS 2000
+#define HISTORY 60
+
+struct sample {
+    int64_t t_ms; /* wall clock */
+    uint64_t hits, misses, queries, limited, used_memory;
+    bool redis_up;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t thread;
+    bool running, stop;
+    struct sample ring[HISTORY];
+    int next, count;
+} hist = { .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
+
+static void take_sample(struct app *app)
+{
+    struct sample s = { 0 };
+    rk_cache_metrics cm = { 0 }, km = { 0 };
+    rk_memory_info mem;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    s.t_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    rk_cache_metrics_get(app->cache, &cm);
+    rk_cache_metrics_get(app->keycache, &km);
+    s.hits = cm.hits + km.hits;
+    s.misses = cm.misses + km.misses;
+    s.queries = db_queries(app->db);
+    s.limited = stats_rate_limited_total();
+    s.redis_up = rk_server_memory(app->redis, &mem) == RK_OK; /* one INFO */
+    s.used_memory = s.redis_up ? mem.used_memory : 0;
+    pthread_mutex_lock(&hist.lock);
+    hist.ring[hist.next] = s;
+    hist.next = (hist.next + 1) % HISTORY;
+    if (hist.count < HISTORY)
+        hist.count++;
+    pthread_mutex_unlock(&hist.lock);
+}
+
+static void *sampler(void *arg)
+{
+    struct app *app = arg;
+    pthread_mutex_lock(&hist.lock);
+    while (!hist.stop) {
+        pthread_mutex_unlock(&hist.lock);
+        take_sample(app);
+        pthread_mutex_lock(&hist.lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += SAMPLE_MS / 1000;
+        while (!hist.stop && pthread_cond_timedwait(&hist.wake, &hist.lock, &until) == 0)
+            ; /* woken without stop: wait out the interval */
+    }
+    pthread_mutex_unlock(&hist.lock);
+    return NULL;
+}
+
+int stats_sampler_start(struct app *app)
+{
+    hist.stop = false;
+    if (pthread_create(&hist.thread, NULL, sampler, app) != 0)
+        return -1;
+    hist.running = true;
+    return 0;
+}
+
+void stats_sampler_stop(void)
+{
+    if (!hist.running)
+        return;
+    pthread_mutex_lock(&hist.lock);
+    hist.stop = true;
+    pthread_cond_signal(&hist.wake);
+    pthread_mutex_unlock(&hist.lock);
+    pthread_join(hist.thread, NULL);
+    hist.running = false;
+}
+
+json_t *stats_history_json(void)
+{
+    json_t *out = json_array();
+    pthread_mutex_lock(&hist.lock);
+    for (int i = 0; out && i < hist.count; i++) {
+        const struct sample *s = &hist.ring[(hist.next - hist.count + i + HISTORY) % HISTORY];
+        json_array_append_new(out, json_pack("[I, I, I, I, I, I, b]", (json_int_t)s->t_ms,
+                                             (json_int_t)s->hits, (json_int_t)s->misses,
+                                             (json_int_t)s->queries, (json_int_t)s->limited,
+                                             (json_int_t)s->used_memory, s->redis_up));
+    }
+    pthread_mutex_unlock(&hist.lock);
+    return out;
 }

@@ -19,6 +19,12 @@ start_service "$bin"
 # Traffic: misses, then hits, so that the hit-ratio chart has a value.
 for id in $(seq 1 30); do curl -s -o /dev/null "$base/v1/products/$id"; done
 for id in $(seq 1 30); do curl -s -o /dev/null "$base/v1/products/$id"; done
+# The charts need two samples of the service's history (taken every 2 s).
+for _ in $(seq 1 100); do
+  req GET /v1/status
+  [[ $body == *'"history":[['*'],['*'],['* ]] && break
+  sleep 0.1
+done
 
 # The page polls /v1/status every 2 s; virtual time lets Chromium run the
 # first polls without waiting for them in real time.
