@@ -36,6 +36,9 @@ struct config {
     int threads;               /* THREADS: HTTP pool = SQLite connections; 8 */
     int connection_timeout_s;  /* CONNECTION_TIMEOUT_S: idle connection; 10 */
     int cache_ttl_s;           /* CACHE_TTL_S: fresh lifetime of a response; 60 */
+    int db_latency_us;         /* DB_LATENCY_US: added to every query, to
+                                  play a database across a network (load
+                                  test); 0 */
 };
 
 /* Fill cfg from the environment; prints the reason and returns -1 on a bad
@@ -53,7 +56,7 @@ struct db;
 
 /* Open (creating and seeding on first start) the database at path with one
  * connection per HTTP thread. seeded is set when this start created it. */
-int db_open(const char *path, int connections, bool *seeded, struct db **out);
+int db_open(const char *path, int connections, int latency_us, bool *seeded, struct db **out);
 void db_close(struct db *db);
 /* SQL statements run since start: the number caching is meant to shrink. */
 uint64_t db_queries(const struct db *db);

@@ -101,7 +101,8 @@ int config_load(struct config *cfg)
 
     if (env_int("THREADS", 8, 1, 256, &cfg->threads) ||
         env_int("CONNECTION_TIMEOUT_S", 10, 1, 3600, &cfg->connection_timeout_s) ||
-        env_int("CACHE_TTL_S", 60, 1, 86400, &cfg->cache_ttl_s))
+        env_int("CACHE_TTL_S", 60, 1, 86400, &cfg->cache_ttl_s) ||
+        env_int("DB_LATENCY_US", 0, 0, 1000000, &cfg->db_latency_us))
         return -1;
     return 0;
 }

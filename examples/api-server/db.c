@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <argon2.h>
 #include <sqlite3.h>
@@ -79,6 +80,7 @@ struct db {
     pthread_cond_t freed;
     struct conn *conns;
     int nconns;
+    int latency_us;
     atomic_uint_least64_t queries;
 };
 
@@ -120,6 +122,8 @@ static sqlite3_stmt *stmt(struct db *db, struct conn *c, enum stmt s)
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     atomic_fetch_add(&db->queries, 1);
+    if (db->latency_us > 0)
+        usleep((useconds_t)db->latency_us);
     return st;
 }
 
@@ -223,7 +227,7 @@ static int seed(struct db *db, struct conn *c)
     return 0;
 }
 
-int db_open(const char *path, int connections, bool *seeded, struct db **out)
+int db_open(const char *path, int connections, int latency_us, bool *seeded, struct db **out)
 {
     struct db *db = calloc(1, sizeof *db);
     if (!db)
@@ -259,6 +263,7 @@ int db_open(const char *path, int connections, bool *seeded, struct db **out)
         *seeded = true;
     }
     atomic_store(&db->queries, 0);
+    db->latency_us = latency_us; /* after the seed, which it would slow down */
     *out = db;
     return 0;
 }

@@ -343,10 +343,13 @@ void http_stop(struct http_server *s, int drain_ms)
 {
     if (!s)
         return;
-    /* Stop accepting; requests already being handled finish and are sent. */
-    MHD_quiesce_daemon(s->daemon);
+    /* Stop accepting; requests already being handled finish and are sent.
+     * The listening socket is ours to close once MHD has let go of it. */
+    MHD_socket listener = MHD_quiesce_daemon(s->daemon);
     for (int waited = 0; waited < drain_ms && atomic_load(&s->app->in_flight) > 0; waited += 10)
         usleep(10 * 1000);
     MHD_stop_daemon(s->daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        close(listener);
     free(s);
 }

@@ -84,7 +84,7 @@ int main(void)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (db_open(app.cfg.database_path, app.cfg.threads, &seeded, &app.db) != 0)
+    if (db_open(app.cfg.database_path, app.cfg.threads, app.cfg.db_latency_us, &seeded, &app.db) != 0)
         goto out;
     if (open_redis(&app) != 0)
         goto out;
