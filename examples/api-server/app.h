@@ -33,6 +33,8 @@ struct config {
     int listen_port;           /* LISTEN port part; default 8080 */
     enum log_level log_level;  /* LOG_LEVEL=debug|info|warn|error; info */
     bool cache_enabled;        /* CACHE=off turns the cache off (load test) */
+    bool near_cache;           /* NEAR_CACHE=on: hot responses also in
+                                  process memory, kept coherent by Redis */
     int threads;               /* THREADS: HTTP pool = SQLite connections; 8 */
     int connection_timeout_s;  /* CONNECTION_TIMEOUT_S: idle connection; 10 */
     int cache_ttl_s;           /* CACHE_TTL_S: fresh lifetime of a response; 60 */

@@ -46,7 +46,9 @@ static int open_redis(struct app *app)
         },
         &app->redis);
     if (st == RK_OK)
-        st = rk_cache_new(app->redis, &(rk_cache_options){ .ns = "api" }, &app->cache);
+        st = rk_cache_new(app->redis,
+                          &(rk_cache_options){ .ns = "api", .near_cache = app->cfg.near_cache },
+                          &app->cache);
     if (st == RK_OK)
         st = rk_cache_new(app->redis, &(rk_cache_options){ .ns = "apikey" }, &app->keycache);
     if (st != RK_OK) {
@@ -91,13 +93,14 @@ int main(void)
     if (stats_sampler_start(&app) != 0 || http_start(&app, &server) != 0)
         goto out;
 
-    printf("api-server listening on http://%s:%d/  (cache %s, database %s)\n"
+    printf("api-server listening on http://%s:%d/  (cache %s%s, database %s)\n"
            "  curl http://%s:%d/v1/products/42 -i\n"
            "  curl 'http://%s:%d/v1/products?category=books&page=2'\n"
            "  curl -u alice@example.com:alice-demo-password http://%s:%d/v1/me\n"
            "  curl http://%s:%d/healthz\n"
            "Status page: http://%s:%d/   Ctrl-C stops.\n",
            app.cfg.listen_host, app.cfg.listen_port, app.cfg.cache_enabled ? "on" : "off",
+           app.cfg.cache_enabled && app.cfg.near_cache ? " with near cache" : "",
            app.cfg.database_path, app.cfg.listen_host, app.cfg.listen_port, app.cfg.listen_host,
            app.cfg.listen_port, app.cfg.listen_host, app.cfg.listen_port, app.cfg.listen_host,
            app.cfg.listen_port, app.cfg.listen_host, app.cfg.listen_port);
