@@ -57,6 +57,18 @@ static const char *dummy_hash(void)
     return dummy;
 }
 
+int auth_check_password(struct app *app, const char *email, const char *password, int64_t *id)
+{
+    char *hash = NULL;
+    int rc = db_user_credentials(app->db, email, id, &hash);
+    if (rc == DB_ERROR)
+        return -1;
+    /* An unknown email costs the same verification as a wrong password. */
+    bool ok = auth_verify_password(rc == DB_OK ? hash : dummy_hash(), password) && rc == DB_OK;
+    free(hash);
+    return ok ? 0 : 1;
+}
+
 static int basic_auth(struct app *app, const char *b64, struct principal *who)
 {
     unsigned char decoded[384];
@@ -76,15 +88,10 @@ static int basic_auth(struct app *app, const char *b64, struct principal *who)
         return 1;
     *colon = '\0';
     int64_t id = 0;
-    char *hash = NULL;
-    int rc = db_user_credentials(app->db, (char *)decoded, &id, &hash);
-    bool ok = auth_verify_password(rc == DB_OK ? hash : dummy_hash(), colon + 1) && rc == DB_OK;
+    int rc = auth_check_password(app, (char *)decoded, colon + 1, &id);
     OPENSSL_cleanse(decoded, sizeof decoded);
-    free(hash);
-    if (rc == DB_ERROR)
-        return -1;
-    if (!ok)
-        return 1;
+    if (rc != 0)
+        return rc;
     who->user_id = id;
     who->via_key = false;
     who->can_write = true;

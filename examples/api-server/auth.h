@@ -23,6 +23,9 @@
 /* Argon2id hash of password into out (encoded string). 0 on success. */
 int auth_hash_password(const char *password, char *out, size_t size);
 bool auth_verify_password(const char *encoded, const char *password);
+/* Check email + password against the database: 0 (right; *id = the
+ * user), 1 (wrong email or password, in the same time), -1 (database). */
+int auth_check_password(struct app *app, const char *email, const char *password, int64_t *id);
 
 /* A new API key (key: APIKEY_CHARS + NUL), its hash and its display form
  * ("rk_AbCd…"). 0 on success. */
