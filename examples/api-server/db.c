@@ -89,8 +89,17 @@ uint64_t db_queries(const struct db *db)
     return atomic_load(&((struct db *)db)->queries);
 }
 
+/* A free connection, or NULL after ACQUIRE_WAIT_S (the caller answers
+ * 500). Each HTTP thread runs one query at a time and there is one
+ * connection per thread, so waiting happens only if THREADS is raised
+ * past the pool without a restart — never, today; the bound is there so
+ * that a mistake shows up as errors rather than as a hang. */
+#define ACQUIRE_WAIT_S 5
 static struct conn *acquire(struct db *db)
 {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ACQUIRE_WAIT_S;
     pthread_mutex_lock(&db->lock);
     for (;;) {
         for (int i = 0; i < db->nconns; i++) {
@@ -100,10 +109,11 @@ static struct conn *acquire(struct db *db)
                 return &db->conns[i];
             }
         }
-        /* More callers than connections: only when THREADS was lowered
-         * below the pool in use, as each HTTP thread runs one query at a
-         * time. Waiting is bounded by the queries ahead of us. */
-        pthread_cond_wait(&db->freed, &db->lock);
+        if (pthread_cond_timedwait(&db->freed, &db->lock, &until) != 0) {
+            pthread_mutex_unlock(&db->lock);
+            log_msg(LOG_ERROR, "sqlite: no free connection in %d s", ACQUIRE_WAIT_S);
+            return NULL;
+        }
     }
 }
 
@@ -285,6 +295,8 @@ void db_close(struct db *db)
 int db_user_get(struct db *db, int64_t id, json_t **out)
 {
     struct conn *c = acquire(db);
+    if (!c)
+        return DB_ERROR;
     sqlite3_stmt *st = stmt(db, c, S_USER_GET);
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st);
@@ -306,6 +318,8 @@ int db_user_get(struct db *db, int64_t id, json_t **out)
 int db_user_update_name(struct db *db, int64_t id, const char *name)
 {
     struct conn *c = acquire(db);
+    if (!c)
+        return DB_ERROR;
     sqlite3_stmt *st = stmt(db, c, S_USER_UPDATE_NAME);
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
@@ -321,6 +335,8 @@ int db_user_insert(struct db *db, const char *email, const char *name, const cha
                    int64_t *id)
 {
     struct conn *c = acquire(db);
+    if (!c)
+        return DB_ERROR;
     sqlite3_stmt *st = stmt(db, c, S_USER_INSERT);
     sqlite3_bind_text(st, 1, email, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
@@ -337,6 +353,8 @@ int db_user_insert(struct db *db, const char *email, const char *name, const cha
 int db_user_credentials(struct db *db, const char *email, int64_t *id, char **hash)
 {
     struct conn *c = acquire(db);
+    if (!c)
+        return DB_ERROR;
     sqlite3_stmt *st = stmt(db, c, S_USER_CREDENTIALS);
     sqlite3_bind_text(st, 1, email, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(st);
@@ -363,6 +381,8 @@ static json_t *product_json(sqlite3_stmt *st)
 int db_product_get(struct db *db, int64_t id, json_t **out)
 {
     struct conn *c = acquire(db);
+    if (!c)
+        return DB_ERROR;
     sqlite3_stmt *st = stmt(db, c, S_PRODUCT_GET);
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st);
@@ -378,10 +398,14 @@ int db_product_get(struct db *db, int64_t id, json_t **out)
 
 int db_product_list(struct db *db, const char *category, int page, int per_page, json_t **out)
 {
-    json_t *items = json_array();
-    if (!items)
-        return DB_ERROR;
     struct conn *c = acquire(db);
+    if (!c)
+        return DB_ERROR;
+    json_t *items = json_array();
+    if (!items) {
+        release(db, c);
+        return DB_ERROR;
+    }
     sqlite3_stmt *st = stmt(db, c, S_PRODUCT_LIST);
     sqlite3_bind_text(st, 1, category, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(st, 2, per_page);
@@ -404,6 +428,8 @@ int db_product_insert(struct db *db, const char *category, const char *name, int
                       int64_t *id)
 {
     struct conn *c = acquire(db);
+    if (!c)
+        return DB_ERROR;
     sqlite3_stmt *st = stmt(db, c, S_PRODUCT_INSERT);
     sqlite3_bind_text(st, 1, category, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
@@ -420,6 +446,8 @@ int db_apikey_insert(struct db *db, int64_t user_id, const char *name, const cha
                      const char *display, const char *scopes, int64_t *id)
 {
     struct conn *c = acquire(db);
+    if (!c)
+        return DB_ERROR;
     sqlite3_stmt *st = stmt(db, c, S_KEY_INSERT);
     sqlite3_bind_int64(st, 1, user_id);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
@@ -438,6 +466,8 @@ int db_apikey_insert(struct db *db, int64_t user_id, const char *name, const cha
 int db_apikey_by_hash(struct db *db, const char *hash_hex, json_t **out)
 {
     struct conn *c = acquire(db);
+    if (!c)
+        return DB_ERROR;
     sqlite3_stmt *st = stmt(db, c, S_KEY_BY_HASH);
     sqlite3_bind_text(st, 1, hash_hex, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(st);
@@ -455,10 +485,14 @@ int db_apikey_by_hash(struct db *db, const char *hash_hex, json_t **out)
 
 int db_apikey_list(struct db *db, int64_t user_id, json_t **out)
 {
-    json_t *items = json_array();
-    if (!items)
-        return DB_ERROR;
     struct conn *c = acquire(db);
+    if (!c)
+        return DB_ERROR;
+    json_t *items = json_array();
+    if (!items) {
+        release(db, c);
+        return DB_ERROR;
+    }
     sqlite3_stmt *st = stmt(db, c, S_KEY_LIST);
     sqlite3_bind_int64(st, 1, user_id);
     int rc;
@@ -484,6 +518,8 @@ int db_apikey_list(struct db *db, int64_t user_id, json_t **out)
 int db_apikey_revoke(struct db *db, int64_t user_id, int64_t id, char **hash_hex)
 {
     struct conn *c = acquire(db);
+    if (!c)
+        return DB_ERROR;
     sqlite3_stmt *st = stmt(db, c, S_KEY_HASH);
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, user_id);
