@@ -47,7 +47,9 @@
 enum { EXIT_OK = RK_CLI_OK, EXIT_MISS = RK_CLI_MISS, EXIT_ERROR = RK_CLI_ERROR };
 
 /* The command groups of other files (cli.h): `redkit NAME SUB ARGS...`. */
+extern const rk_cli_group rk_cli_sessions;
 static const rk_cli_group *const groups[] = {
+    &rk_cli_sessions,
     NULL /* the list ends here */
 };
 
