@@ -38,6 +38,7 @@ struct config {
     int threads;               /* THREADS: HTTP pool = SQLite connections; 8 */
     int connection_timeout_s;  /* CONNECTION_TIMEOUT_S: idle connection; 10 */
     int cache_ttl_s;           /* CACHE_TTL_S: fresh lifetime of a response; 60 */
+    bool cookie_secure;        /* COOKIE_SECURE=on: behind TLS, "__Host-sid" */
     int db_latency_us;         /* DB_LATENCY_US: added to every query, to
                                   play a database across a network (load
                                   test); 0 */
@@ -112,7 +113,7 @@ struct app;
 int stats_sampler_start(struct app *app);
 void stats_sampler_stop(void);
 /* [[t_ms, hits, misses, sqlite queries, rate limited, redis used_memory,
- *   redis up], ...], oldest first (json_decref it). */
+ *   redis up, live sessions or -1], ...], oldest first (json_decref it). */
 json_t *stats_history_json(void);
 
 /* ---- the service ---------------------------------------------------------- */
@@ -123,6 +124,7 @@ struct app {
     rk_client *redis;
     rk_cache *cache;       /* API responses: users, products, lists */
     rk_cache *keycache;    /* API-key validation results (apikey.c) */
+    rk_sessions *sessions; /* login sessions (handlers_session.c) */
     atomic_int in_flight;  /* requests being handled, for shutdown */
 };
 

@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "handlers.h"
 #include "http.h"
 
 #define ARGON_T 2
@@ -98,12 +99,41 @@ static int basic_auth(struct app *app, const char *b64, struct principal *who)
     return 0;
 }
 
+/* The session cookie's user. Sessions live only in Redis: while it cannot
+ * be asked, a cookie can be neither trusted nor refused, so the answer is
+ * 503 (Basic and API keys, checked against SQLite, still work). */
+static int session_auth(struct app *app, const struct http_request *rq, struct principal *who,
+                        struct http_response *rs)
+{
+    char token[RK_SESSION_TOKEN_SIZE];
+    rk_session *session = NULL;
+    if (!session_token(app, rq, token))
+        return 1;
+    rk_status st = rk_sessions_get(app->sessions, token, NULL, 0, &session);
+    OPENSSL_cleanse(token, sizeof token);
+    if (st == RK_OK && session->user) {
+        who->user_id = strtoll(session->user, NULL, 10);
+        who->via_key = false;
+        who->can_write = true;
+        rk_session_free(session);
+        return 0;
+    }
+    rk_session_free(session);
+    if (st == RK_OK || st == RK_MISS) {
+        resp_problem(rs, 401, "unauthorized", "Unauthorized", "the session is unknown or expired");
+        return -1;
+    }
+    resp_problem(rs, 503, "session-store-unavailable", "Sessions unavailable",
+                 "sessions live in Redis, which cannot be reached; use HTTP Basic or an API key");
+    return -1;
+}
+
 int auth_resolve(struct app *app, const struct http_request *rq, struct principal *who,
                  struct http_response *rs)
 {
     const char *authz = http_header(rq, "Authorization");
     if (!authz)
-        return 1;
+        return session_auth(app, rq, who, rs);
     int rc = 1;
     if (strncasecmp(authz, "Bearer ", 7) == 0) {
         struct apikey_info key;

@@ -55,9 +55,10 @@ struct principal {
 struct http_request;
 struct http_response;
 /*
- * Resolve the caller from "Authorization: Bearer <api key>" or "Basic
- * <email:password>". Returns 0 (authenticated), 1 (no credentials given),
- * or -1 with a problem already in rs (bad credentials: 401; database: 500).
+ * Resolve the caller from "Authorization: Bearer <api key>", "Basic
+ * <email:password>" or the session cookie. Returns 0 (authenticated), 1
+ * (no credentials given), or -1 with a problem already in rs (bad
+ * credentials: 401; database: 500; session store unreachable: 503).
  */
 int auth_resolve(struct app *app, const struct http_request *rq, struct principal *who,
                  struct http_response *rs);

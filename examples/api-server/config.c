@@ -98,6 +98,8 @@ int config_load(struct config *cfg)
     }
     const char *cache = getenv("CACHE");
     cfg->cache_enabled = !(cache && (strcmp(cache, "off") == 0 || strcmp(cache, "0") == 0));
+    const char *secure = getenv("COOKIE_SECURE");
+    cfg->cookie_secure = secure && (strcmp(secure, "on") == 0 || strcmp(secure, "1") == 0);
     const char *near = getenv("NEAR_CACHE");
     cfg->near_cache = near && (strcmp(near, "on") == 0 || strcmp(near, "1") == 0);
 

@@ -1,11 +1,10 @@
 /*
  * handlers_account.c — signup, the current user, sessions and API keys.
  *
- * Until redkit's session module is merged, a person authenticates each
- * request with HTTP Basic (email:password, checked against the Argon2id
- * hash) and programs with an API key (Bearer); login, logout and the
- * session list answer 501. API keys are shown once, at creation, and only
- * their hash is stored.
+ * A person authenticates with a session cookie (handlers_session.c) or
+ * HTTP Basic (email:password, checked against the Argon2id hash), a
+ * program with an API key (Bearer). API keys are shown once, at creation,
+ * and only their hash is stored.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,11 +32,10 @@ void h_signup(struct app *app, const struct http_request *rq, struct http_respon
               const char *arg)
 {
     (void)arg;
-    json_t *body = parse_body(rq, rs);
+    const char *email, *password;
+    json_t *body = parse_credentials(rq, rs, &email, &password);
     if (!body)
         return;
-    const char *email = json_string_value(json_object_get(body, "email"));
-    const char *password = json_string_value(json_object_get(body, "password"));
     const char *name = json_string_value(json_object_get(body, "name"));
     if (!valid_email(email) || !name || !*name || strlen(name) > 100 || !password) {
         json_decref(body);
@@ -67,15 +65,6 @@ void h_signup(struct app *app, const struct http_request *rq, struct http_respon
     }
     resp_header(rs, "Location", "/v1/users/%lld", (long long)id);
     resp_json(rs, 201, json_pack("{s:I}", "id", (json_int_t)id));
-}
-
-/* POST /v1/login, POST /v1/logout, GET and DELETE /v1/sessions. */
-void h_sessions_todo(struct app *app, const struct http_request *rq, struct http_response *rs,
-                     const char *arg)
-{
-    (void)app, (void)rq, (void)arg;
-    resp_problem(rs, 501, "not-implemented", "Not implemented",
-                 "sessions arrive with redkit's session module; use HTTP Basic or an API key");
 }
 
 /* The authenticated caller, or a 401/500 problem in rs and false. */

@@ -88,7 +88,7 @@ void h_status(struct app *app, const struct http_request *rq, struct http_respon
                                                 mem.redis_version));
     uint64_t hits = cm.hits + km.hits, misses = cm.misses + km.misses;
     resp_json(rs, 200,
-              json_pack("{s:{s:b, s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:I, s:I, s:n, s:o, s:o}",
+              json_pack("{s:{s:b, s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:I, s:I, s:o, s:o}",
                         "cache", "enabled", app->cfg.cache_enabled, "hits", (json_int_t)hits,
                         "misses", (json_int_t)misses, "stale", (json_int_t)cm.stale,
                         "degraded", (json_int_t)(cm.degraded + km.degraded),
@@ -96,5 +96,5 @@ void h_status(struct app *app, const struct http_request *rq, struct http_respon
                         "saved", (json_int_t)hits, /* each hit: a query not run */
                         "requests", (json_int_t)stats_requests_total(),
                         "rate_limited", (json_int_t)stats_rate_limited_total(),
-                        "sessions", "redis", redis, "history", stats_history_json()));
+                        "redis", redis, "history", stats_history_json()));
 }

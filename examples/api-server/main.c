@@ -1,6 +1,6 @@
 /*
  * main.c — the api-server example: an HTTP JSON API on SQLite that uses
- * redkit for its cache (and, as they land, sessions and rate limits).
+ * redkit for its cache and its sessions (and, as it lands, rate limits).
  *
  *     make run                     # builds, seeds, starts a private Redis
  *     REDIS_URL=redis://... DATABASE_PATH=/var/lib/api.db LISTEN=0.0.0.0:8080 api-server
@@ -51,6 +51,8 @@ static int open_redis(struct app *app)
                           &app->cache);
     if (st == RK_OK)
         st = rk_cache_new(app->redis, &(rk_cache_options){ .ns = "apikey" }, &app->keycache);
+    if (st == RK_OK)
+        st = rk_sessions_new(app->redis, &(rk_sessions_options){ .ns = "sess" }, &app->sessions);
     if (st != RK_OK) {
         log_msg(LOG_ERROR, "redis: %s: %s", rk_strerror(st), rk_last_error());
         return -1;
@@ -113,6 +115,7 @@ int main(void)
 out:
     http_stop(server, DRAIN_MS);
     stats_sampler_stop();
+    rk_sessions_free(app.sessions);
     rk_cache_free(app.keycache);
     rk_cache_free(app.cache);
     rk_client_free(app.redis);

@@ -24,11 +24,11 @@ static const struct route routes[] = {
     { "GET", "/healthz", R_HEALTHZ, h_healthz },
     { "GET", "/metrics", R_METRICS, h_metrics },
     { "POST", "/v1/signup", R_SIGNUP, h_signup },
-    { "POST", "/v1/login", R_LOGIN, h_sessions_todo },
-    { "POST", "/v1/logout", R_LOGOUT, h_sessions_todo },
+    { "POST", "/v1/login", R_LOGIN, h_login },
+    { "POST", "/v1/logout", R_LOGOUT, h_logout },
     { "GET", "/v1/me", R_ME, h_me },
-    { "GET", "/v1/sessions", R_SESSIONS, h_sessions_todo },
-    { "DELETE", "/v1/sessions", R_SESSIONS, h_sessions_todo },
+    { "GET", "/v1/sessions", R_SESSIONS, h_sessions_get },
+    { "DELETE", "/v1/sessions", R_SESSIONS, h_sessions_delete },
     { "GET", "/v1/users/{id}", R_USER, h_user_get },
     { "PUT", "/v1/users/{id}", R_USER, h_user_put },
     { "GET", "/v1/products/{id}", R_PRODUCT, h_product_get },
@@ -110,5 +110,14 @@ json_t *parse_body(const struct http_request *rq, struct http_response *rs)
                      "the body must be one JSON object");
         return NULL;
     }
+    return body;
+}
+
+json_t *parse_credentials(const struct http_request *rq, struct http_response *rs,
+                          const char **email, const char **password)
+{
+    json_t *body = parse_body(rq, rs);
+    *email = json_string_value(json_object_get(body, "email"));
+    *password = json_string_value(json_object_get(body, "password"));
     return body;
 }

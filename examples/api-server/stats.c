@@ -128,6 +128,7 @@ void stats_prometheus(struct buf *out, uint64_t sqlite_queries)
 struct sample {
     int64_t t_ms; /* wall clock */
     uint64_t hits, misses, queries, limited, used_memory;
+    int64_t sessions; /* live sessions; -1 = unknown (Redis down) */
     bool redis_up;
 };
 
@@ -156,6 +157,8 @@ static void take_sample(struct app *app)
     s.limited = stats_rate_limited_total();
     s.redis_up = rk_server_memory(app->redis, &mem) == RK_OK; /* one INFO */
     s.used_memory = s.redis_up ? mem.used_memory : 0;
+    uint64_t live = 0; /* a SCAN of the sessions' namespace: fine at a demo's scale */
+    s.sessions = s.redis_up && rk_sessions_count(app->sessions, &live) == RK_OK ? (int64_t)live : -1;
     pthread_mutex_lock(&hist.lock);
     hist.ring[hist.next] = s;
     hist.next = (hist.next + 1) % HISTORY;
@@ -209,10 +212,11 @@ json_t *stats_history_json(void)
     pthread_mutex_lock(&hist.lock);
     for (int i = 0; out && i < hist.count; i++) {
         const struct sample *s = &hist.ring[(hist.next - hist.count + i + HISTORY) % HISTORY];
-        json_array_append_new(out, json_pack("[I, I, I, I, I, I, b]", (json_int_t)s->t_ms,
+        json_array_append_new(out, json_pack("[I, I, I, I, I, I, b, I]", (json_int_t)s->t_ms,
                                              (json_int_t)s->hits, (json_int_t)s->misses,
                                              (json_int_t)s->queries, (json_int_t)s->limited,
-                                             (json_int_t)s->used_memory, s->redis_up));
+                                             (json_int_t)s->used_memory, s->redis_up,
+                                             (json_int_t)s->sessions));
     }
     pthread_mutex_unlock(&hist.lock);
     return out;

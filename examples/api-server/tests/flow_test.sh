@@ -4,7 +4,8 @@
 #
 # Cache miss then hit (X-Cache and the SQLite query counter), invalidation
 # on update, signup, API keys created/used/revoked, bad input refused with
-# the right 4xx and no change, no secret in the log; then Redis killed:
+# the right 4xx and no change, login/logout/sessions with cookies, no
+# secret in the log; then Redis killed:
 # every endpoint still answers, /healthz says so; Redis restarted: the
 # service recovers without a restart. Exit 77 (skip) without curl or
 # redis-server.
@@ -46,7 +47,39 @@ expect 409 "duplicate email"
 req POST /v1/signup -d '{"email":"dave@example.com","password":"short","name":"Dave"}'
 expect 422 "weak password"
 [[ $body == *'"type":"/problems/weak-password"'* ]] || fail "weak password type: $body"
-req POST /v1/login -d '{}'; expect 501 "login before sessions exist"
+
+echo "== sessions: login, me, list, logout, logout everywhere"
+sid() { awk '$6 == "sid" { print $7 }' "$1"; }
+req POST /v1/login -c "$tmp/jar1" -d '{"email":"carol@example.com","password":"carol-secret-pw"}'
+expect 200 "login"
+[[ $(header Set-Cookie) == sid=*HttpOnly* ]] || fail "login cookie: $(header Set-Cookie)"
+token1=$(sid "$tmp/jar1"); [[ ${#token1} == 43 ]] || fail "session token: $token1"
+req POST /v1/login -d '{"email":"carol@example.com","password":"not-her-password"}'; expect 401 "wrong login"
+req GET /v1/me -b "$tmp/jar1"; expect 200 "me by session"; [[ $(json id) == "$carol" ]] || fail "me: $body"
+# Logging in again with the cookie regenerates it: new token, old one dead.
+req POST /v1/login -b "$tmp/jar1" -c "$tmp/jar1" -d '{"email":"carol@example.com","password":"carol-secret-pw"}'
+expect 200 "login again"
+old_token=$token1; token1=$(sid "$tmp/jar1")
+[[ $token1 != "$old_token" ]] || fail "login did not regenerate the token"
+req GET /v1/me -H "Cookie: sid=$old_token"; expect 401 "the pre-login token"
+req POST /v1/login -c "$tmp/jar2" -d '{"email":"carol@example.com","password":"carol-secret-pw"}'
+expect 200 "second device"; token2=$(sid "$tmp/jar2")
+req GET /v1/sessions -b "$tmp/jar1"; expect 200 "my sessions"
+(($(grep -o '"issued_ms"' <<<"$body" | wc -l) == 2)) || fail "expected 2 sessions: $body"
+[[ $body != *"$token1"* && $body != *"$token2"* ]] || fail "the session list shows a token"
+req GET /v1/me -H "Cookie: sid=${token1:0:42}$([[ ${token1:42} == A ]] && echo B || echo A)"
+expect 401 "tampered cookie"
+req GET /v1/me -H "Cookie: sid=not-a-token"; expect 401 "garbage cookie"
+req POST /v1/logout -H "Cookie: sid=$token2"; expect 204 "logout"
+[[ $(header Set-Cookie) == sid=\;* || $(header Set-Cookie) == *Max-Age=0* ]] || fail "logout cookie: $(header Set-Cookie)"
+req GET /v1/me -H "Cookie: sid=$token2"; expect 401 "logged-out token"
+req POST /v1/login -c "$tmp/jar2" -d '{"email":"carol@example.com","password":"carol-secret-pw"}'
+token2=$(sid "$tmp/jar2")
+req DELETE /v1/sessions -H "Cookie: sid=$token1"; expect 200 "logout everywhere"
+req GET /v1/me -H "Cookie: sid=$token1"; expect 401 "session 1 after logout everywhere"
+req GET /v1/me -H "Cookie: sid=$token2"; expect 401 "session 2 after logout everywhere"
+req POST /v1/login -c "$tmp/jar3" -d '{"email":"alice@example.com","password":"alice-demo-password"}'
+expect 200 "alice logs in"; token3=$(sid "$tmp/jar3")
 
 echo "== invalidation on update"
 req GET "/v1/users/$carol"; expect 200 "user"; [[ $(header X-Cache) == miss ]] || fail "user miss"
@@ -115,7 +148,8 @@ if timeout 8 cat <&5 >/dev/null; then :; else fail "slowloris connection still o
 exec 5<&-
 
 echo "== no secret in the log"
-for secret in alice-demo-password carol-secret-pw wrong-password "$key" "$ro_key"; do
+for secret in alice-demo-password carol-secret-pw wrong-password not-her-password "$key" "$ro_key" \
+  "$token1" "$token2" "$token3"; do
   ! grep -qF -- "$secret" "$tmp/service.log" || fail "a secret is in the service log"
 done
 
@@ -127,7 +161,9 @@ for path in /v1/products/7 /v1/products/8 "/v1/products?category=books&page=1" "
 done
 req GET /healthz; expect 200 "healthz without Redis"
 [[ $(json redis) == down ]] || fail "healthz does not say down: $body"
-req GET /v1/me -u alice@example.com:alice-demo-password; expect 200 "me without Redis"
+req GET /v1/me -u alice@example.com:alice-demo-password; expect 200 "me (Basic) without Redis"
+req GET /v1/me -H "Cookie: sid=$token3"; expect 503 "me (session) without Redis: documented 503"
+[[ $body == *session-store-unavailable* ]] || fail "503 type: $body"
 req GET /v1/me -H "Authorization: Bearer $ro_key"; expect 200 "API key without Redis"
 req GET /v1/me -H "Authorization: Bearer $key"; expect 401 "revoked key without Redis"
 req POST /v1/signup -d '{"email":"erin@example.com","password":"erin-secret-pw","name":"Erin"}'
@@ -146,6 +182,9 @@ for _ in $(seq 1 100); do # the breaker probes within its backoff (<= 5 s)
 done
 [[ -n $up ]] || fail "healthz still says $(json redis) 10 s after Redis came back"
 req GET /v1/products/9; [[ $(header X-Cache) == miss ]] || fail "after recovery: X-Cache=$(header X-Cache)"
+# This Redis kept nothing (no persistence): the old session is gone, a new login works.
+req GET /v1/me -H "Cookie: sid=$token3"; expect 401 "session lost with Redis's memory"
+req POST /v1/login -d '{"email":"alice@example.com","password":"alice-demo-password"}'; expect 200 "login after recovery"
 req GET /v1/products/9; [[ $(header X-Cache) == hit ]] || fail "after recovery, no hit"
 
 echo "== graceful stop"
