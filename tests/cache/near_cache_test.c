@@ -182,6 +182,42 @@ static void test_read_your_writes(void **state)
     rk_cache_free(c);
 }
 
+/* Batches read through it: hits from memory, the rest from Redis in one
+ * round trip (and they fill it); another type's key reads as absent, as
+ * with MGET. */
+static void test_mget_through_it(void **state)
+{
+    (void)state;
+    rk_cache *c = near_cache(NULL);
+    set_and_hold(c, "a", "1");
+    assert_int_equal(rk_cache_set_str(c, "b", "2", NULL), RK_OK);
+    rk_test_server_ok(server, "RPUSH cache:list x");
+    const char *keys[] = {"a", "b", "absent", "list"};
+    rk_cache_result res[4];
+    assert_int_equal(rk_cache_mget(c, keys, 4, res), RK_OK);
+    assert_int_equal(res[0].status, RK_OK);
+    assert_memory_equal(res[0].value, "1", 1);
+    assert_int_equal(res[1].status, RK_OK);
+    assert_memory_equal(res[1].value, "2", 1);
+    assert_int_equal(res[2].status, RK_MISS);
+    assert_int_equal(res[3].status, RK_MISS);
+    rk_cache_results_free(res, 4);
+    /* Once held, a batch of them makes no read at all. */
+    uint64_t inv = metrics(c).near_invalidations;
+    for (int i = 0; i < 300 && metrics(c).near_invalidations == inv; i++) rk_test_sleep_ms(10); /* b's own */
+    assert_int_equal(rk_cache_mget(c, keys, 2, res), RK_OK);
+    rk_cache_results_free(res, 2);
+    long long gets = rk_test_server_command_calls(server, "get");
+    long long mgets = rk_test_server_command_calls(server, "mget");
+    assert_int_equal(rk_cache_mget(c, keys, 2, res), RK_OK);
+    assert_int_equal(res[0].status, RK_OK);
+    assert_int_equal(res[1].status, RK_OK);
+    rk_cache_results_free(res, 2);
+    assert_int_equal(rk_test_server_command_calls(server, "get"), gets);
+    assert_int_equal(rk_test_server_command_calls(server, "mget"), mgets);
+    rk_cache_free(c);
+}
+
 /* ---- The fill race, provoked -------------------------------------------------- */
 
 static rk_cache *race_cache;
@@ -549,6 +585,7 @@ int main(void)
         cmocka_unit_test_setup(test_hit_makes_no_round_trip, rk_test_group_flush),
         cmocka_unit_test_setup(test_other_clients_writes_invalidate, rk_test_group_flush),
         cmocka_unit_test_setup(test_read_your_writes, rk_test_group_flush),
+        cmocka_unit_test_setup(test_mget_through_it, rk_test_group_flush),
         cmocka_unit_test_setup(test_invalidation_overtaking_the_fill, rk_test_group_flush),
         cmocka_unit_test_setup(test_tracking_connection_killed, rk_test_group_flush),
         cmocka_unit_test_setup(test_server_restart, rk_test_group_flush),
