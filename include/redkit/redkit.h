@@ -19,5 +19,7 @@
 #include "cache.h"
 #include "ratelimit.h"
 #include "metrics.h"
+#include "sessions.h"
+#include "apikeys.h"
 
 #endif /* REDKIT_REDKIT_H */
