@@ -67,6 +67,9 @@ typedef struct rk_cache rk_cache;
 #define RK_CACHE_DEFAULT_LOCAL_COPIES 1024
 #define RK_CACHE_DEFAULT_LOCAL_COPIES_BYTES (64u << 20) /* 64 MiB */
 #define RK_CACHE_DEFAULT_CLEAR_BUDGET_MS 100
+#define RK_CACHE_DEFAULT_NEAR_MAX_BYTES (64u << 20) /* 64 MiB */
+#define RK_CACHE_DEFAULT_NEAR_MAX_ENTRIES 100000
+#define RK_CACHE_DEFAULT_NEAR_MAX_TTL_MS 60000      /* 1 minute */
 
 typedef struct rk_cache_options {
     const char *ns;              /* namespace; default "cache" */
@@ -114,6 +117,24 @@ typedef struct rk_cache_options {
     int clear_budget_ms;         /* rk_cache_clear: time one call may spend;
                                     default 100; 0..60000, else
                                     RK_ERR_INVALID */
+    /* The near cache (docs/cache.md, "Near cache"): a copy of hot values in
+     * this process, kept coherent by Redis (CLIENT TRACKING, broadcast on
+     * the namespace), so that a read of a value held is answered without
+     * a round trip. Off by default. It needs Redis 6+ and a connection of
+     * its own per handle; rk_cache_get* and rk_cache_fetch read through
+     * it; every write through this handle drops the key locally before and
+     * after it is sent. */
+    bool near_cache;             /* on/off; default off */
+    size_t near_max_bytes;       /* memory it may hold: values, keys and a
+                                    fixed overhead per entry; default
+                                    64 MiB; 64 KiB .. PTRDIFF_MAX. One value
+                                    may take at most 1/64 of it */
+    size_t near_max_entries;     /* values it may hold; default 100000;
+                                    1 .. 2^32 */
+    int64_t near_max_ttl_ms;     /* no value is served from process memory
+                                    longer than this after it was read
+                                    from Redis (nor past its Redis TTL);
+                                    default 60000; 1 .. 86400000 */
 } rk_cache_options;
 
 /*
@@ -520,6 +541,21 @@ typedef struct rk_cache_metrics {
     double hit_ratio;         /* hits / (hits + misses), 0 before the first
                                  read; degraded reads are left out (they say
                                  nothing about what is cached) */
+    /* The near cache (rk_cache_options.near_cache); all 0 without one. Its
+     * hits are counted in hits too. */
+    uint64_t near_hits;       /* reads answered from process memory */
+    uint64_t near_misses;     /* reads it could not answer (while live) */
+    uint64_t near_fills;      /* values it took in */
+    uint64_t near_fills_cancelled; /* ... and those dropped because the key
+                                 changed (or the stream broke) while the
+                                 read that would have filled it was out */
+    uint64_t near_invalidations; /* keys Redis said changed */
+    uint64_t near_evictions;  /* values pushed out by its budgets */
+    uint64_t near_flushes;    /* times it was emptied: the tracking
+                                 connection broke or was made again,
+                                 FLUSHALL, a tag or namespace clear, fork */
+    uint64_t near_bytes;      /* memory held now, as counted for the budget */
+    uint64_t near_entries;    /* values held now */
 } rk_cache_metrics;
 
 /*

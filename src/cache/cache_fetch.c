@@ -238,11 +238,11 @@ static rk_status read_value(fetch_call *f, held *v)
     rk_status st;
     bool with_time = rk__fetch_clock_due(f->fs);
     int64_t sent_ms = rk__fetch_local_ms(f->fs);
-    if (with_time) {
+    if (with_time) { /* straight to Redis: the clock is Redis's, at most once a minute */
         rk__cmd cmds[2] = {{2, argv, lens}, {1, time_argv, time_lens}};
         st = rk__client_pipeline(f->c->client, 2, cmds, true, r);
     } else {
-        st = rk__client_run(f->c->client, 2, argv, lens, true, &r[0]);
+        st = rk__cache_near_get(f->c, &f->k, &r[0]); /* a plain GET without a near cache */
     }
     if (st != RK_OK) {
         note_failure(f, st);
@@ -454,7 +454,9 @@ static void forget(fetch_call *f)
     const char *argv[2] = {"UNLINK", f->k.str};
     size_t lens[2] = {6, f->k.len};
     rk_reply *r;
+    rk__cache_near_forget(f->c, f->k.str, f->k.len); /* before and after: cache_near.c */
     rk_status st = rk__client_run(f->c->client, 2, argv, lens, false, &r);
+    rk__cache_near_forget(f->c, f->k.str, f->k.len);
     if (st == RK_OK) rk_reply_free(r);
     else note_failure(f, st);
 }

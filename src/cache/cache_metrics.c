@@ -18,6 +18,7 @@
 #include "client.h"
 #include "error.h"
 #include "metrics.h"
+#include "near.h"
 #include "sink.h"
 
 _Static_assert(RK_METRICS_STATUS_SLOTS == RK__STATUS_SLOTS, "one errors[] slot per counter slot");
@@ -46,6 +47,19 @@ static void add_counters(const rk_cache *c, rk_cache_metrics *m)
         m->errors_total += n;
     }
 #undef LOAD
+    if (c->near) {
+        rk__near_stats ns;
+        rk__near_stats_get(c->near, &ns);
+        m->near_hits += ns.hits;
+        m->near_misses += ns.misses;
+        m->near_fills += ns.fills;
+        m->near_fills_cancelled += ns.fills_cancelled;
+        m->near_invalidations += ns.invalidations;
+        m->near_evictions += ns.evictions;
+        for (int r = 0; r < RK__NEAR_FLUSH_REASONS; r++) m->near_flushes += ns.flushes[r];
+        m->near_bytes += ns.bytes;
+        m->near_entries += ns.entries;
+    }
 }
 
 static void finish(rk_cache_metrics *m)
@@ -102,12 +116,28 @@ static const cache_family cache_families[] = {
     CF("stored_bytes_total", bytes_stored, "Bytes written to Redis for those values, after header and compression."),
     CF("store_errors_total", store_errors, "Computed values fetch returned but could not store in Redis."),
 };
+/* The near cache's families: only for namespaces that have one, so the
+ * text of a program without a near cache is what it always was. */
+static const cache_family near_families[] = {
+    CF("near_hits_total", near_hits, "Reads answered from the near cache, without a round trip."),
+    CF("near_misses_total", near_misses, "Reads the near cache could not answer."),
+    CF("near_fills_total", near_fills, "Values the near cache took in."),
+    CF("near_fills_cancelled_total", near_fills_cancelled, "Fills dropped because the key changed while its read was out."),
+    CF("near_invalidations_total", near_invalidations, "Keys Redis said changed."),
+    CF("near_evictions_total", near_evictions, "Values pushed out of the near cache by its budgets."),
+    CF("near_flushes_total", near_flushes, "Times the near cache was emptied."),
+};
+static const cache_family near_gauges[] = {
+    CF("near_bytes", near_bytes, "Memory the near cache holds now, as counted for its budget."),
+    CF("near_entries", near_entries, "Values the near cache holds now."),
+};
 #undef CF
 
 /* One row per namespace, in the order the namespaces first appear. */
 typedef struct ns_row {
     char ns[RK_MAX_NAMESPACE_BYTES + 1];
     rk_cache_metrics m;
+    bool near; /* a handle of the namespace has a near cache */
 } ns_row;
 
 /* The sums are built in a small fixed array, and again for each further
@@ -162,8 +192,40 @@ static size_t collect(void *const *handles, size_t n, size_t from, ns_row rows[R
             nrows++;
         }
         add_counters(handles[h], &rows[i].m);
+        if (((const rk_cache *)handles[h])->near) rows[i].near = true;
     }
     return nrows;
+}
+
+static bool any_near(void *const *handles, size_t n)
+{
+    for (size_t h = 0; h < n; h++)
+        if (((const rk_cache *)handles[h])->near) return true;
+    return false;
+}
+
+static void emit_near_family(void *const *handles, size_t n, rk__sink *sink, ns_row rows[ROWS],
+                             const cache_family *cf, const char *type)
+{
+    rk__sink_family(sink, cf->name, type, cf->help);
+    for (size_t from = 0, next; from < n; from = next) {
+        size_t nrows = collect(handles, n, from, rows, &next);
+        for (size_t i = 0; i < nrows; i++) {
+            if (!rows[i].near) continue;
+            uint64_t v;
+            memcpy(&v, (const char *)&rows[i].m + cf->offset, sizeof v);
+            rk__sink_u64(sink, cf->name, rows[i].ns, NULL, NULL, v);
+        }
+    }
+}
+
+static void emit_near(void *const *handles, size_t n, rk__sink *sink, ns_row rows[ROWS])
+{
+    if (!any_near(handles, n)) return;
+    for (size_t f = 0; f < sizeof near_families / sizeof near_families[0]; f++)
+        emit_near_family(handles, n, sink, rows, &near_families[f], "counter");
+    for (size_t f = 0; f < sizeof near_gauges / sizeof near_gauges[0]; f++)
+        emit_near_family(handles, n, sink, rows, &near_gauges[f], "gauge");
 }
 
 /* The families are written one after the other, each with the series of
@@ -192,6 +254,7 @@ static void cache_emit(void *const *handles, size_t n, rk__sink *sink)
             }
         }
     }
+    emit_near(handles, n, sink, rows);
 }
 
 const rk__module_ops rk__cache_ops = {.kind = "cache", .emit = cache_emit};

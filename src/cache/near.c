@@ -333,15 +333,22 @@ void rk__near_invalidate(rk__near *n, const char *key, size_t klen)
     pthread_mutex_unlock(&s->lock);
 }
 
-void rk__near_flush(rk__near *n, rk__near_flush_reason why, bool live)
+/* Move to a new epoch; live: 1 or 0, or -1 to keep the live bit. */
+static void new_epoch(rk__near *n, int live)
+{
+    uint64_t old = atomic_load_explicit(&n->state, memory_order_relaxed), next;
+    do {
+        uint64_t bit = live < 0 ? (old & 1) : (uint64_t)live;
+        next = ((old >> 1) + 1) << 1 | bit;
+    } while (!atomic_compare_exchange_weak_explicit(&n->state, &old, next, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+}
+
+static void empty(rk__near *n, rk__near_flush_reason why, int live)
 {
     /* A new epoch first: a fill that began before this call cannot land,
      * even in a shard emptied before it ends. */
-    uint64_t old = atomic_load_explicit(&n->state, memory_order_relaxed), next;
-    do {
-        next = ((old >> 1) + 1) << 1 | (live ? 1u : 0u);
-    } while (!atomic_compare_exchange_weak_explicit(&n->state, &old, next, memory_order_acq_rel,
-                                                    memory_order_relaxed));
+    new_epoch(n, live);
     for (size_t i = 0; i < RK__NEAR_SHARDS; i++) {
         shard *s = &n->shards[i];
         pthread_mutex_lock(&s->lock);
@@ -350,6 +357,27 @@ void rk__near_flush(rk__near *n, rk__near_flush_reason why, bool live)
     }
     if ((unsigned)why < RK__NEAR_FLUSH_REASONS)
         atomic_fetch_add_explicit(&n->flushes[why], 1, memory_order_relaxed);
+}
+
+void rk__near_flush(rk__near *n, rk__near_flush_reason why, bool live)
+{
+    empty(n, why, live ? 1 : 0);
+}
+
+void rk__near_clear(rk__near *n, rk__near_flush_reason why)
+{
+    empty(n, why, -1);
+}
+
+void rk__near_reset_after_fork(rk__near *n)
+{
+    new_epoch(n, 0);
+    for (size_t i = 0; i < RK__NEAR_SHARDS; i++) {
+        shard *s = &n->shards[i];
+        pthread_mutex_init(&s->lock, NULL); /* the only thread here; the old lock may be held */
+        clear_shard(s);
+    }
+    atomic_fetch_add_explicit(&n->flushes[RK__NEAR_FLUSH_FORK], 1, memory_order_relaxed);
 }
 
 void rk__near_stats_get(const rk__near *cn, rk__near_stats *out)

@@ -111,6 +111,15 @@ void rk__near_invalidate(rk__near *n, const char *key, size_t klen);
  * a new epoch starts, so no fill begun before this call lands. */
 void rk__near_flush(rk__near *n, rk__near_flush_reason why, bool live);
 
+/* Forget everything and count why, keeping the live state as it is (the
+ * owner's own bulk removals: a tag invalidation, a namespace clear). */
+void rk__near_clear(rk__near *n, rk__near_flush_reason why);
+
+/* In a child process after fork(), before anything else touches n: the
+ * shard locks are made anew (a thread of the parent may have held one),
+ * every entry goes, and the cache is off until rk__near_flush(..., true). */
+void rk__near_reset_after_fork(rk__near *n);
+
 /* True while the cache serves and stores. */
 bool rk__near_is_live(const rk__near *n);
 

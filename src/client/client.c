@@ -756,6 +756,13 @@ rk_circuit_state rk_client_circuit(rk_client *c)
     return s;
 }
 
+/* ---- Dedicated connections ------------------------------------------------- */
+
+rk_status rk__client_open_conn(rk_client *c, rk__conn **out)
+{
+    return rk__conn_open(&c->conn, rk__now_ns() + (int64_t)c->connect_timeout_ms * 1000000, out);
+}
+
 /* ---- What metrics.c reads ---------------------------------------------- */
 
 const struct rk__hist *rk__client_latency(const rk_client *c) { return &c->latency; }

@@ -48,6 +48,14 @@ rk_status rk__client_pipeline_until(rk_client *client, size_t n, const rk__cmd *
  * CLOCK_MONOTONIC, in nanoseconds. */
 int64_t rk__client_deadline(const rk_client *client);
 
+/* Open a connection of the caller's own, outside the pool, with the
+ * client's address, credentials, database and TLS, within the client's
+ * connect timeout: for a module that keeps one connection subscribed (the
+ * near cache's invalidations). The pool's breaker and backoff do not
+ * apply; the caller paces its retries and closes it with rk__conn_close(). */
+struct rk__conn;
+rk_status rk__client_open_conn(rk_client *client, struct rk__conn **out);
+
 /* Prefix followed by ':' ("" when there is no prefix), and its length. */
 const char *rk__client_key_head(const rk_client *client, size_t *len);
 

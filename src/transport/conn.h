@@ -88,6 +88,22 @@ void rk__conn_close(rk__conn *conn);
 rk_status rk__conn_request(rk__conn *conn, const char *cmd, size_t len, size_t n,
                            rk_reply **replies, int64_t deadline_ns);
 
+/* rk__conn_request() of one command given as arguments (formatted here):
+ * send it and read n replies (n may be 0: send only, for a subscribed
+ * connection whose answers come as pushed messages). */
+rk_status rk__conn_command(rk__conn *conn, int argc, const char **argv, const size_t *argvlen, size_t n,
+                           rk_reply **replies, int64_t deadline_ns);
+
+/* For a subscribed connection, which the server writes to unasked: wait
+ * until deadline_ns for the next message. RK_OK with *reply (the caller
+ * frees it); RK_MISS when none began to arrive by then — the connection
+ * stays usable; any other status is a failure that marks it broken. */
+rk_status rk__conn_next_push(rk__conn *conn, rk_reply **reply, int64_t deadline_ns);
+
+/* In a child after fork(): free conn without sending anything on it (no
+ * TLS close_notify): the parent's copy of the socket stays in use. */
+void rk__conn_abandon(rk__conn *conn);
+
 /* True once the connection must not be reused. */
 bool rk__conn_broken(const rk__conn *conn);
 

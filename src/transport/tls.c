@@ -468,6 +468,11 @@ rk_status rk__tls_read(rk__tls *t, char *buf, size_t cap, size_t *got, int64_t d
                     MAX_IDLE_ROUNDS);
 }
 
+bool rk__tls_pending(const rk__tls *t)
+{
+    return SSL_pending(t->ssl) > 0;
+}
+
 bool rk__tls_peer_gone(rk__tls *t)
 {
     /* Decrypted application data that nobody asked for: a RESP2 server
@@ -491,6 +496,13 @@ bool rk__tls_peer_gone(rk__tls *t)
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return false;
     t->failed = true;
     return true;
+}
+
+void rk__tls_forget(rk__tls *t)
+{
+    if (!t) return;
+    t->failed = true; /* rk__tls_free() then sends no close_notify */
+    rk__tls_free(t);
 }
 
 void rk__tls_free(rk__tls *t)
