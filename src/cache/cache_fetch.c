@@ -47,8 +47,10 @@
  * of the call (it returns RK_ERR_SOURCE); a computed value returned but
  * not stored counts in store_errors, not as an error either.
  *
- * The hit path is one GET, as in rk_cache_get(), plus one random draw;
- * everything else here runs only on a miss, a refresh or a failure.
+ * The hit path is one GET, as in rk_cache_get(), plus one random draw
+ * (and, once a minute per handle, TIME in the same round trip: expiries
+ * are on the server's clock, see fetch_state.h); everything else here
+ * runs only on a miss, a refresh or a failure.
  */
 #include <errno.h>
 #include <math.h>
