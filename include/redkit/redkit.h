@@ -18,5 +18,6 @@
 #include "keys.h"
 #include "cache.h"
 #include "metrics.h"
+#include "sessions.h"
 
 #endif /* REDKIT_REDKIT_H */
