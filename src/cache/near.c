@@ -40,15 +40,18 @@ typedef struct entry {
 } entry;
 
 typedef struct shard {
+    char pad[64];              /* keep neighbouring shards' hot fields apart */
     pthread_mutex_t lock;
     entry **buckets;
     size_t mask;               /* buckets - 1 */
     size_t count;              /* entries with a value (placeholders not counted) */
     size_t held;               /* all entries in the table, placeholders too */
     size_t bytes;
-    entry head;                /* sentinel of the list */
     uint64_t hits, misses, fills, cancelled, invalidations, evictions, expirations;
-    char pad[64];              /* keep neighbouring shards' hot fields apart */
+    entry head;                /* sentinel of the list; last, since an entry
+                                  ends in a flexible array (clang refuses it
+                                  anywhere else: -Wgnu-variable-sized-type-
+                                  not-at-end) */
 } shard;
 
 struct rk__near {
