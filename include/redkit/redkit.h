@@ -17,7 +17,9 @@
 #include "client.h"
 #include "keys.h"
 #include "cache.h"
+#include "ratelimit.h"
 #include "metrics.h"
 #include "sessions.h"
+#include "apikeys.h"
 
 #endif /* REDKIT_REDKIT_H */
