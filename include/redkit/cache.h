@@ -77,10 +77,14 @@ typedef struct rk_cache rk_cache;
 typedef struct rk_cache_options {
     const char *ns;              /* namespace; default "cache" */
     int64_t default_ttl_ms;      /* TTL of a set that names none; default
-                                    300000 (5 min); RK_TTL_NONE = no expiry */
+                                    300000 (5 min); RK_TTL_NONE = no expiry;
+                                    other negative values and values over
+                                    2^62 are RK_ERR_INVALID */
     bool raw;                    /* store plain bytes, no type header (and
                                     so no compression, no XFetch metadata) */
-    size_t max_key_bytes;        /* longest user key; default 1024 */
+    size_t max_key_bytes;        /* longest user key; default 1024; at most
+                                    RK_MAX_KEY_BYTES (64 MiB), else
+                                    RK_ERR_INVALID */
     size_t max_value_bytes;      /* largest value; default 16 MiB, at most
                                     512 MiB (Redis's own limit) */
     size_t compress_threshold;   /* typed values of at least this many bytes
@@ -95,13 +99,15 @@ typedef struct rk_cache_options {
                                     lock one process holds while it
                                     computes a value, and the longest any
                                     caller waits for another's computation;
-                                    default 10000 */
+                                    default 10000; 0..3600000, else
+                                    RK_ERR_INVALID */
     size_t local_copies;         /* rk_cache_fetch with stale_ms: how many
                                     values to keep in process memory, to
                                     serve stale when Redis is unreachable
                                     (each entry is a copy of its value;
                                     the oldest goes first); default 1024;
-                                    SIZE_MAX = none */
+                                    SIZE_MAX = none; other values over
+                                    PTRDIFF_MAX are RK_ERR_INVALID */
     size_t local_copies_bytes;   /* ... and the most memory they may take,
                                     counting each value, its key and a
                                     small fixed overhead: the oldest go
@@ -112,7 +118,8 @@ typedef struct rk_cache_options {
                                     PTRDIFF_MAX (a negative number cast to
                                     size_t) are RK_ERR_INVALID */
     int clear_budget_ms;         /* rk_cache_clear: time one call may spend;
-                                    default 100 */
+                                    default 100; 0..60000, else
+                                    RK_ERR_INVALID */
     /* The near cache (docs/cache.md, "Near cache"): a copy of hot values in
      * this process, kept coherent by Redis (CLIENT TRACKING, broadcast on
      * the namespace), so that a read of a value held is answered without
@@ -260,6 +267,20 @@ RK_EXPORT rk_status rk_cache_exists(rk_cache *cache, const char *key);
  */
 RK_EXPORT rk_status rk_cache_ttl_ms(rk_cache *cache, const char *key, int64_t *ttl_ms);
 
+/*
+ * rk_cache_key_build — write the full Redis key this handle uses for key
+ * ("<prefix>:<ns>:<key>") into buf, NUL-terminated, and its length
+ * (without the NUL) into *len: rk_key_build() under this handle's
+ * namespace and its own max_key_bytes. buf may be NULL with buf_size 0 to
+ * ask only for the length; a buffer too small gives RK_ERR_TOO_LARGE with
+ * *len set to the length needed. Returns RK_OK; RK_ERR_INVALID (NULL
+ * cache or len, NULL buf with buf_size > 0, NULL or empty key);
+ * RK_ERR_TOO_LARGE (a key over max_key_bytes, or the buffer). No I/O;
+ * safe from any thread.
+ */
+RK_EXPORT rk_status rk_cache_key_build(const rk_cache *cache, const char *key, char *buf, size_t buf_size,
+                                       size_t *len);
+
 /* ---- Get-or-compute ----------------------------------------------------- */
 
 /* Where a compute callback puts the value it computed. */
@@ -271,10 +292,13 @@ typedef struct rk_cache_computed rk_cache_computed;
  * when a value was set (RK_OK without one makes rk_cache_fetch() return
  * RK_ERR_INVALID); RK_MISS when there is no value (nothing is cached, a
  * value cached before is removed, and rk_cache_fetch() returns RK_MISS);
- * any other status is a failure that reaches the caller (or makes it
- * serve a stale value, see stale_ms); rk_last_error() then names the
- * status, followed by the message of the last redkit call that failed
- * inside the callback, if any. key is the caller's key (not namespaced),
+ * any other status is a failure of the application's source, which
+ * reaches the caller as RK_ERR_SOURCE — never as a Redis status, even if
+ * the callback chose one — with the callback's own status in
+ * rk_cache_fetch_info.source_status (or makes it serve a stale value, see
+ * stale_ms); rk_last_error() then names the callback's status, followed
+ * by the message it set with a failing redkit call (or the last redkit
+ * call that failed inside the callback), if any. key is the caller's key (not namespaced),
  * valid during the call. It runs on the calling thread with no redkit
  * lock held and may call redkit on other keys (rk_cache_fetch() of the
  * same key from its own callback returns RK_ERR_INVALID). out is valid
@@ -331,6 +355,11 @@ typedef struct rk_cache_fetch_info {
                         process, or another's through the Redis lock) */
     bool stale;      /* the value is past its fresh lifetime */
     bool degraded;   /* Redis could not be asked or written */
+    rk_status source_status; /* the status the compute callback failed
+                                with in this call (the call then returns
+                                RK_ERR_SOURCE, or RK_OK with a stale value
+                                served in its place); RK_OK when it did
+                                not run or did not fail */
 } rk_cache_fetch_info;
 
 /*
@@ -346,8 +375,9 @@ typedef struct rk_cache_fetch_info {
  *
  * On RK_OK *value is a new copy (rk_free; NUL-terminated, not counted) and
  * *len its size; otherwise *value is NULL and *len 0. info may be NULL.
- * Returns RK_OK; RK_MISS when compute() returned RK_MISS; compute()'s own
- * error (unless a stale value is served instead: RK_OK, info->stale);
+ * Returns RK_OK; RK_MISS when compute() returned RK_MISS; RK_ERR_SOURCE
+ * when compute() failed (its own status in info->source_status; unless a
+ * stale value is served instead: RK_OK, info->stale);
  * RK_ERR_INVALID (NULL cache, key, compute, value or len; a bad key, TTL,
  * stale_ms, beta or tag list; compute() returning RK_OK without a value);
  * RK_ERR_TOO_LARGE (key, tag); RK_ERR_TYPE (the key holds a typed
@@ -464,7 +494,10 @@ RK_EXPORT rk_status rk_cache_mset(rk_cache *cache, const rk_cache_entry *entries
  * ends by then (RK_ERR_TIMEOUT otherwise). It can be resumed: start with
  * *cursor = 0; on return *cursor
  * is 0 when the namespace is clear, otherwise pass it back to continue.
- * *removed (may be NULL) is increased by the number of values removed.
+ * *removed (may be NULL) receives the number of values this call removed
+ * — overwritten, never added to, like every output of redkit; on a
+ * failure, those removed by the rounds before it. Add up the calls of a
+ * resumed clear yourself.
  * The namespace's tag sets go too; other namespaces and prefixes, even
  * ones starting with the same characters, and rk_cache_fetch()'s locks
  * (short-lived) stay. Keys written while a clear runs may survive it
@@ -519,6 +552,10 @@ typedef struct rk_cache_metrics {
                                  functions, as the caller passed them */
     uint64_t bytes_stored;    /* bytes written to Redis for those values:
                                  type header included, after compression */
+    uint64_t store_errors;    /* rk_cache_fetch calls that returned a
+                                 computed value (RK_OK) but could not store
+                                 it in Redis: the caller was served, so
+                                 these are not in errors[] */
     uint64_t errors[RK_METRICS_STATUS_SLOTS]; /* calls that failed, by
                                  status: errors[RK_ERR_TIMEOUT], ... */
     uint64_t errors_total;    /* the sum of errors[] */

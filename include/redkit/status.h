@@ -76,7 +76,16 @@ typedef enum rk_status {
      * miss, flagged, so a caller can tell it from a real RK_MISS and skip
      * writing back. Not an error: rk_status_is_error(RK_DEGRADED) is false,
      * rk_status_is_miss() is true. rk_last_error() says why. */
-    RK_DEGRADED = 13
+    RK_DEGRADED = 13,
+    /* The application's own source failed: a compute callback of
+     * rk_cache_fetch() returned an error (a database timeout, say). Redis
+     * may be perfectly healthy, so this is never reported as
+     * RK_ERR_UNAVAILABLE or RK_ERR_TIMEOUT; the callback's own status is
+     * in rk_cache_fetch_info.source_status and its name, with the
+     * callback's message, in rk_last_error(). Not retryable by redkit's
+     * judgment: whether the source is worth asking again is the
+     * application's. */
+    RK_ERR_SOURCE = 14
 } rk_status;
 
 /*

@@ -29,12 +29,25 @@
 #define MAX_VALUE_LIMIT ((size_t)512 << 20)
 #define MAX_TTL_MS ((int64_t)1 << 62)
 
+/* Every size and time option is checked against a range before any
+ * arithmetic is done on it: a value near the top of its type (SIZE_MAX,
+ * INT64_MAX, or a negative number that went through size_t) must be
+ * refused here rather than wrap later — max_key_bytes = SIZE_MAX once made
+ * every key the same Redis key. SIZE_MAX keeps its documented meaning
+ * ("off" / "none") where the header gives it one. */
 static rk_status check_options(const rk_cache_options *o, int64_t *ttl, size_t *max_value)
 {
     *ttl = o->default_ttl_ms ? o->default_ttl_ms : RK_CACHE_DEFAULT_TTL_MS;
     if (*ttl < 0 && *ttl != RK_TTL_NONE)
         return rk__fail(RK_ERR_INVALID, "default_ttl_ms: %lld is negative (use RK_TTL_NONE for no expiry)",
                         (long long)*ttl);
+    /* Redis adds a TTL to its clock and refuses a sum that overflows: a
+     * default it would refuse would make every set fail. */
+    if (*ttl > MAX_TTL_MS)
+        return rk__fail(RK_ERR_INVALID, "default_ttl_ms: %lld is over the maximum of 2^62 ms", (long long)*ttl);
+    if (o->max_key_bytes > RK_MAX_KEY_BYTES)
+        return rk__fail(RK_ERR_INVALID, "max_key_bytes: %zu is over the maximum of %zu", o->max_key_bytes,
+                        (size_t)RK_MAX_KEY_BYTES);
     *max_value = o->max_value_bytes ? o->max_value_bytes : RK_CACHE_DEFAULT_MAX_VALUE_BYTES;
     if (*max_value > MAX_VALUE_LIMIT - RK__VALUE_HEADER_MAX)
         return rk__fail(RK_ERR_INVALID, "max_value_bytes: %zu is over Redis's 512 MiB limit", *max_value);
@@ -48,9 +61,13 @@ static rk_status check_options(const rk_cache_options *o, int64_t *ttl, size_t *
         return rk__fail(RK_ERR_INVALID, "clear_budget_ms: %d is outside 0..60000", o->clear_budget_ms);
     /* SIZE_MAX means no copies; anything else this large is a negative
      * number that went through size_t. */
+    if (o->local_copies > (size_t)PTRDIFF_MAX && o->local_copies != SIZE_MAX)
+        return rk__fail(RK_ERR_INVALID, "local_copies: %zu is too large (SIZE_MAX = no copies)", o->local_copies);
     if (o->local_copies_bytes > (size_t)PTRDIFF_MAX && o->local_copies_bytes != SIZE_MAX)
         return rk__fail(RK_ERR_INVALID, "local_copies_bytes: %zu is too large (SIZE_MAX = no copies)",
                         o->local_copies_bytes);
+    /* compress_threshold: every value means something (SIZE_MAX, or
+     * anything over max_value_bytes, = never), and it is only compared. */
     return RK_OK;
 }
 
@@ -117,6 +134,22 @@ void rk_cache_free(rk_cache *c)
     rk__free(c->aux_head);
     rk__free(c->head);
     rk__free(c);
+}
+
+rk_status rk_cache_key_build(const rk_cache *c, const char *key, char *buf, size_t buf_size, size_t *len)
+{
+    if (!c || !len || (!buf && buf_size)) return rk__fail(RK_ERR_INVALID, "rk_cache_key_build: NULL argument");
+    rk__key k;
+    rk_status st = rk__key_make(&k, c->head, c->head_len, key, c->max_key);
+    if (st != RK_OK) return st;
+    *len = k.len;
+    if (buf_size < k.len + 1) {
+        rk__key_release(&k);
+        return rk__fail(RK_ERR_TOO_LARGE, "rk_cache_key_build: buffer of %zu bytes, %zu needed", buf_size, *len + 1);
+    }
+    memcpy(buf, k.str, k.len + 1);
+    rk__key_release(&k);
+    return RK_OK;
 }
 
 void rk__cache_count_error(rk_cache *c, rk_status st)

@@ -219,8 +219,10 @@ static void test_whole_cache_under_acl(void **state)
     uint64_t cursor = 0;
     removed = 0;
     for (int i = 0; i < 100; i++) {
-        st = rk_cache_clear(cache, &cursor, &removed);
+        size_t n;
+        st = rk_cache_clear(cache, &cursor, &n);
         if (st != RK_OK) fail_msg("clear: %s: %s", rk_strerror(st), rk_last_error());
+        removed += n;
         if (cursor == 0) break;
     }
     assert_int_equal(cursor, 0);
