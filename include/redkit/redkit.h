@@ -17,6 +17,8 @@
 #include "client.h"
 #include "keys.h"
 #include "cache.h"
+#include "ratelimit.h"
 #include "metrics.h"
+#include "sessions.h"
 
 #endif /* REDKIT_REDKIT_H */

@@ -316,7 +316,63 @@ for cmd in stats memory slowlog; do
     mon_ok "$cmd unreachable exits 2" exited 2
     mon_ok "$cmd unreachable: no password" no_password
 done
+# redkit limit: check until refused (exit 1), peek consumes nothing, reset.
+lim_specs="minute:gcra:2:60000 day:fixed:100:86400000"
+mon_run limit check cli-user $lim_specs
+mon_ok "limit check allowed" exited 0
+mon_run limit check cli-user $lim_specs
+mon_run limit check cli-user $lim_specs
+mon_ok "limit check refused exits 1" exited 1
+mon_ok "limit check says which limit" out_has '^refused \(decided by minute, path redis\)$'
+mon_ok "limit check prints Retry-After" out_has '^Retry-After: [0-9]+'
+mon_run limit peek cli-user $lim_specs
+mon_ok "limit peek: refused state, nothing consumed" out_has 'day +fixed +ok +limit=100 remaining=98 '
+mon_run limit reset cli-user $lim_specs
+mon_ok "limit reset" out_has '^reset$'
+mon_run limit peek cli-user $lim_specs
+mon_ok "limit peek after reset" exited 0
+mon_ok "limit peek after reset: full" out_has 'minute +gcra +ok +limit=2 remaining=2 '
+mon_run limit peek cli-user minute:nope:2:60000
+mon_ok "limit: bad algorithm is a usage error" exited 2
+mon_run limit peek cli-user
+mon_ok "limit: no limit is a usage error" exited 2
+mon_run --url "redis://:Mon-Pw-5512@127.0.0.1:1" limit check cli-user $lim_specs
+mon_ok "limit unreachable exits 2" exited 2
+mon_ok "limit unreachable: no password" no_password
 mon_cli -n 5 FLUSHDB
 rm -f "$mon_out" "$mon_err" /tmp/redkit-cli-err.$$ /tmp/redkit-cli-out.$$
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
+
+# ---- Sessions: list, revoke-user, count --------------------------------------
+# Sessions are planted with redis-cli in the documented layout
+# (docs/sessions.md): the value's 15-byte header and MessagePack user and
+# attributes, under "sess:{<id>}", and the user's index "sess#u:<user>".
+# The tool shows ids and times only: it has no token to show.
+sess_plant() { # sess_plant ID USER
+    redis-cli -u "$REDIS_URL" EVAL "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = struct.pack('>BI6I4I4', 1, now, 3600000, 0) .. cmsgpack.pack(ARGV[2], {})
+redis.call('SET', KEYS[1], v, 'PX', 1800000)
+redis.call('ZADD', KEYS[2], now + 3602000, ARGV[1])" 2 "sess:{$1}" "sess#u:$2" "$1" "$2" >/dev/null
+}
+sess_plant AAAAAAAAAAAAAAAAAAAAAA alice
+sess_plant BBBBBBBBBBBBBBBBBBBBBA alice
+sess_plant CCCCCCCCCCCCCCCCCCCCCA alice
+sess_plant DDDDDDDDDDDDDDDDDDDDDA bob
+expect 0 4 -- sessions count
+sess_lines=$("$redkit" sessions list alice | grep -cE '^[A-Za-z0-9_-]{22} issued=[0-9T:-]+Z last_access=[0-9T:-]+Z expires=[0-9T:-]+Z deadline=[0-9T:-]+Z$')
+if [ "$sess_lines" = 3 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: sessions list alice: $sess_lines lines"; fi
+expect 0 3 -- sessions revoke-user alice
+expect 0 "" -- sessions list alice
+expect 0 0 -- sessions revoke-user alice
+expect 0 1 -- sessions count
+expect 0 1 -- sessions revoke-user bob
+expect 0 0 -- sessions count
+expect 2 "" -- sessions
+expect 2 "" -- sessions list
+expect 2 "" -- sessions frob x
+expect 2 "" -- sessions count extra
+expect 2 "" -- sessions list ""
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
