@@ -11,17 +11,24 @@
  *   - 1, 4 and 16 threads reading at once: total hits/s (on this 2-core
  *     machine more threads than cores share them);
  *   - the same run's rk_cache_get() of a 100-byte value on the same server,
- *     one request in flight: µs per round trip, and the ratio of the two.
+ *     one request in flight: µs per round trip, and the ratio of the two;
+ *   - rk_cache_get() on a handle with the near cache on, the value held:
+ *     ns per call (the store plus the key, the type check and the copy);
+ *   - the invalidation delay: another connection SETs a key the near
+ *     cache holds, and the time from that SET's reply to the moment the
+ *     near cache has dropped the key (polled), p50 and p99 of 500 writes.
  *
  * It prints figures and never judges them: the exit status only says
  * whether the run could be done. HITS defaults to 2,000,000 (argv[1] or
  * $BENCH_OPS).
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <redkit/redkit.h>
 
@@ -136,6 +143,62 @@ int main(int argc, char **argv)
     double rtt_ns = (double)(bench_now_ns() - start) / RTT_OPS;
     rk_cache_delete(cache, "n:rtt");
     rk_cache_free(cache);
+
+    /* The near cache through rk_cache_get(). */
+    rk_cache *nearc;
+    st = rk_cache_new(client, &(rk_cache_options){.raw = true, .near_cache = true}, &nearc);
+    if (st != RK_OK) bench_die_rk("rk_cache_new (near)", st);
+    rk_cache_metrics m;
+    for (int i = 0; i < 500; i++) { /* its subscription, then a held value */
+        rk_cache_set(nearc, "n:hot", value, VALUE_BYTES, &(rk_cache_set_options){.ttl_ms = 600000});
+        void *v;
+        size_t len;
+        for (int j = 0; j < 20; j++)
+            if (rk_cache_get(nearc, "n:hot", &v, &len) == RK_OK) rk_free(v);
+        rk_cache_metrics_get(nearc, &m);
+        if (m.near_entries == 1 && m.near_hits > 10) break;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    start = bench_now_ns();
+    for (size_t i = 0; i < hits; i++) {
+        void *v;
+        size_t len;
+        if (rk_cache_get(nearc, "n:hot", &v, &len) != RK_OK) bench_die("rk_cache_get (near)", rk_last_error());
+        rk_free(v);
+    }
+    double near_get_ns = (double)(bench_now_ns() - start) / (double)hits;
+    rk_cache_metrics_get(nearc, &m);
+    uint64_t near_hits = m.near_hits;
+
+    /* Invalidation delay: a write elsewhere, until the key is gone here. */
+    redisContext *other = bench_hiredis_connect(url);
+    char *full = bench_full_key(client, "n:hot", &(size_t){0});
+    enum { WRITES = 500 };
+    int64_t delay[WRITES];
+    size_t measured = 0;
+    for (int w = 0; w < WRITES; w++) {
+        void *v;
+        size_t len;
+        if (rk_cache_get(nearc, "n:hot", &v, &len) == RK_OK) rk_free(v); /* hold it again */
+        rk_cache_metrics_get(nearc, &m);
+        if (m.near_entries != 1) continue;
+        uint64_t inv = m.near_invalidations;
+        redisReply *r = redisCommand(other, "SET %s %b", full, value, (size_t)VALUE_BYTES);
+        int64_t acked = bench_now_ns();
+        if (!r) bench_die("hiredis SET", other->errstr);
+        freeReplyObject(r);
+        bool seen = false;
+        while (!seen && bench_now_ns() - acked < 2000000000) { /* at most 2 s */
+            rk_cache_metrics_get(nearc, &m);
+            seen = m.near_invalidations != inv;
+        }
+        if (seen) delay[measured++] = bench_now_ns() - acked;
+    }
+    bench_sort(delay, measured);
+    free(full);
+    redisFree(other);
+    rk_cache_free(nearc);
     rk_client_free(client);
 
     rk__near_stats s;
@@ -150,6 +213,13 @@ int main(int argc, char **argv)
     printf("  ratio round trip / near hit: %.0f x\n", rtt_ns / hit_ns);
     printf("  held: %llu entries, %llu bytes accounted\n", (unsigned long long)s.entries,
            (unsigned long long)s.bytes);
+    printf("rk_cache_get with the near cache on, value held: %8.1f ns per call (%llu near hits)\n", near_get_ns,
+           (unsigned long long)near_hits);
+    printf("  ratio round trip / near rk_cache_get: %.0f x\n", rtt_ns / near_get_ns);
+    if (measured)
+        printf("invalidation delay, SET reply to key dropped: p50 %.1f us, p99 %.1f us (%zu writes)\n",
+               (double)bench_percentile(delay, measured, 0.50) / 1000.0,
+               (double)bench_percentile(delay, measured, 0.99) / 1000.0, measured);
     rk__near_free(n);
     return 0;
 }

@@ -30,7 +30,7 @@
 #include "error.h"
 #include "health.h"
 #include "histogram.h"
-#include "keys.h"
+#include "names.h"
 #include "registry_private.h"
 #include "reply.h"
 #include "tls.h"
