@@ -1,7 +1,8 @@
 # Makefile — a thin wrapper over CMake for the everyday commands.
 #
-#   make                      build in build/
-#   make test                 install missing packages, build, run all tests
+#   make                      build the library, the redkit tool and the examples in build/
+#                             (no tests, no benches: needs neither cmocka nor redis-server)
+#   make test                 install missing packages, build everything, run all tests
 #   make test SANITIZE=1      the same with clang + ASan/UBSan, in build-asan/
 #   make test WERROR=1        warnings are errors (CI does this)
 #   make bench                run every bench/ program (private redis unless REDIS_URL is set)
@@ -11,6 +12,7 @@
 #   make run                  run the quickstart example ($REDIS_URL, or a private redis)
 #   make install PREFIX=/usr/local
 #   make clean
+#   make CMAKE_OPTIONS="-DBUILD_TESTING=ON"   any extra CMake options (docs/install.md)
 SANITIZE ?=
 WERROR   ?= OFF
 PREFIX   ?= /usr/local
@@ -26,8 +28,16 @@ BUILD    ?= build
 CMAKE_CC :=
 endif
 
+# Plain `make` (and install, run) builds no tests and no benches, so it
+# needs neither cmocka nor the test fixture; `make test` and `make bench`
+# turn them on in the same build folder (target-specific values reach
+# their prerequisites). CMAKE_OPTIONS comes last and wins.
+CMAKE_OPTIONS ?=
+PARTS        = -DBUILD_TESTING=OFF -DRK_BUILD_BENCH=OFF
+test bench: PARTS = -DBUILD_TESTING=ON -DRK_BUILD_BENCH=ON
+
 CMAKE_FLAGS = -DRK_WERROR=$(call on,$(WERROR)) -DRK_SANITIZE=$(call on,$(SANITIZE)) \
-              -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+              -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(PARTS) $(CMAKE_OPTIONS)
 
 .PHONY: all build configure test deps bench run install clean fuzz
 .NOTPARALLEL:

@@ -17,9 +17,12 @@
  *
  * Values and types. By default each stored value starts with a 2-byte
  * header (0xFE, type) naming what was stored: bytes, a string, an int64 or
- * a double. Reading a value as another type — or reading a value written by
- * something other than redkit — returns RK_ERR_TYPE instead of garbage.
- * rk_cache_get() reads both bytes and strings (a string is bytes).
+ * a double. Strings and bytes read interchangeably; the number getters
+ * also parse text (a string, bytes, or a value without the header, as
+ * redis-cli and other clients write it: every handle reads those as plain
+ * bytes). Reading a typed int64 or double as text or as the other number
+ * type, or text that is not a number as one, returns RK_ERR_TYPE instead
+ * of garbage (docs/cache.md, "Values written by other clients").
  * With .raw = true the handle stores plain bytes with no header, so other
  * Redis clients and redis-cli read and write the same values: integers and
  * doubles are then stored as decimal text (INCR works on them) and the
@@ -209,32 +212,48 @@ RK_EXPORT rk_status rk_cache_set_double(rk_cache *cache, const char *key, double
  * directly) and *len their number. On RK_MISS (absent or expired) and on
  * every error *value is NULL and *len is 0.
  * Returns RK_OK, RK_MISS, RK_DEGRADED (Redis unavailable), RK_ERR_INVALID,
- * RK_ERR_TYPE (the value is an int64/double, not a redkit value, or a
- * compressed value that is corrupt), RK_ERR_TOO_LARGE (a compressed value
- * that would expand beyond max_value_bytes), or the client's other errors
+ * RK_ERR_TYPE (the value is a typed int64/double, has a header this
+ * version does not know, or is a compressed value that is corrupt),
+ * RK_ERR_TOO_LARGE (a compressed value that would expand beyond
+ * max_value_bytes), or the client's other errors
  * (RK_ERR_SERVER, RK_ERR_AUTH, ...). Compressed values are decompressed
  * transparently; a raw handle returns them as stored.
  */
 RK_EXPORT rk_status rk_cache_get(rk_cache *cache, const char *key, void **value,
                                  size_t *len);
 
-/* rk_cache_get_str — as rk_cache_get() for a value stored with
- * rk_cache_set_str(): *value is a NUL-terminated string, freed with
- * rk_free(). A bytes value gives RK_ERR_TYPE. */
+/* rk_cache_get_str — as rk_cache_get(), for text: *value is a
+ * NUL-terminated string, freed with rk_free(). Reads strings, bytes and
+ * values written by other clients; a value with a NUL byte inside gives
+ * RK_ERR_TYPE (read it with rk_cache_get()), as does a typed number. */
 RK_EXPORT rk_status rk_cache_get_str(rk_cache *cache, const char *key, char **value);
 
-/* rk_cache_get_i64 — read an int64 into *value (unchanged unless RK_OK). */
+/* rk_cache_get_i64 — read an int64 into *value (unchanged unless RK_OK):
+ * a value stored as an int64, or text that is one (-?[0-9]+ in range);
+ * RK_ERR_TYPE for a typed double and for other text. */
 RK_EXPORT rk_status rk_cache_get_i64(rk_cache *cache, const char *key, int64_t *value);
 
-/* rk_cache_get_double — read a double into *value (unchanged unless RK_OK). */
+/* rk_cache_get_double — read a double into *value (unchanged unless
+ * RK_OK): a value stored as a double, or text that is a finite number;
+ * RK_ERR_TYPE for a typed int64 and for other text. */
 RK_EXPORT rk_status rk_cache_get_double(rk_cache *cache, const char *key, double *value);
 
 /*
  * rk_cache_delete — remove key (with UNLINK, so a large value is freed in
- * the background). Returns RK_OK if a value was removed, RK_MISS if there
- * was none, or an error.
+ * the background). Idempotent: returns RK_OK whether or not the key held
+ * a value (rk_cache_delete_ex() says which); RK_ERR_INVALID (NULL cache,
+ * NULL or empty key), RK_ERR_TOO_LARGE (key), or a client error
+ * (RK_ERR_UNAVAILABLE, RK_ERR_TIMEOUT, ...: the key may or may not have
+ * been removed). Thread-safe.
  */
 RK_EXPORT rk_status rk_cache_delete(rk_cache *cache, const char *key);
+
+/*
+ * rk_cache_delete_ex — rk_cache_delete(), and *existed (may be NULL) set to
+ * true when a value was removed, false when the key was already absent
+ * (and on every error). Same statuses as rk_cache_delete(). Thread-safe.
+ */
+RK_EXPORT rk_status rk_cache_delete_ex(rk_cache *cache, const char *key, bool *existed);
 
 /* rk_cache_exists — RK_OK if key holds a value, RK_MISS if not,
  * RK_DEGRADED if Redis could not be asked, or an error. */
@@ -361,8 +380,9 @@ typedef struct rk_cache_fetch_info {
  * stale value is served instead: RK_OK, info->stale);
  * RK_ERR_INVALID (NULL cache, key, compute, value or len; a bad key, TTL,
  * stale_ms, beta or tag list; compute() returning RK_OK without a value);
- * RK_ERR_TOO_LARGE (key, tag); RK_ERR_TYPE (the key holds a number, or
- * a value not written by a typed redkit cache); RK_ERR_TIMEOUT (waited
+ * RK_ERR_TOO_LARGE (key, tag); RK_ERR_TYPE (the key holds a typed
+ * number, or a header this version does not know; another client's
+ * value is served as a hit); RK_ERR_TIMEOUT (waited
  * lock_ms for this process's computation of the key, which is still
  * running); RK_ERR_NOMEM; or a client error other than unavailability
  * (RK_ERR_SERVER, RK_ERR_AUTH, ...).
@@ -407,7 +427,8 @@ typedef struct rk_cache_result {
  * caller's array of n; results[i] is the answer for keys[i]: RK_OK with
  * value/len (bytes or string values, as rk_cache_get() reads them),
  * RK_MISS (absent, expired, or a key of another Redis type, which MGET
- * answers with nil), or RK_ERR_TYPE (a number, or not a redkit value).
+ * answers with nil), or RK_ERR_TYPE (a typed number, or a header this
+ * version does not know).
  *
  * Returns RK_OK when the batch was read (each result has its own status;
  * rk_last_error() names the first failing key by index); RK_DEGRADED when

@@ -18,6 +18,7 @@
 #include "keys.h"
 #include "cache.h"
 #include "metrics.h"
+#include "sessions.h"
 #include "apikeys.h"
 
 #endif /* REDKIT_REDKIT_H */

@@ -91,7 +91,9 @@ typedef enum rk_status {
 /*
  * rk_strerror — a short, static English name for a status, such as
  * "timeout" or "server error". Unknown values give "unknown status".
- * Never NULL; never free it.
+ * Never NULL; never free it. It does not touch rk_last_error() (nor do
+ * rk_status_is_*() and rk_last_error() itself), so both may be arguments
+ * of one printf, in either order. Thread-safe.
  */
 RK_EXPORT const char *rk_strerror(rk_status status);
 
@@ -102,7 +104,9 @@ RK_EXPORT const char *rk_strerror(rk_status status);
  * explanation.
  *
  * The string is owned by redkit and lives in thread-local storage: it stays
- * valid until the next redkit call on the same thread. Copy it to keep it.
+ * valid until the next redkit call on the same thread that can fail —
+ * rk_strerror(), rk_status_is_*(), rk_version() and rk_last_error() leave
+ * it alone. Copy it to keep it.
  * It never contains a password, a session ID or an API key. Never NULL
  * ("" when nothing has failed yet).
  */

@@ -365,6 +365,16 @@ static rk_status key_command(rk_cache *c, const char *cmd, const char *key, bool
     return is_read ? rk__cache_degrade(st) : st;
 }
 
+bool rk__cache_foreign(const rk_cache *c, const char *data, size_t len)
+{
+    /* 0xFE never starts UTF-8 text, so text from another client is never
+     * taken for a typed value. A binary value of another client that
+     * happens to start with 0xFE and a valid type byte would be; one that
+     * starts with 0xFE and is not a valid header is refused (RK_ERR_TYPE)
+     * rather than guessed at, as is a redkit value of a newer format. */
+    return !c->raw && (len < RK__VALUE_HEADER || (unsigned char)data[0] != RK__VALUE_MAGIC);
+}
+
 rk_status rk__cache_decode(rk_cache *c, rk_reply *r, unsigned accept, rk__vtype want, char **data, size_t *len,
                            rk__value_meta *meta)
 {
@@ -376,7 +386,17 @@ rk_status rk__cache_decode(rk_cache *c, rk_reply *r, unsigned accept, rk__vtype 
         return rk__fail(RK_ERR_PROTOCOL, "GET: unexpected reply type");
     }
     rk__value_view view;
-    rk_status st = rk__value_parse(r->str, r->len, c->raw, &view);
+    rk_status st;
+    if (rk__cache_foreign(c, r->str, r->len)) {
+        /* Written by another client (redis-cli, ioredis, Rails, ...): plain
+         * bytes, which every getter accepts (the number getters parse the
+         * text). See docs/cache.md, "Values written by other clients". */
+        memset(&view, 0, sizeof view);
+        view.type = RK__V_BYTES;
+        st = RK_OK;
+    } else {
+        st = rk__value_parse(r->str, r->len, c->raw, &view);
+    }
     if (st == RK_OK && !(accept & RK__ACCEPT(view.type)))
         st = rk__fail(RK_ERR_TYPE, "value is %s, read as %s", rk__vtype_name(view.type), rk__vtype_name(want));
     if (st == RK_OK && (view.flags & RK__VF_COMPRESSED)) {
@@ -435,20 +455,37 @@ rk_status rk_cache_get(rk_cache *c, const char *key, void **value, size_t *len)
     return read_done(c, st);
 }
 
+/* Strings and bytes read interchangeably (a value rk_cache_fetch stored
+ * as bytes is text to the caller who wrote it); only a NUL inside, which
+ * a C string cannot carry, is refused rather than cut short. */
 rk_status rk_cache_get_str(rk_cache *c, const char *key, char **value)
 {
     if (!value) return read_done(c, rk__fail(RK_ERR_INVALID, "rk_cache_get_str: NULL output"));
     size_t len;
-    unsigned accept = c && c->raw ? RK__ACCEPT(RK__V_BYTES) : RK__ACCEPT(RK__V_STRING);
-    return read_done(c, get_value(c, key, accept, RK__V_STRING, value, &len));
+    rk_status st = get_value(c, key, RK__ACCEPT(RK__V_BYTES) | RK__ACCEPT(RK__V_STRING), RK__V_STRING, value, &len);
+    if (st == RK_OK && memchr(*value, '\0', len) != NULL) {
+        rk__free(*value);
+        *value = NULL;
+        st = rk__fail(RK_ERR_TYPE, "value holds a NUL byte, which a C string cannot: read it with rk_cache_get");
+    }
+    return read_done(c, st);
 }
 
-/* Numbers: in typed mode the header must say so; in raw mode any text
- * that parses is a number. */
+/* Numbers: a value stored as that number, or text — a string, bytes or a
+ * value from another client — that parses as one ("42" written by
+ * `redkit set n 42` or by redis-cli). A number of the other type is a
+ * real mismatch (RK_ERR_TYPE), as in C++ without a cast. */
 static rk_status get_number(rk_cache *c, const char *key, rk__vtype want, char **text, size_t *len)
 {
-    unsigned accept = c && c->raw ? RK__ACCEPT(RK__V_BYTES) : RK__ACCEPT(want);
-    return get_value(c, key, accept, want, text, len);
+    return get_value(c, key, RK__ACCEPT(want) | RK__ACCEPT(RK__V_BYTES) | RK__ACCEPT(RK__V_STRING), want, text,
+                     len);
+}
+
+/* The text of a number getter did not parse: say what it was. */
+static rk_status not_a_number(rk_status st, rk__vtype want)
+{
+    return st == RK_OK ? RK_OK : rk__fail(st, "value is text (a string or bytes) that is not %s %s",
+                                          want == RK__V_INT64 ? "an" : "a", rk__vtype_name(want));
 }
 
 rk_status rk_cache_get_i64(rk_cache *c, const char *key, int64_t *value)
@@ -458,7 +495,7 @@ rk_status rk_cache_get_i64(rk_cache *c, const char *key, int64_t *value)
     size_t len;
     rk_status st = get_number(c, key, RK__V_INT64, &text, &len);
     if (st == RK_OK) {
-        st = rk__text_to_i64(text, len, value);
+        st = not_a_number(rk__text_to_i64(text, len, value), RK__V_INT64);
         rk__free(text);
     }
     return read_done(c, st);
@@ -471,7 +508,7 @@ rk_status rk_cache_get_double(rk_cache *c, const char *key, double *value)
     size_t len;
     rk_status st = get_number(c, key, RK__V_DOUBLE, &text, &len);
     if (st == RK_OK) {
-        st = rk__text_to_double(text, len, value);
+        st = not_a_number(rk__text_to_double(text, len, value), RK__V_DOUBLE);
         rk__free(text);
     }
     return read_done(c, st);
@@ -489,9 +526,15 @@ static rk_status integer_command(rk_cache *c, const char *cmd, const char *key, 
     return ok ? RK_OK : rk__fail(RK_ERR_PROTOCOL, "%s: unexpected reply type", cmd);
 }
 
-rk_status rk_cache_delete(rk_cache *c, const char *key)
+/* A delete is idempotent: "the key is gone" is what the caller asked for,
+ * so an absent key is RK_OK too (a delete that failed on RK_MISS made
+ * every `st != RK_OK` check, the README's own included, treat a normal
+ * cleanup as an error). Whether there was a value is the optional
+ * *existed. */
+rk_status rk_cache_delete_ex(rk_cache *c, const char *key, bool *existed)
 {
-    long long n;
+    long long n = 0;
+    if (existed) *existed = false;
     rk__cache_near_forget_user_key(c, key); /* before and after: cache_near.c */
     rk_status st = integer_command(c, "UNLINK", key, false, &n);
     rk__cache_near_forget_user_key(c, key);
@@ -500,10 +543,14 @@ rk_status rk_cache_delete(rk_cache *c, const char *key)
      * fetch copy of the key goes. */
     rk__fetch_forget(c, key);
     if (st != RK_OK) return write_done(c, st);
-    if (n <= 0) return rk__cache_miss();
-    RK__COUNT(c, deletes, 1);
+    if (n > 0) {
+        RK__COUNT(c, deletes, 1);
+        if (existed) *existed = true;
+    }
     return RK_OK;
 }
+
+rk_status rk_cache_delete(rk_cache *c, const char *key) { return rk_cache_delete_ex(c, key, NULL); }
 
 rk_status rk_cache_exists(rk_cache *c, const char *key)
 {

@@ -167,6 +167,10 @@ void rk__cache_encoded_release(rk__encoded *e);
  * owned by the caller, *len its size, and *meta (may be NULL) the META
  * block (zero when none). The reply is always consumed (freed); its
  * buffer is reused for *data when it can be. */
+/* A value with no redkit header, on a typed handle: written by another
+ * client, read as plain bytes. */
+bool rk__cache_foreign(const rk_cache *c, const char *data, size_t len);
+
 rk_status rk__cache_decode(rk_cache *c, rk_reply *string_reply, unsigned accept, rk__vtype want, char **data,
                            size_t *len, rk__value_meta *meta);
 

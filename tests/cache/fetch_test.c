@@ -1118,7 +1118,9 @@ static void test_delete_forgets_copy(void **state)
     fetch_first(c, "kept", &keep);
     assert_int_equal(rk_cache_delete(c, "deleted"), RK_OK);
     rk_test_server_ok(p.s, "DEL %s", PREFIX ":cache:deleted-elsewhere");
-    assert_int_equal(rk_cache_delete(c, "deleted-elsewhere"), RK_MISS);
+    bool existed = true;
+    assert_int_equal(rk_cache_delete_ex(c, "deleted-elsewhere", &existed), RK_OK);
+    assert_false(existed);
 
     redis_pause(&p);
     expect_copy(c, "kept", &keep, "first");
