@@ -9,7 +9,9 @@
 #   make fuzz                 build the libFuzzer targets (clang + sanitizers, in build-fuzz/) and
 #                             run each for FUZZ_SECONDS (30), or FUZZ_RUNS inputs if given;
 #                             FUZZERS="url_fuzz" picks some (docs/fuzzing.md)
-#   make run                  run the quickstart example ($REDIS_URL, or a private redis)
+#   make run                  run the example service examples/api-server on 127.0.0.1:8080
+#                             ($REDIS_URL, or a private redis; Ctrl-C stops it)
+#   make loadtest             wrk against the example service: cache on vs off, Redis killed
 #   make install PREFIX=/usr/local
 #   make clean
 #   make CMAKE_OPTIONS="-DBUILD_TESTING=ON"   any extra CMake options (docs/install.md)
@@ -39,7 +41,7 @@ test bench: PARTS = -DBUILD_TESTING=ON -DRK_BUILD_BENCH=ON
 CMAKE_FLAGS = -DRK_WERROR=$(call on,$(WERROR)) -DRK_SANITIZE=$(call on,$(SANITIZE)) \
               -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(PARTS) $(CMAKE_OPTIONS)
 
-.PHONY: all build configure test deps bench run install clean fuzz
+.PHONY: all build configure test deps bench run loadtest install clean fuzz
 .NOTPARALLEL:
 
 all: build
@@ -87,7 +89,10 @@ fuzz: deps
 	done; exit $$status
 
 run: deps build
-	@if [ -n "$$REDIS_URL" ]; then $(BUILD)/quickstart; else bash scripts/with-redis $(BUILD)/quickstart; fi
+	@bash examples/api-server/run $(BUILD)
+
+loadtest: deps build
+	@bash examples/api-server/loadtest $(BUILD)/api-server
 
 install: build
 	cmake --install $(BUILD)

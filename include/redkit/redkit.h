@@ -17,6 +17,7 @@
 #include "client.h"
 #include "keys.h"
 #include "cache.h"
+#include "ratelimit.h"
 #include "metrics.h"
 #include "sessions.h"
 #include "apikeys.h"

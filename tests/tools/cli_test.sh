@@ -316,6 +316,29 @@ for cmd in stats memory slowlog; do
     mon_ok "$cmd unreachable exits 2" exited 2
     mon_ok "$cmd unreachable: no password" no_password
 done
+# redkit limit: check until refused (exit 1), peek consumes nothing, reset.
+lim_specs="minute:gcra:2:60000 day:fixed:100:86400000"
+mon_run limit check cli-user $lim_specs
+mon_ok "limit check allowed" exited 0
+mon_run limit check cli-user $lim_specs
+mon_run limit check cli-user $lim_specs
+mon_ok "limit check refused exits 1" exited 1
+mon_ok "limit check says which limit" out_has '^refused \(decided by minute, path redis\)$'
+mon_ok "limit check prints Retry-After" out_has '^Retry-After: [0-9]+'
+mon_run limit peek cli-user $lim_specs
+mon_ok "limit peek: refused state, nothing consumed" out_has 'day +fixed +ok +limit=100 remaining=98 '
+mon_run limit reset cli-user $lim_specs
+mon_ok "limit reset" out_has '^reset$'
+mon_run limit peek cli-user $lim_specs
+mon_ok "limit peek after reset" exited 0
+mon_ok "limit peek after reset: full" out_has 'minute +gcra +ok +limit=2 remaining=2 '
+mon_run limit peek cli-user minute:nope:2:60000
+mon_ok "limit: bad algorithm is a usage error" exited 2
+mon_run limit peek cli-user
+mon_ok "limit: no limit is a usage error" exited 2
+mon_run --url "redis://:Mon-Pw-5512@127.0.0.1:1" limit check cli-user $lim_specs
+mon_ok "limit unreachable exits 2" exited 2
+mon_ok "limit unreachable: no password" no_password
 mon_cli -n 5 FLUSHDB
 # apikey: hash and check need no Redis; revoke writes a tombstone under the
 # key's hash; no command prints the key. (A made-up key with a valid
