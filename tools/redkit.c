@@ -49,9 +49,11 @@ enum { EXIT_OK = RK_CLI_OK, EXIT_MISS = RK_CLI_MISS, EXIT_ERROR = RK_CLI_ERROR }
 /* The command groups of other files (cli.h): `redkit NAME SUB ARGS...`. */
 extern const rk_cli_group rk_cli_sessions; /* cli_sessions.c */
 extern const rk_cli_group rk_cli_limit;    /* cli_ratelimit.c */
+extern const rk_cli_group rk_cli_apikeys;  /* cli_apikeys.c */
 static const rk_cli_group *const groups[] = {
     &rk_cli_sessions,
     &rk_cli_limit,
+    &rk_cli_apikeys,
     NULL /* the list ends here */
 };
 

@@ -20,5 +20,6 @@
 #include "ratelimit.h"
 #include "metrics.h"
 #include "sessions.h"
+#include "apikeys.h"
 
 #endif /* REDKIT_REDKIT_H */

@@ -67,6 +67,19 @@ void rk__cache_count_error(rk_cache *c, rk_status st);
 
 struct rk__fetch_state; /* fetch_state.c */
 
+/*
+ * How rk_cache_fetch() stores a computed value on a handle that a module
+ * builds on (apikeys), instead of a plain SET: k is the full key, v/vlen
+ * the encoded value, ttl_ms its Redis TTL (> 0). Returns RK_OK when
+ * stored; RK_MISS when Redis holds a value that must not be overwritten
+ * (apikeys' revocation tombstone), which is then in *kept (rk__malloc'd,
+ * NUL-terminated, not counted in *kept_len) and is what the fetch serves,
+ * to its waiters too, instead of the computed value; any other status is
+ * a failed store, handled as one of SET.
+ */
+typedef rk_status (*rk__cache_fill_fn)(rk_cache *c, const rk__key *k, const char *v, size_t vlen, int64_t ttl_ms,
+                                       char **kept, size_t *kept_len);
+
 struct rk_cache {
     rk_client *client;
     char *head;               /* "<prefix>:<ns>:" */
@@ -91,6 +104,7 @@ struct rk_cache {
     struct rk__tracker *tracker;   /* ... and its tracking connection */
     _Atomic unsigned near_gen;     /* the fork generation near was made for */
     _Atomic bool near_resetting;   /* a child is resetting it (cache_near.c) */
+    rk__cache_fill_fn fill;        /* NULL = SET (only internal handles set it) */
 };
 
 /* ---- The near cache, as the cache uses it (cache_near.c) ----------------- */
@@ -222,6 +236,11 @@ void rk__fetch_forget_all(rk_cache *c);
 /* The decisions of rk_cache_fetch() (rk__xfetch_early and the rest) are
  * pure functions in fetch_decide.h. */
 #include "fetch_decide.h"
+
+/* True when the fetch running this compute callback could not read Redis
+ * (it is computing degraded): lets a module built on the cache answer
+ * from its own copy, or refuse, instead of asking its source. */
+bool rk__cache_computed_degraded(const rk_cache_computed *out);
 
 /* The cache's entry in the client's module registry (cache_metrics.c). */
 extern const rk__module_ops rk__cache_ops;

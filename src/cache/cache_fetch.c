@@ -103,6 +103,7 @@ struct rk_cache_computed {
     bool has_value;
     bool has_ttl;
     int64_t ttl_ms;
+    bool degraded;        /* the fetch could not read Redis (rk__cache_computed_degraded) */
     rk_status set_failed; /* the last rk_cache_computed_set failure, for the message */
 };
 
@@ -126,6 +127,8 @@ rk_status rk_cache_computed_set(rk_cache_computed *out, const void *value, size_
     out->has_value = true;
     return RK_OK;
 }
+
+bool rk__cache_computed_degraded(const rk_cache_computed *out) { return out && out->degraded; }
 
 rk_status rk_cache_computed_set_ttl_ms(rk_cache_computed *out, int64_t ttl_ms)
 {
@@ -165,6 +168,7 @@ typedef struct fetch_call {
     bool timed_out;           /* Redis timed out during this call: do not wait on it again */
     bool wait_counted;        /* lock_waits counts calls, not waits */
     uint64_t mark;            /* the copies' mark, taken before the first read */
+    bool degraded_compute;    /* computing because Redis could not be read */
 } fetch_call;
 
 /* A value read from Redis. */
@@ -363,7 +367,7 @@ static void unlock(fetch_call *f)
 static void run_compute(fetch_call *f, outcome *o, int64_t *fresh_ttl)
 {
     rk_cache *c = f->c;
-    rk_cache_computed out = {.cache = c};
+    rk_cache_computed out = {.cache = c, .degraded = f->degraded_compute};
     RK__COUNT(c, computations, 1);
     /* Cleared, so that what is here afterwards was said during the
      * callback (by a redkit call it made) and can explain its failure.
@@ -426,13 +430,24 @@ static void store(fetch_call *f, outcome *o, int64_t fresh_ttl)
     int64_t redis_ttl = rk__fetch_redis_ttl(fresh_ttl, f->policy.stale_ms, o->has_meta);
     rk__encoded e;
     rk_status st = rk__cache_encode(c, RK__V_BYTES, o->data, o->len, o->has_meta ? &o->meta : NULL, &e);
-    if (st == RK_OK) {
-        st = rk__cache_store(c, &f->k, &e, redis_ttl, f->tags, f->ntags);
-        if (st == RK_OK) {
-            RK__COUNT(c, sets, 1);
-            RK__COUNT(c, bytes_in, o->len);
-            RK__COUNT(c, bytes_stored, e.len);
+    if (st == RK_OK && c->fill && redis_ttl != RK_TTL_NONE) {
+        char *kept = NULL;
+        size_t kept_len = 0;
+        st = c->fill(c, &f->k, e.data, e.len, redis_ttl, &kept, &kept_len);
+        if (st == RK_MISS) { /* Redis keeps its value: serve that one */
+            rk__cache_encoded_release(&e);
+            rk__free(o->data);
+            o->data = kept;
+            o->len = kept_len;
+            return;
         }
+    } else if (st == RK_OK) {
+        st = rk__cache_store(c, &f->k, &e, redis_ttl, f->tags, f->ntags);
+    }
+    if (st == RK_OK) {
+        RK__COUNT(c, sets, 1);
+        RK__COUNT(c, bytes_in, o->len);
+        RK__COUNT(c, bytes_stored, e.len);
     }
     rk__cache_encoded_release(&e);
     if (st == RK_OK) return;
@@ -479,6 +494,7 @@ static void compute_and_store(fetch_call *f, outcome *o, bool early)
  * both flagged degraded. why is the failure that got us here. */
 static void degraded_compute(fetch_call *f, outcome *o, const char *why)
 {
+    f->degraded_compute = true;
     compute_and_store(f, o, false);
     o->degraded = true;
     if (o->st == RK_OK) snprintf(o->msg, sizeof o->msg, "degraded: computed without the cache (%.440s)", why);

@@ -340,6 +340,22 @@ mon_run --url "redis://:Mon-Pw-5512@127.0.0.1:1" limit check cli-user $lim_specs
 mon_ok "limit unreachable exits 2" exited 2
 mon_ok "limit unreachable: no password" no_password
 mon_cli -n 5 FLUSHDB
+# apikey: hash and check need no Redis; revoke writes a tombstone under the
+# key's hash; no command prints the key. (A made-up key with a valid
+# checksum, not a secret.)
+ak=rk_TestKeyForTheCliOnlyNotASecret0123456789abc3AQFvY
+ak_hash=dc01e9767985bbd073f4c2e04977f935777ed270371837a7b36cef016b250776
+expect 0 "$ak_hash" -- apikey hash "$ak"
+expect 0 "ok rk_Test...QFvY" -- apikey check "$ak"
+expect 1 malformed -- apikey check "${ak%?}x"
+expect 0 "revoked rk_Test...QFvY" -- apikey revoke "$ak"
+if [ "$(redis-cli -u "$REDIS_URL" GET "apikey:{$ak_hash}")" = R ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: apikey tombstone"; fi
+expect 0 "revoked ${ak_hash:0:16}..." -- apikey revoke "$ak_hash"
+expect 2 "" -- apikey revoke not-a-key
+expect 2 "" -- apikey frobnicate x
+expect 2 "" -- apikey hash
+if redis-cli -u "$REDIS_URL" --scan | grep -q "$ak"; then failed=$((failed + 1)); echo "FAIL: the API key is in Redis"; else passed=$((passed + 1)); fi
+redis-cli -u "$REDIS_URL" DEL "apikey:{$ak_hash}" >/dev/null
 rm -f "$mon_out" "$mon_err" /tmp/redkit-cli-err.$$ /tmp/redkit-cli-out.$$
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
