@@ -39,6 +39,11 @@ struct config {
     int connection_timeout_s;  /* CONNECTION_TIMEOUT_S: idle connection; 10 */
     int cache_ttl_s;           /* CACHE_TTL_S: fresh lifetime of a response; 60 */
     bool cookie_secure;        /* COOKIE_SECURE=on: behind TLS, "__Host-sid" */
+    bool rate_limit;           /* RATE_LIMIT=off: no limits (load test) */
+    int limit_anon_per_min;    /* RATE_LIMIT_ANON_PER_MIN: per IP; 600 */
+    int limit_key_per_min;     /* RATE_LIMIT_KEY_PER_MIN: per API key; 1200 */
+    int limit_login_ip_per_min;    /* failed logins per IP; 20 */
+    int limit_login_email_per_min; /* failed logins per email; 5 */
     int db_latency_us;         /* DB_LATENCY_US: added to every query, to
                                   play a database across a network (load
                                   test); 0 */
@@ -125,6 +130,7 @@ struct app {
     rk_cache *cache;       /* API responses: users, products, lists */
     rk_cache *keycache;    /* API-key validation results (apikey.c) */
     rk_sessions *sessions; /* login sessions (handlers_session.c) */
+    rk_limiter *rl_anon, *rl_key, *rl_login_ip, *rl_login_email; /* limits.c */
     atomic_int in_flight;  /* requests being handled, for shutdown */
 };
 

@@ -100,13 +100,20 @@ int config_load(struct config *cfg)
     cfg->cache_enabled = !(cache && (strcmp(cache, "off") == 0 || strcmp(cache, "0") == 0));
     const char *secure = getenv("COOKIE_SECURE");
     cfg->cookie_secure = secure && (strcmp(secure, "on") == 0 || strcmp(secure, "1") == 0);
+    const char *limit = getenv("RATE_LIMIT");
+    cfg->rate_limit = !(limit && (strcmp(limit, "off") == 0 || strcmp(limit, "0") == 0));
     const char *near = getenv("NEAR_CACHE");
     cfg->near_cache = near && (strcmp(near, "on") == 0 || strcmp(near, "1") == 0);
 
     if (env_int("THREADS", 8, 1, 256, &cfg->threads) ||
         env_int("CONNECTION_TIMEOUT_S", 10, 1, 3600, &cfg->connection_timeout_s) ||
         env_int("CACHE_TTL_S", 60, 1, 86400, &cfg->cache_ttl_s) ||
-        env_int("DB_LATENCY_US", 0, 0, 1000000, &cfg->db_latency_us))
+        env_int("DB_LATENCY_US", 0, 0, 1000000, &cfg->db_latency_us) ||
+        env_int("RATE_LIMIT_ANON_PER_MIN", 600, 1, 1000000, &cfg->limit_anon_per_min) ||
+        env_int("RATE_LIMIT_KEY_PER_MIN", 1200, 1, 1000000, &cfg->limit_key_per_min) ||
+        env_int("RATE_LIMIT_LOGIN_IP_PER_MIN", 20, 1, 1000000, &cfg->limit_login_ip_per_min) ||
+        env_int("RATE_LIMIT_LOGIN_EMAIL_PER_MIN", 5, 1, 1000000,
+                &cfg->limit_login_email_per_min))
         return -1;
     return 0;
 }

@@ -15,6 +15,7 @@
 
 #include "auth.h"
 #include "handlers.h"
+#include "limits.h"
 
 /* Behind TLS (COOKIE_SECURE=on) the cookie is "__Host-sid": Secure, for
  * this host only, every path. Over plain HTTP (development) a browser
@@ -56,9 +57,15 @@ void h_login(struct app *app, const struct http_request *rq, struct http_respons
         resp_problem(rs, 422, "invalid-field", "Invalid field", "needs email and password");
         return;
     }
+    if (!limits_login_allowed(app, rq, email, rs)) {
+        json_decref(body);
+        return;
+    }
     int64_t id = 0;
     int rc = auth_check_password(app, email, password, &id);
     if (rc != 0) {
+        if (rc > 0)
+            limits_login_failed(app, rq, email);
         json_decref(body);
         resp_problem(rs, rc > 0 ? 401 : 500, rc > 0 ? "unauthorized" : "internal",
                      rc > 0 ? "Unauthorized" : "Internal error",

@@ -1,6 +1,6 @@
 /*
  * main.c — the api-server example: an HTTP JSON API on SQLite that uses
- * redkit for its cache and its sessions (and, as it lands, rate limits).
+ * redkit for its cache, its sessions and its rate limits.
  *
  *     make run                     # builds, seeds, starts a private Redis
  *     REDIS_URL=redis://... DATABASE_PATH=/var/lib/api.db LISTEN=0.0.0.0:8080 api-server
@@ -18,6 +18,7 @@
 
 #include "app.h"
 #include "http.h"
+#include "limits.h"
 
 #define DRAIN_MS 5000
 
@@ -53,6 +54,8 @@ static int open_redis(struct app *app)
         st = rk_cache_new(app->redis, &(rk_cache_options){ .ns = "apikey" }, &app->keycache);
     if (st == RK_OK)
         st = rk_sessions_new(app->redis, &(rk_sessions_options){ .ns = "sess" }, &app->sessions);
+    if (st == RK_OK)
+        st = limits_open(app);
     if (st != RK_OK) {
         log_msg(LOG_ERROR, "redis: %s: %s", rk_strerror(st), rk_last_error());
         return -1;
@@ -115,6 +118,7 @@ int main(void)
 out:
     http_stop(server, DRAIN_MS);
     stats_sampler_stop();
+    limits_close(&app);
     rk_sessions_free(app.sessions);
     rk_cache_free(app.keycache);
     rk_cache_free(app.cache);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "limits.h"
 
 struct route {
     const char *method;
@@ -70,7 +71,8 @@ enum route_id routes_dispatch(struct app *app, const struct http_request *rq,
         if (!match(routes[i].pattern, rq->path, seg, sizeof seg, &arg))
             continue;
         if (strcmp(routes[i].method, rq->method) == 0) {
-            routes[i].handler(app, rq, rs, arg);
+            if (limits_request(app, rq, routes[i].id, rs))
+                routes[i].handler(app, rq, rs, arg);
             return routes[i].id;
         }
         matched = routes[i].id;

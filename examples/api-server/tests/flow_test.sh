@@ -4,7 +4,8 @@
 #
 # Cache miss then hit (X-Cache and the SQLite query counter), invalidation
 # on update, signup, API keys created/used/revoked, bad input refused with
-# the right 4xx and no change, login/logout/sessions with cookies, no
+# the right 4xx and no change, login/logout/sessions with cookies, rate
+# limits (headers, 429 + Retry-After for logins and an API key), no
 # secret in the log; then Redis killed:
 # every endpoint still answers, /healthz says so; Redis restarted: the
 # service recovers without a restart. Exit 77 (skip) without curl or
@@ -17,7 +18,7 @@ done
 source "$(dirname "$0")/lib.sh"
 
 start_redis
-start_service "$bin" CONNECTION_TIMEOUT_S=2 LOG_LEVEL=debug
+start_service "$bin" CONNECTION_TIMEOUT_S=2 LOG_LEVEL=debug RATE_LIMIT_KEY_PER_MIN=40
 grep -q "alice@example.com" "$tmp/service.out" || fail "demo users not printed at first start"
 
 echo "== cache: miss, then hit, and the SQLite counter"
@@ -118,6 +119,32 @@ expect 403 "read-only key writes"
 req DELETE "/v1/api-keys/$key_id" -u carol@example.com:carol-secret-pw; expect 204 "revoke"
 req GET /v1/me -H "Authorization: Bearer $key"; expect 401 "revoked key refused at once"
 req DELETE "/v1/api-keys/$key_id" -u carol@example.com:carol-secret-pw; expect 404 "revoke twice"
+req POST /v1/api-keys -u carol@example.com:carol-secret-pw -d '{"name":"spare","scopes":["read"]}'
+key2=$(json key)
+
+echo "== rate limits: headers, 429 with Retry-After"
+req GET /v1/products/7; expect 200 "anonymous request"
+[[ $(header RateLimit-Policy) == *'"ip";q=600;w=60'* ]] || fail "RateLimit-Policy: $(header RateLimit-Policy)"
+[[ $(header RateLimit) == '"ip";r='* ]] || fail "RateLimit: $(header RateLimit)"
+for _ in 1 2 3 4 5; do
+  req POST /v1/login -d '{"email":"Bob@example.com","password":"guessing-again"}'; expect 401 "failed login"
+done
+req POST /v1/login -d '{"email":"bob@example.com","password":"bob-demo-password"}'
+expect 429 "login after 5 failures for the email"
+[[ $(header Retry-After) =~ ^[0-9]+$ && $(header Retry-After) -ge 1 ]] || fail "Retry-After: $(header Retry-After)"
+[[ $(header RateLimit-Policy) == *login-email* ]] || fail "login 429 policy: $(header RateLimit-Policy)"
+[[ $body == *'"type":"/problems/rate-limited"'* ]] || fail "429 type: $body"
+req POST /v1/login -d '{"email":"alice@example.com","password":"alice-demo-password"}'
+expect 200 "another email from the same IP still logs in"
+limited=
+for _ in $(seq 1 60); do # the key's plan here: 40 per minute
+  req GET /v1/me -H "Authorization: Bearer $ro_key"
+  [[ $status == 429 ]] && { limited=1; break; }
+  expect 200 "API-key request under its limit"
+done
+[[ -n $limited ]] || fail "the API key was never limited"
+[[ -n $(header Retry-After) && $(header RateLimit-Policy) == *'"key";q=40'* ]] || fail "key 429 headers"
+req GET /v1/products/7; expect 200 "anonymous requests are limited apart from the key"
 
 echo "== bad input changes nothing"
 req GET /v1/products/7; product7=$body
@@ -148,7 +175,8 @@ if timeout 8 cat <&5 >/dev/null; then :; else fail "slowloris connection still o
 exec 5<&-
 
 echo "== no secret in the log"
-for secret in alice-demo-password carol-secret-pw wrong-password not-her-password "$key" "$ro_key" \
+for secret in alice-demo-password carol-secret-pw wrong-password not-her-password guessing-again \
+  bob-demo-password "$key" "$ro_key" "$key2" \
   "$token1" "$token2" "$token3"; do
   ! grep -qF -- "$secret" "$tmp/service.log" || fail "a secret is in the service log"
 done
@@ -164,7 +192,7 @@ req GET /healthz; expect 200 "healthz without Redis"
 req GET /v1/me -u alice@example.com:alice-demo-password; expect 200 "me (Basic) without Redis"
 req GET /v1/me -H "Cookie: sid=$token3"; expect 503 "me (session) without Redis: documented 503"
 [[ $body == *session-store-unavailable* ]] || fail "503 type: $body"
-req GET /v1/me -H "Authorization: Bearer $ro_key"; expect 200 "API key without Redis"
+req GET /v1/me -H "Authorization: Bearer $key2"; expect 200 "API key without Redis"
 req GET /v1/me -H "Authorization: Bearer $key"; expect 401 "revoked key without Redis"
 req POST /v1/signup -d '{"email":"erin@example.com","password":"erin-secret-pw","name":"Erin"}'
 expect 201 "signup without Redis"
