@@ -20,6 +20,11 @@
  *    every write under the namespace, which for a cache is mostly a write
  *    of a value that readers hold anyway.
  *
+ * The same connection serves the API-key module (src/apikeys/): a
+ * revocation writes a tombstone under the handle's namespace, and every
+ * process's tracker hears of it and drops the key from its memory; the
+ * tracker calls its owner through a small sink (near_tracking.h).
+ *
  * So: one thread per near-cache handle owns one connection that runs
  * CLIENT ID, CLIENT TRACKING on REDIRECT <its own id> BCAST PREFIX <ns
  * head>, SUBSCRIBE __redis__:invalidate. The near cache is live only while
@@ -55,7 +60,7 @@ void (*rk__tracker_test_on_invalidate)(const char *key, size_t len);
 
 struct rk__tracker {
     rk_client *client;
-    rk__near *near;
+    rk__tracker_sink sink;
     char *prefix;
     size_t prefix_len;
     pthread_t thread;
@@ -139,14 +144,14 @@ static bool handle(rk__tracker *t, rk_reply *m)
     if (!(kind->len == 7 && memcmp(kind->str, "message", 7) == 0) || m->elements != 3) return false;
     const rk_reply *payload = m->element[2];
     if (payload->type == RK_REPLY_NIL) {
-        rk__near_flush(t->near, RK__NEAR_FLUSH_SERVER, true); /* FLUSHALL / FLUSHDB */
+        t->sink.flush(t->sink.ctx, RK__NEAR_FLUSH_SERVER, true); /* FLUSHALL / FLUSHDB */
         return true;
     }
     if (payload->type != RK_REPLY_ARRAY) return false;
     for (size_t i = 0; i < payload->elements; i++) {
         const rk_reply *k = payload->element[i];
         if (k->type != RK_REPLY_STRING) continue;
-        rk__near_invalidate(t->near, k->str, k->len);
+        t->sink.invalidate(t->sink.ctx, k->str, k->len);
         if (rk__tracker_test_on_invalidate) rk__tracker_test_on_invalidate(k->str, k->len);
     }
     return true;
@@ -202,10 +207,10 @@ static void *run(void *arg)
         backoff = BACKOFF_FIRST_MS;
         /* Subscribed: from here on every write under the prefix is
          * announced, so what was held before may be stale — start empty. */
-        rk__near_flush(t->near, RK__NEAR_FLUSH_CONNECTION, true);
+        t->sink.flush(t->sink.ctx, RK__NEAR_FLUSH_CONNECTION, true);
         atomic_fetch_add_explicit(&t->subscriptions, 1, memory_order_relaxed);
         listen_on(t, conn);
-        rk__near_flush(t->near, RK__NEAR_FLUSH_CONNECTION, false);
+        t->sink.flush(t->sink.ctx, RK__NEAR_FLUSH_CONNECTION, false);
         atomic_store_explicit(&t->conn, NULL, memory_order_release);
         rk__conn_close(conn);
     }
@@ -226,15 +231,26 @@ static void watch_forks(void) { pthread_atfork(NULL, NULL, in_child); }
 
 unsigned rk__fork_generation(void) { return atomic_load_explicit(&fork_generation, memory_order_relaxed); }
 
+static void near_invalidate(void *ctx, const char *key, size_t len) { rk__near_invalidate(ctx, key, len); }
+
+static void near_flush(void *ctx, rk__near_flush_reason why, bool live) { rk__near_flush(ctx, why, live); }
+
 rk_status rk__tracker_start(rk_client *client, rk__near *near, const char *prefix, size_t prefix_len,
                             rk__tracker **out)
+{
+    rk__tracker_sink sink = {.ctx = near, .invalidate = near_invalidate, .flush = near_flush};
+    return rk__tracker_start_sink(client, &sink, prefix, prefix_len, out);
+}
+
+rk_status rk__tracker_start_sink(rk_client *client, const rk__tracker_sink *sink, const char *prefix,
+                                 size_t prefix_len, rk__tracker **out)
 {
     *out = NULL;
     pthread_once(&fork_once, watch_forks);
     rk__tracker *t = rk__calloc(1, sizeof *t);
-    if (!t) return rk__fail(RK_ERR_NOMEM, "near cache: out of memory");
+    if (!t) return rk__fail(RK_ERR_NOMEM, "tracking: out of memory");
     t->client = client;
-    t->near = near;
+    t->sink = *sink;
     t->prefix_len = prefix_len;
     t->prefix = rk__malloc(prefix_len + 1);
     if (!t->prefix) {

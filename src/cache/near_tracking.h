@@ -16,10 +16,26 @@
 
 typedef struct rk__tracker rk__tracker;
 
-/* Start the thread for near, tracking keys that begin with prefix (copied),
- * on connections opened from client (which must outlive the tracker).
- * The near cache stays off until the first subscription stands; this call
- * does not wait for it. RK_OK, RK_ERR_NOMEM or RK_ERR_SYSTEM. */
+/* What a tracker tells its owner, on the tracker's thread. */
+typedef struct rk__tracker_sink {
+    void *ctx;
+    /* The server says key changed (or expired, or was evicted). */
+    void (*invalidate)(void *ctx, const char *key, size_t len);
+    /* Forget everything: why, and whether invalidations now flow (live:
+     * a subscription was just made; not live: the connection broke). */
+    void (*flush)(void *ctx, rk__near_flush_reason why, bool live);
+} rk__tracker_sink;
+
+/* Start the thread for sink, tracking keys that begin with prefix
+ * (copied), on connections opened from client (which must outlive the
+ * tracker). The owner hears flush(..., true) once the first subscription
+ * stands; this call does not wait for it. RK_OK, RK_ERR_NOMEM or
+ * RK_ERR_SYSTEM. */
+rk_status rk__tracker_start_sink(rk_client *client, const rk__tracker_sink *sink, const char *prefix,
+                                 size_t prefix_len, rk__tracker **out);
+
+/* rk__tracker_start_sink() for a near cache: invalidations drop its keys,
+ * and it is live exactly while the subscription stands. */
 rk_status rk__tracker_start(rk_client *client, rk__near *near, const char *prefix, size_t prefix_len,
                             rk__tracker **out);
 
