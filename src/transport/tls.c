@@ -493,6 +493,13 @@ bool rk__tls_peer_gone(rk__tls *t)
     return true;
 }
 
+void rk__tls_abandon(rk__tls *t)
+{
+    if (!t) return;
+    t->failed = true; /* no close_notify: the socket is not ours to write to */
+    rk__tls_free(t);
+}
+
 void rk__tls_free(rk__tls *t)
 {
     if (!t) return;

@@ -97,4 +97,9 @@ bool rk__tls_peer_gone(rk__tls *t);
  * waits), and free it. The socket is left to the caller. NULL is a no-op. */
 void rk__tls_free(rk__tls *t);
 
+/* Free the session without sending anything (no close_notify): for a
+ * connection inherited across fork(), whose socket the other process
+ * still uses. NULL is a no-op. */
+void rk__tls_abandon(rk__tls *t);
+
 #endif
