@@ -67,6 +67,9 @@ typedef struct rk_cache rk_cache;
 #define RK_CACHE_DEFAULT_LOCAL_COPIES 1024
 #define RK_CACHE_DEFAULT_LOCAL_COPIES_BYTES (64u << 20) /* 64 MiB */
 #define RK_CACHE_DEFAULT_CLEAR_BUDGET_MS 100
+#define RK_CACHE_DEFAULT_NEAR_MAX_BYTES (64u << 20) /* 64 MiB */
+#define RK_CACHE_DEFAULT_NEAR_MAX_ENTRIES 100000
+#define RK_CACHE_DEFAULT_NEAR_MAX_TTL_MS 60000      /* 1 minute */
 
 typedef struct rk_cache_options {
     const char *ns;              /* namespace; default "cache" */
@@ -107,6 +110,24 @@ typedef struct rk_cache_options {
                                     size_t) are RK_ERR_INVALID */
     int clear_budget_ms;         /* rk_cache_clear: time one call may spend;
                                     default 100 */
+    /* The near cache (docs/cache.md, "Near cache"): a copy of hot values in
+     * this process, kept coherent by Redis (CLIENT TRACKING, broadcast on
+     * the namespace), so that a read of a value held is answered without
+     * a round trip. Off by default. It needs Redis 6+ and a connection of
+     * its own per handle; rk_cache_get* and rk_cache_fetch read through
+     * it; every write through this handle drops the key locally before and
+     * after it is sent. */
+    bool near_cache;             /* on/off; default off */
+    size_t near_max_bytes;       /* memory it may hold: values, keys and a
+                                    fixed overhead per entry; default
+                                    64 MiB; 64 KiB .. PTRDIFF_MAX. One value
+                                    may take at most 1/64 of it */
+    size_t near_max_entries;     /* values it may hold; default 100000;
+                                    1 .. 2^32 */
+    int64_t near_max_ttl_ms;     /* no value is served from process memory
+                                    longer than this after it was read
+                                    from Redis (nor past its Redis TTL);
+                                    default 60000; 1 .. 86400000 */
 } rk_cache_options;
 
 /*
@@ -450,6 +471,62 @@ RK_EXPORT rk_status rk_cache_clear(rk_cache *cache, uint64_t *cursor, size_t *re
  * namespace); or a client error.
  */
 RK_EXPORT rk_status rk_cache_invalidate_tag(rk_cache *cache, const char *tag, size_t *removed);
+
+/* ---- Cache counters ----------------------------------------------------- */
+
+/*
+ * What one cache handle did since it was created. Reads are rk_cache_get*,
+ * rk_cache_fetch and each key of rk_cache_mget; rk_cache_exists and
+ * rk_cache_ttl_ms are not reads here (they count only their errors).
+ */
+typedef struct rk_cache_metrics {
+    uint64_t hits;            /* reads that found a value */
+    uint64_t misses;          /* reads that found none (RK_MISS) */
+    uint64_t degraded;        /* reads that could not ask Redis (RK_DEGRADED;
+                                 a fetch whose first read failed) */
+    uint64_t stale;           /* values served past their fresh lifetime
+                                 (rk_cache_fetch with stale_ms) */
+    uint64_t sets;            /* values written */
+    uint64_t deletes;         /* keys removed: rk_cache_delete that found
+                                 the key, rk_cache_clear, tag invalidation */
+    uint64_t computations;    /* rk_cache_fetch compute callbacks run */
+    uint64_t compute_errors;  /* ... that failed */
+    uint64_t early_refreshes; /* ... that were early (XFetch) refreshes */
+    uint64_t lock_waits;      /* fetches that waited for another caller's
+                                 computation */
+    uint64_t bytes_in;        /* bytes of the values given to the set
+                                 functions, as the caller passed them */
+    uint64_t bytes_stored;    /* bytes written to Redis for those values:
+                                 type header included, after compression */
+    uint64_t errors[RK_METRICS_STATUS_SLOTS]; /* calls that failed, by
+                                 status: errors[RK_ERR_TIMEOUT], ... */
+    uint64_t errors_total;    /* the sum of errors[] */
+    double hit_ratio;         /* hits / (hits + misses), 0 before the first
+                                 read; degraded reads are left out (they say
+                                 nothing about what is cached) */
+    /* The near cache (rk_cache_options.near_cache); all 0 without one. Its
+     * hits are counted in hits too. */
+    uint64_t near_hits;       /* reads answered from process memory */
+    uint64_t near_misses;     /* reads it could not answer (while live) */
+    uint64_t near_fills;      /* values it took in */
+    uint64_t near_fills_cancelled; /* ... and those dropped because the key
+                                 changed (or the stream broke) while the
+                                 read that would have filled it was out */
+    uint64_t near_invalidations; /* keys Redis said changed */
+    uint64_t near_evictions;  /* values pushed out by its budgets */
+    uint64_t near_flushes;    /* times it was emptied: the tracking
+                                 connection broke or was made again,
+                                 FLUSHALL, a tag or namespace clear, fork */
+    uint64_t near_bytes;      /* memory held now, as counted for the budget */
+    uint64_t near_entries;    /* values held now */
+} rk_cache_metrics;
+
+/*
+ * rk_cache_metrics_get — copy the counters of cache into *out. No network
+ * traffic, no allocation. Returns RK_OK, or RK_ERR_INVALID for a NULL
+ * argument (*out untouched).
+ */
+RK_EXPORT rk_status rk_cache_metrics_get(rk_cache *cache, rk_cache_metrics *out);
 
 #ifdef __cplusplus
 }

@@ -239,9 +239,13 @@ RK_EXPORT rk_status rk_client_new(const rk_client_options *opts, rk_client **out
 RK_EXPORT rk_status rk_client_new_url(const char *url, rk_client **out);
 
 /*
- * rk_client_free — close every connection, wipe stored credentials and
- * release the client. rk_client_free(NULL) does nothing. Module handles
- * created from the client (rk_cache, ...) must be freed first.
+ * rk_client_free — drop the caller's reference to the client. Each
+ * module handle made from it (rk_cache, ...) holds a reference too, so the
+ * client — its connections closed, its stored credentials wiped — is
+ * released by whichever comes last: this call, or the _free of its last
+ * handle. Freeing the client first is therefore safe: its handles keep
+ * working until they are freed. rk_client_free(NULL) does nothing. Call it
+ * once per client, after every other call on the client itself.
  */
 RK_EXPORT void rk_client_free(rk_client *client);
 

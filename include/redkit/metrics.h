@@ -19,8 +19,12 @@
  * another). rk_server_memory() is the only function here that talks to
  * Redis (one INFO).
  *
+ * Each module's own counters are in its header (rk_cache_metrics_get() in
+ * cache.h, ...); the Prometheus text here holds the families of every
+ * module handle registered on the client.
+ *
  * Secrets: nothing here ever contains a key, a value, a URL or a password.
- * The only label values in the Prometheus text are cache namespaces
+ * The only label values in the Prometheus text are module namespaces
  * (configuration, [A-Za-z0-9_.-]), status names and bucket bounds.
  *
  * Thread safety: every function may be called from any thread at any time,
@@ -32,57 +36,10 @@
 #include "common.h"
 #include "status.h"
 #include "client.h"
-#include "cache.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ---- Cache counters ----------------------------------------------------- */
-
-/* Slots of rk_cache_metrics.errors: one per rk_status value; a status
- * numbered RK_METRICS_STATUS_SLOTS - 1 or above (none exists yet) is
- * counted in the last slot. */
-#define RK_METRICS_STATUS_SLOTS 32
-
-/*
- * What one cache handle did since it was created. Reads are rk_cache_get*,
- * rk_cache_fetch and each key of rk_cache_mget; rk_cache_exists and
- * rk_cache_ttl_ms are not reads here (they count only their errors).
- */
-typedef struct rk_cache_metrics {
-    uint64_t hits;            /* reads that found a value */
-    uint64_t misses;          /* reads that found none (RK_MISS) */
-    uint64_t degraded;        /* reads that could not ask Redis (RK_DEGRADED;
-                                 a fetch whose first read failed) */
-    uint64_t stale;           /* values served past their fresh lifetime
-                                 (rk_cache_fetch with stale_ms) */
-    uint64_t sets;            /* values written */
-    uint64_t deletes;         /* keys removed: rk_cache_delete that found
-                                 the key, rk_cache_clear, tag invalidation */
-    uint64_t computations;    /* rk_cache_fetch compute callbacks run */
-    uint64_t compute_errors;  /* ... that failed */
-    uint64_t early_refreshes; /* ... that were early (XFetch) refreshes */
-    uint64_t lock_waits;      /* fetches that waited for another caller's
-                                 computation */
-    uint64_t bytes_in;        /* bytes of the values given to the set
-                                 functions, as the caller passed them */
-    uint64_t bytes_stored;    /* bytes written to Redis for those values:
-                                 type header included, after compression */
-    uint64_t errors[RK_METRICS_STATUS_SLOTS]; /* calls that failed, by
-                                 status: errors[RK_ERR_TIMEOUT], ... */
-    uint64_t errors_total;    /* the sum of errors[] */
-    double hit_ratio;         /* hits / (hits + misses), 0 before the first
-                                 read; degraded reads are left out (they say
-                                 nothing about what is cached) */
-} rk_cache_metrics;
-
-/*
- * rk_cache_metrics_get — copy the counters of cache into *out. No network
- * traffic, no allocation. Returns RK_OK, or RK_ERR_INVALID for a NULL
- * argument (*out untouched).
- */
-RK_EXPORT rk_status rk_cache_metrics_get(rk_cache *cache, rk_cache_metrics *out);
 
 /* ---- Request latency ---------------------------------------------------- */
 

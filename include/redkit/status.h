@@ -119,6 +119,12 @@ RK_EXPORT bool rk_status_is_miss(rk_status status);
  */
 RK_EXPORT bool rk_status_is_retryable(rk_status status);
 
+/* Slots of a module's per-status error counters (rk_cache_metrics.errors,
+ * ...): one per rk_status value; a status
+ * numbered RK_METRICS_STATUS_SLOTS - 1 or above (none exists yet) is
+ * counted in the last slot. */
+#define RK_METRICS_STATUS_SLOTS 32
+
 #ifdef __cplusplus
 }
 #endif

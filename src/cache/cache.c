@@ -94,7 +94,8 @@ rk_status rk_cache_new(rk_client *client, const rk_cache_options *opts, rk_cache
     if (c->local_copies == SIZE_MAX || c->local_copies_bytes == SIZE_MAX) c->local_copies = 0;
     c->clear_budget_ms = opts->clear_budget_ms ? opts->clear_budget_ms : RK_CACHE_DEFAULT_CLEAR_BUDGET_MS;
     if (st == RK_OK) st = rk__fetch_state_new(c);
-    if (st == RK_OK) st = rk__client_add_cache(client, c); /* metrics registry */
+    if (st == RK_OK) st = rk__cache_near_start(c, opts);
+    if (st == RK_OK) st = rk__registry_add(client, c, &rk__cache_ops);
     if (st != RK_OK) {
         rk_cache_free(c);
         return st;
@@ -106,7 +107,11 @@ rk_status rk_cache_new(rk_client *client, const rk_cache_options *opts, rk_cache
 void rk_cache_free(rk_cache *c)
 {
     if (!c) return;
-    rk__client_remove_cache(c->client, c); /* metrics registry, before anything is freed */
+    rk__cache_near_stop(c); /* its thread uses the client, alive until the next line */
+    /* No scrape may see a handle half freed. The client may be gone after
+     * this (registry.h), and nothing below touches it. */
+    rk__registry_remove(c->client, c);
+    rk__cache_near_free(c);
     rk__fetch_state_free(c);
     rk__zpool_clear(&c->zpool);
     rk__free(c->aux_head);
@@ -206,8 +211,8 @@ void rk__cache_encoded_release(rk__encoded *e)
     e->heap = NULL;
 }
 
-rk_status rk__cache_store(rk_cache *c, const rk__key *k, const rk__encoded *v, int64_t ttl_ms,
-                          const char *const *tags, size_t ntags)
+static rk_status store(rk_cache *c, const rk__key *k, const rk__encoded *v, int64_t ttl_ms,
+                       const char *const *tags, size_t ntags)
 {
     if (ntags) return rk__cache_store_tagged(c, k, v, ttl_ms, tags, ntags);
     char ttl_text[RK__NUMBER_TEXT_MAX + 1];
@@ -224,6 +229,15 @@ rk_status rk__cache_store(rk_cache *c, const rk__key *k, const rk__encoded *v, i
     bool ok = r->type == RK_REPLY_STATUS;
     rk_reply_free(r);
     return ok ? RK_OK : rk__fail(RK_ERR_PROTOCOL, "SET: unexpected reply type");
+}
+
+rk_status rk__cache_store(rk_cache *c, const rk__key *k, const rk__encoded *v, int64_t ttl_ms,
+                          const char *const *tags, size_t ntags)
+{
+    rk__cache_near_forget(c, k->str, k->len); /* before and after: cache_near.c */
+    rk_status st = store(c, k, v, ttl_ms, tags, ntags);
+    rk__cache_near_forget(c, k->str, k->len);
+    return st;
 }
 
 static rk_status check_tags(const rk_cache_set_options *o)
@@ -361,7 +375,15 @@ static rk_status get_value(rk_cache *c, const char *key, unsigned accept, rk__vt
     *data = NULL;
     *len = 0;
     rk_reply *r;
-    rk_status st = key_command(c, "GET", key, true, &r);
+    rk_status st;
+    if (c && c->near) {
+        rk__key k;
+        if ((st = rk__key_make(&k, c->head, c->head_len, key, c->max_key)) != RK_OK) return st;
+        st = rk__cache_degrade(rk__cache_near_get(c, &k, &r));
+        rk__key_release(&k);
+    } else {
+        st = key_command(c, "GET", key, true, &r);
+    }
     if (st != RK_OK) return st;
     if (r->type == RK_REPLY_NIL) {
         rk_reply_free(r);
@@ -437,7 +459,9 @@ static rk_status integer_command(rk_cache *c, const char *cmd, const char *key, 
 rk_status rk_cache_delete(rk_cache *c, const char *key)
 {
     long long n;
+    rk__cache_near_forget_user_key(c, key); /* before and after: cache_near.c */
     rk_status st = integer_command(c, "UNLINK", key, false, &n);
+    rk__cache_near_forget_user_key(c, key);
     /* Whatever the reply (the UNLINK may have run before a timeout, and a
      * delete the caller asked for must not be undone by a copy), the
      * fetch copy of the key goes. */

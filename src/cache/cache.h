@@ -30,6 +30,8 @@
 
 #include "compress.h"
 #include "keys.h"
+#include "registry.h"
+#include "reply.h"
 #include "value.h"
 
 /* Values up to this size are assembled (header + payload) on the stack. */
@@ -82,7 +84,45 @@ struct rk_cache {
     int clear_budget_ms;
     rk__cache_counters counters;
     struct rk__fetch_state *fetch; /* owned by fetch_state.c */
+    struct rk__near *near;         /* the near cache, or NULL (cache_near.c) */
+    struct rk__tracker *tracker;   /* ... and its tracking connection */
+    _Atomic unsigned near_gen;     /* the fork generation near was made for */
+    _Atomic bool near_resetting;   /* a child is resetting it (cache_near.c) */
 };
+
+/* ---- The near cache, as the cache uses it (cache_near.c) ----------------- */
+
+/* Make the handle's near cache and start its tracking connection when
+ * opts asks for one (no-op otherwise). RK_ERR_INVALID for a limit out of
+ * range, RK_ERR_NOMEM, RK_ERR_SYSTEM. */
+rk_status rk__cache_near_start(rk_cache *c, const rk_cache_options *opts);
+
+/* Stop the tracking connection (it uses the client: call it while the
+ * client is certainly alive) ... */
+void rk__cache_near_stop(rk_cache *c);
+/* ... and free the near cache (after no scrape can see the handle). */
+void rk__cache_near_free(rk_cache *c);
+
+/* GET of the namespaced key k through the near cache: a reply (STRING or
+ * NIL, the caller frees it) from process memory or from Redis, which
+ * fills the near cache. Without a near cache, a plain GET. Failures as
+ * rk__client_run's (not degraded here). */
+rk_status rk__cache_near_get(rk_cache *c, const rk__key *k, rk_reply **r);
+
+/* This process writes k: forget it locally (call before the write is sent
+ * and again after it is answered, so that a read racing the write cannot
+ * leave the old value behind). No-op without a near cache. */
+void rk__cache_near_forget(rk_cache *c, const char *full_key, size_t len);
+
+/* Forget a user key (builds the namespaced key; a bad key is ignored). */
+void rk__cache_near_forget_user_key(rk_cache *c, const char *key);
+
+/* A bulk removal by this handle (tag, clear): forget everything. */
+void rk__cache_near_clear(rk_cache *c);
+
+/* Tests only (NULL otherwise): called after a filling read's reply came
+ * and before it lands, so a test can change the key in between. */
+extern void (*rk__cache_near_test_hook)(rk_cache *c, const char *key, size_t len);
 
 /* The TTL from a (ttl_s, ttl_ms) pair by rk_cache_set_options' rules: ms, or
  * RK_TTL_NONE. */
@@ -181,5 +221,8 @@ void rk__fetch_forget_all(rk_cache *c);
  * u being the reader's uniform draw in (0, 1]. beta 0 means 1.0; a
  * negative beta, no expiry (0) or u outside (0, 1] give false. Pure. */
 bool rk__xfetch_early(int64_t now_ms, int64_t expires_at_ms, uint32_t compute_ms, double beta, double u);
+
+/* The cache's entry in the client's module registry (cache_metrics.c). */
+extern const rk__module_ops rk__cache_ops;
 
 #endif

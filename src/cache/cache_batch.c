@@ -300,6 +300,10 @@ rk_status rk_cache_mset(rk_cache *c, const rk_cache_entry *entries, size_t n, co
         return st;
     }
 
+    /* Before the writes are sent, and again below once they are answered
+     * (src/cache/cache_near.c says why both). */
+    for (size_t i = 0; i < n; i++) rk__cache_near_forget_user_key(c, entries[i].key);
+
     /* Our statuses when the caller passed none: judging needs somewhere
      * to write. */
     rk_status *own = statuses ? NULL : rk__malloc(n * sizeof *own);
@@ -370,7 +374,10 @@ rk_status rk_cache_mset(rk_cache *c, const rk_cache_entry *entries, size_t n, co
     }
     /* Sent: whatever came back, this process's fetch copies of these keys
      * may now be older than Redis's values (src/cache/cache.h). */
-    for (size_t i = 0; i < n; i++) rk__fetch_forget(c, entries[i].key);
+    for (size_t i = 0; i < n; i++) {
+        rk__fetch_forget(c, entries[i].key);
+        rk__cache_near_forget_user_key(c, entries[i].key);
+    }
     for (size_t i = 0; i < n; i++)
         if (out[i] == RK_OK) {
             RK__COUNT(c, sets, 1);

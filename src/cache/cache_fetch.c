@@ -217,10 +217,8 @@ static rk_status take_value(fetch_call *f, rk_reply *r, held *v)
 static rk_status read_value(fetch_call *f, held *v)
 {
     memset(v, 0, sizeof *v);
-    const char *argv[2] = {"GET", f->k.str};
-    size_t lens[2] = {3, f->k.len};
     rk_reply *r;
-    rk_status st = rk__client_run(f->c->client, 2, argv, lens, true, &r);
+    rk_status st = rk__cache_near_get(f->c, &f->k, &r); /* a plain GET without a near cache */
     if (st != RK_OK) {
         note_failure(f, st);
         return st;
@@ -428,7 +426,9 @@ static void forget(fetch_call *f)
     const char *argv[2] = {"UNLINK", f->k.str};
     size_t lens[2] = {6, f->k.len};
     rk_reply *r;
+    rk__cache_near_forget(f->c, f->k.str, f->k.len); /* before and after: cache_near.c */
     rk_status st = rk__client_run(f->c->client, 2, argv, lens, false, &r);
+    rk__cache_near_forget(f->c, f->k.str, f->k.len);
     if (st == RK_OK) rk_reply_free(r);
     else note_failure(f, st);
 }

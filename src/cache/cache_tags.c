@@ -388,6 +388,7 @@ rk_status rk__cache_store_tagged(rk_cache *c, const rk__key *k, const rk__encode
 rk_status rk_cache_invalidate_tag(rk_cache *c, const char *tag, size_t *removed)
 {
     rk__fetch_forget_all(c); /* the fetch copies of keys it may remove (src/cache/cache.h) */
+    rk__cache_near_clear(c);  /* and the near cache's (src/cache/cache_near.c) */
     if (removed) *removed = 0;
     if (!c) return rk__fail(RK_ERR_INVALID, "rk_cache_invalidate_tag: cache is NULL");
     rk_status st = rk__cache_check_tags(&tag, 1);
@@ -583,6 +584,7 @@ out:
 rk_status rk_cache_clear(rk_cache *c, uint64_t *cursor, size_t *removed)
 {
     rk__fetch_forget_all(c); /* the fetch copies of keys it may remove (src/cache/cache.h) */
+    rk__cache_near_clear(c);  /* and the near cache's (src/cache/cache_near.c) */
     if (!c) return rk__fail(RK_ERR_INVALID, "rk_cache_clear: cache is NULL");
     return rk__cache_clear_run(c, cursor, removed, c->clear_budget_ms, CLEAR_MAX_ROUNDS);
 }

@@ -32,11 +32,10 @@
 
 #include <redkit/status.h>
 
+#include "number.h" /* the text forms of numbers */
+
 #define RK__VALUE_MAGIC 0xFE
 #define RK__VALUE_HEADER 2
-/* Longest int64 or double text, without a NUL. */
-#define RK__NUMBER_TEXT_MAX 32
-
 typedef enum rk__vtype {
     RK__V_BYTES = 1,
     RK__V_STRING = 2,
@@ -86,16 +85,5 @@ void rk__value_header(rk__vtype type, unsigned char out[RK__VALUE_HEADER]);
  * value without a valid redkit header. */
 rk_status rk__value_decode(const void *data, size_t len, bool raw, rk__vtype *type, size_t *offset);
 
-/* Text forms of numbers, in the "C" locale; return the length written (no
- * NUL counted; buf has room for RK__NUMBER_TEXT_MAX + 1). */
-size_t rk__i64_to_text(int64_t v, char *buf);
-size_t rk__double_to_text(double v, char *buf);
-
-/* strtod in the "C" locale, whatever setlocale() the host program made. */
-double rk__strtod_c(const char *s, char **end);
-
-/* Strict parsers: the whole of p[0..n-1] must be the number. */
-rk_status rk__text_to_i64(const char *p, size_t n, int64_t *out);
-rk_status rk__text_to_double(const char *p, size_t n, double *out);
 
 #endif

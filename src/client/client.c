@@ -33,6 +33,7 @@
 #include "histogram.h"
 #include "keys.h"
 #include "mux.h"
+#include "registry_private.h"
 #include "reply.h"
 #include "tls.h"
 #include "url.h"
@@ -62,6 +63,7 @@ struct rk_client {
     _Atomic uint64_t lane_requests;/* requests completed on lanes (stats.requests) */
     struct rk_client *fork_next;   /* the list of live clients, for fork() */
     _Atomic unsigned warned;       /* metrics: warnings given (warn_once) */
+    rk__registry *registry;        /* module handles (registry.c, own lock) */
 
     /* Everything below is guarded by lock. */
     pthread_mutex_t lock;
@@ -71,8 +73,6 @@ struct rk_client {
     int n_open;                    /* idle + borrowed + being opened */
     rk__health health;             /* reconnect schedule, circuit breaker */
     rk_client_stats stats;
-    struct rk_cache **caches;      /* metrics: the registry of cache handles */
-    size_t n_caches, cap_caches;
 };
 
 static const char *pick(const char *explicit_value, const char *from_url)
@@ -381,9 +381,11 @@ rk_status rk_client_new(const rk_client_options *opts, rk_client **out)
         c->idle = rk__calloc((size_t)c->pool_size, sizeof *c->idle);
         if (!c->idle) st = rk__fail(RK_ERR_NOMEM, "client: out of memory");
     }
+    if (st == RK_OK && !(c->registry = rk__registry_new())) st = rk__fail(RK_ERR_NOMEM, "client: out of memory");
     if (st == RK_OK) st = init_sync(c);
     if (st == RK_OK && c->n_lanes > 0) st = init_lanes(c);
     if (st != RK_OK) {
+        rk__registry_free(c->registry);
         rk__free(c->idle);
         release_strings(c);
         rk__free(c);
@@ -407,9 +409,16 @@ rk_status rk_client_new_url(const char *url, rk_client **out)
     return rk_client_new(&(rk_client_options){.url = url}, out);
 }
 
+/* Module handles hold a reference to their client (registry.h): the
+ * client goes with the last of rk_client_free() and the handles' frees. */
 void rk_client_free(rk_client *c)
 {
     if (!c) return;
+    if (rk__registry_client_released(c->registry)) rk__client_destroy(c);
+}
+
+void rk__client_destroy(rk_client *c)
+{
     untrack(c);
     for (int i = 0; i < c->n_lanes; i++) rk__lane_destroy(&c->lanes[i]);
     rk__free(c->lanes);
@@ -417,10 +426,12 @@ void rk_client_free(rk_client *c)
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->freed);
     rk__free(c->idle);
-    rk__free(c->caches);
+    rk__registry_free(c->registry);
     release_strings(c);
     rk__free(c);
 }
+
+rk__registry *rk__client_registry(rk_client *c) { return c->registry; }
 
 const char *rk_client_key_prefix(const rk_client *c)
 {
@@ -824,6 +835,12 @@ static rk_status run_encoded(rk_client *c, const char *buf, size_t len, size_t n
     return st;
 }
 
+rk_status rk__client_encoded(rk_client *c, const char *buf, size_t len, size_t n, rk_reply **replies,
+                             int64_t deadline_ns, bool exclusive)
+{
+    return run_encoded(c, buf, len, n, replies, false, exclusive, rk__now_ns(), deadline_ns);
+}
+
 /* rk__client_run with a timeout of its own (0: the client's) and the
  * choice of an exclusive connection. */
 static rk_status run(rk_client *c, int argc, const char **argv, const size_t *argvlen, bool is_read, rk_reply **reply,
@@ -1020,52 +1037,14 @@ rk_circuit_state rk_client_circuit(rk_client *c)
     return s;
 }
 
-/* ---- Metrics: the registry of cache handles and what metrics.c reads ---- */
+/* ---- Dedicated connections ------------------------------------------------- */
 
-/* The registry is a plain array under the pool's lock: handles are made
- * and freed rarely (at start-up and shutdown), and a scrape holds the lock
- * only while it copies a few dozen counters per handle. */
-rk_status rk__client_add_cache(rk_client *c, struct rk_cache *cache)
+rk_status rk__client_open_conn(rk_client *c, rk__conn **out)
 {
-    rk_status st = RK_OK;
-    pthread_mutex_lock(&c->lock);
-    if (c->n_caches == c->cap_caches) {
-        size_t cap = c->cap_caches ? c->cap_caches * 2 : 4;
-        struct rk_cache **grown = rk__realloc(c->caches, cap * sizeof *grown);
-        if (grown) {
-            c->caches = grown;
-            c->cap_caches = cap;
-        } else {
-            st = rk__fail(RK_ERR_NOMEM, "cache: out of memory");
-        }
-    }
-    if (st == RK_OK) c->caches[c->n_caches++] = cache;
-    pthread_mutex_unlock(&c->lock);
-    return st;
+    return rk__conn_open(&c->conn, rk__now_ns() + (int64_t)c->connect_timeout_ms * 1000000, out);
 }
 
-void rk__client_remove_cache(rk_client *c, struct rk_cache *cache)
-{
-    if (!c) return;
-    pthread_mutex_lock(&c->lock);
-    for (size_t i = 0; i < c->n_caches; i++) {
-        if (c->caches[i] != cache) continue;
-        /* Keep creation order: the Prometheus text lists handles in it. */
-        memmove(&c->caches[i], &c->caches[i + 1], (c->n_caches - i - 1) * sizeof *c->caches);
-        c->n_caches--;
-        break;
-    }
-    pthread_mutex_unlock(&c->lock);
-}
-
-size_t rk__client_each_cache(rk_client *c, void (*fn)(struct rk_cache *cache, void *ctx), void *ctx)
-{
-    pthread_mutex_lock(&c->lock);
-    size_t n = c->n_caches;
-    for (size_t i = 0; i < n; i++) fn(c->caches[i], ctx);
-    pthread_mutex_unlock(&c->lock);
-    return n;
-}
+/* ---- What metrics.c reads ---------------------------------------------- */
 
 const struct rk__hist *rk__client_latency(const rk_client *c) { return &c->latency; }
 

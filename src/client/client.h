@@ -48,25 +48,21 @@ rk_status rk__client_pipeline_until(rk_client *client, size_t n, const rk__cmd *
  * CLOCK_MONOTONIC, in nanoseconds. */
 int64_t rk__client_deadline(const rk_client *client);
 
+/* Open a connection of the caller's own, outside the pool, with the
+ * client's address, credentials, database and TLS, within the client's
+ * connect timeout: for a module that keeps one connection subscribed (the
+ * near cache's invalidations). The pool's breaker and backoff do not
+ * apply; the caller paces its retries and closes it with rk__conn_close(). */
+struct rk__conn;
+rk_status rk__client_open_conn(rk_client *client, struct rk__conn **out);
+
 /* Prefix followed by ':' ("" when there is no prefix), and its length. */
 const char *rk__client_key_head(const rk_client *client, size_t *len);
 
 /* ---- Metrics (implemented in client.c, used by src/metrics/metrics.c) ---------- */
+/* (Module handles register through registry.h.) */
 
-struct rk_cache;
 struct rk__hist;
-
-/* The registry of cache handles, so that rk_metrics_prometheus() can list
- * them. rk_cache_new() adds its handle (RK_ERR_NOMEM is possible) and
- * rk_cache_free() removes it (a handle never added is ignored). Both take
- * the client's lock; a handle must be freed before its client. */
-rk_status rk__client_add_cache(rk_client *client, struct rk_cache *cache);
-void rk__client_remove_cache(rk_client *client, struct rk_cache *cache);
-
-/* Call fn for each registered handle, in creation order, with the client's
- * lock held: fn must be quick and must not call into the client (no
- * commands, no handle creation or release). Returns the number of handles. */
-size_t rk__client_each_cache(rk_client *client, void (*fn)(struct rk_cache *cache, void *ctx), void *ctx);
 
 /* The latency histogram of the client's requests (recorded in request()). */
 const struct rk__hist *rk__client_latency(const rk_client *client);

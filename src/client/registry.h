@@ -49,13 +49,17 @@ rk_status rk__registry_add(rk_client *client, void *handle, const rk__module_ops
 
 /* Unregister handle and drop its reference to the client, which is freed
  * here when rk_client_free() was already called and this was its last
- * handle. A handle never added is ignored. After this returns, no scrape
- * touches the handle. */
+ * handle. A handle never added is ignored. After this returns no scrape
+ * touches the handle, and the client may be gone: call it first in the
+ * module's _free, and touch the client no more. */
 void rk__registry_remove(rk_client *client, void *handle);
 
 /* For src/metrics/: call emit for each kind registered on client, in the
  * order the kinds first registered, with the registry's lock held.
  * Returns the number of handles. */
 size_t rk__registry_emit(rk_client *client, rk__sink *sink);
+
+/* The number of handles of the given kind registered on client now. */
+size_t rk__registry_count(rk_client *client, const char *kind);
 
 #endif

@@ -3,15 +3,20 @@
  * histogram, the Prometheus text, and the server's memory from INFO
  * (contract in include/redkit/metrics.h).
  *
- * Nothing here is on a request's path. The cache files bump their
- * handle's counters and client.c's request() records each round trip in
- * the client's histogram; this file only reads them, so its cost is paid
- * by whoever asks (a scrape every few seconds), never by a cache call.
+ * Nothing here is on a request's path. The modules bump their handles'
+ * counters and client.c's request() records each round trip in the
+ * client's histogram; this file only reads them, so its cost is paid by
+ * whoever asks (a scrape every few seconds), never by a request.
+ *
+ * This file knows no module. Each module handle is in the client's
+ * registry (src/client/registry.h) with an emit operation that writes the
+ * module's families into the sink defined here (sink.h): a new module
+ * appears in the text without a line changed here.
  *
  * The Prometheus text names only configuration: namespaces, status names,
  * bucket bounds and the library version. No key, value, URL or password
- * is ever in reach of the code that writes it — it reads counters, and the
- * namespace, which rk_cache_new() checked to be [A-Za-z0-9_.-].
+ * is ever in reach of the code that writes it — it reads counters, and
+ * namespaces, which every module checks to be [A-Za-z0-9_.-].
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -23,68 +28,13 @@
 #include <redkit/metrics.h>
 
 #include "alloc.h"
-#include "cache.h"
 #include "client.h"
 #include "error.h"
 #include "histogram.h"
 #include "metrics.h"
-#include "value.h"
-
-_Static_assert(RK_METRICS_STATUS_SLOTS == RK__STATUS_SLOTS, "one errors[] slot per counter slot");
-
-/* ---- Cache counters ------------------------------------------------------ */
-
-/* Add the handle's counters to *m (relaxed loads: see metrics.h). */
-static void add_counters(const rk_cache *c, rk_cache_metrics *m)
-{
-    const rk__cache_counters *k = &c->counters;
-#define LOAD(field) atomic_load_explicit(&k->field, memory_order_relaxed)
-    m->hits += LOAD(hits);
-    m->misses += LOAD(misses);
-    m->degraded += LOAD(degraded);
-    m->stale += LOAD(stale);
-    m->sets += LOAD(sets);
-    m->deletes += LOAD(deletes);
-    m->computations += LOAD(computations);
-    m->compute_errors += LOAD(compute_errors);
-    m->early_refreshes += LOAD(early);
-    m->lock_waits += LOAD(lock_waits);
-    m->bytes_in += LOAD(bytes_in);
-    m->bytes_stored += LOAD(bytes_stored);
-    for (unsigned i = 0; i < RK__STATUS_SLOTS; i++) {
-        uint64_t n = LOAD(errors[i]);
-        m->errors[i] += n;
-        m->errors_total += n;
-    }
-#undef LOAD
-}
-
-static void finish(rk_cache_metrics *m)
-{
-    uint64_t reads = m->hits + m->misses;
-    m->hit_ratio = reads ? (double)m->hits / (double)reads : 0.0;
-}
-
-rk_status rk_cache_metrics_get(rk_cache *cache, rk_cache_metrics *out)
-{
-    if (!cache || !out) return rk__fail(RK_ERR_INVALID, "rk_cache_metrics_get: NULL argument");
-    rk_cache_metrics m;
-    memset(&m, 0, sizeof m);
-    add_counters(cache, &m);
-    finish(&m);
-    *out = m;
-    return RK_OK;
-}
-
-/* The handle's namespace: its head "<prefix>:<ns>:" without the client's
- * part and the final ':'. */
-static const char *cache_ns(const rk_cache *c, size_t *len)
-{
-    size_t plen;
-    rk__client_key_head(c->client, &plen);
-    *len = c->head_len - plen - 1;
-    return c->head + plen;
-}
+#include "number.h"
+#include "registry.h"
+#include "sink.h"
 
 /* ---- Latency ------------------------------------------------------------ */
 
@@ -193,115 +143,40 @@ const char *rk__metrics_status_label(int status)
     return status_labels[status];
 }
 
-/* The handles' counters, one row per namespace. */
-typedef struct ns_row {
-    char ns[RK_MAX_NAMESPACE_BYTES + 1];
-    rk_cache_metrics m;
-} ns_row;
+/* ---- The sink the modules write into (sink.h) ------------------------------ */
 
-typedef struct collect {
-    ns_row *rows;
-    size_t n, cap;
-    bool overflow; /* more namespaces than rows: collect again */
-} collect;
-
-/* Runs under the client's lock (rk__client_each_cache): no allocation,
- * no call into the client, a few dozen loads per handle. */
-static void collect_one(struct rk_cache *c, void *ctx)
-{
-    collect *k = ctx;
-    size_t len;
-    const char *ns = cache_ns(c, &len);
-    if (len > RK_MAX_NAMESPACE_BYTES) len = RK_MAX_NAMESPACE_BYTES; /* cannot happen: checked at creation */
-    size_t i = 0;
-    while (i < k->n && !(strlen(k->rows[i].ns) == len && memcmp(k->rows[i].ns, ns, len) == 0)) i++;
-    if (i == k->n) {
-        if (k->n == k->cap) {
-            k->overflow = true;
-            return;
-        }
-        memset(&k->rows[i], 0, sizeof k->rows[i]);
-        memcpy(k->rows[i].ns, ns, len);
-        k->n++;
-    }
-    add_counters(c, &k->rows[i].m);
-}
-
-/* Copy every handle's counters out of the registry. The row array is
- * sized outside the lock; a handle created in between makes it short, and
- * then it is sized again — a few times at most, since handles are created
- * at start-up, not in a loop. */
-static rk_status collect_caches(rk_client *client, collect *k)
-{
-    size_t want = 8;
-    for (int attempt = 0; attempt < 8; attempt++) {
-        rk__free(k->rows);
-        *k = (collect){.rows = rk__calloc(want, sizeof *k->rows), .cap = want};
-        if (!k->rows) return rk__fail(RK_ERR_NOMEM, "rk_metrics_prometheus: out of memory");
-        size_t handles = rk__client_each_cache(client, collect_one, k);
-        if (!k->overflow) return RK_OK;
-        want = handles + 8;
-    }
-    return RK_OK; /* registry churning: report the namespaces that fit */
-}
-
-typedef struct cache_family {
-    const char *name;
-    const char *help;
-    size_t offset; /* of the uint64_t in rk_cache_metrics */
-} cache_family;
-
-#define CF(name, field, help) {"redkit_cache_" name, help, offsetof(rk_cache_metrics, field)}
-static const cache_family cache_families[] = {
-    CF("hits_total", hits, "Cache reads that found a value."),
-    CF("misses_total", misses, "Cache reads that found no value."),
-    CF("degraded_total", degraded, "Cache reads that could not ask Redis and answered as a miss."),
-    CF("stale_total", stale, "Values served past their fresh lifetime."),
-    CF("sets_total", sets, "Values written."),
-    CF("deletes_total", deletes, "Keys removed by delete, clear and tag invalidation."),
-    CF("computations_total", computations, "Compute callbacks run by fetch."),
-    CF("compute_errors_total", compute_errors, "Compute callbacks that failed."),
-    CF("early_refreshes_total", early_refreshes, "Early (XFetch) recomputations of fresh values."),
-    CF("lock_waits_total", lock_waits, "Fetches that waited for another caller's computation."),
-    CF("set_bytes_total", bytes_in, "Bytes of the values given to set, before encoding."),
-    CF("stored_bytes_total", bytes_stored, "Bytes written to Redis for those values, after header and compression."),
+struct rk__sink {
+    text t;
 };
-#undef CF
 
-static void put_caches(text *t, const collect *k)
+void rk__sink_family(rk__sink *s, const char *name, const char *type, const char *help)
 {
-    if (k->n == 0) return;
-    for (size_t f = 0; f < sizeof cache_families / sizeof cache_families[0]; f++) {
-        const cache_family *cf = &cache_families[f];
-        family(t, cf->name, "counter", cf->help);
-        for (size_t i = 0; i < k->n; i++) {
-            uint64_t v;
-            memcpy(&v, (const char *)&k->rows[i].m + cf->offset, sizeof v);
-            put(t, "%s{ns=\"", cf->name);
-            put_label_value(t, k->rows[i].ns, strlen(k->rows[i].ns));
-            put(t, "\"} %" PRIu64 "\n", v);
-        }
+    family(&s->t, name, type, help);
+}
+
+static void sample_head(text *t, const char *name, const char *ns, const char *label_key, const char *label_value)
+{
+    put(t, "%s{ns=\"", name);
+    put_label_value(t, ns, strlen(ns));
+    if (label_key) {
+        put(t, "\",%s=\"", label_key);
+        put_label_value(t, label_value, strlen(label_value));
     }
-    family(t, "redkit_cache_errors_total", "counter", "Cache calls that failed, by status.");
-    for (size_t i = 0; i < k->n; i++) {
-        uint64_t other = 0;
-        for (int s = 0; s < RK_METRICS_STATUS_SLOTS; s++) {
-            const char *label = rk__metrics_status_label(s);
-            if (!label) {
-                other += k->rows[i].m.errors[s];
-                continue;
-            }
-            put(t, "redkit_cache_errors_total{ns=\"");
-            put_label_value(t, k->rows[i].ns, strlen(k->rows[i].ns));
-            put(t, "\",status=\"%s\"} %" PRIu64 "\n", label, k->rows[i].m.errors[s]);
-        }
-        /* Statuses not in the table (none is counted today) stay visible. */
-        if (other) {
-            put(t, "redkit_cache_errors_total{ns=\"");
-            put_label_value(t, k->rows[i].ns, strlen(k->rows[i].ns));
-            put(t, "\",status=\"other\"} %" PRIu64 "\n", other);
-        }
-    }
+    put(t, "\"} ");
+}
+
+void rk__sink_u64(rk__sink *s, const char *name, const char *ns, const char *label_key, const char *label_value,
+                  uint64_t value)
+{
+    sample_head(&s->t, name, ns, label_key, label_value);
+    put(&s->t, "%" PRIu64 "\n", value);
+}
+
+void rk__sink_f64(rk__sink *s, const char *name, const char *ns, const char *label_key, const char *label_value,
+                  double value)
+{
+    sample_head(&s->t, name, ns, label_key, label_value);
+    put(&s->t, "%.17g\n", value);
 }
 
 /* The latency histogram: le bounds at 2^3 .. 2^26 µs, each exactly a
@@ -366,27 +241,22 @@ rk_status rk_metrics_prometheus(rk_client *client, char **out, size_t *len)
     rk_client_stats stats;
     rk_client_stats_get(client, &stats);
     rk__hist_snap *lat = rk__malloc(sizeof *lat);
-    collect caches = {0};
-    rk_status st = lat ? collect_caches(client, &caches)
-                       : rk__fail(RK_ERR_NOMEM, "rk_metrics_prometheus: out of memory");
-    text t = {0};
-    if (st == RK_OK) {
-        rk__hist_snapshot(rk__client_latency(client), lat);
-        family(&t, "redkit_build_info", "gauge", "The redkit library version, as a label.");
-        put(&t, "redkit_build_info{version=\"%s\"} 1\n", rk_version());
-        put_client(&t, &stats);
-        put_latency(&t, lat);
-        put_caches(&t, &caches);
-        if (t.failed) st = rk__fail(RK_ERR_NOMEM, "rk_metrics_prometheus: out of memory");
-    }
+    if (!lat) return rk__fail(RK_ERR_NOMEM, "rk_metrics_prometheus: out of memory");
+    rk__sink sink = {{0}};
+    text *t = &sink.t;
+    rk__hist_snapshot(rk__client_latency(client), lat);
+    family(t, "redkit_build_info", "gauge", "The redkit library version, as a label.");
+    put(t, "redkit_build_info{version=\"%s\"} 1\n", rk_version());
+    put_client(t, &stats);
+    put_latency(t, lat);
     rk__free(lat);
-    rk__free(caches.rows);
-    if (st != RK_OK) {
-        rk__free(t.buf);
-        return st;
+    rk__registry_emit(client, &sink);
+    if (t->failed) {
+        rk__free(t->buf);
+        return rk__fail(RK_ERR_NOMEM, "rk_metrics_prometheus: out of memory");
     }
-    *out = t.buf;
-    if (len) *len = t.len;
+    *out = t->buf;
+    if (len) *len = t->len;
     return RK_OK;
 }
 
@@ -510,17 +380,12 @@ void rk__info_parse(const char *s, size_t len, int db, rk_memory_info *out)
     if (strcmp(out->maxmemory_policy, "noeviction") == 0) out->warnings |= RK_MEMORY_WARN_NOEVICTION;
 }
 
-static void count_handle(struct rk_cache *c, void *ctx)
-{
-    (void)c, (void)ctx;
-}
-
 /* The warnings, logged once per client per condition, and only while a
  * cache handle exists: a client used only for sessions or rate limits
  * may rightly run on a server without eviction. */
 static void warn(rk_client *client, unsigned warnings)
 {
-    if (!warnings || rk__client_each_cache(client, count_handle, NULL) == 0) return;
+    if (!warnings || rk__registry_count(client, "cache") == 0) return;
     if ((warnings & RK_MEMORY_WARN_NO_MAXMEMORY) && rk__client_warn_once(client, RK_MEMORY_WARN_NO_MAXMEMORY))
         rk__client_log(client, RK_LOG_WARN,
                        "Redis has no memory limit (maxmemory 0) while a cache uses it: cached values pile up "

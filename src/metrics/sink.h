@@ -10,7 +10,7 @@
  *     for each handle:
  *         rk__sink_u64(s, "redkit_sessions_created_total", ns, NULL, NULL, n);
  *
- * Every sample is labelled namespace="<ns>" (the handle's namespace), plus
+ * Every sample is labelled ns="<ns>" (the handle's namespace), plus
  * at most one more label (label_key="label_value", both NULL for none;
  * the value is escaped here). No sample may carry a key, an IP address, a
  * session token or an API key in a label.

@@ -384,6 +384,10 @@ static rk_status recv_some(rk__conn *c, char *buf, size_t cap, size_t *got, int6
     return rk__fail(RK_ERR_TIMEOUT, "read from %s: timed out (%d empty wake-ups)", c->peer, MAX_WAKEUPS);
 }
 
+/* How long a pushed message may take to arrive whole once its first
+ * bytes are there (rk__conn_next_push). */
+#define PUSH_READ_NS (1000 * 1000000LL)
+
 /* Read until the reader yields one complete reply. */
 static rk_status read_reply(rk__conn *c, rk_reply **out, int64_t deadline_ns)
 {
@@ -467,13 +471,40 @@ rk_status rk__conn_buffered_reply(rk__conn *c, rk_reply **out)
 
 void rk__conn_set_broken(rk__conn *c) { c->broken = true; }
 
-void rk__conn_abandon(rk__conn *c)
+rk_status rk__conn_command(rk__conn *c, int argc, const char **argv, const size_t *argvlen, size_t n,
+                           rk_reply **replies, int64_t deadline_ns)
 {
-    if (!c) return;
-    rk__tls_abandon(c->tls);
-    if (c->fd >= 0) close(c->fd);
-    if (c->reader) redisReaderFree(c->reader);
-    rk__free(c);
+    char *cmd = NULL;
+    long long len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    if (len < 0) return rk__fail(RK_ERR_NOMEM, "formatting a command: out of memory");
+    rk_status st = rk__conn_request(c, cmd, (size_t)len, n, replies, deadline_ns);
+    redisFreeCommand(cmd);
+    return st;
+}
+
+rk_status rk__conn_next_push(rk__conn *c, rk_reply **out, int64_t deadline_ns)
+{
+    *out = NULL;
+    if (c->broken) return rk__fail(RK_ERR_UNAVAILABLE, "connection to %s is closed", c->peer);
+    void *obj = NULL;
+    if (redisReaderGetReply(c->reader, &obj) != REDIS_OK) return mark_broken(c, rk__reader_fail(c->reader, c->peer));
+    if (obj) {
+        *out = obj;
+        return RK_OK;
+    }
+    /* Nothing half read, nothing inside OpenSSL: wait for the socket, and
+     * a quiet wait is no failure. Once bytes come, the message they begin
+     * must arrive whole within the deadline like any reply. */
+    bool partial = c->reader->pos < c->reader->len;
+    if (!partial && !(c->tls && rk__tls_pending(c->tls))) {
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        int64_t left_ms = (deadline_ns - rk__now_ns()) / 1000000;
+        int r = poll(&p, 1, left_ms > 0 ? (int)(left_ms < 60000 ? left_ms : 60000) : 0);
+        if (r == 0 || (r < 0 && errno == EINTR)) return RK_MISS;
+        if (r < 0) return mark_broken(c, rk__fail(RK_ERR_SYSTEM, "wait on %s: %s", c->peer, strerror(errno)));
+        deadline_ns = rk__now_ns() + PUSH_READ_NS;
+    }
+    return read_reply(c, out, deadline_ns);
 }
 
 bool rk__conn_broken(const rk__conn *c) { return c->broken; }
@@ -493,6 +524,19 @@ bool rk__conn_peer_gone(rk__conn *c)
     if (poll(&p, 1, 0) == 0) return false;
     c->broken = true;
     return true;
+}
+
+void rk__conn_abandon(rk__conn *c)
+{
+    if (!c) return;
+    /* No TLS shutdown, no write of any kind: the other process's copy of
+     * this connection is still in use. The TLS state is freed as memory
+     * only (its socket is detached first, so nothing can be sent). */
+    if (c->fd >= 0) close(c->fd);
+    c->fd = -1;
+    rk__tls_forget(c->tls);
+    if (c->reader) redisReaderFree(c->reader);
+    rk__free(c);
 }
 
 void rk__conn_close(rk__conn *c)

@@ -106,9 +106,20 @@ rk_status rk__conn_buffered_reply(rk__conn *conn, rk_reply **out);
 /* Mark the connection broken (it will be closed, never reused). */
 void rk__conn_set_broken(rk__conn *conn);
 
-/* Free a connection inherited across fork(): close this process's copy of
- * the descriptor without sending anything (no TLS close_notify), since
- * the other process still uses the connection. NULL is a no-op. */
+/* rk__conn_request() of one command given as arguments (formatted here):
+ * send it and read n replies (n may be 0: send only, for a subscribed
+ * connection whose answers come as pushed messages). */
+rk_status rk__conn_command(rk__conn *conn, int argc, const char **argv, const size_t *argvlen, size_t n,
+                           rk_reply **replies, int64_t deadline_ns);
+
+/* For a subscribed connection, which the server writes to unasked: wait
+ * until deadline_ns for the next message. RK_OK with *reply (the caller
+ * frees it); RK_MISS when none began to arrive by then — the connection
+ * stays usable; any other status is a failure that marks it broken. */
+rk_status rk__conn_next_push(rk__conn *conn, rk_reply **reply, int64_t deadline_ns);
+
+/* In a child after fork(): free conn without sending anything on it (no
+ * TLS close_notify): the parent's copy of the socket stays in use. */
 void rk__conn_abandon(rk__conn *conn);
 
 /* True once the connection must not be reused. */

@@ -468,6 +468,11 @@ rk_status rk__tls_read(rk__tls *t, char *buf, size_t cap, size_t *got, int64_t d
                     MAX_IDLE_ROUNDS);
 }
 
+bool rk__tls_pending(const rk__tls *t)
+{
+    return SSL_pending(t->ssl) > 0;
+}
+
 bool rk__tls_peer_gone(rk__tls *t)
 {
     /* Decrypted application data that nobody asked for: a RESP2 server
@@ -493,10 +498,10 @@ bool rk__tls_peer_gone(rk__tls *t)
     return true;
 }
 
-void rk__tls_abandon(rk__tls *t)
+void rk__tls_forget(rk__tls *t)
 {
     if (!t) return;
-    t->failed = true; /* no close_notify: the socket is not ours to write to */
+    t->failed = true; /* rk__tls_free() then sends no close_notify */
     rk__tls_free(t);
 }
 

@@ -93,13 +93,16 @@ rk_status rk__tls_read(rk__tls *t, char *buf, size_t cap, size_t *got, int64_t d
  * not count. Never consumes application data. */
 bool rk__tls_peer_gone(rk__tls *t);
 
+/* Free t without sending anything (no close_notify): for a connection
+ * whose socket another process still uses (after fork()). */
+void rk__tls_forget(rk__tls *t);
+
+/* True when OpenSSL holds decrypted bytes not read yet (a poll() of the
+ * socket would not see them). */
+bool rk__tls_pending(const rk__tls *t);
+
 /* Send a close_notify if the session is healthy (best effort, never
  * waits), and free it. The socket is left to the caller. NULL is a no-op. */
 void rk__tls_free(rk__tls *t);
-
-/* Free the session without sending anything (no close_notify): for a
- * connection inherited across fork(), whose socket the other process
- * still uses. NULL is a no-op. */
-void rk__tls_abandon(rk__tls *t);
 
 #endif

@@ -709,6 +709,140 @@ static void test_namespaces_summed_and_removed(void **state)
     rk_client_free(client);
 }
 
+/* The lines of text that belong to module families (not redkit_client_ or
+ * redkit_build_info), concatenated: what the modules wrote through the
+ * registry. The caller frees it. */
+static char *module_lines(const char *text)
+{
+    size_t cap = strlen(text) + 1, len = 0;
+    char *out = calloc(1, cap);
+    assert_non_null(out);
+    for (const char *line = text; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line + 1) : strlen(line);
+        bool client_line = strstr(line, "redkit_client_") && strstr(line, "redkit_client_") < line + n;
+        bool build_line = strstr(line, "redkit_build_info") && strstr(line, "redkit_build_info") < line + n;
+        if (!client_line && !build_line) {
+            memcpy(out + len, line, n);
+            len += n;
+        }
+        line += n;
+    }
+    return out;
+}
+
+/* The cache's part of the Prometheus text, byte for byte, for a known
+ * sequence over two namespaces (one with two handles): the golden copy of
+ * what the text said before the module registry, which must not change. */
+static const char golden_cache_text[] =
+    "# HELP redkit_cache_hits_total Cache reads that found a value.\n"
+    "# TYPE redkit_cache_hits_total counter\n"
+    "redkit_cache_hits_total{ns=\"alpha\"} 1\n"
+    "redkit_cache_hits_total{ns=\"beta\"} 1\n"
+    "# HELP redkit_cache_misses_total Cache reads that found no value.\n"
+    "# TYPE redkit_cache_misses_total counter\n"
+    "redkit_cache_misses_total{ns=\"alpha\"} 1\n"
+    "redkit_cache_misses_total{ns=\"beta\"} 0\n"
+    "# HELP redkit_cache_degraded_total Cache reads that could not ask Redis and answered as a miss.\n"
+    "# TYPE redkit_cache_degraded_total counter\n"
+    "redkit_cache_degraded_total{ns=\"alpha\"} 0\n"
+    "redkit_cache_degraded_total{ns=\"beta\"} 0\n"
+    "# HELP redkit_cache_stale_total Values served past their fresh lifetime.\n"
+    "# TYPE redkit_cache_stale_total counter\n"
+    "redkit_cache_stale_total{ns=\"alpha\"} 0\n"
+    "redkit_cache_stale_total{ns=\"beta\"} 0\n"
+    "# HELP redkit_cache_sets_total Values written.\n"
+    "# TYPE redkit_cache_sets_total counter\n"
+    "redkit_cache_sets_total{ns=\"alpha\"} 1\n"
+    "redkit_cache_sets_total{ns=\"beta\"} 1\n"
+    "# HELP redkit_cache_deletes_total Keys removed by delete, clear and tag invalidation.\n"
+    "# TYPE redkit_cache_deletes_total counter\n"
+    "redkit_cache_deletes_total{ns=\"alpha\"} 0\n"
+    "redkit_cache_deletes_total{ns=\"beta\"} 1\n"
+    "# HELP redkit_cache_computations_total Compute callbacks run by fetch.\n"
+    "# TYPE redkit_cache_computations_total counter\n"
+    "redkit_cache_computations_total{ns=\"alpha\"} 0\n"
+    "redkit_cache_computations_total{ns=\"beta\"} 0\n"
+    "# HELP redkit_cache_compute_errors_total Compute callbacks that failed.\n"
+    "# TYPE redkit_cache_compute_errors_total counter\n"
+    "redkit_cache_compute_errors_total{ns=\"alpha\"} 0\n"
+    "redkit_cache_compute_errors_total{ns=\"beta\"} 0\n"
+    "# HELP redkit_cache_early_refreshes_total Early (XFetch) recomputations of fresh values.\n"
+    "# TYPE redkit_cache_early_refreshes_total counter\n"
+    "redkit_cache_early_refreshes_total{ns=\"alpha\"} 0\n"
+    "redkit_cache_early_refreshes_total{ns=\"beta\"} 0\n"
+    "# HELP redkit_cache_lock_waits_total Fetches that waited for another caller's computation.\n"
+    "# TYPE redkit_cache_lock_waits_total counter\n"
+    "redkit_cache_lock_waits_total{ns=\"alpha\"} 0\n"
+    "redkit_cache_lock_waits_total{ns=\"beta\"} 0\n"
+    "# HELP redkit_cache_set_bytes_total Bytes of the values given to set, before encoding.\n"
+    "# TYPE redkit_cache_set_bytes_total counter\n"
+    "redkit_cache_set_bytes_total{ns=\"alpha\"} 5\n"
+    "redkit_cache_set_bytes_total{ns=\"beta\"} 2\n"
+    "# HELP redkit_cache_stored_bytes_total Bytes written to Redis for those values, after header and compression.\n"
+    "# TYPE redkit_cache_stored_bytes_total counter\n"
+    "redkit_cache_stored_bytes_total{ns=\"alpha\"} 7\n"
+    "redkit_cache_stored_bytes_total{ns=\"beta\"} 4\n"
+    "# HELP redkit_cache_errors_total Cache calls that failed, by status.\n"
+    "# TYPE redkit_cache_errors_total counter\n"
+    "redkit_cache_errors_total{ns=\"alpha\",status=\"invalid\"} 0\n"
+    "redkit_cache_errors_total{ns=\"alpha\",status=\"unavailable\"} 0\n"
+    "redkit_cache_errors_total{ns=\"alpha\",status=\"timeout\"} 0\n"
+    "redkit_cache_errors_total{ns=\"alpha\",status=\"auth\"} 0\n"
+    "redkit_cache_errors_total{ns=\"alpha\",status=\"tls\"} 0\n"
+    "redkit_cache_errors_total{ns=\"alpha\",status=\"protocol\"} 0\n"
+    "redkit_cache_errors_total{ns=\"alpha\",status=\"server\"} 0\n"
+    "redkit_cache_errors_total{ns=\"alpha\",status=\"type\"} 0\n"
+    "redkit_cache_errors_total{ns=\"alpha\",status=\"too_large\"} 0\n"
+    "redkit_cache_errors_total{ns=\"alpha\",status=\"nomem\"} 0\n"
+    "redkit_cache_errors_total{ns=\"alpha\",status=\"system\"} 0\n"
+    "redkit_cache_errors_total{ns=\"beta\",status=\"invalid\"} 1\n"
+    "redkit_cache_errors_total{ns=\"beta\",status=\"unavailable\"} 0\n"
+    "redkit_cache_errors_total{ns=\"beta\",status=\"timeout\"} 0\n"
+    "redkit_cache_errors_total{ns=\"beta\",status=\"auth\"} 0\n"
+    "redkit_cache_errors_total{ns=\"beta\",status=\"tls\"} 0\n"
+    "redkit_cache_errors_total{ns=\"beta\",status=\"protocol\"} 0\n"
+    "redkit_cache_errors_total{ns=\"beta\",status=\"server\"} 0\n"
+    "redkit_cache_errors_total{ns=\"beta\",status=\"type\"} 1\n"
+    "redkit_cache_errors_total{ns=\"beta\",status=\"too_large\"} 0\n"
+    "redkit_cache_errors_total{ns=\"beta\",status=\"nomem\"} 0\n"
+    "redkit_cache_errors_total{ns=\"beta\",status=\"system\"} 0\n";
+
+static void test_prometheus_cache_text_golden(void **state)
+{
+    (void)state;
+    rk_client *client = new_client(NULL);
+    rk_cache *a1 = new_cache(client, "alpha");
+    rk_cache *a2 = new_cache(client, "alpha");
+    rk_cache *b = new_cache(client, "beta");
+    char *v = NULL;
+    int64_t n = 0;
+    assert_int_equal(rk_cache_set_str(a1, "k1", "value", NULL), RK_OK);
+    assert_int_equal(rk_cache_get_str(a2, "k1", &v), RK_OK);
+    rk_free(v);
+    assert_int_equal(rk_cache_get_str(a2, "nope", &v), RK_MISS);
+    assert_int_equal(rk_cache_set_i64(b, "n", 42, NULL), RK_OK);
+    assert_int_equal(rk_cache_get_str(b, "n", &v), RK_ERR_TYPE);
+    assert_int_equal(rk_cache_get_i64(b, "n", &n), RK_OK);
+    assert_int_equal(rk_cache_delete(b, "n"), RK_OK);
+    assert_int_equal(rk_cache_set_str(b, "", "x", NULL), RK_ERR_INVALID);
+
+    char *text = scrape(client);
+    char *mine = module_lines(text);
+    if (strcmp(mine, golden_cache_text) != 0) {
+        fputs("module lines:\n", stdout);
+        fputs(mine, stdout);
+        fputs("end of module lines\n", stdout);
+    }
+    assert_string_equal(mine, golden_cache_text);
+    free(mine);
+    rk_free(text);
+    rk_cache_free(a1);
+    rk_cache_free(a2);
+    rk_cache_free(b);
+    rk_client_free(client);
+}
+
 /* Nothing secret in the text, even when everything failed: the password,
  * the keys, the URL and the address never appear. */
 static void test_prometheus_holds_no_secret(void **state)
@@ -971,6 +1105,7 @@ int main(void)
         cmocka_unit_test_setup(test_every_counter_reaches_snapshot_and_text, rk_test_group_flush),
         cmocka_unit_test_setup(test_prometheus_client_and_latency, rk_test_group_flush),
         cmocka_unit_test_setup(test_namespaces_summed_and_removed, rk_test_group_flush),
+        cmocka_unit_test_setup(test_prometheus_cache_text_golden, rk_test_group_flush),
         cmocka_unit_test_setup(test_prometheus_holds_no_secret, rk_test_group_flush),
         cmocka_unit_test_setup(test_prometheus_out_of_memory, rk_test_group_flush),
         cmocka_unit_test_setup(test_concurrent_use_and_scrapes, rk_test_group_flush),

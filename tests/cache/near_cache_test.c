@@ -1,0 +1,400 @@
+/*
+ * near_cache_test.c — the near cache of rk_cache (rk_cache_options.
+ * near_cache) against a real redis-server: a hit makes no round trip
+ * (INFO commandstats), another client's write and FLUSHALL reach it as
+ * invalidations, the fill race (the key changes while the filling read is
+ * out) is provoked deterministically and the fill is dropped, the
+ * tracking connection killed (CLIENT KILL) or the server restarted flush
+ * it and it recovers with no stale read afterwards, the Redis TTL and the
+ * local cap are honoured, the byte budget holds under a fill storm, a
+ * child after fork() starts empty, and own writes are read back at once.
+ *
+ * Waits are bounded polls (wait_until), never sleep-and-hope.
+ *
+ * RK_TEST_CLUSTER: yes (CTest runs it again against a single-node cluster)
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <redkit/redkit.h>
+
+#include "cache.h"
+#include "near.h"
+#include "near_tracking.h"
+#include "support/clock.h"
+#include "support/fixture.h"
+#include "support/redis_server.h"
+
+static rk_test_server *server;
+static rk_client *client;
+
+static int group_setup(void **state)
+{
+    return rk_test_group_setup(
+        state, &(rk_test_group){.server = &server, .client = &client,
+                                .client_options = {.reconnect_base_ms = 1, .reconnect_max_ms = 20}});
+}
+
+/* A near-cache handle, live (its subscription made) before it is returned. */
+static rk_cache *near_cache(const rk_cache_options *extra)
+{
+    rk_cache_options o = extra ? *extra : (rk_cache_options){0};
+    o.near_cache = true;
+    rk_cache *c = rk_test_cache_new(client, &o);
+    for (int i = 0; i < 500 && !rk__near_is_live(c->near); i++) rk_test_sleep_ms(10);
+    assert_true(rk__near_is_live(c->near));
+    return c;
+}
+
+static rk_cache_metrics metrics(rk_cache *c)
+{
+    rk_cache_metrics m;
+    assert_int_equal(rk_cache_metrics_get(c, &m), RK_OK);
+    return m;
+}
+
+/* Write key through c and read it back until the near cache holds it: the
+ * server announces our own write too (an invalidation that may arrive
+ * after the first read filled the entry), so wait for that first. */
+static void set_and_hold(rk_cache *c, const char *key, const char *value)
+{
+    uint64_t before = metrics(c).near_invalidations;
+    assert_int_equal(rk_cache_set_str(c, key, value, NULL), RK_OK);
+    for (int i = 0; i < 300 && metrics(c).near_invalidations == before; i++) rk_test_sleep_ms(10);
+    assert_true(metrics(c).near_invalidations > before);
+    rk_test_assert_cached(c, key, value);
+}
+
+/* Read key until it is want, at most 3 s; true when it was. */
+static bool reads_within(rk_cache *c, const char *key, const char *want)
+{
+    for (int i = 0; i < 300; i++) {
+        char *v = NULL;
+        rk_status st = rk_cache_get_str(c, key, &v);
+        bool ok = st == RK_OK && strcmp(v, want) == 0;
+        rk_free(v);
+        if (ok) return true;
+        rk_test_sleep_ms(10);
+    }
+    return false;
+}
+
+static void test_hit_makes_no_round_trip(void **state)
+{
+    (void)state;
+    rk_cache *c = near_cache(NULL);
+    set_and_hold(c, "k", "v1"); /* a miss: fills */
+    long long gets = rk_test_server_command_calls(server, "get");
+    for (int i = 0; i < 100; i++) rk_test_assert_cached(c, "k", "v1");
+    assert_int_equal(rk_test_server_command_calls(server, "get"), gets);
+    rk_cache_metrics m = metrics(c);
+    assert_true(m.near_hits >= 100);
+    assert_true(m.near_fills >= 1);
+    assert_true(m.hits >= 101);
+
+    /* Typed numbers and raw bytes through it as well. */
+    assert_int_equal(rk_cache_set_i64(c, "n", 42, NULL), RK_OK);
+    int64_t n = 0;
+    assert_int_equal(rk_cache_get_i64(c, "n", &n), RK_OK);
+    assert_int_equal(rk_cache_get_i64(c, "n", &n), RK_OK);
+    assert_int_equal(n, 42);
+    char *s = NULL;
+    assert_int_equal(rk_cache_get_str(c, "n", &s), RK_ERR_TYPE); /* the type check holds on a hit */
+    assert_null(s);
+    /* A miss is not kept: the key written next is read at once. */
+    assert_int_equal(rk_cache_get_str(c, "absent", &s), RK_MISS);
+    assert_int_equal(rk_cache_set_str(c, "absent", "now", NULL), RK_OK);
+    rk_test_assert_cached(c, "absent", "now");
+    rk_cache_free(c);
+}
+
+static void test_other_clients_writes_invalidate(void **state)
+{
+    (void)state;
+    rk_cache *c = near_cache(NULL);
+    assert_int_equal(rk_cache_set_str(c, "k", "old", NULL), RK_OK);
+    rk_test_assert_cached(c, "k", "old");
+    rk_test_assert_cached(c, "k", "old");
+
+    /* Another handle (its own writes go to Redis) ... */
+    rk_cache *other = rk_test_cache_new(client, NULL);
+    assert_int_equal(rk_cache_set_str(other, "k", "new", NULL), RK_OK);
+    assert_true(reads_within(c, "k", "new"));
+    assert_int_equal(rk_cache_delete(other, "k"), RK_OK);
+    char *v = NULL;
+    for (int i = 0; i < 300 && rk_cache_get_str(c, "k", &v) == RK_OK; i++) {
+        rk_free(v);
+        v = NULL;
+        rk_test_sleep_ms(10);
+    }
+    assert_int_equal(rk_cache_get_str(c, "k", &v), RK_MISS);
+    rk_cache_free(other);
+
+    /* ... and FLUSHALL, which the server announces with a nil. */
+    assert_int_equal(rk_cache_set_str(c, "a", "1", NULL), RK_OK);
+    rk_test_assert_cached(c, "a", "1");
+    uint64_t flushes = metrics(c).near_flushes;
+    rk_test_server_ok(server, "FLUSHALL");
+    for (int i = 0; i < 300 && metrics(c).near_flushes == flushes; i++) rk_test_sleep_ms(10);
+    assert_true(metrics(c).near_flushes > flushes);
+    assert_int_equal(rk_cache_get_str(c, "a", &v), RK_MISS);
+    assert_true(metrics(c).near_invalidations >= 2);
+    rk_cache_free(c);
+}
+
+/* Own writes are read back at once, never the value they replaced. */
+static void test_read_your_writes(void **state)
+{
+    (void)state;
+    rk_cache *c = near_cache(NULL);
+    for (int i = 0; i < 200; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "v%d", i);
+        assert_int_equal(rk_cache_set_str(c, "k", want, NULL), RK_OK);
+        rk_test_assert_cached(c, "k", want);
+        rk_test_assert_cached(c, "k", want);
+    }
+    rk_cache_entry e[2] = {{.key = "m1", .value = "x", .len = 1}, {.key = "m2", .value = "y", .len = 1}};
+    assert_int_equal(rk_cache_mset(c, e, 2, NULL, NULL), RK_OK);
+    void *v;
+    size_t len;
+    assert_int_equal(rk_cache_get(c, "m1", &v, &len), RK_OK);
+    rk_free(v);
+    e[0].value = "z";
+    assert_int_equal(rk_cache_mset(c, e, 1, NULL, NULL), RK_OK);
+    assert_int_equal(rk_cache_get(c, "m1", &v, &len), RK_OK);
+    assert_memory_equal(v, "z", 1);
+    rk_free(v);
+    rk_cache_free(c);
+}
+
+/* ---- The fill race, provoked -------------------------------------------------- */
+
+static rk_cache *race_cache;
+static bool race_armed;
+
+/* Between the filling read's reply (which holds "old") and its landing:
+ * another client writes the key, and the invalidation is awaited. */
+static void change_key_meanwhile(rk_cache *c, const char *key, size_t len)
+{
+    (void)key, (void)len;
+    if (!race_armed || c != race_cache) return;
+    race_armed = false;
+    uint64_t before = metrics(c).near_invalidations;
+    rk_test_server_ok(server, "SET %s new", "cache:k");
+    for (int i = 0; i < 300 && metrics(c).near_invalidations == before; i++) rk_test_sleep_ms(10);
+    assert_true(metrics(c).near_invalidations > before);
+}
+
+static void test_invalidation_overtaking_the_fill(void **state)
+{
+    (void)state;
+    race_cache = near_cache(&(rk_cache_options){.raw = true}); /* the hook writes a plain value */
+    assert_int_equal(rk_cache_set_str(race_cache, "k", "old", NULL), RK_OK);
+    rk__cache_near_test_hook = change_key_meanwhile;
+    race_armed = true;
+    void *v;
+    size_t len;
+    assert_int_equal(rk_cache_get(race_cache, "k", &v, &len), RK_OK); /* the read that raced */
+    assert_memory_equal(v, "old", 3);
+    rk_free(v);
+    rk__cache_near_test_hook = NULL;
+    assert_false(race_armed);
+    /* The fill was dropped: the next read goes to Redis and sees "new". */
+    assert_int_equal(metrics(race_cache).near_fills_cancelled, 1);
+    assert_int_equal(rk_cache_get(race_cache, "k", &v, &len), RK_OK);
+    assert_memory_equal(v, "new", 3);
+    rk_free(v);
+    rk_cache_free(race_cache);
+}
+
+/* ---- The tracking connection lost --------------------------------------------- */
+
+static void test_tracking_connection_killed(void **state)
+{
+    (void)state;
+    rk_cache *c = near_cache(NULL);
+    assert_int_equal(rk_cache_set_str(c, "k", "v1", NULL), RK_OK);
+    rk_test_assert_cached(c, "k", "v1");
+    uint64_t subs = rk__tracker_subscriptions(c->tracker);
+    rk_test_server_ok(server, "CLIENT KILL TYPE pubsub");
+    for (int i = 0; i < 500 && rk__tracker_subscriptions(c->tracker) == subs; i++) rk_test_sleep_ms(10);
+    assert_true(rk__tracker_subscriptions(c->tracker) > subs);
+    for (int i = 0; i < 500 && !rk__near_is_live(c->near); i++) rk_test_sleep_ms(10);
+    assert_int_equal(metrics(c).near_entries, 0); /* flushed */
+    /* Written while it was down or after: never the old value. */
+    rk_test_server_ok(server, "SET cache:k raw");
+    char *v = NULL;
+    rk_status st = rk_cache_get_str(c, "k", &v);
+    assert_int_equal(st, RK_ERR_TYPE); /* "raw" has no redkit header: not v1 */
+    assert_int_equal(rk_cache_set_str(c, "k", "v2", NULL), RK_OK);
+    assert_true(reads_within(c, "k", "v2"));
+    rk_cache_free(c);
+}
+
+static void test_server_restart(void **state)
+{
+    (void)state;
+    rk_cache *c = near_cache(NULL);
+    assert_int_equal(rk_cache_set_str(c, "k", "before", NULL), RK_OK);
+    rk_test_assert_cached(c, "k", "before");
+    uint64_t subs = rk__tracker_subscriptions(c->tracker);
+    assert_true(rk_test_server_signal(server, SIGKILL));
+    assert_true(rk_test_server_restart(server, NULL));
+    for (int i = 0; i < 500 && rk__tracker_subscriptions(c->tracker) == subs; i++) rk_test_sleep_ms(10);
+    assert_true(rk__tracker_subscriptions(c->tracker) > subs);
+    /* The restarted server is empty: the near cache must not say otherwise. */
+    char *v = NULL;
+    for (int i = 0; i < 300 && rk_cache_get_str(c, "k", &v) != RK_MISS; i++) {
+        rk_free(v);
+        v = NULL;
+        rk_test_sleep_ms(10);
+    }
+    assert_int_equal(rk_cache_get_str(c, "k", &v), RK_MISS);
+    assert_int_equal(rk_cache_set_str(c, "k", "after", NULL), RK_OK);
+    assert_true(reads_within(c, "k", "after"));
+    rk_cache_free(c);
+}
+
+/* ---- Lifetimes and budgets --------------------------------------------------- */
+
+static void test_ttl_and_cap(void **state)
+{
+    (void)state;
+    rk_cache *c = near_cache(&(rk_cache_options){.near_max_ttl_ms = 200});
+    set_and_hold(c, "capped", "v");
+    /* Reads are answered locally for a while ... */
+    uint64_t hits = metrics(c).near_hits;
+    for (int i = 0; i < 300 && metrics(c).near_hits == hits; i++) rk_test_assert_cached(c, "capped", "v");
+    assert_true(metrics(c).near_hits > hits);
+    /* ... and, past the cap, from Redis again, though the value has 60 s
+     * left there and nothing changed it. */
+    long long gets = rk_test_server_command_calls(server, "get");
+    for (int i = 0; i < 300 && rk_test_server_command_calls(server, "get") == gets; i++) {
+        rk_test_sleep_ms(10);
+        rk_test_assert_cached(c, "capped", "v");
+    }
+    assert_true(rk_test_server_command_calls(server, "get") > gets);
+    rk_cache_free(c);
+
+    /* The Redis TTL: a value that expires in Redis is not served after. */
+    c = near_cache(NULL);
+    assert_int_equal(rk_cache_set_str(c, "short", "v", &(rk_cache_set_options){.ttl_ms = 150}), RK_OK);
+    rk_test_assert_cached(c, "short", "v");
+    char *v = NULL;
+    for (int i = 0; i < 300 && rk_cache_get_str(c, "short", &v) == RK_OK; i++) {
+        rk_free(v);
+        v = NULL;
+        rk_test_sleep_ms(5);
+    }
+    assert_int_equal(rk_cache_get_str(c, "short", &v), RK_MISS);
+    rk_cache_free(c);
+}
+
+static void test_budget_holds(void **state)
+{
+    (void)state;
+    const size_t budget = 64 << 10;
+    rk_cache *c = near_cache(&(rk_cache_options){.near_max_bytes = budget, .near_max_entries = 1000});
+    char value[700];
+    memset(value, 'x', sizeof value);
+    value[sizeof value - 1] = '\0';
+    for (int i = 0; i < 600; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(rk_cache_set_str(c, key, value, NULL), RK_OK);
+        rk_test_assert_cached(c, key, value);
+        if (i % 50 == 0) assert_true(metrics(c).near_bytes <= budget);
+    }
+    rk_cache_metrics m = metrics(c);
+    assert_true(m.near_bytes <= budget);
+    assert_true(m.near_entries <= 1000);
+    assert_true(m.near_evictions > 0);
+    rk_cache_free(c);
+}
+
+static void test_bad_options(void **state)
+{
+    (void)state;
+    rk_cache *c = NULL;
+    assert_int_equal(rk_cache_new(client, &(rk_cache_options){.near_cache = true, .near_max_bytes = 1000}, &c),
+                     RK_ERR_INVALID);
+    assert_int_equal(rk_cache_new(client, &(rk_cache_options){.near_cache = true, .near_max_ttl_ms = -1}, &c),
+                     RK_ERR_INVALID);
+    assert_int_equal(rk_cache_new(client, &(rk_cache_options){.near_cache = true, .near_max_bytes = SIZE_MAX}, &c),
+                     RK_ERR_INVALID);
+    assert_null(c);
+}
+
+/* ---- fork ------------------------------------------------------------------------ */
+
+static void test_child_starts_empty(void **state)
+{
+    (void)state;
+    rk_cache *c = near_cache(NULL);
+    set_and_hold(c, "k", "parent");
+    for (int i = 0; i < 100 && metrics(c).near_entries == 0; i++) rk_test_assert_cached(c, "k", "parent");
+    assert_int_equal(metrics(c).near_entries, 1);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* The first read resets the child's near cache; it reads Redis. */
+        char *v = NULL;
+        int code = 0;
+        rk_status st = rk_cache_get_str(c, "k", &v);
+        if (st != RK_OK || strcmp(v, "parent") != 0) {
+            fprintf(stderr, "child: %s: %s (%s)\n", rk_strerror(st), rk_last_error(), v ? v : "-");
+            code = 1;
+        }
+        rk_free(v);
+        if (metrics(c).near_entries != 0) code = 2;
+        /* Its own tracking comes up, and then it caches for itself. */
+        for (int i = 0; i < 500 && !rk__near_is_live(c->near); i++) rk_test_sleep_ms(10);
+        if (!rk__near_is_live(c->near)) code = 3;
+        _exit(code);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* The parent's near cache is untouched and still coherent. */
+    assert_true(rk__near_is_live(c->near));
+    rk_test_assert_cached(c, "k", "parent");
+    rk_test_server_ok(server, "SET cache:k raw");
+    char *v = NULL;
+    rk_status st = RK_OK;
+    for (int i = 0; i < 300 && (st = rk_cache_get_str(c, "k", &v)) == RK_OK; i++) {
+        rk_free(v);
+        v = NULL;
+        rk_test_sleep_ms(10);
+    }
+    assert_int_equal(st, RK_ERR_TYPE);
+    rk_cache_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_hit_makes_no_round_trip, rk_test_group_flush),
+        cmocka_unit_test_setup(test_other_clients_writes_invalidate, rk_test_group_flush),
+        cmocka_unit_test_setup(test_read_your_writes, rk_test_group_flush),
+        cmocka_unit_test_setup(test_invalidation_overtaking_the_fill, rk_test_group_flush),
+        cmocka_unit_test_setup(test_tracking_connection_killed, rk_test_group_flush),
+        cmocka_unit_test_setup(test_server_restart, rk_test_group_flush),
+        cmocka_unit_test_setup(test_ttl_and_cap, rk_test_group_flush),
+        cmocka_unit_test_setup(test_budget_holds, rk_test_group_flush),
+        cmocka_unit_test_setup(test_bad_options, rk_test_group_flush),
+        cmocka_unit_test_setup(test_child_starts_empty, rk_test_group_flush),
+    };
+    return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
+}
