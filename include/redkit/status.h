@@ -76,7 +76,11 @@ typedef enum rk_status {
      * miss, flagged, so a caller can tell it from a real RK_MISS and skip
      * writing back. Not an error: rk_status_is_error(RK_DEGRADED) is false,
      * rk_status_is_miss() is true. rk_last_error() says why. */
-    RK_DEGRADED = 13
+    RK_DEGRADED = 13,
+    /* Optimistic locking gave up: a key watched by rk_client_watch() was
+     * changed by another client on every attempt. Nothing of the last
+     * attempt was applied. */
+    RK_ERR_CONFLICT = 14
 } rk_status;
 
 /*

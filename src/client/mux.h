@@ -98,6 +98,11 @@ void rk__mux_fork_child(void);
  * connect took. */
 rk_status rk__pool_acquire(rk_client *client, rk__call *k, rk__conn **out);
 
+/* Give an exclusively borrowed connection back: closed if broken (one
+ * failure for the breaker when st is a transport failure), else idle
+ * again; the call counted with st. */
+void rk__pool_release(rk_client *client, rk__call *k, rk__conn *conn, rk_status st);
+
 /* A connection unused for this long is checked before use (see client.c). */
 #define RK__PEER_CHECK_AFTER_NS 1000000
 
