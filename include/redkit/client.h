@@ -307,7 +307,8 @@ typedef struct rk_reply {
  * rk_client_options.shared_connections). Commands that would change the
  * state of a shared connection are refused with RK_ERR_INVALID, and
  * rk_last_error() names the API to use instead: SUBSCRIBE, PSUBSCRIBE,
- * SSUBSCRIBE and their UNSUBSCRIBEs (redkit/pubsub.h), MULTI, EXEC,
+ * SSUBSCRIBE and their UNSUBSCRIBEs (pub/sub needs a connection of its
+ * own; no pub/sub API yet), MULTI, EXEC,
  * DISCARD, WATCH, UNWATCH (redkit/pipeline.h), SELECT, AUTH, HELLO (the
  * client's options), MONITOR, RESET, QUIT, READONLY, READWRITE, SYNC,
  * PSYNC, CLIENT REPLY, CLIENT TRACKING, CLIENT CACHING, CLIENT SETNAME.

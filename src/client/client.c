@@ -953,38 +953,20 @@ rk_status rk__client_pipeline_until(rk_client *c, size_t n, const rk__cmd *cmds,
     return pipeline(c, n, cmds, is_read, replies, deadline_ns ? deadline_ns : 1, false);
 }
 
-#define MAX_ARGS 1048576
-
 static rk_status command(const char *fn, rk_client *c, const rk_command_options *o, int argc,
                          const char *const *argv, const size_t *argvlen, rk_reply **reply)
 {
     if (reply) *reply = NULL;
-    if (!c || !argv || !reply) return rk__fail(RK_ERR_INVALID, "%s: NULL argument", fn);
-    if (argc < 1 || argc > MAX_ARGS)
-        return rk__fail(RK_ERR_INVALID, "%s: argc %d is outside 1..%d", fn, argc, MAX_ARGS);
-    for (int i = 0; i < argc; i++)
-        if (!argv[i]) return rk__fail(RK_ERR_INVALID, "%s: argv[%d] is NULL", fn, i);
+    if (!c || !reply) return rk__fail(RK_ERR_INVALID, "%s: NULL argument", fn);
     int timeout_ms = o ? o->timeout_ms : 0;
     if (timeout_ms < 0 || timeout_ms > RK_MAX_TIMEOUT_MS)
         return rk__fail(RK_ERR_INVALID, "%s: timeout_ms %d is outside 0..%d", fn, timeout_ms, RK_MAX_TIMEOUT_MS);
-
-    size_t small[16];
-    size_t *lens = (size_t *)argvlen;
-    if (!argvlen) {
-        lens = argc <= 16 ? small : rk__malloc((size_t)argc * sizeof *lens);
-        if (!lens) return rk__fail(RK_ERR_NOMEM, "%s: out of memory", fn);
-        for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    }
-    const char *name, *advice;
-    rk__cmd_kind kind = rk__command_kind(argc, argv, lens, &name, &advice);
-    rk_status st;
-    if (kind == RK__CMD_STATEFUL)
-        st = rk__fail(RK_ERR_INVALID, "%s: %s changes the state of the connection, which other calls share: "
-                                      "%s",
-                      fn, name, advice);
-    else
-        st = run(c, argc, (const char **)argv, lens, false, reply, timeout_ms, kind == RK__CMD_BLOCKING);
-    if (lens != argvlen && lens != small) rk__free(lens);
+    size_t small[RK__SMALL_ARGS], *lens;
+    rk__cmd_kind kind;
+    rk_status st = rk__command_prepare(fn, argc, argv, argvlen, small, &lens, &kind);
+    if (st != RK_OK) return st;
+    st = run(c, argc, (const char **)argv, lens, false, reply, timeout_ms, kind == RK__CMD_BLOCKING);
+    rk__command_lens_free(lens, argvlen, small);
     return st;
 }
 

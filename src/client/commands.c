@@ -12,7 +12,11 @@
  */
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 #include <strings.h>
+
+#include "alloc.h"
+#include "error.h"
 
 #include "commands.h"
 
@@ -29,12 +33,12 @@ typedef struct rule {
 } rule;
 
 static const rule stateful[] = {
-    {"SUBSCRIBE", "use rk_pubsub_subscribe() (redkit/pubsub.h)"},
-    {"PSUBSCRIBE", "use rk_pubsub_psubscribe() (redkit/pubsub.h)"},
-    {"SSUBSCRIBE", "sharded pub/sub is not supported; use rk_pubsub_subscribe() (redkit/pubsub.h)"},
-    {"UNSUBSCRIBE", "use rk_pubsub_unsubscribe() (redkit/pubsub.h)"},
-    {"PUNSUBSCRIBE", "use rk_pubsub_unsubscribe() (redkit/pubsub.h)"},
-    {"SUNSUBSCRIBE", "use rk_pubsub_unsubscribe() (redkit/pubsub.h)"},
+    {"SUBSCRIBE", "pub/sub needs a connection of its own, which rk_client_command cannot give (no pub/sub API in this build yet)"},
+    {"PSUBSCRIBE", "pub/sub needs a connection of its own, which rk_client_command cannot give (no pub/sub API in this build yet)"},
+    {"SSUBSCRIBE", "pub/sub needs a connection of its own, which rk_client_command cannot give (no pub/sub API in this build yet)"},
+    {"UNSUBSCRIBE", "pub/sub needs a connection of its own, which rk_client_command cannot give (no pub/sub API in this build yet)"},
+    {"PUNSUBSCRIBE", "pub/sub needs a connection of its own, which rk_client_command cannot give (no pub/sub API in this build yet)"},
+    {"SUNSUBSCRIBE", "pub/sub needs a connection of its own, which rk_client_command cannot give (no pub/sub API in this build yet)"},
     {"MONITOR", "run `redis-cli monitor` instead"},
     {"MULTI", "use rk_pipeline_exec() with .transaction (redkit/pipeline.h)"},
     {"EXEC", "use rk_pipeline_exec() with .transaction (redkit/pipeline.h)"},
@@ -88,4 +92,37 @@ rk__cmd_kind rk__command_kind(int argc, const char *const *argv, const size_t *l
             if (is(argv[i], lens[i], "BLOCK")) return RK__CMD_BLOCKING;
         }
     return RK__CMD_PLAIN;
+}
+
+#define MAX_ARGS 1048576
+
+rk_status rk__command_prepare(const char *fn, int argc, const char *const *argv, const size_t *argvlen,
+                              size_t small[RK__SMALL_ARGS], size_t **lens, rk__cmd_kind *kind)
+{
+    *lens = NULL;
+    if (!argv) return rk__fail(RK_ERR_INVALID, "%s: argv is NULL", fn);
+    if (argc < 1 || argc > MAX_ARGS)
+        return rk__fail(RK_ERR_INVALID, "%s: argc %d is outside 1..%d", fn, argc, MAX_ARGS);
+    for (int i = 0; i < argc; i++)
+        if (!argv[i]) return rk__fail(RK_ERR_INVALID, "%s: argv[%d] is NULL", fn, i);
+    size_t *l = (size_t *)argvlen;
+    if (!argvlen) {
+        l = argc <= RK__SMALL_ARGS ? small : rk__malloc((size_t)argc * sizeof *l);
+        if (!l) return rk__fail(RK_ERR_NOMEM, "%s: out of memory", fn);
+        for (int i = 0; i < argc; i++) l[i] = strlen(argv[i]);
+    }
+    const char *name, *advice;
+    *kind = rk__command_kind(argc, argv, l, &name, &advice);
+    if (*kind == RK__CMD_STATEFUL) {
+        rk__command_lens_free(l, argvlen, small);
+        return rk__fail(RK_ERR_INVALID, "%s: %s changes the state of the connection, which other calls share: %s",
+                        fn, name, advice);
+    }
+    *lens = l;
+    return RK_OK;
+}
+
+void rk__command_lens_free(size_t *lens, const size_t *argvlen, const size_t *small)
+{
+    if (lens != argvlen && lens != small) rk__free(lens);
 }

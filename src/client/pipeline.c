@@ -44,7 +44,6 @@ static const char unwatch_cmd[] = "*1\r\n$7\r\nUNWATCH\r\n";
 #define MAX_WATCH_KEYS 1024
 #define DEFAULT_ATTEMPTS 5
 #define MAX_ATTEMPTS 1000
-#define MAX_ARGS 1048576
 
 static void drop_replies(rk_pipeline *p)
 {
@@ -66,25 +65,12 @@ rk_status rk_pipeline_new(rk_pipeline **out)
 static rk_status encode(const char *fn, int argc, const char *const *argv, const size_t *argvlen, bool blocking_ok,
                         char **cmd, size_t *len)
 {
-    if (!argv) return rk__fail(RK_ERR_INVALID, "%s: argv is NULL", fn);
-    if (argc < 1 || argc > MAX_ARGS)
-        return rk__fail(RK_ERR_INVALID, "%s: argc %d is outside 1..%d", fn, argc, MAX_ARGS);
-    for (int i = 0; i < argc; i++)
-        if (!argv[i]) return rk__fail(RK_ERR_INVALID, "%s: argv[%d] is NULL", fn, i);
-    size_t small[16];
-    size_t *lens = (size_t *)argvlen;
-    if (!argvlen) {
-        lens = argc <= 16 ? small : rk__malloc((size_t)argc * sizeof *lens);
-        if (!lens) return rk__fail(RK_ERR_NOMEM, "%s: out of memory", fn);
-        for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    }
-    const char *name, *advice;
-    rk__cmd_kind kind = rk__command_kind(argc, argv, lens, &name, &advice);
-    rk_status st = RK_OK;
+    size_t small[RK__SMALL_ARGS], *lens;
+    rk__cmd_kind kind;
+    rk_status st = rk__command_prepare(fn, argc, argv, argvlen, small, &lens, &kind);
+    if (st != RK_OK) return st;
     char shown[RK__NAME_SHOWN_MAX];
-    if (kind == RK__CMD_STATEFUL)
-        st = rk__fail(RK_ERR_INVALID, "%s: %s changes the state of the connection: %s", fn, name, advice);
-    else if (kind == RK__CMD_BLOCKING && !blocking_ok)
+    if (kind == RK__CMD_BLOCKING && !blocking_ok)
         st = rk__fail(RK_ERR_INVALID, "%s: %s may block and would hold the batch's connection: use "
                                       "rk_client_command_opts() with a timeout of its own",
                       fn, rk__printable_name(shown, argv[0], lens[0]));
@@ -93,7 +79,7 @@ static rk_status encode(const char *fn, int argc, const char *const *argv, const
         if (n < 0) st = rk__fail(RK_ERR_NOMEM, "%s: out of memory encoding the command", fn);
         else *len = (size_t)n;
     }
-    if (lens != argvlen && lens != small) rk__free(lens);
+    rk__command_lens_free(lens, argvlen, small);
     return st;
 }
 

@@ -22,19 +22,7 @@
 
 static rk_test_server *server;
 
-static int start(void **state)
-{
-    (void)state;
-    server = rk_test_server_start(NULL);
-    return server ? 0 : -1;
-}
-
-static int stop(void **state)
-{
-    (void)state;
-    rk_test_server_stop(server);
-    return 0;
-}
+static int setup(void **state) { return rk_test_group_setup(state, &(rk_test_group){.server = &server}); }
 
 static rk_client *new_client(void)
 {
@@ -294,5 +282,5 @@ int main(void)
         cmocka_unit_test(test_transactions_while_others_read),
         cmocka_unit_test(test_watch_conflict_retried),
     };
-    return cmocka_run_group_tests(tests, start, stop);
+    return cmocka_run_group_tests(tests, setup, rk_test_group_teardown);
 }

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <redkit/redkit.h>
@@ -919,6 +920,57 @@ static void test_allocation_failures(void **state)
     rk_test_server_stop(s);
 }
 
+/* ---- fork ------------------------------------------------------------- */
+
+/* Read key 2,000 times expecting want: how many answers were not it. */
+static int wrong_reads(rk_client *c, const char *key, const char *want)
+{
+    int wrong = 0;
+    const char *get[] = {"GET", key};
+    for (int i = 0; i < 2000; i++) {
+        rk_reply *r = NULL;
+        rk_status st = rk_client_command(c, 2, get, NULL, &r);
+        if (st != RK_OK || r->type != RK_REPLY_STRING || strcmp(r->str, want) != 0) wrong++;
+        rk_reply_free(r);
+    }
+    return wrong;
+}
+
+/* A client opened before fork() and used on both sides: the child drops
+ * the inherited TLS sessions without a close_notify (which would end the
+ * parent's) and opens its own; each side reads only its own values. */
+static void test_fork_over_tls(void **state)
+{
+    rk_test_server *s = *state;
+    for (int round = 0; round < 20; round++) {
+        rk_client_options o = tls_options(rk_test_server_port(s));
+        o.command_timeout_ms = 5000;
+        rk_client *c = rk_test_client_new(&o);
+        const char *p[] = {"SET", "fork:parent", "parent value"}, *k[] = {"SET", "fork:child", "child value"};
+        rk_reply *r = NULL;
+        assert_int_equal(rk_client_command(c, 3, p, NULL, &r), RK_OK);
+        rk_reply_free(r);
+        assert_int_equal(rk_client_command(c, 3, k, NULL, &r), RK_OK);
+        rk_reply_free(r);
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            int wrong = wrong_reads(c, "fork:child", "child value");
+            rk_client_free(c);
+            _exit(wrong > 100 ? 100 : wrong);
+        }
+        int wrong = wrong_reads(c, "fork:parent", "parent value");
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) != 0 || wrong != 0)
+            fail_msg("round %d: %d wrong values in the parent, child exit %d", round, wrong, WEXITSTATUS(status));
+        assert_int_equal(stats_of(c).disconnects, 0);
+        rk_client_free(c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -941,6 +993,7 @@ int main(void)
         tls_server_test(test_session_tickets_are_not_unasked_data),
         cmocka_unit_test(test_bad_tls_options),
         cmocka_unit_test(test_allocation_failures),
+        tls_server_test(test_fork_over_tls),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
