@@ -16,13 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <redkit/redkit.h>
 
 #include "support/clock.h"
 #include "support/fixture.h"
+#include "support/fork_check.h"
 #include "support/redis_server.h"
 
 /* Slack over a call's deadline: scheduling on a loaded 2-core machine and
@@ -247,59 +247,16 @@ static void test_caller_timeout_keeps_shared_connection(void **state)
 
 /* ---- fork --------------------------------------------------------------- */
 
-#define FORK_READS 2000
-#define FORK_ROUNDS 20
-
-/* Read key FORK_READS times expecting want: the number of wrong values
- * (errors count as wrong). */
-static int read_own(rk_client *c, const char *key, const char *want)
+static rk_client *plain_client(void *unused)
 {
-    int wrong = 0;
-    const char *get[] = {"GET", key};
-    for (int i = 0; i < FORK_READS; i++) {
-        rk_reply *r = NULL;
-        rk_status st = rk_client_command(c, 2, get, NULL, &r);
-        if (st != RK_OK || r->type != RK_REPLY_STRING || strcmp(r->str, want) != 0) {
-            if (wrong == 0) fprintf(stderr, "%d %s: %s: %s\n", (int)getpid(), key, rk_strerror(st), st == RK_OK ? r->str : rk_last_error());
-            wrong++;
-        }
-        rk_reply_free(r);
-    }
-    return wrong;
+    (void)unused;
+    return client_with(NULL);
 }
 
 static void test_fork_parent_and_child_read_their_own(void **state)
 {
     (void)state;
-    for (int round = 0; round < FORK_ROUNDS; round++) {
-        rk_client *c = client_with(NULL);
-        const char *p[] = {"SET", "fork:parent", "parent value"}, *k[] = {"SET", "fork:child", "child value"};
-        rk_reply *r = NULL;
-        assert_int_equal(rk_client_command(c, 3, p, NULL, &r), RK_OK);
-        rk_reply_free(r);
-        assert_int_equal(rk_client_command(c, 3, k, NULL, &r), RK_OK);
-        rk_reply_free(r);
-        /* The connections are open and idle in the pool when fork() runs. */
-        fflush(NULL);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            int wrong = read_own(c, "fork:child", "child value");
-            rk_client_free(c);
-            _exit(wrong > 100 ? 100 : wrong);
-        }
-        int wrong = read_own(c, "fork:parent", "parent value");
-        int status = 0;
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFEXITED(status));
-        if (WEXITSTATUS(status) != 0 || wrong != 0)
-            fail_msg("round %d: %d wrong values in the parent, child exit %d", round, wrong, WEXITSTATUS(status));
-        /* The parent's connection survived the child. */
-        rk_client_stats st;
-        rk_client_stats_get(c, &st);
-        assert_int_equal(st.disconnects, 0);
-        rk_client_free(c);
-    }
+    rk_test_fork_check(plain_client, NULL, 20);
 }
 
 int main(void)

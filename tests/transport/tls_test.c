@@ -30,7 +30,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <redkit/redkit.h>
@@ -43,6 +42,7 @@
 #include "support/fail_alloc.h"
 #include "support/fault_proxy.h"
 #include "support/fixture.h"
+#include "support/fork_check.h"
 #include "support/loader.h"
 #include "support/pki.h"
 #include "support/redis_server.h"
@@ -922,54 +922,17 @@ static void test_allocation_failures(void **state)
 
 /* ---- fork ------------------------------------------------------------- */
 
-/* Read key 2,000 times expecting want: how many answers were not it. */
-static int wrong_reads(rk_client *c, const char *key, const char *want)
+static rk_client *tls_client_for(void *server)
 {
-    int wrong = 0;
-    const char *get[] = {"GET", key};
-    for (int i = 0; i < 2000; i++) {
-        rk_reply *r = NULL;
-        rk_status st = rk_client_command(c, 2, get, NULL, &r);
-        if (st != RK_OK || r->type != RK_REPLY_STRING || strcmp(r->str, want) != 0) wrong++;
-        rk_reply_free(r);
-    }
-    return wrong;
+    rk_client_options o = tls_options(rk_test_server_port(server));
+    o.command_timeout_ms = 5000;
+    return rk_test_client_new(&o);
 }
 
 /* A client opened before fork() and used on both sides: the child drops
  * the inherited TLS sessions without a close_notify (which would end the
  * parent's) and opens its own; each side reads only its own values. */
-static void test_fork_over_tls(void **state)
-{
-    rk_test_server *s = *state;
-    for (int round = 0; round < 20; round++) {
-        rk_client_options o = tls_options(rk_test_server_port(s));
-        o.command_timeout_ms = 5000;
-        rk_client *c = rk_test_client_new(&o);
-        const char *p[] = {"SET", "fork:parent", "parent value"}, *k[] = {"SET", "fork:child", "child value"};
-        rk_reply *r = NULL;
-        assert_int_equal(rk_client_command(c, 3, p, NULL, &r), RK_OK);
-        rk_reply_free(r);
-        assert_int_equal(rk_client_command(c, 3, k, NULL, &r), RK_OK);
-        rk_reply_free(r);
-        fflush(NULL);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            int wrong = wrong_reads(c, "fork:child", "child value");
-            rk_client_free(c);
-            _exit(wrong > 100 ? 100 : wrong);
-        }
-        int wrong = wrong_reads(c, "fork:parent", "parent value");
-        int status = 0;
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFEXITED(status));
-        if (WEXITSTATUS(status) != 0 || wrong != 0)
-            fail_msg("round %d: %d wrong values in the parent, child exit %d", round, wrong, WEXITSTATUS(status));
-        assert_int_equal(stats_of(c).disconnects, 0);
-        rk_client_free(c);
-    }
-}
+static void test_fork_over_tls(void **state) { rk_test_fork_check(tls_client_for, *state, 20); }
 
 int main(void)
 {
