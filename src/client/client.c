@@ -538,7 +538,7 @@ static bool still_alive(rk_client *c, rk__conn *conn, int64_t deadline_ns)
 
 bool rk__pool_check(rk_client *c, rk__conn *conn, int64_t deadline_ns)
 {
-    if (still_alive(c, conn, deadline_ns)) return true;
+    if (!rk__conn_broken(conn) && still_alive(c, conn, deadline_ns)) return true;
     rk__events ev = {0};
     rk__events_add(&ev, RK_EVENT_DISCONNECTED, RK_ERR_UNAVAILABLE, 0, 0,
                    "connection closed: idle connection to %s found dead", rk__conn_peer(conn));
@@ -992,7 +992,26 @@ rk_status rk_client_ping(rk_client *c)
     if (st != RK_OK) return st;
     bool pong = r->type == RK_REPLY_STATUS && r->len == 4 && memcmp(r->str, "PONG", 4) == 0;
     rk_reply_free(r);
-    return pong ? RK_OK : rk__fail(RK_ERR_PROTOCOL, "PING: unexpected reply");
+    if (pong) return RK_OK;
+    rk__client_protocol_error(c);
+    return rk__fail(RK_ERR_PROTOCOL, "PING: unexpected reply");
+}
+
+void rk__client_protocol_error(rk_client *c)
+{
+    /* Which connection answered is not known here: every shared one is
+     * closed once its queue drains, and the idle ones now. RK_ERR_PROTOCOL
+     * always costs the connection it happened on (status.h). */
+    for (int i = 0; i < c->n_lanes; i++) rk__lane_poison(&c->lanes[i]);
+    pthread_mutex_lock(&c->lock);
+    rk__conn *idle[RK_MAX_POOL_SIZE];
+    int n = c->n_idle;
+    memcpy(idle, c->idle, (size_t)n * sizeof *idle);
+    c->n_open -= n;
+    c->stats.disconnects += (uint64_t)n;
+    c->n_idle = 0;
+    pthread_mutex_unlock(&c->lock);
+    for (int i = 0; i < n; i++) rk__conn_close(idle[i]);
 }
 
 rk_status rk_client_stats_get(rk_client *c, rk_client_stats *out)

@@ -438,7 +438,9 @@ rk_status rk__lane_call(rk_client *c, rk__lane *l, rk__call *k, const char *cmd,
             continue;
         }
         /* In use, or used a moment ago: good (the hot path). */
-        if (l->conn && (l->head || l->driving || rk__now_ns() - rk__conn_last_used(l->conn) < RK__PEER_CHECK_AFTER_NS))
+        if (l->conn && (l->head || l->driving ||
+                        (!rk__conn_broken(l->conn) &&
+                         rk__now_ns() - rk__conn_last_used(l->conn) < RK__PEER_CHECK_AFTER_NS)))
             break;
         /* Idle for a while, or none: check it, or take one from the pool,
          * with the lock released and the others waiting. */
