@@ -1,16 +1,20 @@
 # Makefile — a thin wrapper over CMake for the everyday commands.
 #
-#   make                      build in build/
-#   make test                 install missing packages, build, run all tests
+#   make                      build the library, the redkit tool and the examples in build/
+#                             (no tests, no benches: needs neither cmocka nor redis-server)
+#   make test                 install missing packages, build everything, run all tests
 #   make test SANITIZE=1      the same with clang + ASan/UBSan, in build-asan/
 #   make test WERROR=1        warnings are errors (CI does this)
 #   make bench                run every bench/ program (private redis unless REDIS_URL is set)
 #   make fuzz                 build the libFuzzer targets (clang + sanitizers, in build-fuzz/) and
 #                             run each for FUZZ_SECONDS (30), or FUZZ_RUNS inputs if given;
 #                             FUZZERS="url_fuzz" picks some (docs/fuzzing.md)
-#   make run                  run the quickstart example ($REDIS_URL, or a private redis)
+#   make run                  run the example service examples/api-server on 127.0.0.1:8080
+#                             ($REDIS_URL, or a private redis; Ctrl-C stops it)
+#   make loadtest             wrk against the example service: cache on vs off, Redis killed
 #   make install PREFIX=/usr/local
 #   make clean
+#   make CMAKE_OPTIONS="-DBUILD_TESTING=ON"   any extra CMake options (docs/install.md)
 SANITIZE ?=
 WERROR   ?= OFF
 PREFIX   ?= /usr/local
@@ -26,10 +30,18 @@ BUILD    ?= build
 CMAKE_CC :=
 endif
 
-CMAKE_FLAGS = -DRK_WERROR=$(call on,$(WERROR)) -DRK_SANITIZE=$(call on,$(SANITIZE)) \
-              -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+# Plain `make` (and install, run) builds no tests and no benches, so it
+# needs neither cmocka nor the test fixture; `make test` and `make bench`
+# turn them on in the same build folder (target-specific values reach
+# their prerequisites). CMAKE_OPTIONS comes last and wins.
+CMAKE_OPTIONS ?=
+PARTS        = -DBUILD_TESTING=OFF -DRK_BUILD_BENCH=OFF
+test bench: PARTS = -DBUILD_TESTING=ON -DRK_BUILD_BENCH=ON
 
-.PHONY: all build configure test deps bench run install clean fuzz
+CMAKE_FLAGS = -DRK_WERROR=$(call on,$(WERROR)) -DRK_SANITIZE=$(call on,$(SANITIZE)) \
+              -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(PARTS) $(CMAKE_OPTIONS)
+
+.PHONY: all build configure test deps bench run loadtest install clean fuzz
 .NOTPARALLEL:
 
 all: build
@@ -77,7 +89,10 @@ fuzz: deps
 	done; exit $$status
 
 run: deps build
-	@if [ -n "$$REDIS_URL" ]; then $(BUILD)/quickstart; else bash scripts/with-redis $(BUILD)/quickstart; fi
+	@bash examples/api-server/run $(BUILD)
+
+loadtest: deps build
+	@bash examples/api-server/loadtest $(BUILD)/api-server
 
 install: build
 	cmake --install $(BUILD)

@@ -73,7 +73,9 @@ int main(void)
     uint64_t cursor = 0;
     removed = 0;
     for (int calls = 0; calls < 10000; calls++) {
-        st = rk_cache_clear(pages, &cursor, &removed);
+        size_t n;
+        st = rk_cache_clear(pages, &cursor, &n); /* n: this call's keys */
+        removed += n;
         if (st != RK_OK || cursor == 0)
             break;
     }

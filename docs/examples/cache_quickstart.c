@@ -37,11 +37,12 @@ int main(void)
         rk_free(user); /* values from redkit are freed with rk_free() */
     }
 
-    /* await cache.delete('user:123') */
+    /* await cache.delete('user:123'): RK_OK whether or not the key was there */
     if (st == RK_OK)
         st = rk_cache_delete(cache, "user:123");
 
-    /* RK_MISS would mean "not cached": an answer, not an error. */
+    /* RK_MISS from the get would mean "not cached": an answer, not an error.
+     * rk_strerror() leaves rk_last_error() alone: both in one call is fine. */
     if (st != RK_OK)
         fprintf(stderr, "redis: %s: %s\n", rk_strerror(st), rk_last_error());
     rk_cache_free(cache);

@@ -34,18 +34,20 @@ static void log_redis(rk_log_level level, const char *message, void *user)
     fprintf(stderr, "redis %s: %s\n", names[level], message);
 }
 
-/* Stand-in for the real database query. */
+/* Stand-in for the real database query. Its result is allocated with
+ * rk_malloc(), so that every value cached() returns has one owner rule —
+ * rk_free() — whether it came from the cache or from the database. */
 static char *load_from_db(const char *key)
 {
-    char *value = malloc(64);
+    char *value = rk_malloc(64);
     if (value != NULL)
         snprintf(value, 64, "{\"key\":\"%s\"}", key);
     return value;
 }
 
 /* The value of key, from the cache when possible; NULL only when the
- * database fails too. The caller frees it with rk_free() if *from_cache,
- * else with free(). */
+ * database fails too. *from_cache says where it came from; either way the
+ * caller frees it with rk_free(). */
 static char *cached(rk_cache *cache, const char *key, int *from_cache)
 {
     char *value = NULL;
@@ -95,10 +97,7 @@ int main(void)
         int from_cache;
         char *value = cached(cache, "resilience:42", &from_cache);
         printf("%s (%s)\n", value ? value : "(none)", from_cache ? "cache" : "database");
-        if (from_cache)
-            rk_free(value);
-        else
-            free(value);
+        rk_free(value); /* one rule, wherever the value came from */
     }
     rk_cache_delete(cache, "resilience:42");
 

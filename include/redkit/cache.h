@@ -17,9 +17,12 @@
  *
  * Values and types. By default each stored value starts with a 2-byte
  * header (0xFE, type) naming what was stored: bytes, a string, an int64 or
- * a double. Reading a value as another type — or reading a value written by
- * something other than redkit — returns RK_ERR_TYPE instead of garbage.
- * rk_cache_get() reads both bytes and strings (a string is bytes).
+ * a double. Strings and bytes read interchangeably; the number getters
+ * also parse text (a string, bytes, or a value without the header, as
+ * redis-cli and other clients write it: every handle reads those as plain
+ * bytes). Reading a typed int64 or double as text or as the other number
+ * type, or text that is not a number as one, returns RK_ERR_TYPE instead
+ * of garbage (docs/cache.md, "Values written by other clients").
  * With .raw = true the handle stores plain bytes with no header, so other
  * Redis clients and redis-cli read and write the same values: integers and
  * doubles are then stored as decimal text (INCR works on them) and the
@@ -74,10 +77,14 @@ typedef struct rk_cache rk_cache;
 typedef struct rk_cache_options {
     const char *ns;              /* namespace; default "cache" */
     int64_t default_ttl_ms;      /* TTL of a set that names none; default
-                                    300000 (5 min); RK_TTL_NONE = no expiry */
+                                    300000 (5 min); RK_TTL_NONE = no expiry;
+                                    other negative values and values over
+                                    2^62 are RK_ERR_INVALID */
     bool raw;                    /* store plain bytes, no type header (and
                                     so no compression, no XFetch metadata) */
-    size_t max_key_bytes;        /* longest user key; default 1024 */
+    size_t max_key_bytes;        /* longest user key; default 1024; at most
+                                    RK_MAX_KEY_BYTES (64 MiB), else
+                                    RK_ERR_INVALID */
     size_t max_value_bytes;      /* largest value; default 16 MiB, at most
                                     512 MiB (Redis's own limit) */
     size_t compress_threshold;   /* typed values of at least this many bytes
@@ -92,13 +99,15 @@ typedef struct rk_cache_options {
                                     lock one process holds while it
                                     computes a value, and the longest any
                                     caller waits for another's computation;
-                                    default 10000 */
+                                    default 10000; 0..3600000, else
+                                    RK_ERR_INVALID */
     size_t local_copies;         /* rk_cache_fetch with stale_ms: how many
                                     values to keep in process memory, to
                                     serve stale when Redis is unreachable
                                     (each entry is a copy of its value;
                                     the oldest goes first); default 1024;
-                                    SIZE_MAX = none */
+                                    SIZE_MAX = none; other values over
+                                    PTRDIFF_MAX are RK_ERR_INVALID */
     size_t local_copies_bytes;   /* ... and the most memory they may take,
                                     counting each value, its key and a
                                     small fixed overhead: the oldest go
@@ -109,7 +118,8 @@ typedef struct rk_cache_options {
                                     PTRDIFF_MAX (a negative number cast to
                                     size_t) are RK_ERR_INVALID */
     int clear_budget_ms;         /* rk_cache_clear: time one call may spend;
-                                    default 100 */
+                                    default 100; 0..60000, else
+                                    RK_ERR_INVALID */
     /* The near cache (docs/cache.md, "Near cache"): a copy of hot values in
      * this process, kept coherent by Redis (CLIENT TRACKING, broadcast on
      * the namespace), so that a read of a value held is answered without
@@ -202,32 +212,48 @@ RK_EXPORT rk_status rk_cache_set_double(rk_cache *cache, const char *key, double
  * directly) and *len their number. On RK_MISS (absent or expired) and on
  * every error *value is NULL and *len is 0.
  * Returns RK_OK, RK_MISS, RK_DEGRADED (Redis unavailable), RK_ERR_INVALID,
- * RK_ERR_TYPE (the value is an int64/double, not a redkit value, or a
- * compressed value that is corrupt), RK_ERR_TOO_LARGE (a compressed value
- * that would expand beyond max_value_bytes), or the client's other errors
+ * RK_ERR_TYPE (the value is a typed int64/double, has a header this
+ * version does not know, or is a compressed value that is corrupt),
+ * RK_ERR_TOO_LARGE (a compressed value that would expand beyond
+ * max_value_bytes), or the client's other errors
  * (RK_ERR_SERVER, RK_ERR_AUTH, ...). Compressed values are decompressed
  * transparently; a raw handle returns them as stored.
  */
 RK_EXPORT rk_status rk_cache_get(rk_cache *cache, const char *key, void **value,
                                  size_t *len);
 
-/* rk_cache_get_str — as rk_cache_get() for a value stored with
- * rk_cache_set_str(): *value is a NUL-terminated string, freed with
- * rk_free(). A bytes value gives RK_ERR_TYPE. */
+/* rk_cache_get_str — as rk_cache_get(), for text: *value is a
+ * NUL-terminated string, freed with rk_free(). Reads strings, bytes and
+ * values written by other clients; a value with a NUL byte inside gives
+ * RK_ERR_TYPE (read it with rk_cache_get()), as does a typed number. */
 RK_EXPORT rk_status rk_cache_get_str(rk_cache *cache, const char *key, char **value);
 
-/* rk_cache_get_i64 — read an int64 into *value (unchanged unless RK_OK). */
+/* rk_cache_get_i64 — read an int64 into *value (unchanged unless RK_OK):
+ * a value stored as an int64, or text that is one (-?[0-9]+ in range);
+ * RK_ERR_TYPE for a typed double and for other text. */
 RK_EXPORT rk_status rk_cache_get_i64(rk_cache *cache, const char *key, int64_t *value);
 
-/* rk_cache_get_double — read a double into *value (unchanged unless RK_OK). */
+/* rk_cache_get_double — read a double into *value (unchanged unless
+ * RK_OK): a value stored as a double, or text that is a finite number;
+ * RK_ERR_TYPE for a typed int64 and for other text. */
 RK_EXPORT rk_status rk_cache_get_double(rk_cache *cache, const char *key, double *value);
 
 /*
  * rk_cache_delete — remove key (with UNLINK, so a large value is freed in
- * the background). Returns RK_OK if a value was removed, RK_MISS if there
- * was none, or an error.
+ * the background). Idempotent: returns RK_OK whether or not the key held
+ * a value (rk_cache_delete_ex() says which); RK_ERR_INVALID (NULL cache,
+ * NULL or empty key), RK_ERR_TOO_LARGE (key), or a client error
+ * (RK_ERR_UNAVAILABLE, RK_ERR_TIMEOUT, ...: the key may or may not have
+ * been removed). Thread-safe.
  */
 RK_EXPORT rk_status rk_cache_delete(rk_cache *cache, const char *key);
+
+/*
+ * rk_cache_delete_ex — rk_cache_delete(), and *existed (may be NULL) set to
+ * true when a value was removed, false when the key was already absent
+ * (and on every error). Same statuses as rk_cache_delete(). Thread-safe.
+ */
+RK_EXPORT rk_status rk_cache_delete_ex(rk_cache *cache, const char *key, bool *existed);
 
 /* rk_cache_exists — RK_OK if key holds a value, RK_MISS if not,
  * RK_DEGRADED if Redis could not be asked, or an error. */
@@ -241,6 +267,20 @@ RK_EXPORT rk_status rk_cache_exists(rk_cache *cache, const char *key);
  */
 RK_EXPORT rk_status rk_cache_ttl_ms(rk_cache *cache, const char *key, int64_t *ttl_ms);
 
+/*
+ * rk_cache_key_build — write the full Redis key this handle uses for key
+ * ("<prefix>:<ns>:<key>") into buf, NUL-terminated, and its length
+ * (without the NUL) into *len: rk_key_build() under this handle's
+ * namespace and its own max_key_bytes. buf may be NULL with buf_size 0 to
+ * ask only for the length; a buffer too small gives RK_ERR_TOO_LARGE with
+ * *len set to the length needed. Returns RK_OK; RK_ERR_INVALID (NULL
+ * cache or len, NULL buf with buf_size > 0, NULL or empty key);
+ * RK_ERR_TOO_LARGE (a key over max_key_bytes, or the buffer). No I/O;
+ * safe from any thread.
+ */
+RK_EXPORT rk_status rk_cache_key_build(const rk_cache *cache, const char *key, char *buf, size_t buf_size,
+                                       size_t *len);
+
 /* ---- Get-or-compute ----------------------------------------------------- */
 
 /* Where a compute callback puts the value it computed. */
@@ -252,10 +292,13 @@ typedef struct rk_cache_computed rk_cache_computed;
  * when a value was set (RK_OK without one makes rk_cache_fetch() return
  * RK_ERR_INVALID); RK_MISS when there is no value (nothing is cached, a
  * value cached before is removed, and rk_cache_fetch() returns RK_MISS);
- * any other status is a failure that reaches the caller (or makes it
- * serve a stale value, see stale_ms); rk_last_error() then names the
- * status, followed by the message of the last redkit call that failed
- * inside the callback, if any. key is the caller's key (not namespaced),
+ * any other status is a failure of the application's source, which
+ * reaches the caller as RK_ERR_SOURCE — never as a Redis status, even if
+ * the callback chose one — with the callback's own status in
+ * rk_cache_fetch_info.source_status (or makes it serve a stale value, see
+ * stale_ms); rk_last_error() then names the callback's status, followed
+ * by the message it set with a failing redkit call (or the last redkit
+ * call that failed inside the callback), if any. key is the caller's key (not namespaced),
  * valid during the call. It runs on the calling thread with no redkit
  * lock held and may call redkit on other keys (rk_cache_fetch() of the
  * same key from its own callback returns RK_ERR_INVALID). out is valid
@@ -312,6 +355,11 @@ typedef struct rk_cache_fetch_info {
                         process, or another's through the Redis lock) */
     bool stale;      /* the value is past its fresh lifetime */
     bool degraded;   /* Redis could not be asked or written */
+    rk_status source_status; /* the status the compute callback failed
+                                with in this call (the call then returns
+                                RK_ERR_SOURCE, or RK_OK with a stale value
+                                served in its place); RK_OK when it did
+                                not run or did not fail */
 } rk_cache_fetch_info;
 
 /*
@@ -327,12 +375,14 @@ typedef struct rk_cache_fetch_info {
  *
  * On RK_OK *value is a new copy (rk_free; NUL-terminated, not counted) and
  * *len its size; otherwise *value is NULL and *len 0. info may be NULL.
- * Returns RK_OK; RK_MISS when compute() returned RK_MISS; compute()'s own
- * error (unless a stale value is served instead: RK_OK, info->stale);
+ * Returns RK_OK; RK_MISS when compute() returned RK_MISS; RK_ERR_SOURCE
+ * when compute() failed (its own status in info->source_status; unless a
+ * stale value is served instead: RK_OK, info->stale);
  * RK_ERR_INVALID (NULL cache, key, compute, value or len; a bad key, TTL,
  * stale_ms, beta or tag list; compute() returning RK_OK without a value);
- * RK_ERR_TOO_LARGE (key, tag); RK_ERR_TYPE (the key holds a number, or
- * a value not written by a typed redkit cache); RK_ERR_TIMEOUT (waited
+ * RK_ERR_TOO_LARGE (key, tag); RK_ERR_TYPE (the key holds a typed
+ * number, or a header this version does not know; another client's
+ * value is served as a hit); RK_ERR_TIMEOUT (waited
  * lock_ms for this process's computation of the key, which is still
  * running); RK_ERR_NOMEM; or a client error other than unavailability
  * (RK_ERR_SERVER, RK_ERR_AUTH, ...).
@@ -377,7 +427,8 @@ typedef struct rk_cache_result {
  * caller's array of n; results[i] is the answer for keys[i]: RK_OK with
  * value/len (bytes or string values, as rk_cache_get() reads them),
  * RK_MISS (absent, expired, or a key of another Redis type, which MGET
- * answers with nil), or RK_ERR_TYPE (a number, or not a redkit value).
+ * answers with nil), or RK_ERR_TYPE (a typed number, or a header this
+ * version does not know).
  *
  * Returns RK_OK when the batch was read (each result has its own status;
  * rk_last_error() names the first failing key by index); RK_DEGRADED when
@@ -443,7 +494,10 @@ RK_EXPORT rk_status rk_cache_mset(rk_cache *cache, const rk_cache_entry *entries
  * ends by then (RK_ERR_TIMEOUT otherwise). It can be resumed: start with
  * *cursor = 0; on return *cursor
  * is 0 when the namespace is clear, otherwise pass it back to continue.
- * *removed (may be NULL) is increased by the number of values removed.
+ * *removed (may be NULL) receives the number of values this call removed
+ * — overwritten, never added to, like every output of redkit; on a
+ * failure, those removed by the rounds before it. Add up the calls of a
+ * resumed clear yourself.
  * The namespace's tag sets go too; other namespaces and prefixes, even
  * ones starting with the same characters, and rk_cache_fetch()'s locks
  * (short-lived) stay. Keys written while a clear runs may survive it
@@ -498,6 +552,10 @@ typedef struct rk_cache_metrics {
                                  functions, as the caller passed them */
     uint64_t bytes_stored;    /* bytes written to Redis for those values:
                                  type header included, after compression */
+    uint64_t store_errors;    /* rk_cache_fetch calls that returned a
+                                 computed value (RK_OK) but could not store
+                                 it in Redis: the caller was served, so
+                                 these are not in errors[] */
     uint64_t errors[RK_METRICS_STATUS_SLOTS]; /* calls that failed, by
                                  status: errors[RK_ERR_TIMEOUT], ... */
     uint64_t errors_total;    /* the sum of errors[] */

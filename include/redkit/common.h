@@ -18,12 +18,14 @@
 extern "C" {
 #endif
 
-/* The library version. RK_VERSION_MAJOR is also the shared library's
- * SOVERSION: it changes only when the ABI breaks. */
+/* The library version. The shared library's SOVERSION follows the ABI
+ * policy (README, "ABI policy"): while the major version is 0 it is
+ * MAJOR.MINOR (libredkit.so.0.2), since a minor release may change the
+ * API and the structs the library writes into; from 1.0 on, MAJOR. */
 #define RK_VERSION_MAJOR 0
-#define RK_VERSION_MINOR 1
+#define RK_VERSION_MINOR 2
 #define RK_VERSION_PATCH 0
-#define RK_VERSION_STRING "0.1.0"
+#define RK_VERSION_STRING "0.2.0"
 
 /* RK_EXPORT marks the public symbols; the library is built with hidden
  * visibility so that internal (rk__) functions never leak into the ABI. */
@@ -48,6 +50,24 @@ RK_EXPORT const char *rk_version(void);
  * you allocated.
  */
 RK_EXPORT void rk_free(void *ptr);
+
+/*
+ * rk_malloc, rk_strdup, rk_strndup — allocate memory that is freed with
+ * rk_free(), through the same allocator as every buffer redkit returns.
+ * With them a program can give all of its cached-or-computed values one
+ * owner rule: "always rk_free()", whether a value came from the cache or
+ * from its own source (see docs/examples/resilience.c).
+ *
+ * rk_malloc(size): at least size bytes (size 0 gives a unique pointer),
+ * aligned for any type, or NULL when out of memory. rk_strdup(s): a copy
+ * of the NUL-terminated s, or NULL (s NULL, or out of memory).
+ * rk_strndup(s, len): a copy of the first len bytes of s (which may hold
+ * NUL bytes) followed by a NUL, or NULL (s NULL, or out of memory).
+ * Thread-safe as the allocator is (see rk_set_allocator()).
+ */
+RK_EXPORT void *rk_malloc(size_t size);
+RK_EXPORT char *rk_strdup(const char *s);
+RK_EXPORT char *rk_strndup(const char *s, size_t len);
 
 #ifdef __cplusplus
 }

@@ -27,6 +27,10 @@ extern "C" {
 #endif
 
 #define RK_DEFAULT_MAX_KEY_BYTES 1024
+/* The largest max_key_bytes a handle accepts (64 MiB); larger, or a
+ * negative number cast to size_t, is RK_ERR_INVALID when the handle is
+ * created. */
+#define RK_MAX_KEY_BYTES ((size_t)64 << 20)
 #define RK_MAX_NAMESPACE_BYTES 64
 
 /*
@@ -38,8 +42,16 @@ extern "C" {
  *
  * buf may be NULL with buf_size 0 to ask only for the length. If buf is too
  * small the call returns RK_ERR_TOO_LARGE and *len still receives the
- * length needed. A key longer than RK_DEFAULT_MAX_KEY_BYTES, an empty key
- * or an invalid ns give RK_ERR_INVALID / RK_ERR_TOO_LARGE.
+ * length needed. An empty or NULL key, or an invalid ns, give
+ * RK_ERR_INVALID; a key longer than RK_DEFAULT_MAX_KEY_BYTES gives
+ * RK_ERR_TOO_LARGE.
+ *
+ * Key length: rk_key_build() knows no handle, so it applies the default
+ * limit, RK_DEFAULT_MAX_KEY_BYTES, whatever max_key_bytes a module handle
+ * was given. To build a key under a handle's own limit (and namespace),
+ * use the module's function: rk_cache_key_build() for a cache.
+ *
+ * Thread safety: safe from any thread; no I/O.
  */
 RK_EXPORT rk_status rk_key_build(const rk_client *client, const char *ns,
                                  const char *key, char *buf, size_t buf_size,

@@ -18,6 +18,9 @@
 #include "pipeline.h"
 #include "keys.h"
 #include "cache.h"
+#include "ratelimit.h"
 #include "metrics.h"
+#include "sessions.h"
+#include "apikeys.h"
 
 #endif /* REDKIT_REDKIT_H */

@@ -77,16 +77,27 @@ typedef enum rk_status {
      * writing back. Not an error: rk_status_is_error(RK_DEGRADED) is false,
      * rk_status_is_miss() is true. rk_last_error() says why. */
     RK_DEGRADED = 13,
+    /* The application's own source failed: a compute callback of
+     * rk_cache_fetch() returned an error (a database timeout, say). Redis
+     * may be perfectly healthy, so this is never reported as
+     * RK_ERR_UNAVAILABLE or RK_ERR_TIMEOUT; the callback's own status is
+     * in rk_cache_fetch_info.source_status and its name, with the
+     * callback's message, in rk_last_error(). Not retryable by redkit's
+     * judgment: whether the source is worth asking again is the
+     * application's. */
+    RK_ERR_SOURCE = 14,
     /* Optimistic locking gave up: a key watched by rk_client_watch() was
      * changed by another client on every attempt. Nothing of the last
      * attempt was applied. */
-    RK_ERR_CONFLICT = 14
+    RK_ERR_CONFLICT = 15
 } rk_status;
 
 /*
  * rk_strerror — a short, static English name for a status, such as
  * "timeout" or "server error". Unknown values give "unknown status".
- * Never NULL; never free it.
+ * Never NULL; never free it. It does not touch rk_last_error() (nor do
+ * rk_status_is_*() and rk_last_error() itself), so both may be arguments
+ * of one printf, in either order. Thread-safe.
  */
 RK_EXPORT const char *rk_strerror(rk_status status);
 
@@ -97,7 +108,9 @@ RK_EXPORT const char *rk_strerror(rk_status status);
  * explanation.
  *
  * The string is owned by redkit and lives in thread-local storage: it stays
- * valid until the next redkit call on the same thread. Copy it to keep it.
+ * valid until the next redkit call on the same thread that can fail —
+ * rk_strerror(), rk_status_is_*(), rk_version() and rk_last_error() leave
+ * it alone. Copy it to keep it.
  * It never contains a password, a session ID or an API key. Never NULL
  * ("" when nothing has failed yet).
  */

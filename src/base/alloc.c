@@ -17,6 +17,7 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <redkit/alloc.h>
@@ -104,5 +105,15 @@ void rk__free_secret(char *s)
 }
 
 void rk_free(void *ptr) { rk__free(ptr); }
+
+void *rk_malloc(size_t size) { return rk__malloc(size); }
+
+char *rk_strdup(const char *s) { return rk__strdup(s); }
+
+char *rk_strndup(const char *s, size_t len)
+{
+    /* len + 1 must not wrap: no real string is half the address space. */
+    return s && len < (size_t)PTRDIFF_MAX ? rk__strndup(s, len) : NULL;
+}
 
 const char *rk_version(void) { return RK_VERSION_STRING; }

@@ -29,12 +29,25 @@
 #define MAX_VALUE_LIMIT ((size_t)512 << 20)
 #define MAX_TTL_MS ((int64_t)1 << 62)
 
+/* Every size and time option is checked against a range before any
+ * arithmetic is done on it: a value near the top of its type (SIZE_MAX,
+ * INT64_MAX, or a negative number that went through size_t) must be
+ * refused here rather than wrap later — max_key_bytes = SIZE_MAX once made
+ * every key the same Redis key. SIZE_MAX keeps its documented meaning
+ * ("off" / "none") where the header gives it one. */
 static rk_status check_options(const rk_cache_options *o, int64_t *ttl, size_t *max_value)
 {
     *ttl = o->default_ttl_ms ? o->default_ttl_ms : RK_CACHE_DEFAULT_TTL_MS;
     if (*ttl < 0 && *ttl != RK_TTL_NONE)
         return rk__fail(RK_ERR_INVALID, "default_ttl_ms: %lld is negative (use RK_TTL_NONE for no expiry)",
                         (long long)*ttl);
+    /* Redis adds a TTL to its clock and refuses a sum that overflows: a
+     * default it would refuse would make every set fail. */
+    if (*ttl > MAX_TTL_MS)
+        return rk__fail(RK_ERR_INVALID, "default_ttl_ms: %lld is over the maximum of 2^62 ms", (long long)*ttl);
+    if (o->max_key_bytes > RK_MAX_KEY_BYTES)
+        return rk__fail(RK_ERR_INVALID, "max_key_bytes: %zu is over the maximum of %zu", o->max_key_bytes,
+                        (size_t)RK_MAX_KEY_BYTES);
     *max_value = o->max_value_bytes ? o->max_value_bytes : RK_CACHE_DEFAULT_MAX_VALUE_BYTES;
     if (*max_value > MAX_VALUE_LIMIT - RK__VALUE_HEADER_MAX)
         return rk__fail(RK_ERR_INVALID, "max_value_bytes: %zu is over Redis's 512 MiB limit", *max_value);
@@ -48,9 +61,13 @@ static rk_status check_options(const rk_cache_options *o, int64_t *ttl, size_t *
         return rk__fail(RK_ERR_INVALID, "clear_budget_ms: %d is outside 0..60000", o->clear_budget_ms);
     /* SIZE_MAX means no copies; anything else this large is a negative
      * number that went through size_t. */
+    if (o->local_copies > (size_t)PTRDIFF_MAX && o->local_copies != SIZE_MAX)
+        return rk__fail(RK_ERR_INVALID, "local_copies: %zu is too large (SIZE_MAX = no copies)", o->local_copies);
     if (o->local_copies_bytes > (size_t)PTRDIFF_MAX && o->local_copies_bytes != SIZE_MAX)
         return rk__fail(RK_ERR_INVALID, "local_copies_bytes: %zu is too large (SIZE_MAX = no copies)",
                         o->local_copies_bytes);
+    /* compress_threshold: every value means something (SIZE_MAX, or
+     * anything over max_value_bytes, = never), and it is only compared. */
     return RK_OK;
 }
 
@@ -117,6 +134,22 @@ void rk_cache_free(rk_cache *c)
     rk__free(c->aux_head);
     rk__free(c->head);
     rk__free(c);
+}
+
+rk_status rk_cache_key_build(const rk_cache *c, const char *key, char *buf, size_t buf_size, size_t *len)
+{
+    if (!c || !len || (!buf && buf_size)) return rk__fail(RK_ERR_INVALID, "rk_cache_key_build: NULL argument");
+    rk__key k;
+    rk_status st = rk__key_make(&k, c->head, c->head_len, key, c->max_key);
+    if (st != RK_OK) return st;
+    *len = k.len;
+    if (buf_size < k.len + 1) {
+        rk__key_release(&k);
+        return rk__fail(RK_ERR_TOO_LARGE, "rk_cache_key_build: buffer of %zu bytes, %zu needed", buf_size, *len + 1);
+    }
+    memcpy(buf, k.str, k.len + 1);
+    rk__key_release(&k);
+    return RK_OK;
 }
 
 void rk__cache_count_error(rk_cache *c, rk_status st)
@@ -332,6 +365,16 @@ static rk_status key_command(rk_cache *c, const char *cmd, const char *key, bool
     return is_read ? rk__cache_degrade(st) : st;
 }
 
+bool rk__cache_foreign(const rk_cache *c, const char *data, size_t len)
+{
+    /* 0xFE never starts UTF-8 text, so text from another client is never
+     * taken for a typed value. A binary value of another client that
+     * happens to start with 0xFE and a valid type byte would be; one that
+     * starts with 0xFE and is not a valid header is refused (RK_ERR_TYPE)
+     * rather than guessed at, as is a redkit value of a newer format. */
+    return !c->raw && (len < RK__VALUE_HEADER || (unsigned char)data[0] != RK__VALUE_MAGIC);
+}
+
 rk_status rk__cache_decode(rk_cache *c, rk_reply *r, unsigned accept, rk__vtype want, char **data, size_t *len,
                            rk__value_meta *meta)
 {
@@ -343,7 +386,17 @@ rk_status rk__cache_decode(rk_cache *c, rk_reply *r, unsigned accept, rk__vtype 
         return rk__fail(RK_ERR_PROTOCOL, "GET: unexpected reply type");
     }
     rk__value_view view;
-    rk_status st = rk__value_parse(r->str, r->len, c->raw, &view);
+    rk_status st;
+    if (rk__cache_foreign(c, r->str, r->len)) {
+        /* Written by another client (redis-cli, ioredis, Rails, ...): plain
+         * bytes, which every getter accepts (the number getters parse the
+         * text). See docs/cache.md, "Values written by other clients". */
+        memset(&view, 0, sizeof view);
+        view.type = RK__V_BYTES;
+        st = RK_OK;
+    } else {
+        st = rk__value_parse(r->str, r->len, c->raw, &view);
+    }
     if (st == RK_OK && !(accept & RK__ACCEPT(view.type)))
         st = rk__fail(RK_ERR_TYPE, "value is %s, read as %s", rk__vtype_name(view.type), rk__vtype_name(want));
     if (st == RK_OK && (view.flags & RK__VF_COMPRESSED)) {
@@ -402,20 +455,37 @@ rk_status rk_cache_get(rk_cache *c, const char *key, void **value, size_t *len)
     return read_done(c, st);
 }
 
+/* Strings and bytes read interchangeably (a value rk_cache_fetch stored
+ * as bytes is text to the caller who wrote it); only a NUL inside, which
+ * a C string cannot carry, is refused rather than cut short. */
 rk_status rk_cache_get_str(rk_cache *c, const char *key, char **value)
 {
     if (!value) return read_done(c, rk__fail(RK_ERR_INVALID, "rk_cache_get_str: NULL output"));
     size_t len;
-    unsigned accept = c && c->raw ? RK__ACCEPT(RK__V_BYTES) : RK__ACCEPT(RK__V_STRING);
-    return read_done(c, get_value(c, key, accept, RK__V_STRING, value, &len));
+    rk_status st = get_value(c, key, RK__ACCEPT(RK__V_BYTES) | RK__ACCEPT(RK__V_STRING), RK__V_STRING, value, &len);
+    if (st == RK_OK && memchr(*value, '\0', len) != NULL) {
+        rk__free(*value);
+        *value = NULL;
+        st = rk__fail(RK_ERR_TYPE, "value holds a NUL byte, which a C string cannot: read it with rk_cache_get");
+    }
+    return read_done(c, st);
 }
 
-/* Numbers: in typed mode the header must say so; in raw mode any text
- * that parses is a number. */
+/* Numbers: a value stored as that number, or text — a string, bytes or a
+ * value from another client — that parses as one ("42" written by
+ * `redkit set n 42` or by redis-cli). A number of the other type is a
+ * real mismatch (RK_ERR_TYPE), as in C++ without a cast. */
 static rk_status get_number(rk_cache *c, const char *key, rk__vtype want, char **text, size_t *len)
 {
-    unsigned accept = c && c->raw ? RK__ACCEPT(RK__V_BYTES) : RK__ACCEPT(want);
-    return get_value(c, key, accept, want, text, len);
+    return get_value(c, key, RK__ACCEPT(want) | RK__ACCEPT(RK__V_BYTES) | RK__ACCEPT(RK__V_STRING), want, text,
+                     len);
+}
+
+/* The text of a number getter did not parse: say what it was. */
+static rk_status not_a_number(rk_status st, rk__vtype want)
+{
+    return st == RK_OK ? RK_OK : rk__fail(st, "value is text (a string or bytes) that is not %s %s",
+                                          want == RK__V_INT64 ? "an" : "a", rk__vtype_name(want));
 }
 
 rk_status rk_cache_get_i64(rk_cache *c, const char *key, int64_t *value)
@@ -425,7 +495,7 @@ rk_status rk_cache_get_i64(rk_cache *c, const char *key, int64_t *value)
     size_t len;
     rk_status st = get_number(c, key, RK__V_INT64, &text, &len);
     if (st == RK_OK) {
-        st = rk__text_to_i64(text, len, value);
+        st = not_a_number(rk__text_to_i64(text, len, value), RK__V_INT64);
         rk__free(text);
     }
     return read_done(c, st);
@@ -438,7 +508,7 @@ rk_status rk_cache_get_double(rk_cache *c, const char *key, double *value)
     size_t len;
     rk_status st = get_number(c, key, RK__V_DOUBLE, &text, &len);
     if (st == RK_OK) {
-        st = rk__text_to_double(text, len, value);
+        st = not_a_number(rk__text_to_double(text, len, value), RK__V_DOUBLE);
         rk__free(text);
     }
     return read_done(c, st);
@@ -456,9 +526,15 @@ static rk_status integer_command(rk_cache *c, const char *cmd, const char *key, 
     return ok ? RK_OK : rk__fail(RK_ERR_PROTOCOL, "%s: unexpected reply type", cmd);
 }
 
-rk_status rk_cache_delete(rk_cache *c, const char *key)
+/* A delete is idempotent: "the key is gone" is what the caller asked for,
+ * so an absent key is RK_OK too (a delete that failed on RK_MISS made
+ * every `st != RK_OK` check, the README's own included, treat a normal
+ * cleanup as an error). Whether there was a value is the optional
+ * *existed. */
+rk_status rk_cache_delete_ex(rk_cache *c, const char *key, bool *existed)
 {
-    long long n;
+    long long n = 0;
+    if (existed) *existed = false;
     rk__cache_near_forget_user_key(c, key); /* before and after: cache_near.c */
     rk_status st = integer_command(c, "UNLINK", key, false, &n);
     rk__cache_near_forget_user_key(c, key);
@@ -467,10 +543,14 @@ rk_status rk_cache_delete(rk_cache *c, const char *key)
      * fetch copy of the key goes. */
     rk__fetch_forget(c, key);
     if (st != RK_OK) return write_done(c, st);
-    if (n <= 0) return rk__cache_miss();
-    RK__COUNT(c, deletes, 1);
+    if (n > 0) {
+        RK__COUNT(c, deletes, 1);
+        if (existed) *existed = true;
+    }
     return RK_OK;
 }
+
+rk_status rk_cache_delete(rk_cache *c, const char *key) { return rk_cache_delete_ex(c, key, NULL); }
 
 rk_status rk_cache_exists(rk_cache *c, const char *key)
 {

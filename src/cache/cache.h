@@ -6,6 +6,8 @@
  *                    value encoding and decoding every other file uses
  *   cache_fetch.c    get-or-compute, one call: read, single-flight, Redis
  *                    lock, XFetch, compute, store, serve-stale
+ *   fetch_decide.c   ... and its decisions, pure functions of (stored
+ *                    value, now, options)
  *   fetch_state.c    what get-or-compute keeps between calls: the flights
  *                    in progress, this process's copies, the random source
  *   cache_batch.c    multi-get and multi-set
@@ -54,6 +56,7 @@ typedef struct rk__cache_counters {
     _Atomic uint64_t lock_waits;      /* fetch waited for another computation */
     _Atomic uint64_t bytes_in;        /* payload bytes given to set */
     _Atomic uint64_t bytes_stored;    /* bytes written to Redis for them */
+    _Atomic uint64_t store_errors;    /* fetch returned a computed value it could not store */
     _Atomic uint64_t errors[RK__STATUS_SLOTS]; /* calls that failed, by status */
 } rk__cache_counters;
 
@@ -63,6 +66,19 @@ typedef struct rk__cache_counters {
 void rk__cache_count_error(rk_cache *c, rk_status st);
 
 struct rk__fetch_state; /* fetch_state.c */
+
+/*
+ * How rk_cache_fetch() stores a computed value on a handle that a module
+ * builds on (apikeys), instead of a plain SET: k is the full key, v/vlen
+ * the encoded value, ttl_ms its Redis TTL (> 0). Returns RK_OK when
+ * stored; RK_MISS when Redis holds a value that must not be overwritten
+ * (apikeys' revocation tombstone), which is then in *kept (rk__malloc'd,
+ * NUL-terminated, not counted in *kept_len) and is what the fetch serves,
+ * to its waiters too, instead of the computed value; any other status is
+ * a failed store, handled as one of SET.
+ */
+typedef rk_status (*rk__cache_fill_fn)(rk_cache *c, const rk__key *k, const char *v, size_t vlen, int64_t ttl_ms,
+                                       char **kept, size_t *kept_len);
 
 struct rk_cache {
     rk_client *client;
@@ -88,6 +104,7 @@ struct rk_cache {
     struct rk__tracker *tracker;   /* ... and its tracking connection */
     _Atomic unsigned near_gen;     /* the fork generation near was made for */
     _Atomic bool near_resetting;   /* a child is resetting it (cache_near.c) */
+    rk__cache_fill_fn fill;        /* NULL = SET (only internal handles set it) */
 };
 
 /* ---- The near cache, as the cache uses it (cache_near.c) ----------------- */
@@ -150,6 +167,10 @@ void rk__cache_encoded_release(rk__encoded *e);
  * owned by the caller, *len its size, and *meta (may be NULL) the META
  * block (zero when none). The reply is always consumed (freed); its
  * buffer is reused for *data when it can be. */
+/* A value with no redkit header, on a typed handle: written by another
+ * client, read as plain bytes. */
+bool rk__cache_foreign(const rk_cache *c, const char *data, size_t len);
+
 rk_status rk__cache_decode(rk_cache *c, rk_reply *string_reply, unsigned accept, rk__vtype want, char **data,
                            size_t *len, rk__value_meta *meta);
 
@@ -212,15 +233,14 @@ void rk__fetch_state_free(rk_cache *c);
 void rk__fetch_forget(rk_cache *c, const char *key);
 void rk__fetch_forget_all(rk_cache *c);
 
-/* ---- cache_fetch.c, for the tests ---- */
+/* The decisions of rk_cache_fetch() (rk__xfetch_early and the rest) are
+ * pure functions in fetch_decide.h. */
+#include "fetch_decide.h"
 
-/* The XFetch test (Vattani, Chierichetti, Lowenstein, VLDB 2015): should a
- * reader at now_ms refresh a value whose logical expiry is expires_at_ms
- * and whose computation took compute_ms? True when
- *     now_ms - compute_ms * beta * ln(u) >= expires_at_ms,
- * u being the reader's uniform draw in (0, 1]. beta 0 means 1.0; a
- * negative beta, no expiry (0) or u outside (0, 1] give false. Pure. */
-bool rk__xfetch_early(int64_t now_ms, int64_t expires_at_ms, uint32_t compute_ms, double beta, double u);
+/* True when the fetch running this compute callback could not read Redis
+ * (it is computing degraded): lets a module built on the cache answer
+ * from its own copy, or refuse, instead of asking its source. */
+bool rk__cache_computed_degraded(const rk_cache_computed *out);
 
 /* The cache's entry in the client's module registry (cache_metrics.c). */
 extern const rk__module_ops rk__cache_ops;

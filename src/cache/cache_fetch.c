@@ -44,7 +44,8 @@
  * Counting: each call counts one read — a hit, a miss, or degraded when
  * its first read could not ask Redis — whatever happens after it; a
  * compute callback's failure counts in compute_errors, not as an error
- * of the call under the status the callback chose.
+ * of the call (it returns RK_ERR_SOURCE); a computed value returned but
+ * not stored counts in store_errors, not as an error either.
  *
  * The hit path is one GET, as in rk_cache_get(), plus one random draw;
  * everything else here runs only on a miss, a refresh or a failure.
@@ -62,6 +63,7 @@
 #include "client.h"
 #include "clock.h"
 #include "error.h"
+#include "fetch_decide.h"
 #include "fetch_state.h"
 #include "keys.h"
 #include "rand.h"
@@ -69,8 +71,6 @@
 #include "script.h"
 #include "value.h"
 
-#define POLL_FIRST_MS 5               /* Redis lock: first poll delay ... */
-#define POLL_MAX_MS 50                /* ... doubling up to this */
 #define TOKEN_BYTES 16                /* lock token: 128 random bits, sent as hex */
 #define WAIT_ROUNDS 3                 /* times one call may wait for a flight */
 
@@ -80,15 +80,6 @@ typedef rk__fetch_outcome outcome;
 static rk__script unlock_script =
     RK__SCRIPT("cache fetch unlock",
                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end");
-
-bool rk__xfetch_early(int64_t now_ms, int64_t expires_at_ms, uint32_t compute_ms, double beta, double u)
-{
-    if (expires_at_ms <= 0 || beta < 0 || !(u > 0) || u > 1) return false;
-    if (beta == 0) beta = 1.0;
-    /* -ln(u) is exponentially distributed with mean 1: the refresh starts,
-     * on average, delta * beta before expiry, for each reader that draws. */
-    return (double)now_ms - (double)compute_ms * beta * log(u) >= (double)expires_at_ms;
-}
 
 static void outcome_fail(outcome *o, rk_status st, const char *prefix)
 {
@@ -112,6 +103,7 @@ struct rk_cache_computed {
     bool has_value;
     bool has_ttl;
     int64_t ttl_ms;
+    bool degraded;        /* the fetch could not read Redis (rk__cache_computed_degraded) */
     rk_status set_failed; /* the last rk_cache_computed_set failure, for the message */
 };
 
@@ -135,6 +127,8 @@ rk_status rk_cache_computed_set(rk_cache_computed *out, const void *value, size_
     out->has_value = true;
     return RK_OK;
 }
+
+bool rk__cache_computed_degraded(const rk_cache_computed *out) { return out && out->degraded; }
 
 rk_status rk_cache_computed_set_ttl_ms(rk_cache_computed *out, int64_t ttl_ms)
 {
@@ -166,14 +160,15 @@ typedef struct fetch_call {
     rk_cache_compute_fn compute;
     void *ctx;
     int64_t ttl_ms;           /* fresh TTL, or RK_TTL_NONE */
-    int64_t stale_ms;         /* 0 in raw mode */
-    double beta;              /* < 0: no early refresh (always in raw mode) */
+    rk__fetch_policy policy;  /* stale_ms (0 in raw mode) and beta (< 0: no
+                                 early refresh; always so in raw mode) */
     const char *const *tags;
     size_t ntags;
     int64_t wait_until_ns;    /* all waiting ends here (lock_ms after the start) */
     bool timed_out;           /* Redis timed out during this call: do not wait on it again */
     bool wait_counted;        /* lock_waits counts calls, not waits */
     uint64_t mark;            /* the copies' mark, taken before the first read */
+    bool degraded_compute;    /* computing because Redis could not be read */
 } fetch_call;
 
 /* A value read from Redis. */
@@ -214,16 +209,52 @@ static rk_status take_value(fetch_call *f, rk_reply *r, held *v)
     return RK_OK;
 }
 
+/* Now, on the server's clock as the handle estimates it (fetch_state.h). */
+static int64_t now_ms(const fetch_call *f) { return rk__fetch_server_now_ms(f->fs); }
+
+static const char *time_argv[1] = {"TIME"};
+static const size_t time_lens[1] = {4};
+
+/* A TIME reply (consumed) into the handle's clock estimate. A refusal (an
+ * ACL without TIME, say) or an odd shape is ignored: the estimate keeps
+ * its last sample, or the local clock. */
+static void take_time(fetch_call *f, rk_reply *r, int64_t sent_ms)
+{
+    int64_t received_ms = rk__fetch_local_ms(f->fs);
+    int64_t s, us;
+    if (r && r->type == RK_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == RK_REPLY_STRING &&
+        r->element[1]->type == RK_REPLY_STRING &&
+        rk__text_to_i64(r->element[0]->str, r->element[0]->len, &s) == RK_OK &&
+        rk__text_to_i64(r->element[1]->str, r->element[1]->len, &us) == RK_OK && s > 0 &&
+        s < RK__VALUE_EXPIRY_MAX / 1000 - 1 && us >= 0 && us < 1000000)
+        rk__fetch_clock_sample(f->fs, s * 1000 + us / 1000, sent_ms, received_ms);
+    rk_reply_free(r);
+}
+
+/* GET the value; with TIME in the same round trip when the handle's
+ * estimate of the server's clock is due (at most once a minute). */
 static rk_status read_value(fetch_call *f, held *v)
 {
     memset(v, 0, sizeof *v);
-    rk_reply *r;
-    rk_status st = rk__cache_near_get(f->c, &f->k, &r); /* a plain GET without a near cache */
+    const char *argv[2] = {"GET", f->k.str};
+    size_t lens[2] = {3, f->k.len};
+    rk_reply *r[2];
+    rk_status st;
+    bool with_time = rk__fetch_clock_due(f->fs);
+    int64_t sent_ms = rk__fetch_local_ms(f->fs);
+    if (with_time) {
+        rk__cmd cmds[2] = {{2, argv, lens}, {1, time_argv, time_lens}};
+        st = rk__client_pipeline(f->c->client, 2, cmds, true, r);
+    } else {
+        st = rk__cache_near_get(f->c, &f->k, &r[0]); /* a plain GET without a near cache */
+    }
     if (st != RK_OK) {
         note_failure(f, st);
         return st;
     }
-    return take_value(f, r, v);
+    if (with_time) take_time(f, r[1], sent_ms);
+    if (r[0]->type == RK_REPLY_ERROR) return rk__reply_fail(r[0], "GET");
+    return take_value(f, r[0], v);
 }
 
 /* A held value becomes the call's outcome. */
@@ -238,20 +269,15 @@ static void outcome_from(outcome *o, held *v)
     v->present = false;
 }
 
-enum vstate { V_FRESH, V_EARLY, V_STALE, V_EXPIRED };
+enum vstate { V_FRESH = RK__FETCH_FRESH, V_EARLY = RK__FETCH_EARLY, V_STALE = RK__FETCH_STALE,
+              V_EXPIRED = RK__FETCH_EXPIRED };
 
-/* Where a value stands for this call. Values without a logical expiry
- * (raw mode, plain sets, RK_TTL_NONE) are simply fresh. */
-static enum vstate classify(const fetch_call *f, const held *v, int64_t now_ms, bool draw)
+/* Where a value stands for this call, now (fetch_decide.c decides). A
+ * draw is made only for the first read of a call. */
+static enum vstate classify(const fetch_call *f, const held *v, bool draw)
 {
-    if (!v->has_meta) return V_FRESH;
-    int64_t exp = v->meta.expires_at_ms;
-    if (now_ms < exp) {
-        if (draw && f->beta >= 0 && rk__xfetch_early(now_ms, exp, v->meta.compute_ms, f->beta, rk__fetch_rng_unit()))
-            return V_EARLY;
-        return V_FRESH;
-    }
-    return f->stale_ms > 0 && now_ms - exp < f->stale_ms ? V_STALE : V_EXPIRED;
+    double u = draw && v->has_meta && f->policy.beta >= 0 ? rk__fetch_rng_unit() : 0;
+    return (enum vstate)rk__fetch_classify(&v->meta, v->has_meta, now_ms(f), &f->policy, u);
 }
 
 static rk_status build_lock_key(fetch_call *f)
@@ -278,9 +304,12 @@ static rk_status build_lock_key(fetch_call *f)
  * Try the lock and read the value in one round trip:
  *     SET <lock> <token> NX PX lock_ms
  *     GET <key>
+ *     TIME
  * Reading after trying means a value stored by the previous holder just
  * before it released the lock is seen, so winning the lock never leads to
- * computing a value that is already there.
+ * computing a value that is already there. TIME refreshes the handle's
+ * estimate of the server's clock right before a computation whose expiry
+ * will be written on it.
  */
 static rk_status lock_and_get(fetch_call *f, bool *acquired, held *v)
 {
@@ -293,13 +322,15 @@ static rk_status lock_and_get(fetch_call *f, bool *acquired, held *v)
     size_t set_lens[6] = {3, f->lk.len, 2 * TOKEN_BYTES, 2, 2, rk__i64_to_text(f->c->lock_ms, ms)};
     const char *get_argv[2] = {"GET", f->k.str};
     size_t get_lens[2] = {3, f->k.len};
-    rk__cmd cmds[2] = {{6, set_argv, set_lens}, {2, get_argv, get_lens}};
-    rk_reply *r[2];
-    st = rk__client_pipeline(f->c->client, 2, cmds, false, r);
+    rk__cmd cmds[3] = {{6, set_argv, set_lens}, {2, get_argv, get_lens}, {1, time_argv, time_lens}};
+    rk_reply *r[3];
+    int64_t sent_ms = rk__fetch_local_ms(f->fs);
+    st = rk__client_pipeline(f->c->client, 3, cmds, false, r);
     if (st != RK_OK) {
         note_failure(f, st);
         return st;
     }
+    take_time(f, r[2], sent_ms);
     if (r[0]->type == RK_REPLY_STATUS) *acquired = f->lock_held = true;
     else if (r[0]->type == RK_REPLY_ERROR) st = rk__reply_fail(r[0], "SET (fetch lock)"), r[0] = NULL;
     else if (r[0]->type != RK_REPLY_NIL) st = rk__fail(RK_ERR_PROTOCOL, "SET (fetch lock): unexpected reply type");
@@ -336,7 +367,7 @@ static void unlock(fetch_call *f)
 static void run_compute(fetch_call *f, outcome *o, int64_t *fresh_ttl)
 {
     rk_cache *c = f->c;
-    rk_cache_computed out = {.cache = c};
+    rk_cache_computed out = {.cache = c, .degraded = f->degraded_compute};
     RK__COUNT(c, computations, 1);
     /* Cleared, so that what is here afterwards was said during the
      * callback (by a redkit call it made) and can explain its failure.
@@ -344,7 +375,7 @@ static void run_compute(fetch_call *f, outcome *o, int64_t *fresh_ttl)
     rk__fail_str(RK_OK, "");
     int64_t t0 = rk__now_ns();
     rk_status st = f->compute(f->key, &out, f->ctx);
-    int64_t took_ns = rk__now_ns() - t0;
+    int64_t took_ns = rk__now_ns() - t0; /* monotonic: a clock step cannot make it negative */
     bool callback_failed = st != RK_OK; /* RK_MISS aside, its own failure */
     if (st == RK_OK && !out.has_value) {
         st = out.set_failed
@@ -363,11 +394,13 @@ static void run_compute(fetch_call *f, outcome *o, int64_t *fresh_ttl)
         rk__free(out.data);
         RK__COUNT(c, compute_errors, 1);
         const char *said = rk_last_error();
-        o->st = st;
-        /* The callback's own status (a database timeout, say) is not a
-         * failure of Redis: counted above only. RK_ERR_INVALID for
-         * RK_OK without a value is redkit's verdict on a bug in the
-         * program, and counts as a call error too. */
+        /* The callback's own failure (a database timeout, say) is not a
+         * failure of Redis, whatever status it chose: RK_ERR_SOURCE,
+         * counted above only, with its status in source_status.
+         * RK_ERR_INVALID for RK_OK without a value is redkit's verdict on
+         * a bug in the program, and counts as a call error too. */
+        o->st = callback_failed ? RK_ERR_SOURCE : st;
+        o->source_status = callback_failed ? st : RK_OK;
         o->compute_failed = callback_failed;
         snprintf(o->msg, sizeof o->msg, "compute failed (%s)%s%.440s", rk_strerror(st), said[0] ? ": " : "", said);
         return;
@@ -378,10 +411,7 @@ static void run_compute(fetch_call *f, outcome *o, int64_t *fresh_ttl)
     o->len = out.len;
     o->computed = true;
     o->has_meta = !c->raw;
-    o->meta.expires_at_ms = *fresh_ttl == RK_TTL_NONE ? 0 : rk__ms_add(rk__wall_ms(), *fresh_ttl);
-    /* At least 1 ms, so that even a cheap value can be refreshed early. */
-    int64_t ms = (took_ns + 999999) / 1000000;
-    o->meta.compute_ms = ms < 1 ? 1 : ms > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+    o->meta = rk__fetch_new_meta(now_ms(f), *fresh_ttl, took_ns); /* on the server's clock */
 }
 
 /* Store a computed value: META block in typed mode, Redis TTL = fresh TTL
@@ -392,25 +422,38 @@ static void store(fetch_call *f, outcome *o, int64_t fresh_ttl)
 {
     rk_cache *c = f->c;
     if (f->timed_out) { /* one timeout per call is enough */
+        RK__COUNT(c, store_errors, 1);
         o->degraded = true;
         snprintf(o->msg, sizeof o->msg, "computed, but not stored: redis timed out earlier in this call");
         return;
     }
-    int64_t redis_ttl = fresh_ttl;
-    if (redis_ttl != RK_TTL_NONE && o->has_meta) redis_ttl = rk__ms_add(redis_ttl, f->stale_ms);
+    int64_t redis_ttl = rk__fetch_redis_ttl(fresh_ttl, f->policy.stale_ms, o->has_meta);
     rk__encoded e;
     rk_status st = rk__cache_encode(c, RK__V_BYTES, o->data, o->len, o->has_meta ? &o->meta : NULL, &e);
-    if (st == RK_OK) {
-        st = rk__cache_store(c, &f->k, &e, redis_ttl, f->tags, f->ntags);
-        if (st == RK_OK) {
-            RK__COUNT(c, sets, 1);
-            RK__COUNT(c, bytes_in, o->len);
-            RK__COUNT(c, bytes_stored, e.len);
+    if (st == RK_OK && c->fill && redis_ttl != RK_TTL_NONE) {
+        char *kept = NULL;
+        size_t kept_len = 0;
+        st = c->fill(c, &f->k, e.data, e.len, redis_ttl, &kept, &kept_len);
+        if (st == RK_MISS) { /* Redis keeps its value: serve that one */
+            rk__cache_encoded_release(&e);
+            rk__free(o->data);
+            o->data = kept;
+            o->len = kept_len;
+            return;
         }
+    } else if (st == RK_OK) {
+        st = rk__cache_store(c, &f->k, &e, redis_ttl, f->tags, f->ntags);
+    }
+    if (st == RK_OK) {
+        RK__COUNT(c, sets, 1);
+        RK__COUNT(c, bytes_in, o->len);
+        RK__COUNT(c, bytes_stored, e.len);
     }
     rk__cache_encoded_release(&e);
     if (st == RK_OK) return;
-    rk__cache_count_error(c, st);
+    /* The caller gets its value: not an error of the call (errors[] would
+     * fire alerts while the service is fine), but a store that failed. */
+    RK__COUNT(c, store_errors, 1);
     note_failure(f, st);
     if (unreachable(st)) {
         o->degraded = true;
@@ -451,6 +494,7 @@ static void compute_and_store(fetch_call *f, outcome *o, bool early)
  * both flagged degraded. why is the failure that got us here. */
 static void degraded_compute(fetch_call *f, outcome *o, const char *why)
 {
+    f->degraded_compute = true;
     compute_and_store(f, o, false);
     o->degraded = true;
     if (o->st == RK_OK) snprintf(o->msg, sizeof o->msg, "degraded: computed without the cache (%.440s)", why);
@@ -458,7 +502,8 @@ static void degraded_compute(fetch_call *f, outcome *o, const char *why)
 
 static bool serve_copy(fetch_call *f, outcome *o, const char *why)
 {
-    if (f->stale_ms <= 0 || !rk__copies_get(f->fs, f->key, f->klen, rk__wall_ms(), f->stale_ms, o)) return false;
+    if (f->policy.stale_ms <= 0 || !rk__copies_get(f->fs, f->key, f->klen, now_ms(f), f->policy.stale_ms, o))
+        return false;
     o->st = RK_OK;
     o->from_copy = true;
     o->degraded = true;
@@ -484,7 +529,7 @@ static void gave_up_waiting(fetch_call *f, outcome *o, bool ask)
 {
     held v = {0};
     if (ask && read_value(f, &v) == RK_OK && v.present) {
-        enum vstate s = classify(f, &v, rk__wall_ms(), false);
+        enum vstate s = classify(f, &v, false);
         if (s != V_EXPIRED) {
             outcome_from(o, &v);
             o->stale = s == V_STALE;
@@ -509,11 +554,9 @@ static void gave_up_waiting(fetch_call *f, outcome *o, bool ask)
 static void lead_missing(fetch_call *f, outcome *o)
 {
     rk_cache *c = f->c;
-    int delay_ms = POLL_FIRST_MS;
+    int delay_ms = RK__FETCH_POLL_FIRST_MS;
     bool waited = false;
-    /* Each round sleeps >= POLL_FIRST_MS / 2, so the budget bounds the
-     * count; the constant is the bound in case the clock misbehaves. */
-    int64_t max_rounds = c->lock_ms / (POLL_FIRST_MS / 2) + 8;
+    int64_t max_rounds = rk__fetch_max_rounds(c->lock_ms);
     for (int64_t round = 0;; round++) {
         bool acquired;
         held v;
@@ -531,22 +574,19 @@ static void lead_missing(fetch_call *f, outcome *o)
             unlock(f);
             return;
         }
-        if (v.present) {
-            enum vstate s = classify(f, &v, rk__wall_ms(), false);
-            /* Someone else's value: take it, unless it is only stale and
-             * the lock is ours, in which case we refresh it. */
-            if (s == V_FRESH || (s == V_STALE && !acquired)) {
-                outcome_from(o, &v);
-                o->stale = s == V_STALE;
-                if (o->stale) snprintf(o->msg, sizeof o->msg, "served stale: another caller is recomputing");
-                o->waited = waited;
-                unlock(f);
-                return;
-            }
-            rk__free(v.data);
+        enum vstate s = v.present ? classify(f, &v, false) : V_EXPIRED;
+        bool waited_out = rk__now_ns() >= f->wait_until_ns || round >= max_rounds;
+        rk__fetch_step step = rk__fetch_lead_step(v.present, (rk__fetch_vstate)s, acquired, waited_out);
+        if (step == RK__FETCH_TAKE) {
+            outcome_from(o, &v);
+            o->stale = s == V_STALE;
+            if (o->stale) snprintf(o->msg, sizeof o->msg, "served stale: another caller is recomputing");
+            o->waited = waited;
+            unlock(f);
+            return;
         }
-        if (acquired || rk__now_ns() >= f->wait_until_ns || round >= max_rounds) {
-            /* Ours, or the holder overran lock_ms in all: compute. */
+        rk__free(v.data);
+        if (step == RK__FETCH_COMPUTE) {
             compute_and_store(f, o, false);
             o->waited = waited;
             unlock(f);
@@ -554,14 +594,10 @@ static void lead_missing(fetch_call *f, outcome *o)
         }
         count_wait(f);
         waited = true;
-        /* Jitter in [d/2, d]: pollers of several processes spread out. */
-        int64_t sleep_ns = ((int64_t)delay_ms * 1000000 / 2) +
-                           (int64_t)(rk__fetch_rng_next() % (uint64_t)(delay_ms * 1000000 / 2 + 1));
-        int64_t left = f->wait_until_ns - rk__now_ns();
-        if (sleep_ns > left) sleep_ns = left > 0 ? left : 0;
+        int64_t sleep_ns = rk__fetch_sleep_ns(delay_ms, rk__fetch_rng_next(), f->wait_until_ns - rk__now_ns());
         struct timespec ts = {.tv_sec = sleep_ns / 1000000000, .tv_nsec = sleep_ns % 1000000000};
         nanosleep(&ts, NULL);
-        delay_ms = delay_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : delay_ms * 2;
+        delay_ms = rk__fetch_next_delay(delay_ms);
     }
 }
 
@@ -571,7 +607,7 @@ static void lead_missing(fetch_call *f, outcome *o)
 static bool acceptable(const fetch_call *f, const outcome *o)
 {
     if (o->st != RK_OK || !o->stale) return true;
-    return f->stale_ms > 0 && rk__wall_ms() - o->meta.expires_at_ms < f->stale_ms;
+    return rk__fetch_within_stale(o->meta.expires_at_ms, now_ms(f), f->policy.stale_ms);
 }
 
 /*
@@ -657,8 +693,8 @@ static void refresh(fetch_call *f, held *cur, enum vstate s, outcome *o)
     held now;
     rk_status st = lock_and_get(f, &acquired, &now);
     if (st != RK_OK || !acquired) {
-        if (st == RK_OK && now.present && now.meta.expires_at_ms != cur->meta.expires_at_ms &&
-            classify(f, &now, rk__wall_ms(), false) == V_FRESH) {
+        if (st == RK_OK && now.present &&
+            rk__fetch_refreshed_meanwhile(&cur->meta, &now.meta, (rk__fetch_vstate)classify(f, &now, false))) {
             outcome_from(o, &now); /* refreshed by someone else meanwhile */
         } else {
             rk__free(now.data);
@@ -676,8 +712,8 @@ static void refresh(fetch_call *f, held *cur, enum vstate s, outcome *o)
         rk__flight_finish(f->fs, fl, o);
         return;
     }
-    if (now.present && now.meta.expires_at_ms != cur->meta.expires_at_ms &&
-        classify(f, &now, rk__wall_ms(), false) == V_FRESH) {
+    if (now.present &&
+        rk__fetch_refreshed_meanwhile(&cur->meta, &now.meta, (rk__fetch_vstate)classify(f, &now, false))) {
         unlock(f); /* the previous holder refreshed it just before we locked */
         outcome_from(o, &now);
         rk__flight_finish(f->fs, fl, o);
@@ -724,8 +760,8 @@ static rk_status check_fetch_options(rk_cache *c, const rk_cache_fetch_options *
     if ((st = rk__cache_check_tags(opts->tags, opts->ntags)) != RK_OK) return st;
     /* Raw values have no META block: no logical expiry, so nothing can be
      * early or stale. */
-    f->stale_ms = c->raw ? 0 : opts->stale_ms;
-    f->beta = c->raw ? -1 : opts->beta;
+    f->policy.stale_ms = c->raw ? 0 : opts->stale_ms;
+    f->policy.beta = c->raw ? -1 : opts->beta;
     f->tags = opts->ntags ? opts->tags : NULL;
     f->ntags = opts->ntags;
     return RK_OK;
@@ -759,7 +795,7 @@ rk_status rk_cache_fetch(rk_cache *c, const char *key, rk_cache_compute_fn compu
     char saved[RK__ERRMSG_MAX];
     st = read_value(&f, &v);
     if (st == RK_OK && v.present) {
-        enum vstate s = classify(&f, &v, rk__wall_ms(), true);
+        enum vstate s = classify(&f, &v, true);
         if (s == V_FRESH) {
             RK__COUNT(c, hits, 1);
             outcome_from(&o, &v);
@@ -799,12 +835,13 @@ rk_status rk_cache_fetch(rk_cache *c, const char *key, rk_cache_compute_fn compu
     unlock(&f);
     if (f.lk_built) rk__key_release(&f.lk);
 
-    if (o.st == RK_OK && o.has_meta && f.stale_ms > 0 && !o.from_copy)
-        rk__copies_put(f.fs, f.key, f.klen, &o, f.stale_ms, f.mark);
+    if (o.st == RK_OK && o.has_meta && f.policy.stale_ms > 0 && !o.from_copy)
+        rk__copies_put(f.fs, f.key, f.klen, &o, f.policy.stale_ms, f.mark);
     rk__key_release(&f.k);
     if (o.stale) RK__COUNT(c, stale, 1);
     if (info) *info = (rk_cache_fetch_info){.computed = o.computed, .early = o.early, .waited = o.waited,
-                                      .stale = o.stale, .degraded = o.degraded};
+                                            .stale = o.stale, .degraded = o.degraded,
+                                            .source_status = o.source_status};
     if (o.st == RK_OK) {
         *value = o.data;
         *len = o.len;

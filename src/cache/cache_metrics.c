@@ -40,6 +40,7 @@ static void add_counters(const rk_cache *c, rk_cache_metrics *m)
     m->lock_waits += LOAD(lock_waits);
     m->bytes_in += LOAD(bytes_in);
     m->bytes_stored += LOAD(bytes_stored);
+    m->store_errors += LOAD(store_errors);
     for (unsigned i = 0; i < RK__STATUS_SLOTS; i++) {
         uint64_t n = LOAD(errors[i]);
         m->errors[i] += n;
@@ -113,6 +114,7 @@ static const cache_family cache_families[] = {
     CF("lock_waits_total", lock_waits, "Fetches that waited for another caller's computation."),
     CF("set_bytes_total", bytes_in, "Bytes of the values given to set, before encoding."),
     CF("stored_bytes_total", bytes_stored, "Bytes written to Redis for those values, after header and compression."),
+    CF("store_errors_total", store_errors, "Computed values fetch returned but could not store in Redis."),
 };
 /* The near cache's families: only for namespaces that have one, so the
  * text of a program without a near cache is what it always was. */

@@ -160,7 +160,7 @@ rk_status rk__cache_near_get(rk_cache *c, const rk__key *k, rk_reply **r)
 
 void rk__cache_near_forget(rk_cache *c, const char *full_key, size_t len)
 {
-    if (c && c->near) rk__near_invalidate(c->near, full_key, len);
+    if (c && c->near) rk__near_forget(c->near, full_key, len);
 }
 
 void rk__cache_near_forget_user_key(rk_cache *c, const char *key)
@@ -168,7 +168,7 @@ void rk__cache_near_forget_user_key(rk_cache *c, const char *key)
     if (!c || !c->near || !key) return;
     rk__key k;
     if (rk__key_make(&k, c->head, c->head_len, key, c->max_key) != RK_OK) return;
-    rk__near_invalidate(c->near, k.str, k.len);
+    rk__near_forget(c->near, k.str, k.len);
     rk__key_release(&k);
 }
 

@@ -541,6 +541,7 @@ done:
 rk_status rk__cache_clear_run(rk_cache *c, uint64_t *cursor, size_t *removed, int64_t budget_ms,
                               size_t max_rounds)
 {
+    if (removed) *removed = 0; /* an output: overwritten, as by every call (docs/common.md) */
     if (!c || !cursor) return rk__fail(RK_ERR_INVALID, "rk_cache_clear: NULL cache or cursor");
     /* "<escaped prefix:ns>[:#]*": the head without its ':' (no glob byte
      * can be in a prefix or namespace today, but the pattern must not
@@ -573,7 +574,7 @@ rk_status rk__cache_clear_run(rk_cache *c, uint64_t *cursor, size_t *removed, in
         st = clear_round(c, pattern, pattern_len, tag_head, tag_head_len, limit_ns, cursor, &count);
         if (st != RK_OK || *cursor == 0 || rk__now_ns() / 1000000 - start >= budget_ms) break;
     }
-    if (removed) *removed += count;
+    if (removed) *removed = count; /* on a failure too: earlier rounds' keys are gone */
 out:
     rk__free(pattern);
     rk__free(tag_head);
@@ -585,6 +586,7 @@ rk_status rk_cache_clear(rk_cache *c, uint64_t *cursor, size_t *removed)
 {
     rk__fetch_forget_all(c); /* the fetch copies of keys it may remove (src/cache/cache.h) */
     rk__cache_near_clear(c);  /* and the near cache's (src/cache/cache_near.c) */
+    if (removed) *removed = 0;
     if (!c) return rk__fail(RK_ERR_INVALID, "rk_cache_clear: cache is NULL");
     return rk__cache_clear_run(c, cursor, removed, c->clear_budget_ms, CLEAR_MAX_ROUNDS);
 }

@@ -139,6 +139,9 @@ struct rk__fetch_state {
     _Atomic bool fetched;        /* a fetch has run on this handle: see
                                     rk__fetch_forget for why sets may skip
                                     the lock until then */
+    _Atomic int64_t clock_offset_ms; /* server clock - local clock */
+    _Atomic int64_t clock_taken_ns;  /* monotonic time of the last sample; 0 = none */
+    _Atomic int64_t clock_skew_ms;   /* test hook: this host's clock is off by this */
     struct {
         uint64_t seq;            /* the forget's value of forgets */
         uint64_t hash;           /* the key's hash ... */
@@ -501,6 +504,42 @@ void rk__copies_drop(struct rk__fetch_state *fs, const char *key, size_t klen, u
     if (*slot) copy_unlink(fs, slot, &gone);
     pthread_mutex_unlock(&fs->copies_lock);
     free_gone(gone);
+}
+
+/* ---- the server's clock ---------------------------------------------------- */
+
+int64_t rk__fetch_local_ms(struct rk__fetch_state *fs)
+{
+    return rk__wall_ms() + atomic_load_explicit(&fs->clock_skew_ms, memory_order_relaxed);
+}
+
+int64_t rk__fetch_server_now_ms(struct rk__fetch_state *fs)
+{
+    return rk__fetch_local_ms(fs) + atomic_load_explicit(&fs->clock_offset_ms, memory_order_relaxed);
+}
+
+bool rk__fetch_clock_due(struct rk__fetch_state *fs)
+{
+    int64_t taken = atomic_load_explicit(&fs->clock_taken_ns, memory_order_relaxed);
+    return taken == 0 || rk__now_ns() - taken >= (int64_t)RK__FETCH_CLOCK_REFRESH_MS * 1000000;
+}
+
+void rk__fetch_clock_sample(struct rk__fetch_state *fs, int64_t server_ms, int64_t sent_local_ms,
+                            int64_t received_local_ms)
+{
+    /* The server read its clock somewhere in the round trip: its middle
+     * is the best guess. A sample from a clock stepped backwards in
+     * between is still within the step of the truth, and the next one
+     * mends it. */
+    int64_t mid = sent_local_ms + (received_local_ms - sent_local_ms) / 2;
+    atomic_store_explicit(&fs->clock_offset_ms, server_ms - mid, memory_order_relaxed);
+    int64_t now = rk__now_ns();
+    atomic_store_explicit(&fs->clock_taken_ns, now ? now : 1, memory_order_relaxed);
+}
+
+void rk__fetch_set_clock_skew(struct rk__fetch_state *fs, int64_t skew_ms)
+{
+    atomic_store_explicit(&fs->clock_skew_ms, skew_ms, memory_order_relaxed);
 }
 
 /* ---- the cache's hooks (src/cache/cache.h) ------------------------------------- */

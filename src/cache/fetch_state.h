@@ -49,6 +49,43 @@ uint64_t rk__fetch_rng_next(void);
 /* Uniform in (0, 1]: never 0, whose logarithm is -inf. */
 double rk__fetch_rng_unit(void);
 
+/*
+ * The server's clock. A value's logical expiry is shared by every process
+ * that reads it, so it must not depend on the clock of the host that
+ * wrote it: a writer whose clock was 2 minutes behind once stored values
+ * that readers with the right clock found expired. Expiries are therefore
+ * written and compared on Redis's clock, estimated per handle as the
+ * local wall clock plus an offset measured with TIME: in the same round
+ * trip as the fetch lock (every writer takes it before computing), and
+ * with the first read of a handle and then at most once per
+ * RK__FETCH_CLOCK_REFRESH_MS, so the hit path stays one GET. The
+ * offset's error is at most half a round trip. Until a first sample
+ * (or when TIME is refused, say by an ACL), the offset is 0: the local
+ * clock, as before.
+ */
+#define RK__FETCH_CLOCK_REFRESH_MS 60000
+
+/* Now on the server's clock, as this handle estimates it (Unix ms). */
+int64_t rk__fetch_server_now_ms(struct rk__fetch_state *fs);
+
+/* True when the handle's estimate should be (re)measured. */
+bool rk__fetch_clock_due(struct rk__fetch_state *fs);
+
+/* Take one sample: server_ms is the server's TIME reply (Unix ms),
+ * sent_local_ms the local wall clock (skew included) when the request
+ * was sent, received_local_ms when the reply came. */
+void rk__fetch_clock_sample(struct rk__fetch_state *fs, int64_t server_ms, int64_t sent_local_ms,
+                            int64_t received_local_ms);
+
+/* The local wall clock as this handle sees it: rk__wall_ms() plus the
+ * test skew (0 outside tests). */
+int64_t rk__fetch_local_ms(struct rk__fetch_state *fs);
+
+/* Test hook: make this handle's host clock off by skew_ms (negative =
+ * behind), to show that a writer's wrong clock does not reach the
+ * expiries it stores. */
+void rk__fetch_set_clock_skew(struct rk__fetch_state *fs, int64_t skew_ms);
+
 /* ---- outcomes ------------------------------------------------------------ */
 
 /* What one call ends with, and what a flight hands to its waiters. */
@@ -60,8 +97,12 @@ typedef struct rk__fetch_outcome {
     bool has_meta;
     bool from_copy;          /* served from this process's copies */
     bool stale, degraded, computed, early, waited;
-    bool compute_failed;     /* st is the compute callback's own failure:
-                                counted in compute_errors, not errors[st] */
+    bool compute_failed;     /* st is the compute callback's own failure
+                                (RK_ERR_SOURCE): counted in compute_errors,
+                                not errors[st] */
+    rk_status source_status; /* the status the callback failed with, else
+                                RK_OK (kept when a stale value replaces
+                                the failure) */
     rk_status replaced;      /* RK_OK served in place of this failure of
                                 the computation (else RK_OK): a waiter that
                                 cannot take a stale value gets it instead */

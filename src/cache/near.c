@@ -322,16 +322,20 @@ bool rk__near_fill_end(rk__near *n, const char *key, size_t klen, uint64_t token
     return landed;
 }
 
-void rk__near_invalidate(rk__near *n, const char *key, size_t klen)
+static void drop(rk__near *n, const char *key, size_t klen, bool count)
 {
     uint64_t h = hash_key(key, klen);
     shard *s = shard_of(n, h);
     pthread_mutex_lock(&s->lock);
     entry **slot = find_slot(s, h, key, klen);
     if (*slot) remove_at(s, slot);
-    s->invalidations++;
+    if (count) s->invalidations++;
     pthread_mutex_unlock(&s->lock);
 }
+
+void rk__near_invalidate(rk__near *n, const char *key, size_t klen) { drop(n, key, klen, true); }
+
+void rk__near_forget(rk__near *n, const char *key, size_t klen) { drop(n, key, klen, false); }
 
 /* Move to a new epoch; live: 1 or 0, or -1 to keep the live bit. */
 static void new_epoch(rk__near *n, int live)

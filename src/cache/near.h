@@ -101,9 +101,12 @@ uint64_t rk__near_fill_begin(rk__near *n, const char *key, size_t klen);
 bool rk__near_fill_end(rk__near *n, const char *key, size_t klen, uint64_t token, const void *value, size_t len,
                        int64_t now_ms, int64_t expires_ms);
 
-/* Forget key (a server invalidation, or this process's own write before it
- * is sent). A placeholder is removed too, cancelling its fill. */
+/* Forget key because the server said it changed (counted in
+ * invalidations). A placeholder is removed too, cancelling its fill. */
 void rk__near_invalidate(rk__near *n, const char *key, size_t klen);
+
+/* The same for this process's own write (not counted). */
+void rk__near_forget(rk__near *n, const char *key, size_t klen);
 
 /* Forget everything and count why. live is what the cache is afterwards:
  * false while the invalidation stream is down (nothing is stored or served

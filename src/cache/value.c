@@ -99,7 +99,13 @@ rk_status rk__value_parse(const void *data, size_t len, bool raw, rk__value_view
     out->offset = RK__VALUE_HEADER;
     if (flags & RK__VF_META) {
         if (len < RK__VALUE_HEADER_MAX) return rk__fail(RK_ERR_TYPE, "value is too short for its metadata");
-        out->meta.expires_at_ms = (int64_t)get_le(p + 2, 8);
+        uint64_t exp = get_le(p + 2, 8);
+        /* Bytes from the network: an expiry no writer can produce (negative,
+         * or past now + the longest TTL) would overflow the arithmetic of
+         * whoever reads it. */
+        if (exp > (uint64_t)RK__VALUE_EXPIRY_MAX)
+            return rk__fail(RK_ERR_TYPE, "value has a corrupt expiry in its metadata");
+        out->meta.expires_at_ms = (int64_t)exp;
         out->meta.compute_ms = (uint32_t)get_le(p + 10, 4);
         out->offset = RK__VALUE_HEADER_MAX;
     }

@@ -48,6 +48,11 @@ typedef enum rk__vtype {
 #define RK__VALUE_META_LEN 12
 #define RK__VALUE_HEADER_MAX (RK__VALUE_HEADER + RK__VALUE_META_LEN)
 
+/* The largest logical expiry a value may carry: writers saturate at the
+ * longest TTL (2^62 ms, see fetch_state.h), so anything larger — or
+ * negative — is corrupt, and rk__value_parse() refuses it. */
+#define RK__VALUE_EXPIRY_MAX ((int64_t)1 << 62)
+
 /* The META block. */
 typedef struct rk__value_meta {
     int64_t expires_at_ms;  /* logical expiry, Unix ms; 0 = none */
@@ -69,8 +74,9 @@ size_t rk__value_encode_header(rk__vtype type, unsigned flags, const rk__value_m
 
 /* Parse a stored value's header (format 1 or 2). raw = the value has no
  * header: type RK__V_BYTES, no flags, offset 0. RK_ERR_TYPE for a value
- * that is not redkit's, has an unknown type or a reserved flag, or is
- * too short for its META block. Pure: no allocation. */
+ * that is not redkit's, has an unknown type or a reserved flag, is too
+ * short for its META block, or whose expiry is negative or over
+ * RK__VALUE_EXPIRY_MAX. Pure: no allocation. */
 rk_status rk__value_parse(const void *data, size_t len, bool raw, rk__value_view *out);
 
 /* Name of a type for messages ("bytes", "string", ...). */

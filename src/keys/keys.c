@@ -10,7 +10,11 @@
  * Because the user key is arbitrary, anything that turns keys into a glob
  * pattern (SCAN MATCH) must escape it first: rk__key_glob_escape() does,
  * so that a user key "*" matches the key "*" and nothing else.
+ *
+ * The prefix/namespace rule itself is in names.c, below the client, which
+ * checks its prefix with it while this file reads the client's prefix.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include <redkit/keys.h>
@@ -19,20 +23,7 @@
 #include "client.h"
 #include "error.h"
 #include "keys.h"
-#include "url.h"
-
-rk_status rk__key_check_name(const char *what, const char *name)
-{
-    if (!name || !*name) return rk__fail(RK_ERR_INVALID, "%s is empty", what);
-    size_t n = 0;
-    for (const char *p = name; *p; p++, n++) {
-        if (n >= RK_MAX_NAMESPACE_BYTES)
-            return rk__fail(RK_ERR_INVALID, "%s is longer than %d bytes", what, RK_MAX_NAMESPACE_BYTES);
-        if (!rk__name_char(*p))
-            return rk__fail(RK_ERR_INVALID, "%s may only contain A-Z a-z 0-9 _ . - (':' is the separator)", what);
-    }
-    return RK_OK;
-}
+#include "names.h"
 
 rk_status rk__key_head(const rk_client *client, const char *ns, char **head, size_t *head_len)
 {
@@ -55,7 +46,10 @@ static rk_status check_key(const char *key, size_t max_key, size_t *len)
 {
     if (!key) return rk__fail(RK_ERR_INVALID, "key is NULL");
     if (!*key) return rk__fail(RK_ERR_INVALID, "key is empty");
-    size_t n = strnlen(key, max_key + 1);
+    /* max_key + 1 would wrap to 0 at SIZE_MAX and make every key "empty"
+     * and so the same key: handles refuse such limits (RK_MAX_KEY_BYTES),
+     * and this saturates anyway. */
+    size_t n = strnlen(key, max_key < SIZE_MAX ? max_key + 1 : SIZE_MAX);
     if (n > max_key) return rk__fail(RK_ERR_TOO_LARGE, "key is longer than %zu bytes", max_key);
     *len = n;
     return RK_OK;

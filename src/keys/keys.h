@@ -12,15 +12,15 @@
 
 #include <redkit/client.h>
 
+#include "names.h"
+
 typedef struct rk__key {
     char *str;        /* the full key; points into stack or the heap */
     size_t len;
     char stack[256];
 } rk__key;
 
-/* Check a namespace or prefix: 1..RK_MAX_NAMESPACE_BYTES of
- * [A-Za-z0-9_.-]. `what` names it in the error message. */
-rk_status rk__key_check_name(const char *what, const char *name);
+/* rk__key_check_name() — the prefix/namespace rule — is in names.h. */
 
 /* Build "<client head><ns>:" into a new string (rk__free it). */
 rk_status rk__key_head(const rk_client *client, const char *ns, char **head, size_t *head_len);

@@ -654,9 +654,14 @@ static rk_status handshake(rk__conn *c, const rk__conn_config *cfg, int64_t dead
     size_t n = 0;
     char dbtext[16];
 
-    if (cfg->password) {
-        const char *auth_user[] = {"AUTH", cfg->username, cfg->password};
-        const char *auth[] = {"AUTH", cfg->password};
+    /* A user name without a password (redis://limited@host) still
+     * authenticates, as that user, with an empty password: a nopass user
+     * accepts it, any other refuses it (RK_ERR_AUTH). Skipping AUTH would
+     * run every command as "default" — another identity than asked for. */
+    if (cfg->password || cfg->username) {
+        const char *password = cfg->password ? cfg->password : "";
+        const char *auth_user[] = {"AUTH", cfg->username, password};
+        const char *auth[] = {"AUTH", password};
         cmdlen[n] = cfg->username ? redisFormatCommandArgv(&cmd[n], 3, auth_user, NULL)
                                   : redisFormatCommandArgv(&cmd[n], 2, auth, NULL);
         what[n++] = "AUTH";

@@ -285,11 +285,6 @@ bool rk__client_name_valid(const char *v)
     return true;
 }
 
-/* A key prefix becomes part of every key and of SCAN patterns, so it is
- * kept to characters that need no escaping anywhere, and without ':', the
- * separator, so that a prefix can never pose as a prefix plus namespace. */
-bool rk__name_char(char c) { return is_alnum(c) || c == '_' || c == '.' || c == '-'; }
-
 /* No empty label: OpenSSL reads a leading '.' as "any subdomain of"
  * (".example.com" would accept cache.example.com), and a trailing '.' or
  * ".." names nothing a certificate carries. */
@@ -305,13 +300,8 @@ bool rk__server_name_valid(const char *v)
     return true;
 }
 
-static bool valid_prefix(const char *v)
-{
-    if (strlen(v) > RK_MAX_NAMESPACE_BYTES) return false;
-    for (; *v; v++)
-        if (!rk__name_char(*v)) return false;
-    return true;
-}
+/* A key prefix follows the namespace rule (src/keys/names.h), or is empty. */
+static bool valid_prefix(const char *v) { return !*v || rk__name_valid(v); }
 
 /* One name=value pair of the query. seen has a bit per option already
  * given, so that a repeated option is refused. */

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <redkit/status.h>
 
+#include "names.h" /* the key prefix rule */
+
 /* What a URL said. Strings are owned (rk__malloc'd) and NULL when the URL
  * did not give them; numeric fields are 0 / false when absent. */
 typedef struct rk__url {
@@ -42,10 +44,8 @@ rk_status rk__url_parse(const char *url, rk__url *out);
  * zero it. */
 void rk__url_clear(rk__url *u);
 
-/* The rules for names that come from configuration, whether from a URL or
- * from code. A key prefix or namespace is made of these characters (no
- * ':', the separator; no glob characters): A-Z a-z 0-9 _ . - */
-bool rk__name_char(char c);
+/* The rule for a key prefix, from a URL or from code, is the namespace
+ * rule: rk__name_char() and rk__name_valid() in src/keys/names.h. */
 
 /* A client name Redis accepts for CLIENT SETNAME: printable ASCII without
  * spaces. */

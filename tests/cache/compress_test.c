@@ -709,7 +709,7 @@ static void test_json_64k_in_redis(void **state)
     assert_int_equal(res[1].status, RK_MISS);
     rk_cache_results_free(res, 2);
 
-    /* Read as another type: a type error, before any decompression. */
+    /* Read as a number: text that does not parse is a type error. */
     int64_t i = 7;
     assert_int_equal(rk_cache_get_i64(typed, "big", &i), RK_ERR_TYPE);
     assert_int_equal(i, 7);

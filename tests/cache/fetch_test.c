@@ -40,6 +40,7 @@
 #include <redkit/redkit.h>
 
 #include "cache.h" /* src/: the handle's counters, rk__xfetch_early */
+#include "fetch_state.h" /* src/: the clock skew hook */
 #include "error.h" /* src/: rk__fail, for the callbacks' messages */
 #include "value.h" /* src/: a hand-made META block */
 #include "support/clock.h"
@@ -403,7 +404,7 @@ static void test_single_flight_shares_errors(void **state)
     run_callers(cl, 8, call_once);
     int waited = 0;
     for (int i = 0; i < 8; i++) {
-        assert_int_equal(cl[i].st, RK_ERR_SERVER);
+        assert_int_equal(cl[i].st, RK_ERR_SOURCE);
         waited += cl[i].info.waited;
     }
     /* Those who waited share the failure; a late caller may compute again. */
@@ -724,9 +725,10 @@ static void *read_hot(void *arg)
 }
 
 /* A hot key with a 300 ms TTL, computed in ~30 ms, read by 4 threads for
- * some 2 s (longer, up to 3000 reads each or 30 s, until one read has
- * refreshed it early): it is recomputed early, and after the first
- * computation no reader misses or waits. */
+ * at least 150 reads each, a few TTLs (longer, up to 3000 reads each or
+ * 30 s, until one read has refreshed it early): it is recomputed early,
+ * and after the first computation no reader misses or waits. (The
+ * decision itself, at every boundary, is fetch_decide_test.c's.) */
 static void test_xfetch_hot_key(void **state)
 {
     (void)state;
@@ -744,7 +746,7 @@ static void test_xfetch_hot_key(void **state)
     atomic_int early_seen = 0;
     pthread_barrier_init(&start, NULL, 4);
     for (int i = 0; i < 4; i++) {
-        h[i] = (hot_reader){.cache = c, .job = &j, .start = &start, .rounds = 300, .max_rounds = 3000,
+        h[i] = (hot_reader){.cache = c, .job = &j, .start = &start, .rounds = 150, .max_rounds = 3000,
                             .until_ms = rk_test_now_ms() + 30000, .early_seen = &early_seen};
         assert_int_equal(pthread_create(&t[i], NULL, read_hot, &h[i]), 0);
     }
@@ -837,6 +839,7 @@ static void test_failing_compute_serves_stale(void **state)
     assert_int_equal(COUNTER(c, compute_errors), 1);
     assert_int_equal(COUNTER(c, stale), 1);
     assert_int_equal(COUNTER(c, errors[RK_ERR_SERVER]), 0); /* served: not an error of the call */
+    assert_int_equal(info.source_status, RK_ERR_SERVER); /* why the stale value was served */
     /* The stale value stays until a computation succeeds. */
     assert_int_equal(rk_test_server_integer(server, "EXISTS %s", PREFIX ":cache:k"), 1);
     fetch_expect(c, "k", &good, &o, "old", &info); /* recomputed: same text, fresh now */
@@ -845,14 +848,17 @@ static void test_failing_compute_serves_stale(void **state)
 
     /* Without serve-stale the computation's own status comes back. */
     char *got = (char *)"untouched";
-    assert_int_equal(fetch(c, "cold", &bad, &(rk_cache_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SERVER);
+    assert_int_equal(fetch(c, "cold", &bad, &(rk_cache_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SOURCE);
+    assert_int_equal(info.source_status, RK_ERR_SERVER);
     assert_null(got);
     assert_non_null(strstr(rk_last_error(), "the database is down"));
     /* A value past its fresh life, read by a call without stale_ms, is not
      * served stale either. */
     fetch_expect(c, "k2", &good, &o, "old", NULL);
     let_expire(100);
-    assert_int_equal(fetch(c, "k2", &bad, &(rk_cache_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SERVER);
+    assert_int_equal(fetch(c, "k2", &bad, &(rk_cache_fetch_options){.ttl_ms = 100}, &got, &info), RK_ERR_SOURCE);
+    assert_int_equal(info.source_status, RK_ERR_SERVER);
+    assert_false(info.stale);
     rk_cache_free(c);
 }
 
@@ -945,7 +951,7 @@ static void test_redis_down(void **state)
     /* A failing computation with no copy: its error. */
     job bad = {.status = RK_ERR_SERVER};
     char *got;
-    assert_int_equal(fetch(c, "never", &bad, &keep, &got, &info), RK_ERR_SERVER);
+    assert_int_equal(fetch(c, "never", &bad, &keep, &got, &info), RK_ERR_SOURCE);
     assert_true(info.degraded);
 
     /* Single flight still holds while Redis is down. */
@@ -1006,9 +1012,17 @@ static void test_redis_paused(void **state)
     assert_false(info.computed);
 
     rk_client_stats_get(dc, &before);
+    rk_cache_metrics m0, m1;
+    assert_int_equal(rk_cache_metrics_get(c, &m0), RK_OK);
     fetch_expect(c, "other", &j, &keep, "before", &info);
     assert_true(info.degraded && info.computed);
     rk_client_stats_get(dc, &after);
+    /* Served (RK_OK) but not stored: a store error, not an error of the
+     * call — redkit_cache_errors_total must not fire while the caller is
+     * served. */
+    assert_int_equal(rk_cache_metrics_get(c, &m1), RK_OK);
+    assert_int_equal(m1.store_errors, m0.store_errors + 1);
+    assert_int_equal(m1.errors_total, m0.errors_total);
     /* At most one command deadline was spent on the paused server: after
      * a read that timed out, the value is not stored. */
     assert_true(after.timeouts - before.timeouts <= 1);
@@ -1104,7 +1118,9 @@ static void test_delete_forgets_copy(void **state)
     fetch_first(c, "kept", &keep);
     assert_int_equal(rk_cache_delete(c, "deleted"), RK_OK);
     rk_test_server_ok(p.s, "DEL %s", PREFIX ":cache:deleted-elsewhere");
-    assert_int_equal(rk_cache_delete(c, "deleted-elsewhere"), RK_MISS);
+    bool existed = true;
+    assert_int_equal(rk_cache_delete_ex(c, "deleted-elsewhere", &existed), RK_OK);
+    assert_false(existed);
 
     redis_pause(&p);
     expect_copy(c, "kept", &keep, "first");
@@ -1147,7 +1163,7 @@ static void test_absent_key_forgets_copy(void **state)
     rk_test_server_ok(p.s, "DEL %s", PREFIX ":cache:absent");
     job bad = {.status = RK_ERR_SERVER};
     char *got;
-    assert_int_equal(fetch(c, "absent", &bad, &keep, &got, NULL), RK_ERR_SERVER);
+    assert_int_equal(fetch(c, "absent", &bad, &keep, &got, NULL), RK_ERR_SOURCE);
     assert_int_equal(atomic_load(&bad.runs), 1);
 
     redis_pause(&p);
@@ -1179,7 +1195,9 @@ static void test_invalidate_and_clear_forget_copies(void **state)
     uint64_t cursor = 0;
     removed = 0;
     for (int round = 0; round < 100; round++) { /* bounded: a handful of keys takes one round */
-        assert_int_equal(rk_cache_clear(c, &cursor, &removed), RK_OK);
+        size_t n;
+        assert_int_equal(rk_cache_clear(c, &cursor, &n), RK_OK);
+        removed += n;
         if (cursor == 0) break;
     }
     assert_int_equal(cursor, 0);
@@ -1226,8 +1244,7 @@ static void test_copies_byte_budget(void **state)
     /* Served from copies first: a value computed while Redis is down is
      * kept too, and would evict the oldest. */
     expect_copy(c, "k4", &keep, mid.value);
-    expect_copy(c, "k3", &keep, mid.value);
-    expect_copy(c, "k2", &keep, mid.value);
+    expect_copy(c, "k2", &keep, mid.value); /* k3 between them: fetch_state_test.c counts every entry */
     expect_no_copy(c, "big", &keep);
     expect_no_copy(c, "k1", &keep);
     redis_resume(&p);
@@ -1297,7 +1314,9 @@ static void test_fetch_counts_each_read_once(void **state)
     /* A database timing out is not Redis timing out. */
     job db_down = {.status = RK_ERR_TIMEOUT};
     char *got;
-    assert_int_equal(fetch(c, "db", &db_down, NULL, &got, &info), RK_ERR_TIMEOUT);
+    assert_int_equal(fetch(c, "db", &db_down, NULL, &got, &info), RK_ERR_SOURCE);
+    assert_int_equal(info.source_status, RK_ERR_TIMEOUT); /* the callback's own status */
+    assert_non_null(strstr(rk_last_error(), "timeout")); /* named in the message */
     assert_false(info.degraded);
     assert_int_equal(COUNTER(c, compute_errors), 1);
     assert_int_equal(COUNTER(c, errors[RK_ERR_TIMEOUT]), 0);
@@ -1350,11 +1369,11 @@ static void test_waiter_without_stale_gets_failure(void **state)
     rk_cache_fetch_info info;
     rk_status st = fetch(c, "k", &bad, &(rk_cache_fetch_options){.ttl_ms = 100}, &got, &info);
     pthread_join(t, NULL);
-    if (st != RK_ERR_SERVER) {
+    if (st != RK_ERR_SOURCE) {
         char shown[64];
         snprintf(shown, sizeof shown, "%s", got ? got : "");
         rk_free(got);
-        fail_msg("waiter: %s (%s), want RK_ERR_SERVER", rk_strerror(st), shown);
+        fail_msg("waiter: %s (%s), want RK_ERR_SOURCE", rk_strerror(st), shown);
     }
     assert_null(got);
     assert_true(info.waited);
@@ -1371,6 +1390,77 @@ static void test_waiter_without_stale_gets_failure(void **state)
 }
 
 /* ---- raw mode -------------------------------------------------------------------------------- */
+
+/* The server's clock in Unix ms, from TIME. */
+static int64_t server_ms(void)
+{
+    redisReply *r = rk_test_server_command(server, "TIME");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    int64_t ms = atoll(r->element[0]->str) * 1000 + atoll(r->element[1]->str) / 1000;
+    freeReplyObject(r);
+    return ms;
+}
+
+/* The logical expiry stored with key (its META block). */
+static int64_t stored_expiry(const char *key)
+{
+    redisReply *r = rk_test_server_command(server, "GET %s", key);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    rk__value_view v;
+    assert_int_equal(rk__value_parse(r->str, r->len, false, &v), RK_OK);
+    assert_true(v.flags & RK__VF_META);
+    freeReplyObject(r);
+    return v.meta.expires_at_ms;
+}
+
+/*
+ * Regression (#16): a writer whose clock is 2 minutes behind stored an
+ * expiry 2 minutes early, and readers with the right clock recomputed a
+ * value that had a minute left. Expiries are on the server's clock now:
+ * the writer's skew (injected through the handle's clock hook, as if its
+ * host clock were wrong) does not reach what it stores, and a reader
+ * whose own clock is 2 minutes ahead does not see a fresh value expired
+ * either. The tolerance on the stored expiry (10 s) is about clocks, not
+ * speed: a minute TTL, a two-minute skew.
+ */
+static void test_writer_clock_skew(void **state)
+{
+    (void)state;
+    rk_cache *writer = rk_test_cache_new(client, NULL);
+    rk_cache *reader = rk_test_cache_new(client, NULL);
+    rk_cache *ahead = rk_test_cache_new(client, NULL);
+    rk__fetch_set_clock_skew(writer->fetch, -120000);
+    rk__fetch_set_clock_skew(ahead->fetch, +120000);
+    job j = {.value = "v"};
+    const rk_cache_fetch_options o = {.ttl_ms = 60000, .beta = -1}; /* no early refresh: no dice */
+    rk_cache_fetch_info info;
+
+    fetch_expect(writer, "skew", &j, &o, "v", &info);
+    assert_true(info.computed);
+    int64_t exp = stored_expiry(PREFIX ":cache:skew"), now = server_ms();
+    if (llabs((long long)(exp - (now + 60000))) > 10000)
+        fail_msg("stored expiry is %lld ms from the server's now + TTL", (long long)(exp - (now + 60000)));
+
+    fetch_expect(reader, "skew", &j, &o, "v", &info);
+    assert_false(info.computed || info.stale);
+    fetch_expect(ahead, "skew", &j, &o, "v", &info);
+    assert_false(info.computed || info.stale);
+    assert_int_equal(atomic_load(&j.runs), 1);
+    assert_int_equal(COUNTER(reader, computations) + COUNTER(ahead, computations), 0);
+
+    /* And a writer ahead stores no expiry 2 minutes late. */
+    fetch_expect(ahead, "skew2", &j, &o, "v", &info);
+    assert_true(info.computed);
+    exp = stored_expiry(PREFIX ":cache:skew2");
+    now = server_ms();
+    if (llabs((long long)(exp - (now + 60000))) > 10000)
+        fail_msg("stored expiry is %lld ms from the server's now + TTL", (long long)(exp - (now + 60000)));
+    rk_cache_free(writer);
+    rk_cache_free(reader);
+    rk_cache_free(ahead);
+}
 
 static void test_raw_mode(void **state)
 {
@@ -1418,6 +1508,7 @@ int main(void)
         cmocka_unit_test_setup(test_failing_compute_serves_stale, rk_test_group_flush),
         cmocka_unit_test_setup(test_stale_while_revalidate, rk_test_group_flush),
         cmocka_unit_test_setup(test_raw_mode, rk_test_group_flush),
+        cmocka_unit_test_setup(test_writer_clock_skew, rk_test_group_flush),
         cmocka_unit_test(test_redis_down),
         cmocka_unit_test(test_redis_paused),
         cmocka_unit_test(test_delete_forgets_copy),

@@ -162,10 +162,47 @@ static void test_numbers_ignore_the_locale(void **state)
     if (WEXITSTATUS(status) != 0) fail_msg("locale check %d failed", WEXITSTATUS(status));
 }
 
+/* Regression (#16): a META expiry is bytes from the network. One no
+ * writer can produce — negative, or past 2^62 — is refused as a corrupt
+ * value instead of reaching the fetch's "now - expiry" arithmetic, where
+ * it overflowed (UBSan). 0 (no expiry) and 2^62 are accepted. */
+static void test_meta_expiry_bounded(void **state)
+{
+    (void)state;
+    const struct {
+        uint64_t exp;
+        rk_status want;
+    } cases[] = {
+        {0, RK_OK},
+        {1700000000000ULL, RK_OK},
+        {(uint64_t)1 << 62, RK_OK},
+        {((uint64_t)1 << 62) + 1, RK_ERR_TYPE},
+        {(uint64_t)INT64_MAX, RK_ERR_TYPE},
+        {(uint64_t)INT64_MIN, RK_ERR_TYPE},
+        {UINT64_MAX, RK_ERR_TYPE}, /* -1 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned char buf[RK__VALUE_HEADER_MAX + 1] = {RK__VALUE_MAGIC, RK__V_BYTES | RK__VF_META};
+        for (int b = 0; b < 8; b++) buf[2 + b] = (unsigned char)(cases[i].exp >> (8 * b));
+        buf[10] = 7;
+        buf[RK__VALUE_HEADER_MAX] = 'v';
+        rk__value_view v;
+        rk_status st = rk__value_parse(buf, sizeof buf, false, &v);
+        if (st != cases[i].want) fail_msg("expiry %llu: %s", (unsigned long long)cases[i].exp, rk_strerror(st));
+        if (st == RK_OK) {
+            assert_int_equal((uint64_t)v.meta.expires_at_ms, cases[i].exp);
+            assert_int_equal(v.meta.compute_ms, 7);
+        } else {
+            assert_non_null(strstr(rk_last_error(), "expiry"));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_header_round_trip),
+        cmocka_unit_test(test_meta_expiry_bounded),
         cmocka_unit_test(test_decode_refuses_foreign_values),
         cmocka_unit_test(test_int64_text),
         cmocka_unit_test(test_double_text),

@@ -25,7 +25,9 @@
  *           finite): print → parse gives the same bits, within
  *           RK__NUMBER_TEXT_MAX characters.
  *  format 2 rk__value_parse accepts exactly 0xFE, type 1..4, flags within
- *           COMPRESSED|META, and a META block that fits; it agrees with
+ *           COMPRESSED|META, and a META block that fits with an expiry
+ *           within 0..2^62 (the fetch decisions on it never overflow,
+ *           whatever the clock); it agrees with
  *           rk__value_decode whenever no flag is set; the META fields read
  *           back through rk__value_encode_header byte for byte.
  *  zstd     rk__decompress of any bytes returns only OK, TYPE, TOO_LARGE
@@ -43,6 +45,7 @@
 
 #include "alloc.h"
 #include "compress.h"
+#include "fetch_decide.h"
 #include "value.h"
 
 /* Numbers are at most 32 bytes; longer inputs only test the length check
@@ -172,8 +175,26 @@ static void check_parse(const uint8_t *data, size_t size)
     bool valid = size >= RK__VALUE_HEADER && data[0] == RK__VALUE_MAGIC &&
                  !(flags & ~(unsigned)(RK__VF_COMPRESSED | RK__VF_META)) && (data[1] & 0x0F) >= RK__V_BYTES &&
                  (data[1] & 0x0F) <= RK__V_DOUBLE && (!meta || size >= RK__VALUE_HEADER_MAX);
+    /* The expiry is bounded: 0..2^62 (bytes 2..9, little-endian). */
+    if (valid && meta) {
+        uint64_t exp = 0;
+        for (int i = 0; i < 8; i++) exp |= (uint64_t)data[2 + i] << (8 * i);
+        valid = exp <= (uint64_t)RK__VALUE_EXPIRY_MAX;
+    }
     CHECK((st == RK_OK) == valid);
     if (st != RK_OK) return;
+    CHECK(v.meta.expires_at_ms >= 0 && v.meta.expires_at_ms <= RK__VALUE_EXPIRY_MAX);
+    /* Whatever expiry a value carries, the fetch decisions on it cannot
+     * overflow at any "now" (UBSan checks the arithmetic). */
+    const int64_t nows[] = {INT64_MIN, -1, 0, 1700000000000LL, INT64_MAX};
+    const rk__fetch_policy policies[] = {{0, -1}, {INT64_MAX, 0}, {1, 1e300}};
+    for (size_t i = 0; i < sizeof nows / sizeof nows[0]; i++) {
+        for (size_t j = 0; j < sizeof policies / sizeof policies[0]; j++) {
+            rk__fetch_vstate s = rk__fetch_classify(&v.meta, meta, nows[i], &policies[j], 1e-300);
+            CHECK(s >= RK__FETCH_FRESH && s <= RK__FETCH_EXPIRED);
+            (void)rk__fetch_within_stale(v.meta.expires_at_ms, nows[i], policies[j].stale_ms);
+        }
+    }
     CHECK(v.flags == flags && (unsigned)v.type == (data[1] & 0x0Fu));
     CHECK(v.offset == (meta ? RK__VALUE_HEADER_MAX : RK__VALUE_HEADER) && v.offset <= size);
     if (!flags) {

@@ -210,7 +210,11 @@ static void test_round_trip_and_listing(void **state)
     for (size_t i = 0; i < N_HOSTILE; i++) {
         assert_int_equal(rk_cache_delete(cache, hostile[i]), RK_OK);
         assert_int_equal(dbsize(), (long long)(N_HOSTILE - i - 1)); /* one key, not more */
-        assert_int_equal(rk_cache_delete(cache, hostile[i]), RK_MISS);
+        {
+            bool existed = true;
+            assert_int_equal(rk_cache_delete_ex(cache, hostile[i], &existed), RK_OK);
+            assert_false(existed);
+        }
         assert_int_equal(rk_cache_exists(cache, hostile[i]), RK_MISS);
     }
     assert_int_equal(dbsize(), 0);
@@ -253,7 +257,11 @@ static void test_glob_keys_are_literal(void **state)
         }
         assert_int_equal(rk_cache_delete(cache, k), RK_OK);
         assert_int_equal(dbsize(), base);
-        assert_int_equal(rk_cache_delete(cache, k), RK_MISS);
+        {
+            bool existed = true;
+            assert_int_equal(rk_cache_delete_ex(cache, k, &existed), RK_OK);
+            assert_false(existed);
+        }
         char *v = NULL;
         assert_int_equal(rk_cache_get_str(cache, k, &v), RK_MISS);
         assert_null(v);

@@ -36,13 +36,15 @@
     "on resetkeys ~shop:* resetchannels -@all +get +set +unlink +exists +pttl +ping +auth " \
     "+select +client|setname -@dangerous"
 
-/* The whole cache — get-or-compute, batches, tags, clears — as granted in
- * docs/client.md ("ACL users"), scripts' inner commands included. */
+/* The whole cache — get-or-compute, batches, tags, clears — and
+ * rk_server_memory(), as granted in README.md and docs/client.md ("ACL
+ * users"), scripts' inner commands included. test_documented_acl_line
+ * checks that both pages show exactly this line. */
 #define FULL_USER "shopall"
 #define FULL_ACL_RULES                                                                         \
     "on resetkeys ~shop:* resetchannels -@all +get +set +unlink +exists +pttl +ping +auth "     \
     "+select +client|setname +mget +evalsha +eval +time +zadd +zremrangebyscore +zrange "      \
-    "+zcount +pexpireat +persist +del +scan"
+    "+zcount +pexpireat +persist +del +scan +info"
 
 static rk_test_server *server;
 static int port;
@@ -114,7 +116,7 @@ static void exercise_cache(rk_client *c, int db)
     assert_string_equal(raw + 2, "Ada"); /* after the 2-byte type header */
 
     assert_int_equal(rk_cache_delete(cache, "user:1"), RK_OK);
-    assert_int_equal(rk_cache_delete(cache, "user:1"), RK_MISS);
+    assert_int_equal(rk_cache_delete(cache, "user:1"), RK_OK); /* idempotent */
     assert_int_equal(rk_cache_exists(cache, "user:1"), RK_MISS);
     assert_int_equal(rk_cache_ttl_ms(cache, "user:1", &ttl), RK_MISS);
     assert_int_equal(rk_cache_get_str(cache, "user:1", &s), RK_MISS);
@@ -217,13 +219,21 @@ static void test_whole_cache_under_acl(void **state)
     uint64_t cursor = 0;
     removed = 0;
     for (int i = 0; i < 100; i++) {
-        st = rk_cache_clear(cache, &cursor, &removed);
+        size_t n;
+        st = rk_cache_clear(cache, &cursor, &n);
         if (st != RK_OK) fail_msg("clear: %s: %s", rk_strerror(st), rk_last_error());
+        removed += n;
         if (cursor == 0) break;
     }
     assert_int_equal(cursor, 0);
     assert_int_equal(removed, 1); /* "answer" */
     assert_int_equal(rk_cache_exists(cache, "answer"), RK_MISS);
+
+    /* rk_server_memory (redkit stats / memory): INFO */
+    rk_memory_info m;
+    st = rk_server_memory(c, &m);
+    if (st != RK_OK) fail_msg("server memory: %s: %s", rk_strerror(st), rk_last_error());
+    assert_true(m.used_memory > 0);
 
     rk_cache_free(cache);
     rk_client_free(c);
@@ -427,6 +437,84 @@ static void test_handshake_noperm(void **state)
     rk_client_free(c);
 }
 
+/* Every ACL line of a documentation page (lines starting "ACL SETUSER
+ * shop on >s3cret ") must be one the tests above run under — the minimal
+ * one (ACL_RULES) or the whole cache's (FULL_ACL_RULES, +info included) —
+ * and the page must show the whole one. */
+static void check_documented_lines(const char *page)
+{
+    char path[1024];
+    const char *file = __FILE__;
+    const char *cut = strstr(file, "tests/security/acl_test.c");
+    snprintf(path, sizeof path, "%.*s%s", cut ? (int)(cut - file) : 0, file, page);
+    FILE *f = fopen(path, "r");
+    if (!f) fail_msg("cannot open %s", path);
+    static const char start[] = "ACL SETUSER shop on >s3cret ";
+    char line[2048], rules[2048];
+    bool full = false;
+    for (int n = 0; n < 100000 && fgets(line, sizeof line, f); n++) {
+        if (strncmp(line, start, sizeof start - 1) != 0) continue;
+        line[strcspn(line, "\n")] = '\0';
+        snprintf(rules, sizeof rules, "on %s", line + sizeof start - 1);
+        if (strcmp(rules, FULL_ACL_RULES) == 0) full = true;
+        else if (strcmp(rules, ACL_RULES) != 0) fail_msg("%s shows an untested ACL line:\n  %s", page, rules);
+    }
+    fclose(f);
+    if (!full) fail_msg("%s does not show the tested line\n  %s", page, FULL_ACL_RULES);
+}
+
+static void test_documented_acl_line(void **state)
+{
+    (void)state;
+    check_documented_lines("README.md");
+    check_documented_lines("docs/client.md");
+}
+
+/* A user name with no password (redis://limited@host, or .username
+ * alone) authenticates as that user — a nopass user accepts any password
+ * — or is refused; never silently as "default". */
+static void expect_whoami(rk_client *c, const char *want)
+{
+    const char *argv[] = {"ACL", "WHOAMI"};
+    rk_reply *r = NULL;
+    rk_status st = rk_client_command(c, 2, argv, NULL, &r);
+    if (st != RK_OK) fail_msg("ACL WHOAMI: %s: %s", rk_strerror(st), rk_last_error());
+    assert_int_equal(r->type, RK_REPLY_STRING);
+    assert_string_equal(r->str, want);
+    rk_reply_free(r);
+}
+
+static void test_user_without_password(void **state)
+{
+    (void)state;
+    redisReply *r = rk_test_server_command(server, "ACL SETUSER limited on nopass resetkeys ~shop:* -@all +ping "
+                                                   "+acl|whoami +get +set");
+    assert_non_null(r);
+    freeReplyObject(r);
+    char url[256];
+    snprintf(url, sizeof url, "redis://limited@127.0.0.1:%d", port);
+    rk_client *c = rk_test_client_new(&(rk_client_options){.url = url});
+    assert_int_equal(rk_client_ping(c), RK_OK);
+    expect_whoami(c, "limited");
+    rk_client_free(c);
+
+    c = rk_test_client_new(&(rk_client_options){.host = "127.0.0.1", .port = port, .username = "limited"});
+    expect_whoami(c, "limited");
+    rk_client_free(c);
+
+    /* A user that has a password, named without one: refused, not default. */
+    snprintf(url, sizeof url, "redis://" USER "@127.0.0.1:%d", port);
+    c = rk_test_client_new(&(rk_client_options){.url = url});
+    assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
+    rk_client_free(c);
+
+    /* An unknown user too. */
+    snprintf(url, sizeof url, "redis://nobody-here@127.0.0.1:%d", port);
+    c = rk_test_client_new(&(rk_client_options){.url = url});
+    assert_int_equal(rk_client_ping(c), RK_ERR_AUTH);
+    rk_client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -438,6 +526,8 @@ int main(void)
         cmocka_unit_test_setup(test_wrong_password, rk_test_group_flush),
         cmocka_unit_test_setup(test_user_off, rk_test_group_flush),
         cmocka_unit_test_setup(test_handshake_noperm, rk_test_group_flush),
+        cmocka_unit_test(test_documented_acl_line),
+        cmocka_unit_test_setup(test_user_without_password, rk_test_group_flush),
     };
     return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
 }

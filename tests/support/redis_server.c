@@ -504,7 +504,10 @@ rk_test_server *rk_test_server_start_opts(const rk_test_server_options *opts)
 
     for (int attempt = 0; attempt < RK_TS_START_TRIES; attempt++) {
         s->port = free_port();
-        if (s->port <= 0) {
+        /* A cluster node also listens on port + 10000 (the cluster bus), so
+         * Redis refuses a port over 55535: ask again (bounded). */
+        for (int again = 0; again < 64 && s->cluster && s->port > 55535; again++) s->port = free_port();
+        if (s->port <= 0 || (s->cluster && s->port > 55535)) {
             fprintf(stderr, "rk_test_server: no free loopback port: %s\n", strerror(errno));
             break;
         }

@@ -28,23 +28,100 @@ expect 0 "*" -- ttl greeting
 ttl=$("$redkit" ttl greeting)
 if [ "$ttl" -ge 1 ] && [ "$ttl" -le 60 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: ttl $ttl"; fi
 expect 0 OK -- set forever x --ttl none
-expect 0 none -- ttl forever
-expect 0 OK -- del greeting
+# ttl and del answer as redis-cli does, exit 0: -1 no expiry, -2 absent;
+# del prints how many keys existed (set -e scripts survive a second del).
+expect 0 -1 -- ttl forever
+expect 0 1 -- del greeting
 expect 1 "" -- get greeting
-expect 1 "" -- del greeting
-expect 1 "" -- ttl greeting
+expect 0 0 -- del greeting
+expect 0 -2 -- ttl greeting
+expect 0 1 -- del forever greeting
 expect 0 OK -- --ns other set k v
 expect 1 "" -- get k
 expect 0 v -- --ns other get k
-# Raw mode reads what redis-cli wrote.
+# A miss prints nothing on stdout, so v=$(redkit get k) stays empty.
+v=$("$redkit" get absent-key 2>/dev/null); st=$?
+if [ "$st" = 1 ] && [ -z "$v" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: get miss: $st '$v'"; fi
+# Values written by redis-cli read with or without --raw (docs/cache.md).
 redis-cli -u "$REDIS_URL" SET cache:plain "from redis-cli" >/dev/null
 expect 0 "from redis-cli" -- --raw get plain
-expect 2 "" -- get plain
-# Usage and connection errors.
+expect 0 "from redis-cli" -- get plain
+redis-cli -u "$REDIS_URL" SET cache:count 41 >/dev/null
+expect 0 42 -- incr count
+expect 0 42 -- get count
+# exists, mget, incr
+expect 0 2 -- exists plain count absent-key
+expect 0 0 -- exists absent-key
+expect 0 "$(printf 'from redis-cli\n\n42')" -- mget plain absent-key count
+expect 0 OK -- set n 42                  # a typed string, as `redkit set` stores it
+expect 0 43 -- incr n
+expect 0 33 -- incr n -10
+expect 0 33 -- get n
+expect 0 5 -- incr fresh 5 --ttl 100
+expect 0 "$(printf '5\n\n33')" -- mget fresh absent-key n   # a typed int64 prints as a number
+t=$("$redkit" ttl fresh)
+if [ "$t" -ge 1 ] && [ "$t" -le 100 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: incr ttl $t"; fi
+expect 0 1 -- incr fresh2
+t=$("$redkit" ttl fresh2)
+if [ "$t" -ge 250 ] && [ "$t" -le 300 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: incr default ttl $t"; fi
+expect 2 "" -- incr greeting-text 1x
+"$redkit" set words "two words" >/dev/null
+expect 2 "" -- incr words
+expect 0 "two words" -- get words
+expect 0 OK -- --raw set rawn 7
+expect 0 8 -- incr rawn
+[ "$(redis-cli -u "$REDIS_URL" GET cache:rawn)" = 8 ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: raw incr"; }
+# -x: the value from stdin, binary-safe; raw into a pipe, escaped on a terminal.
+printf 'a\000b\n' | "$redkit" -x set bin >/dev/null
+[ "$("$redkit" get bin | od -An -c | tr -s ' ')" = " a \0 b \n \n" ] && passed=$((passed + 1)) ||
+    { failed=$((failed + 1)); echo "FAIL: -x / binary get"; "$redkit" get bin | od -c; }
+tty_out=$(script -qec "$redkit get bin" /dev/null </dev/null | tr -d '\r')
+[ "$tty_out" = '"a\x00b\n"' ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: tty get: $tty_out"; }
+tty_out=$(script -qec "$redkit del absent-key" /dev/null </dev/null | tr -d '\r')
+[ "$tty_out" = "(integer) 0" ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: tty del: $tty_out"; }
+expect 2 "" -- -x get bin
+expect 2 "" -- -x set k v
+# scan, invalidate, clear: the namespace's keys only.
+redis-cli -u "$REDIS_URL" SET outside v >/dev/null
+redis-cli -u "$REDIS_URL" SET 'cache:{star}*' v >/dev/null
+expect 0 OK -- -x set bin2 </dev/null
+listed=$("$redkit" scan | sort | tr '\n' ' ')
+[ "$listed" = "bin bin2 count fresh fresh2 n plain rawn words {star}* " ] && passed=$((passed + 1)) ||
+    { failed=$((failed + 1)); echo "FAIL: scan: $listed"; }
+[ "$("$redkit" scan 'bin*' | sort | tr '\n' ' ')" = "bin bin2 " ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: scan bin*"; }
+expect 0 "" -- --ns nothing-here scan
+expect 0 10 -- clear
+expect 0 "" -- scan
+expect 0 0 -- clear
+[ "$(redis-cli -u "$REDIS_URL" GET outside)" = v ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: clear left its namespace"; }
+expect 0 0 -- invalidate no-such-tag
+# Connection options as redis-cli's: -h HOST -p PORT -n DB, --user, -a.
+hostport=${REDIS_URL#redis://}; port=${hostport##*:}; port=${port%%/*}
+expect 0 PONG -- --url redis://127.0.0.1:1 -h 127.0.0.1 -p "$port" ping
+expect 0 OK -- -p "$port" -n 3 set in-db3 v
+[ "$(redis-cli -u "$REDIS_URL" -n 3 GET cache:in-db3)" != "" ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: -n 3"; }
+expect 1 "" -- get in-db3
+expect 2 "" -- -p 99999 ping
+expect 2 "" -- -n x ping
+redis-cli -u "$REDIS_URL" ACL SETUSER cliuser on '>cli-pw-1' '~*' '+@all' >/dev/null
+expect 0 PONG -- --user cliuser -a cli-pw-1 ping
+expect 2 "" -- --user cliuser -a wrong-pw ping
+REDISCLI_AUTH=cli-pw-1 "$redkit" --user cliuser ping >/dev/null && passed=$((passed + 1)) ||
+    { failed=$((failed + 1)); echo "FAIL: REDISCLI_AUTH"; }
+redis-cli -u "$REDIS_URL" ACL DELUSER cliuser >/dev/null
+expect 2 "" -- --tls -p "$port" -h 127.0.0.1 ping   # TLS to a plain server: an error, not a hang
+# Usage and connection errors: on stderr, exit 2, nothing on stdout; help
+# only with --help (-h is the host, as in redis-cli).
 expect 0 "*" -- --help
+expect 2 "" -- -h
+v=$("$redkit" -h 127.0.0.1 -p "$port" get absent-key 2>/dev/null)
+[ -z "$v" ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: -h HOST get printed '$v'"; }
+err=$("$redkit" nosuchcommand 2>&1 >/dev/null)
+case $err in "redkit: unknown command"*) passed=$((passed + 1)) ;; *) failed=$((failed + 1)); echo "FAIL: usage on stderr: $err" ;; esac
 expect 2 "" -- nosuchcommand
 expect 2 "" -- get
 expect 2 "" -- set k v --ttl -5
+expect 2 "" -- get k --ttl 5
 expect 2 "" -- --url "http://nope" ping
 # A password in the URL never shows, whatever fails.
 for url in "redis://:Sekr3tPw@127.0.0.1:1" "redis://user:Sekr3tPw@127.0.0.1:99999" "redis://:Sekr3tPw@[::1"; do
@@ -115,6 +192,17 @@ sec_expect 2 "$sec_url" -- get seclist
 sec_expect 2 "$sec_url_wrong" -- ping
 sec_expect 2 "$sec_url_wrong" -- get k
 sec_expect 2 "" -- "$sec_url" ping                               # the URL where the command goes
+# redis-cli's options: -a PASSWORD, glued by mistake (-aPASSWORD), and
+# $REDISCLI_AUTH; right and wrong.
+sec_port=${sec_hostport##*:}
+sec_expect 0 "" -- -p "$sec_port" --user clisec -a "$sec_pw" ping
+sec_expect 2 "" -- -p "$sec_port" --user clisec -a "$sec_wrong" ping
+sec_expect 2 "" -- -p "$sec_port" --user clisec "-a$sec_pw" ping
+sec_expect 2 "" -- -p "$sec_port" --user clisec "--pass=$sec_wrong" get k
+sec_expect 2 "" -- -p "$sec_port" --user clisec -a "$sec_wrong" --url "redis://127.0.0.1:1" ping
+REDISCLI_AUTH=$sec_wrong "$redkit" -p "$sec_port" --user clisec ping >"$sec_out" 2>"$sec_err"
+if [ $? = 2 ] && ! grep -q -F -e "$sec_wrong" -e "Wr0ng-Cl1" "$sec_out" "$sec_err"; then passed=$((passed + 1));
+else failed=$((failed + 1)); echo "FAIL (security): REDISCLI_AUTH with a wrong password (output withheld)"; fi
 redis-cli -u "$REDIS_URL" DEL cache:seclist cache:secret-test-key >/dev/null
 redis-cli -u "$REDIS_URL" ACL DELUSER clisec >/dev/null
 rm -f "$sec_out" "$sec_err"
@@ -228,7 +316,79 @@ for cmd in stats memory slowlog; do
     mon_ok "$cmd unreachable exits 2" exited 2
     mon_ok "$cmd unreachable: no password" no_password
 done
+# redkit limit: check until refused (exit 1), peek consumes nothing, reset.
+lim_specs="minute:gcra:2:60000 day:fixed:100:86400000"
+mon_run limit check cli-user $lim_specs
+mon_ok "limit check allowed" exited 0
+mon_run limit check cli-user $lim_specs
+mon_run limit check cli-user $lim_specs
+mon_ok "limit check refused exits 1" exited 1
+mon_ok "limit check says which limit" out_has '^refused \(decided by minute, path redis\)$'
+mon_ok "limit check prints Retry-After" out_has '^Retry-After: [0-9]+'
+mon_run limit peek cli-user $lim_specs
+mon_ok "limit peek: refused state, nothing consumed" out_has 'day +fixed +ok +limit=100 remaining=98 '
+mon_run limit reset cli-user $lim_specs
+mon_ok "limit reset" out_has '^reset$'
+mon_run limit peek cli-user $lim_specs
+mon_ok "limit peek after reset" exited 0
+mon_ok "limit peek after reset: full" out_has 'minute +gcra +ok +limit=2 remaining=2 '
+mon_run limit peek cli-user minute:nope:2:60000
+mon_ok "limit: bad algorithm is a usage error" exited 2
+mon_run limit peek cli-user
+mon_ok "limit: no limit is a usage error" exited 2
+mon_run --url "redis://:Mon-Pw-5512@127.0.0.1:1" limit check cli-user $lim_specs
+mon_ok "limit unreachable exits 2" exited 2
+mon_ok "limit unreachable: no password" no_password
 mon_cli -n 5 FLUSHDB
+# apikey: hash and check need no Redis; revoke writes a tombstone under the
+# key's hash; no command prints the key. (A made-up key with a valid
+# checksum, not a secret.)
+ak=rk_TestKeyForTheCliOnlyNotASecret0123456789abc3AQFvY
+ak_hash=dc01e9767985bbd073f4c2e04977f935777ed270371837a7b36cef016b250776
+expect 0 "$ak_hash" -- apikey hash "$ak"
+expect 0 "ok rk_Test...QFvY" -- apikey check "$ak"
+expect 1 malformed -- apikey check "${ak%?}x"
+expect 0 "revoked rk_Test...QFvY" -- apikey revoke "$ak"
+if [ "$(redis-cli -u "$REDIS_URL" GET "apikey:{$ak_hash}")" = R ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: apikey tombstone"; fi
+expect 0 "revoked ${ak_hash:0:16}..." -- apikey revoke "$ak_hash"
+expect 2 "" -- apikey revoke not-a-key
+expect 2 "" -- apikey frobnicate x
+expect 2 "" -- apikey hash
+if redis-cli -u "$REDIS_URL" --scan | grep -q "$ak"; then failed=$((failed + 1)); echo "FAIL: the API key is in Redis"; else passed=$((passed + 1)); fi
+redis-cli -u "$REDIS_URL" DEL "apikey:{$ak_hash}" >/dev/null
 rm -f "$mon_out" "$mon_err" /tmp/redkit-cli-err.$$ /tmp/redkit-cli-out.$$
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
+
+# ---- Sessions: list, revoke-user, count --------------------------------------
+# Sessions are planted with redis-cli in the documented layout
+# (docs/sessions.md): the value's 15-byte header and MessagePack user and
+# attributes, under "sess:{<id>}", and the user's index "sess#u:<user>".
+# The tool shows ids and times only: it has no token to show.
+sess_plant() { # sess_plant ID USER
+    redis-cli -u "$REDIS_URL" EVAL "local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = struct.pack('>BI6I4I4', 1, now, 3600000, 0) .. cmsgpack.pack(ARGV[2], {})
+redis.call('SET', KEYS[1], v, 'PX', 1800000)
+redis.call('ZADD', KEYS[2], now + 3602000, ARGV[1])" 2 "sess:{$1}" "sess#u:$2" "$1" "$2" >/dev/null
+}
+sess_plant AAAAAAAAAAAAAAAAAAAAAA alice
+sess_plant BBBBBBBBBBBBBBBBBBBBBA alice
+sess_plant CCCCCCCCCCCCCCCCCCCCCA alice
+sess_plant DDDDDDDDDDDDDDDDDDDDDA bob
+expect 0 4 -- sessions count
+sess_lines=$("$redkit" sessions list alice | grep -cE '^[A-Za-z0-9_-]{22} issued=[0-9T:-]+Z last_access=[0-9T:-]+Z expires=[0-9T:-]+Z deadline=[0-9T:-]+Z$')
+if [ "$sess_lines" = 3 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: sessions list alice: $sess_lines lines"; fi
+expect 0 3 -- sessions revoke-user alice
+expect 0 "" -- sessions list alice
+expect 0 0 -- sessions revoke-user alice
+expect 0 1 -- sessions count
+expect 0 1 -- sessions revoke-user bob
+expect 0 0 -- sessions count
+expect 2 "" -- sessions
+expect 2 "" -- sessions list
+expect 2 "" -- sessions frob x
+expect 2 "" -- sessions count extra
+expect 2 "" -- sessions list ""
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
