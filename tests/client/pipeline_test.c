@@ -17,6 +17,7 @@
 
 #include <redkit/redkit.h>
 
+#include "support/fail_alloc.h"
 #include "support/fixture.h"
 #include "support/redis_server.h"
 
@@ -274,9 +275,71 @@ static void test_watch_conflict_retried(void **state)
     rk_client_free(c);
 }
 
+/* ---- allocation failures ---------------------------------------------------- */
+
+static rk_status set_one(rk_watch *w, rk_pipeline *queued, void *user)
+{
+    (void)user;
+    const char *get[] = {"GET", "nm:w"}, *set[] = {"SET", "nm:w", "1"};
+    rk_reply *r = NULL;
+    rk_status st = rk_watch_command(w, 2, get, NULL, &r);
+    rk_reply_free(r);
+    return st != RK_OK ? st : rk_pipeline_add(queued, 3, set, NULL);
+}
+
+/* Every step succeeds, or fails once the injected failure has happened. */
+#define STEP(expr)                                                                      \
+    do {                                                                                \
+        rk_status st_ = (expr);                                                         \
+        if (st_ != RK_OK && !rk_test_fail_hit())                                        \
+            fail_msg("N=%ld: %s: %s: %s", n, #expr, rk_strerror(st_), rk_last_error()); \
+    } while (0)
+
+/* Fail the Nth allocation, for N = 1, 2, ... until a run passes none: the
+ * lanes, batches, transactions and WATCH recover (or report
+ * RK_ERR_NOMEM), never crash, and leak nothing. First in the program:
+ * the allocator may only change while no redkit memory is live. */
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    assert_int_equal(rk_set_allocator(&rk_test_fail_allocator), RK_OK);
+    long n = 1;
+    for (; n < 3000; n++) {
+        rk_test_fail_arm(n);
+        rk_client *c = NULL;
+        rk_pipeline *p = NULL;
+        rk_status st = rk_client_new(&(rk_client_options){.url = rk_test_server_url(server)}, &c);
+        if (st == RK_OK) st = rk_pipeline_new(&p);
+        if (st == RK_OK) {
+            const char *set[] = {"SET", "nm:a", "1"}, *incr[] = {"INCR", "nm:a"}, *get[] = {"GET", "nm:a"};
+            STEP(rk_pipeline_add(p, 3, set, NULL));
+            STEP(rk_pipeline_add(p, 2, incr, NULL));
+            STEP(rk_pipeline_add(p, 2, get, NULL));
+            STEP(rk_pipeline_exec(c, p, NULL));
+            STEP(rk_pipeline_exec(c, p, &(rk_pipeline_options){.transaction = true}));
+            const char *keys[] = {"nm:w"};
+            STEP(rk_client_watch(c, 1, keys, NULL, set_one, NULL, p, NULL));
+            rk_reply *r = NULL;
+            STEP(rk_client_command(c, 2, get, NULL, &r));
+            rk_reply_free(r);
+        } else if (!rk_test_fail_hit()) {
+            fail_msg("N=%ld: setup: %s", n, rk_last_error());
+        }
+        bool hit = rk_test_fail_hit();
+        rk_test_fail_disarm();
+        rk_pipeline_free(p);
+        rk_client_free(c);
+        if (rk_test_fail_live() != 0) fail_msg("N=%ld: %ld blocks leaked", n, rk_test_fail_live());
+        if (!hit) break;
+    }
+    assert_true(n > 10 && n < 3000);
+    assert_int_equal(rk_set_allocator(NULL), RK_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_allocation_failures),
         cmocka_unit_test(test_pipeline_with_errors_in_the_middle),
         cmocka_unit_test(test_transaction),
         cmocka_unit_test(test_transactions_while_others_read),
