@@ -332,6 +332,7 @@ static void test_allocation_failures(void **state)
         if (rk_test_fail_live() != 0) fail_msg("N=%ld: %ld blocks leaked", n, rk_test_fail_live());
         if (!hit) break;
     }
+    fprintf(stderr, "allocation walk: %ld runs\n", n);
     assert_true(n > 10 && n < 3000);
     assert_int_equal(rk_set_allocator(NULL), RK_OK);
 }
