@@ -81,6 +81,7 @@ typedef enum rk_circuit_state {
 #define RK_DEFAULT_CONNECT_TIMEOUT_MS 1000
 #define RK_DEFAULT_COMMAND_TIMEOUT_MS 500
 #define RK_DEFAULT_POOL_SIZE 4
+#define RK_DEFAULT_SHARED_CONNECTIONS 2
 #define RK_DEFAULT_RECONNECT_BASE_MS 50
 #define RK_DEFAULT_RECONNECT_MAX_MS 5000
 #define RK_DEFAULT_BREAKER_THRESHOLD 5
@@ -166,6 +167,15 @@ typedef struct rk_client_options {
     int command_timeout_ms;     /* one call, waiting for a pooled connection
                                    included; default 500 */
     int pool_size;              /* maximum open connections; default 4 */
+    int shared_connections;     /* how many of them every thread shares,
+                                   with the commands of concurrent calls
+                                   combined into one write (see
+                                   docs/client.md "Shared connections");
+                                   default 2, at most pool_size / 2 (at
+                                   least 1); the rest serve blocking
+                                   commands and transactions. -1 = none:
+                                   every call borrows a connection of its
+                                   own for its request, as in 0.1. */
     rk_tls_options tls;         /* TLS; zeroed = off (see rk_tls_options) */
 
     /* Reconnection: after a failed connect attempt the next one waits a
@@ -293,6 +303,20 @@ typedef struct rk_reply {
  * past), at most 64 bytes, bytes outside printable ASCII shown as '?'. On
  * every other failure *reply is NULL too.
  *
+ * Ordinary commands share the client's shared connections (see
+ * rk_client_options.shared_connections). Commands that would change the
+ * state of a shared connection are refused with RK_ERR_INVALID, and
+ * rk_last_error() names the API to use instead: SUBSCRIBE, PSUBSCRIBE,
+ * SSUBSCRIBE and their UNSUBSCRIBEs (pub/sub needs a connection of its
+ * own; no pub/sub API yet), MULTI, EXEC,
+ * DISCARD, WATCH, UNWATCH (redkit/pipeline.h), SELECT, AUTH, HELLO (the
+ * client's options), MONITOR, RESET, QUIT, READONLY, READWRITE, SYNC,
+ * PSYNC, CLIENT REPLY, CLIENT TRACKING, CLIENT CACHING, CLIENT SETNAME.
+ * Blocking commands (BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN,
+ * BZPOPMAX, BZMPOP, WAIT, WAITAOF, XREAD and XREADGROUP with BLOCK) run on
+ * a pooled connection of their own, so that they hold up no other call;
+ * give them a timeout with rk_client_command_opts().
+ *
  * The command is never retried: whether a command that failed with
  * RK_ERR_TIMEOUT or RK_ERR_UNAVAILABLE was applied is unknown. (redkit's
  * own reads — GET, EXISTS, PTTL — are retried once on a fresh connection
@@ -301,6 +325,26 @@ typedef struct rk_reply {
 RK_EXPORT rk_status rk_client_command(rk_client *client, int argc,
                                       const char *const *argv,
                                       const size_t *argvlen, rk_reply **reply);
+
+/* Options of one raw command call; zeroed = the client's settings. */
+typedef struct rk_command_options {
+    int timeout_ms; /* this call's deadline, waiting for a connection
+                       included (plus the connect timeout if one has to
+                       be opened); 0 = command_timeout_ms; at most
+                       RK_MAX_TIMEOUT_MS. For a blocking command make it
+                       longer than the time the command may block
+                       (BLPOP's timeout, XREAD's BLOCK, WAIT's timeout). */
+} rk_command_options;
+
+/*
+ * rk_client_command_opts — rk_client_command() with options for this call
+ * only (opts NULL = defaults), such as a timeout of its own for BLPOP,
+ * XREAD BLOCK, WAIT or a slow script. Same arguments, returns, ownership
+ * and thread safety as rk_client_command(); a negative or too large
+ * timeout_ms is RK_ERR_INVALID.
+ */
+RK_EXPORT rk_status rk_client_command_opts(rk_client *client, const rk_command_options *opts, int argc,
+                                           const char *const *argv, const size_t *argvlen, rk_reply **reply);
 
 /*
  * rk_reply_free — release a reply and everything in it.

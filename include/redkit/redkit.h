@@ -15,6 +15,7 @@
 #include "alloc.h"
 #include "url.h"
 #include "client.h"
+#include "pipeline.h"
 #include "keys.h"
 #include "cache.h"
 #include "ratelimit.h"

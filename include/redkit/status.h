@@ -85,7 +85,11 @@ typedef enum rk_status {
      * callback's message, in rk_last_error(). Not retryable by redkit's
      * judgment: whether the source is worth asking again is the
      * application's. */
-    RK_ERR_SOURCE = 14
+    RK_ERR_SOURCE = 14,
+    /* Optimistic locking gave up: a key watched by rk_client_watch() was
+     * changed by another client on every attempt. Nothing of the last
+     * attempt was applied. */
+    RK_ERR_CONFLICT = 15
 } rk_status;
 
 /*

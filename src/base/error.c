@@ -48,6 +48,7 @@ const char *rk_strerror(rk_status status)
     case RK_ERR_SYSTEM: return "system error";
     case RK_DEGRADED: return "degraded (redis unavailable, treated as a miss)";
     case RK_ERR_SOURCE: return "source failed";
+    case RK_ERR_CONFLICT: return "conflict (a watched key changed)";
     }
     return "unknown status";
 }

@@ -26,10 +26,12 @@
 
 #include "alloc.h"
 #include "client.h"
+#include "commands.h"
 #include "conn.h"
 #include "error.h"
 #include "health.h"
 #include "histogram.h"
+#include "mux.h"
 #include "names.h"
 #include "registry_private.h"
 #include "reply.h"
@@ -54,6 +56,12 @@ struct rk_client {
     void *log_user;
     rk_log_level log_level;
     rk__hist latency;              /* metrics: every request; lock-free */
+    rk__lane *lanes;               /* the shared connections (mux.c) */
+    int n_lanes;                   /* 0: every call leases a connection */
+    _Atomic unsigned next_lane;
+    _Atomic bool health_dirty;     /* failures counted, or the circuit not closed */
+    _Atomic uint64_t lane_requests;/* requests completed on lanes (stats.requests) */
+    struct rk_client *fork_next;   /* the list of live clients, for fork() */
     _Atomic unsigned warned;       /* metrics: warnings given (warn_once) */
     rk__registry *registry;        /* module handles (registry.c, own lock) */
 
@@ -188,12 +196,16 @@ static rk_status configure(rk_client *c, const rk_client_options *o, const rk__u
         (st = check_range("connect_timeout_ms", c->connect_timeout_ms, 1, RK_MAX_TIMEOUT_MS)) ||
         (st = check_range("command_timeout_ms", c->command_timeout_ms, 1, RK_MAX_TIMEOUT_MS)) ||
         (st = check_range("pool_size", c->pool_size, 1, RK_MAX_POOL_SIZE)) ||
+        (st = check_range("shared_connections", o->shared_connections, -1, RK_MAX_POOL_SIZE)) ||
         (st = check_client_name(client_name)))
         return st;
     if (prefix && *prefix && (st = rk__key_check_name("key_prefix", prefix)) != RK_OK) return st;
 
     /* These have no URL form; a zeroed field means the default, -1 "off"
      * where that is allowed. */
+    int lanes = o->shared_connections < 0 ? 0 : pick_int(o->shared_connections, 0, RK_DEFAULT_SHARED_CONNECTIONS);
+    int lanes_max = c->pool_size / 2 > 1 ? c->pool_size / 2 : 1;
+    c->n_lanes = lanes < lanes_max ? lanes : lanes_max;
     int base = pick_int(o->reconnect_base_ms, 0, RK_DEFAULT_RECONNECT_BASE_MS);
     int max = pick_int(o->reconnect_max_ms, 0, RK_DEFAULT_RECONNECT_MAX_MS);
     int threshold = pick_int(o->breaker_threshold, 0, RK_DEFAULT_BREAKER_THRESHOLD);
@@ -250,19 +262,101 @@ static void release_strings(rk_client *c)
 
 static rk_status init_sync(rk_client *c)
 {
-    pthread_condattr_t attr;
-    if (pthread_condattr_init(&attr) != 0) return rk__fail(RK_ERR_SYSTEM, "pthread_condattr_init failed");
-    /* Deadlines are on the monotonic clock; so must the waits be, or a
-     * wall-clock jump would stretch or cut them. */
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    int e = pthread_cond_init(&c->freed, &attr);
-    pthread_condattr_destroy(&attr);
-    if (e != 0) return rk__fail(RK_ERR_SYSTEM, "pthread_cond_init: %s", strerror(e));
-    if ((e = pthread_mutex_init(&c->lock, NULL)) != 0) {
+    return rk__lock_init(&c->lock, &c->freed);
+}
+
+static rk_status init_lanes(rk_client *c)
+{
+    c->lanes = rk__calloc((size_t)c->n_lanes, sizeof *c->lanes);
+    if (!c->lanes) {
+        pthread_mutex_destroy(&c->lock);
         pthread_cond_destroy(&c->freed);
-        return rk__fail(RK_ERR_SYSTEM, "pthread_mutex_init: %s", strerror(e));
+        return rk__fail(RK_ERR_NOMEM, "client: out of memory");
+    }
+    for (int i = 0; i < c->n_lanes; i++) {
+        rk_status st = rk__lane_init(&c->lanes[i]);
+        if (st != RK_OK) {
+            while (i-- > 0) rk__lane_destroy(&c->lanes[i]);
+            rk__free(c->lanes);
+            c->lanes = NULL;
+            pthread_mutex_destroy(&c->lock);
+            pthread_cond_destroy(&c->freed);
+            return st;
+        }
     }
     return RK_OK;
+}
+
+/* ---- fork() ------------------------------------------------------------
+ *
+ * Every live client is on a list. pthread_atfork handlers take every
+ * client's locks before fork() (so that no client is copied half-way
+ * through a change), release them in the parent, and in the child drop
+ * every connection the child inherited: its copy of the descriptor is
+ * closed without a byte sent (no QUIT, no TLS close_notify), since the
+ * parent still uses the connection, and the child opens its own on its
+ * first call. The parent's connections are untouched. Connections that
+ * other threads had borrowed at the moment of fork() are forgotten in the
+ * child (those threads do not exist there), descriptors included. */
+
+static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
+static rk_client *clients;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&clients_lock);
+    rk__mux_fork_prepare();
+    for (rk_client *c = clients; c; c = c->fork_next) {
+        for (int i = 0; i < c->n_lanes; i++) pthread_mutex_lock(&c->lanes[i].lock);
+        pthread_mutex_lock(&c->lock);
+    }
+}
+
+static void fork_parent(void)
+{
+    for (rk_client *c = clients; c; c = c->fork_next) {
+        pthread_mutex_unlock(&c->lock);
+        for (int i = c->n_lanes; i-- > 0;) pthread_mutex_unlock(&c->lanes[i].lock);
+    }
+    rk__mux_fork_parent();
+    pthread_mutex_unlock(&clients_lock);
+}
+
+static void fork_child(void)
+{
+    for (rk_client *c = clients; c; c = c->fork_next) {
+        for (int i = 0; i < c->n_lanes; i++) rk__lane_after_fork(&c->lanes[i]);
+        for (int i = 0; i < c->n_idle; i++) rk__conn_abandon(c->idle[i]);
+        c->n_idle = 0;
+        c->n_open = 0;
+        c->health.probing = false;
+        rk__lock_init(&c->lock, &c->freed);
+    }
+    rk__mux_fork_child();
+    pthread_mutex_init(&clients_lock, NULL);
+}
+
+static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
+static void track(rk_client *c)
+{
+    pthread_once(&atfork_once, register_atfork);
+    pthread_mutex_lock(&clients_lock);
+    c->fork_next = clients;
+    clients = c;
+    pthread_mutex_unlock(&clients_lock);
+}
+
+static void untrack(rk_client *c)
+{
+    pthread_mutex_lock(&clients_lock);
+    for (rk_client **at = &clients; *at; at = &(*at)->fork_next)
+        if (*at == c) {
+            *at = c->fork_next;
+            break;
+        }
+    pthread_mutex_unlock(&clients_lock);
 }
 
 rk_status rk_client_new(const rk_client_options *opts, rk_client **out)
@@ -289,6 +383,7 @@ rk_status rk_client_new(const rk_client_options *opts, rk_client **out)
     }
     if (st == RK_OK && !(c->registry = rk__registry_new())) st = rk__fail(RK_ERR_NOMEM, "client: out of memory");
     if (st == RK_OK) st = init_sync(c);
+    if (st == RK_OK && c->n_lanes > 0) st = init_lanes(c);
     if (st != RK_OK) {
         rk__registry_free(c->registry);
         rk__free(c->idle);
@@ -304,6 +399,7 @@ rk_status rk_client_new(const rk_client_options *opts, rk_client **out)
                "TLS certificate verification is disabled (insecure_skip_verify): connections are "
                "encrypted but the server is not authenticated",
                c->log_user);
+    track(c);
     *out = c;
     return RK_OK;
 }
@@ -323,6 +419,9 @@ void rk_client_free(rk_client *c)
 
 void rk__client_destroy(rk_client *c)
 {
+    untrack(c);
+    for (int i = 0; i < c->n_lanes; i++) rk__lane_destroy(&c->lanes[i]);
+    rk__free(c->lanes);
     for (int i = 0; i < c->n_idle; i++) rk__conn_close(c->idle[i]);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->freed);
@@ -381,15 +480,6 @@ static void deliver(rk_client *c, rk__events *ev)
 
 /* ---- The pool ---------------------------------------------------------- */
 
-/* What one call carries through acquire and release. */
-typedef struct call {
-    int64_t deadline_ns;
-    int64_t start_ns;  /* metrics: the clock read that set the deadline */
-    bool probe;      /* this call is the circuit's half-open probe */
-    bool reused;     /* it got a pooled connection, not a fresh one */
-    rk__events ev;
-} call;
-
 /* Close every idle connection (lock held). Used when the server has gone:
  * the idle ones are most likely dead too, and a read retried on one of
  * them would fail again. */
@@ -414,6 +504,14 @@ static rk_status fast_fail(rk_client *c)
     return RK_ERR_UNAVAILABLE; /* rk_last_error() was set by the health gate */
 }
 
+/* Keep health_dirty in step with the breaker (lock held): calls on lanes
+ * read it without the lock to skip the gate while all is well. */
+static void mirror_health(rk_client *c)
+{
+    atomic_store_explicit(&c->health_dirty, c->health.failures > 0 || c->health.circuit != RK_CIRCUIT_CLOSED,
+                          memory_order_relaxed);
+}
+
 static const char ping_cmd[] = "*1\r\n$4\r\nPING\r\n";
 
 /* Below this much idle time a connection is used without a check: it
@@ -421,7 +519,7 @@ static const char ping_cmd[] = "*1\r\n$4\r\nPING\r\n";
  * would cost the hot path a system call (about 1% of a loopback GET) to
  * close a window no wider than the one in which a server can die during
  * the call itself. */
-#define PEER_CHECK_AFTER_NS 1000000
+#define PEER_CHECK_AFTER_NS RK__PEER_CHECK_AFTER_NS
 
 /* Is an idle connection still good? Called without the lock. A peer that
  * closed or reset it is seen with one poll(); one that vanished silently
@@ -438,9 +536,40 @@ static bool still_alive(rk_client *c, rk__conn *conn, int64_t deadline_ns)
     return true;
 }
 
+bool rk__pool_check(rk_client *c, rk__conn *conn, int64_t deadline_ns)
+{
+    if (!rk__conn_broken(conn) && still_alive(c, conn, deadline_ns)) return true;
+    rk__events ev = {0};
+    rk__events_add(&ev, RK_EVENT_DISCONNECTED, RK_ERR_UNAVAILABLE, 0, 0,
+                   "connection closed: idle connection to %s found dead", rk__conn_peer(conn));
+    pthread_mutex_lock(&c->lock);
+    c->n_open--;
+    c->stats.disconnects++;
+    pthread_cond_signal(&c->freed);
+    pthread_mutex_unlock(&c->lock);
+    rk__conn_close(conn);
+    deliver(c, &ev);
+    return false;
+}
+
+/* An exclusive lease found the pool exhausted: the connection of an idle
+ * lane, if there is one (lock held; dropped while looking). */
+static rk__conn *take_from_lanes(rk_client *c)
+{
+    if (c->n_lanes == 0) return NULL;
+    pthread_mutex_unlock(&c->lock);
+    rk__conn *conn = NULL;
+    for (int i = 0; i < c->n_lanes && !conn; i++) conn = rk__lane_take_idle(&c->lanes[i]);
+    pthread_mutex_lock(&c->lock);
+    return conn;
+}
+
+/* How often an exclusive lease waiting for the pool looks for an idle lane. */
+#define LANE_LOOK_NS 5000000
+
 /* Open a connection in a free slot (the caller reserved it in n_open).
  * Called and returns with the lock held; drops it while connecting. */
-static rk_status open_slot(rk_client *c, call *k, bool conn_probe, rk__conn **out)
+static rk_status open_slot(rk_client *c, rk__call *k, bool conn_probe, rk__conn **out)
 {
     pthread_mutex_unlock(&c->lock);
     int64_t started = rk__now_ns();
@@ -462,6 +591,7 @@ static rk_status open_slot(rk_client *c, call *k, bool conn_probe, rk__conn **ou
         /* Time spent connecting is the connect timeout's, not the
          * command's: the command keeps its whole budget. */
         k->deadline_ns += connected - started;
+        k->dead_ns += connected - started;
     }
     pthread_cond_broadcast(&c->freed); /* waiters for the one attempt */
     return st;
@@ -472,13 +602,16 @@ static rk_status open_slot(rk_client *c, call *k, bool conn_probe, rk__conn **ou
  * the deadline. Opening a connection has its own connect timeout and
  * extends the caller's deadline by the time it took, so that a call's
  * total is bounded by connect_timeout_ms + command_timeout_ms. */
-static rk_status acquire(rk_client *c, call *k, rk__conn **out)
+rk_status rk__pool_acquire(rk_client *c, rk__call *k, rk__conn **out)
 {
     rk_status st = RK_OK;
     pthread_mutex_lock(&c->lock);
-    rk__gate gate = rk__health_enter(&c->health, rk__now_ns(), &k->ev);
-    if (gate == RK__FAIL) st = fast_fail(c);
-    k->probe = gate == RK__PROBE;
+    rk__gate gate = RK__GO;
+    if (!k->gated) {
+        gate = rk__health_enter(&c->health, rk__now_ns(), &k->ev);
+        if (gate == RK__FAIL) st = fast_fail(c);
+        k->probe = gate == RK__PROBE;
+    }
     while (st == RK_OK) {
         int64_t now = rk__now_ns();
         if (c->n_idle > 0) {
@@ -486,6 +619,7 @@ static rk_status acquire(rk_client *c, call *k, rk__conn **out)
             pthread_mutex_unlock(&c->lock);
             if (still_alive(c, conn, k->deadline_ns)) {
                 k->reused = true;
+                mirror_health(c);
                 *out = conn;
                 deliver(c, &k->ev);
                 return RK_OK;
@@ -515,6 +649,7 @@ static rk_status acquire(rk_client *c, call *k, rk__conn **out)
                 c->n_open++;
                 st = open_slot(c, k, gate == RK__PROBE, out);
                 if (st == RK_OK) {
+                    mirror_health(c);
                     pthread_mutex_unlock(&c->lock);
                     deliver(c, &k->ev);
                     return RK_OK;
@@ -522,63 +657,194 @@ static rk_status acquire(rk_client *c, call *k, rk__conn **out)
                 break;
             }
         }
+        if (c->n_open >= c->pool_size && k->exclusive) {
+            rk__conn *conn = take_from_lanes(c);
+            if (conn) {
+                pthread_mutex_unlock(&c->lock);
+                if (still_alive(c, conn, k->deadline_ns)) {
+                    k->reused = true;
+                    *out = conn;
+                    deliver(c, &k->ev);
+                    return RK_OK;
+                }
+                rk__conn_close(conn);
+                pthread_mutex_lock(&c->lock);
+                c->n_open--;
+                c->stats.disconnects++;
+                continue;
+            }
+            /* Lanes do not signal when they go idle: look again soon. */
+            if (until > now + LANE_LOOK_NS) until = now + LANE_LOOK_NS;
+        }
         struct timespec ts = to_timespec(until);
         pthread_cond_timedwait(&c->freed, &c->lock, &ts);
     }
     rk__health_cancel_probe(&c->health, k->probe);
+    mirror_health(c);
     pthread_mutex_unlock(&c->lock);
     deliver(c, &k->ev);
     return st;
 }
 
-static void release(rk_client *c, call *k, rk__conn *conn, rk_status st)
+/* Give a connection back (lock held): idle again, or, when broken,
+ * counted closed and returned for the caller to close once the lock is
+ * released (closing can take a while: never under the shared lock). Tells
+ * the breaker about a transport failure of the connection. */
+static rk__conn *give_back(rk_client *c, rk__conn *conn, rk_status st, bool probe, rk__events *ev,
+                           const char *detail)
+{
+    if (!rk__conn_broken(conn)) {
+        c->idle[c->n_idle++] = conn;
+        pthread_cond_signal(&c->freed);
+        return NULL;
+    }
+    bool failed = rk__transport_failure(st);
+    c->n_open--;
+    c->stats.disconnects++;
+    rk__events_add(ev, RK_EVENT_DISCONNECTED, st, c->health.attempt, 0, "connection closed: %s", detail);
+    uint64_t closed = c->health.closed;
+    if (failed || probe) rk__health_request_done(&c->health, rk__now_ns(), st, failed, probe, ev);
+    if (c->health.closed != closed) c->stats.reconnects++;
+    if ((failed && st == RK_ERR_UNAVAILABLE) || c->health.circuit == RK_CIRCUIT_OPEN) drain_idle(c);
+    pthread_cond_signal(&c->freed);
+    return conn;
+}
+
+void rk__pool_release(rk_client *c, rk__call *k, rk__conn *conn, rk_status st)
 {
     bool broken = rk__conn_broken(conn);
-    bool failed = broken && rk__transport_failure(st);
     char detail[RK__ERRMSG_MAX];
     if (broken) snprintf(detail, sizeof detail, "%s", rk_last_error());
 
     pthread_mutex_lock(&c->lock);
-    if (broken) {
-        rk__conn_close(conn);
-        c->n_open--;
-        c->stats.disconnects++;
-        rk__events_add(&k->ev, RK_EVENT_DISCONNECTED, st, c->health.attempt, 0, "connection closed: %s", detail);
-    } else {
-        c->idle[c->n_idle++] = conn;
+    rk__conn *dead = give_back(c, conn, st, k->probe, &k->ev, detail);
+    if (!broken) {
         c->stats.requests++;
+        uint64_t closed = c->health.closed;
+        rk__health_request_done(&c->health, rk__now_ns(), st, false, k->probe, &k->ev);
+        if (c->health.closed != closed) c->stats.reconnects++;
     }
     count(c, st);
-    uint64_t closed = c->health.closed;
-    rk__health_request_done(&c->health, rk__now_ns(), st, failed, k->probe, &k->ev);
-    if (c->health.closed != closed) c->stats.reconnects++;
-    if ((failed && st == RK_ERR_UNAVAILABLE) || c->health.circuit == RK_CIRCUIT_OPEN) drain_idle(c);
-    pthread_cond_signal(&c->freed);
+    mirror_health(c);
     pthread_mutex_unlock(&c->lock);
+    rk__conn_close(dead);
     deliver(c, &k->ev);
 }
 
-/* Run already-encoded commands on one pooled connection. */
-static rk_status request(rk_client *c, call *k, const char *cmd, size_t len, size_t n, rk_reply **replies)
+void rk__pool_lane_end(rk_client *c, bool probe, rk_status call_st, rk__conn *conn, rk_status conn_st)
 {
-    rk__conn *conn;
-    k->reused = false;
-    k->probe = false;
-    /* Metrics: timed from the caller's own clock read to the one the
-     * connection takes on success, so the histogram adds no clock read to
-     * the hot path; a retry reads the clock for itself. */
-    int64_t started = k->start_ns ? k->start_ns : rk__now_ns();
-    k->start_ns = 0;
-    rk_status st = acquire(c, k, &conn);
-    if (st != RK_OK) return st;
-    st = rk__conn_request(conn, cmd, len, n, replies, k->deadline_ns);
-    rk__hist_record(&c->latency, (st == RK_OK ? rk__conn_last_used(conn) : rk__now_ns()) - started);
-    release(c, k, conn, st);
+    if (call_st == RK_OK) atomic_fetch_add_explicit(&c->lane_requests, 1, memory_order_relaxed);
+    bool learn = probe || (call_st == RK_OK && atomic_load_explicit(&c->health_dirty, memory_order_relaxed));
+    if (!conn && !learn && call_st == RK_OK) return;
+    char detail[RK__ERRMSG_MAX];
+    detail[0] = '\0';
+    if (conn && rk__conn_broken(conn)) snprintf(detail, sizeof detail, "%s", rk_last_error());
+    rk__events ev = {0};
+    pthread_mutex_lock(&c->lock);
+    rk__conn *dead = conn ? give_back(c, conn, conn_st, false, &ev, detail) : NULL;
+    if (learn) {
+        uint64_t closed = c->health.closed;
+        rk__health_request_done(&c->health, rk__now_ns(), call_st, probe && rk__transport_failure(call_st), probe,
+                                &ev);
+        if (c->health.closed != closed) c->stats.reconnects++;
+    }
+    count(c, call_st);
+    mirror_health(c);
+    pthread_mutex_unlock(&c->lock);
+    rk__conn_close(dead);
+    deliver(c, &ev);
+}
+
+/* The circuit breaker's gate for a call that goes to a lane (which may
+ * already hold a connection, so acquire's gate would not be asked). */
+static rk_status gate(rk_client *c, rk__call *k)
+{
+    rk_status st = RK_OK;
+    pthread_mutex_lock(&c->lock);
+    rk__gate g = rk__health_enter(&c->health, rk__now_ns(), &k->ev);
+    if (g == RK__FAIL) st = fast_fail(c);
+    k->probe = g == RK__PROBE;
+    k->gated = true;
+    pthread_mutex_unlock(&c->lock);
+    deliver(c, &k->ev);
     return st;
 }
 
-rk_status rk__client_run(rk_client *c, int argc, const char **argv, const size_t *argvlen, bool is_read,
-                         rk_reply **reply)
+/* The lane for a call: the least loaded, the first on a tie, so that a
+ * lone caller always finds the same (warm) connection. */
+static rk__lane *pick_lane(rk_client *c)
+{
+    rk__lane *best = &c->lanes[0];
+    int load = atomic_load_explicit(&best->load, memory_order_relaxed);
+    for (int i = 1; i < c->n_lanes && load > 0; i++) {
+        int l = atomic_load_explicit(&c->lanes[i].load, memory_order_relaxed);
+        if (l < load) {
+            best = &c->lanes[i];
+            load = l;
+        }
+    }
+    return best;
+}
+
+/* Run already-encoded commands: on a shared connection (a lane), or, when
+ * exclusive or the client has no lanes, on a pooled connection of its own. */
+static rk_status request(rk_client *c, rk__call *k, const char *cmd, size_t len, size_t n, rk_reply **replies,
+                         bool exclusive)
+{
+    k->reused = false;
+    k->probe = false;
+    k->gated = false;
+    k->exclusive = exclusive || c->n_lanes == 0;
+    /* Metrics: timed from the caller's own clock read; a retry reads the
+     * clock for itself. */
+    int64_t started = k->start_ns ? k->start_ns : rk__now_ns();
+    k->start_ns = started;
+    rk_status st;
+    if (!exclusive && c->n_lanes > 0) {
+        if (atomic_load_explicit(&c->health_dirty, memory_order_relaxed) && (st = gate(c, k)) != RK_OK) return st;
+        st = rk__lane_call(c, pick_lane(c), k, cmd, len, n, replies);
+        rk__hist_record(&c->latency, rk__now_ns() - started);
+    } else {
+        rk__conn *conn;
+        if ((st = rk__pool_acquire(c, k, &conn)) != RK_OK) return st;
+        st = rk__conn_request(conn, cmd, len, n, replies, k->deadline_ns);
+        rk__hist_record(&c->latency, (st == RK_OK ? rk__conn_last_used(conn) : rk__now_ns()) - started);
+        rk__pool_release(c, k, conn, st);
+    }
+    k->start_ns = 0;
+    return st;
+}
+
+/* A call of n encoded commands under deadline_ns (set from `now`), on a
+ * lane or an exclusive connection. A pooled connection can turn out dead
+ * only when used (the server restarted, say). A read is safe to repeat, so
+ * it gets one more try on a fresh connection within the same deadline; a
+ * write never does: it may have been applied. */
+static rk_status run_encoded(rk_client *c, const char *buf, size_t len, size_t n, rk_reply **replies, bool is_read,
+                             bool exclusive, int64_t now, int64_t deadline_ns)
+{
+    int64_t dead = now + (int64_t)c->command_timeout_ms * 1000000;
+    rk__call k = {.deadline_ns = deadline_ns, .start_ns = now, .dead_ns = dead > deadline_ns ? dead : deadline_ns};
+    rk_status st = request(c, &k, buf, len, n, replies, exclusive);
+    if (is_read && st == RK_ERR_UNAVAILABLE && k.reused && rk__now_ns() < k.deadline_ns) {
+        pthread_mutex_lock(&c->lock);
+        c->stats.read_retries++;
+        pthread_mutex_unlock(&c->lock);
+        st = request(c, &k, buf, len, n, replies, exclusive);
+    }
+    return st;
+}
+
+rk_status rk__client_encoded(rk_client *c, const char *buf, size_t len, size_t n, rk_reply **replies,
+                             int64_t deadline_ns, bool exclusive)
+{
+    return run_encoded(c, buf, len, n, replies, false, exclusive, rk__now_ns(), deadline_ns);
+}
+
+/* rk__client_run with a timeout of its own (0: the client's) and the
+ * choice of an exclusive connection. */
+static rk_status run(rk_client *c, int argc, const char **argv, const size_t *argvlen, bool is_read, rk_reply **reply,
+                     int timeout_ms, bool exclusive)
 {
     *reply = NULL;
     /* argv[0] is binary-safe (argvlen), so never printed with %s. */
@@ -589,24 +855,20 @@ rk_status rk__client_run(rk_client *c, int argc, const char **argv, const size_t
         return rk__fail(RK_ERR_NOMEM, "%s: out of memory encoding the command",
                         rk__printable_name(name, argv[0], argvlen[0]));
     int64_t now = rk__now_ns();
-    call k = {.deadline_ns = now + (int64_t)c->command_timeout_ms * 1000000, .start_ns = now};
-    rk_status st = request(c, &k, cmd, (size_t)len, 1, reply);
-    /* A pooled connection can turn out dead only when used (the server
-     * restarted, say). A read is safe to repeat, so it gets one more try on
-     * a fresh connection within the same deadline; a write never does: it
-     * may have been applied. */
-    if (is_read && st == RK_ERR_UNAVAILABLE && k.reused && rk__now_ns() < k.deadline_ns) {
-        pthread_mutex_lock(&c->lock);
-        c->stats.read_retries++;
-        pthread_mutex_unlock(&c->lock);
-        st = request(c, &k, cmd, (size_t)len, 1, reply);
-    }
+    int64_t deadline = now + (int64_t)(timeout_ms ? timeout_ms : c->command_timeout_ms) * 1000000;
+    rk_status st = run_encoded(c, cmd, (size_t)len, 1, reply, is_read, exclusive, now, deadline);
     redisFreeCommand(cmd);
     if (st == RK_OK && (*reply)->type == RK_REPLY_ERROR) {
         st = rk__reply_fail(*reply, rk__printable_name(name, argv[0], argvlen[0]));
         *reply = NULL;
     }
     return st;
+}
+
+rk_status rk__client_run(rk_client *c, int argc, const char **argv, const size_t *argvlen, bool is_read,
+                         rk_reply **reply)
+{
+    return run(c, argc, argv, argvlen, is_read, reply, 0, false);
 }
 
 int64_t rk__client_deadline(const rk_client *c)
@@ -618,7 +880,7 @@ int64_t rk__client_deadline(const rk_client *c)
  * from the clock read that also starts the latency measurement (so the
  * common case reads the clock once, as rk__client_run does). */
 static rk_status pipeline(rk_client *c, size_t n, const rk__cmd *cmds, bool is_read, rk_reply **replies,
-                          int64_t deadline_ns)
+                          int64_t deadline_ns, bool exclusive)
 {
     for (size_t i = 0; i < n; i++) replies[i] = NULL;
     if (n == 0) return RK_OK;
@@ -667,15 +929,8 @@ static rk_status pipeline(rk_client *c, size_t n, const rk__cmd *cmds, bool is_r
         pthread_mutex_unlock(&c->lock);
         goto done;
     }
-    call k = {.deadline_ns = deadline_ns ? deadline_ns : now + (int64_t)c->command_timeout_ms * 1000000,
-              .start_ns = now};
-    st = request(c, &k, buf, total, n, replies);
-    if (is_read && st == RK_ERR_UNAVAILABLE && k.reused && rk__now_ns() < k.deadline_ns) {
-        pthread_mutex_lock(&c->lock);
-        c->stats.read_retries++;
-        pthread_mutex_unlock(&c->lock);
-        st = request(c, &k, buf, total, n, replies);
-    }
+    st = run_encoded(c, buf, total, n, replies, is_read, exclusive, now,
+                     deadline_ns ? deadline_ns : now + (int64_t)c->command_timeout_ms * 1000000);
 done:
     if (parts)
         for (size_t i = 0; i < n; i++)
@@ -688,36 +943,43 @@ done:
 
 rk_status rk__client_pipeline(rk_client *c, size_t n, const rk__cmd *cmds, bool is_read, rk_reply **replies)
 {
-    return pipeline(c, n, cmds, is_read, replies, 0);
+    return pipeline(c, n, cmds, is_read, replies, 0, false);
 }
 
 rk_status rk__client_pipeline_until(rk_client *c, size_t n, const rk__cmd *cmds, bool is_read, rk_reply **replies,
                                     int64_t deadline_ns)
 {
     /* 0 is pipeline()'s "from now"; as an absolute time it is long past. */
-    return pipeline(c, n, cmds, is_read, replies, deadline_ns ? deadline_ns : 1);
+    return pipeline(c, n, cmds, is_read, replies, deadline_ns ? deadline_ns : 1, false);
 }
 
-#define MAX_ARGS 1048576
+static rk_status command(const char *fn, rk_client *c, const rk_command_options *o, int argc,
+                         const char *const *argv, const size_t *argvlen, rk_reply **reply)
+{
+    if (reply) *reply = NULL;
+    if (!c || !reply) return rk__fail(RK_ERR_INVALID, "%s: NULL argument", fn);
+    int timeout_ms = o ? o->timeout_ms : 0;
+    if (timeout_ms < 0 || timeout_ms > RK_MAX_TIMEOUT_MS)
+        return rk__fail(RK_ERR_INVALID, "%s: timeout_ms %d is outside 0..%d", fn, timeout_ms, RK_MAX_TIMEOUT_MS);
+    size_t small[RK__SMALL_ARGS], *lens;
+    rk__cmd_kind kind;
+    rk_status st = rk__command_prepare(fn, argc, argv, argvlen, small, &lens, &kind);
+    if (st != RK_OK) return st;
+    st = run(c, argc, (const char **)argv, lens, false, reply, timeout_ms, kind == RK__CMD_BLOCKING);
+    rk__command_lens_free(lens, argvlen, small);
+    return st;
+}
 
 rk_status rk_client_command(rk_client *c, int argc, const char *const *argv, const size_t *argvlen,
                             rk_reply **reply)
 {
-    if (reply) *reply = NULL;
-    if (!c || !argv || !reply) return rk__fail(RK_ERR_INVALID, "rk_client_command: NULL argument");
-    if (argc < 1 || argc > MAX_ARGS)
-        return rk__fail(RK_ERR_INVALID, "rk_client_command: argc %d is outside 1..%d", argc, MAX_ARGS);
-    for (int i = 0; i < argc; i++)
-        if (!argv[i]) return rk__fail(RK_ERR_INVALID, "rk_client_command: argv[%d] is NULL", i);
-    if (argvlen) return rk__client_run(c, argc, (const char **)argv, argvlen, false, reply);
+    return command("rk_client_command", c, NULL, argc, argv, argvlen, reply);
+}
 
-    size_t small[16];
-    size_t *lens = argc <= 16 ? small : rk__malloc((size_t)argc * sizeof *lens);
-    if (!lens) return rk__fail(RK_ERR_NOMEM, "rk_client_command: out of memory");
-    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    rk_status st = rk__client_run(c, argc, (const char **)argv, lens, false, reply);
-    if (lens != small) rk__free(lens);
-    return st;
+rk_status rk_client_command_opts(rk_client *c, const rk_command_options *opts, int argc, const char *const *argv,
+                                 const size_t *argvlen, rk_reply **reply)
+{
+    return command("rk_client_command_opts", c, opts, argc, argv, argvlen, reply);
 }
 
 rk_status rk_client_ping(rk_client *c)
@@ -730,7 +992,26 @@ rk_status rk_client_ping(rk_client *c)
     if (st != RK_OK) return st;
     bool pong = r->type == RK_REPLY_STATUS && r->len == 4 && memcmp(r->str, "PONG", 4) == 0;
     rk_reply_free(r);
-    return pong ? RK_OK : rk__fail(RK_ERR_PROTOCOL, "PING: unexpected reply");
+    if (pong) return RK_OK;
+    rk__client_protocol_error(c);
+    return rk__fail(RK_ERR_PROTOCOL, "PING: unexpected reply");
+}
+
+void rk__client_protocol_error(rk_client *c)
+{
+    /* Which connection answered is not known here: every shared one is
+     * closed once its queue drains, and the idle ones now. RK_ERR_PROTOCOL
+     * always costs the connection it happened on (status.h). */
+    for (int i = 0; i < c->n_lanes; i++) rk__lane_poison(&c->lanes[i]);
+    pthread_mutex_lock(&c->lock);
+    rk__conn *idle[RK_MAX_POOL_SIZE];
+    int n = c->n_idle;
+    memcpy(idle, c->idle, (size_t)n * sizeof *idle);
+    c->n_open -= n;
+    c->stats.disconnects += (uint64_t)n;
+    c->n_idle = 0;
+    pthread_mutex_unlock(&c->lock);
+    for (int i = 0; i < n; i++) rk__conn_close(idle[i]);
 }
 
 rk_status rk_client_stats_get(rk_client *c, rk_client_stats *out)
@@ -741,6 +1022,7 @@ rk_status rk_client_stats_get(rk_client *c, rk_client_stats *out)
     out->circuit = c->health.circuit;
     out->circuit_opened = c->health.opened;
     out->circuit_closed = c->health.closed;
+    out->requests += atomic_load_explicit(&c->lane_requests, memory_order_relaxed);
     out->open_connections = c->n_open;
     out->idle_connections = c->n_idle;
     pthread_mutex_unlock(&c->lock);

@@ -44,6 +44,18 @@ rk_status rk__client_pipeline(rk_client *client, size_t n, const rk__cmd *cmds, 
 rk_status rk__client_pipeline_until(rk_client *client, size_t n, const rk__cmd *cmds, bool is_read,
                                     rk_reply **replies, int64_t deadline_ns);
 
+/* n commands already encoded (len bytes of RESP), never retried, under
+ * deadline_ns; on a shared connection, or on one of their own when
+ * exclusive (MULTI ... EXEC). Replies as rk__client_pipeline's. For
+ * pipeline.c. */
+rk_status rk__client_encoded(rk_client *client, const char *buf, size_t len, size_t n, rk_reply **replies,
+                             int64_t deadline_ns, bool exclusive);
+
+/* A reply of a shape its command cannot produce was met (the caller
+ * returns RK_ERR_PROTOCOL): close the connections it may have come from —
+ * the shared ones once their queues drain, the idle ones now. */
+void rk__client_protocol_error(rk_client *client);
+
 /* The deadline of a call starting now: now + command_timeout_ms, on
  * CLOCK_MONOTONIC, in nanoseconds. */
 int64_t rk__client_deadline(const rk_client *client);

@@ -428,6 +428,49 @@ rk_status rk__conn_request(rk__conn *c, const char *cmd, size_t len, size_t n, r
     return RK_OK;
 }
 
+rk_status rk__conn_send(rk__conn *c, const char *buf, size_t len, int64_t deadline_ns)
+{
+    if (c->broken) return rk__fail(RK_ERR_UNAVAILABLE, "connection to %s is closed", c->peer);
+    return send_all(c, buf, len, deadline_ns);
+}
+
+rk_status rk__conn_read_reply(rk__conn *c, rk_reply **out, int64_t deadline_ns)
+{
+    *out = NULL;
+    if (c->broken) return rk__fail(RK_ERR_UNAVAILABLE, "connection to %s is closed", c->peer);
+    for (;;) {
+        void *obj = NULL;
+        if (redisReaderGetReply(c->reader, &obj) != REDIS_OK)
+            return mark_broken(c, rk__reader_fail(c->reader, c->peer));
+        if (obj) {
+            *out = obj;
+            c->last_used_ns = rk__now_ns();
+            return RK_OK;
+        }
+        char buf[READ_CHUNK];
+        size_t n = 0;
+        rk_status st = recv_some(c, buf, sizeof buf, &n, deadline_ns);
+        /* A wait that ran out leaves the stream intact: whatever part of a
+         * reply arrived stays in the reader for the next call. */
+        if (st == RK_ERR_TIMEOUT) return st;
+        if (st != RK_OK) return mark_broken(c, st);
+        if (redisReaderFeed(c->reader, buf, n) != REDIS_OK)
+            return mark_broken(c, rk__fail(RK_ERR_NOMEM, "reading reply: out of memory"));
+    }
+}
+
+rk_status rk__conn_buffered_reply(rk__conn *c, rk_reply **out)
+{
+    *out = NULL;
+    void *obj = NULL;
+    if (redisReaderGetReply(c->reader, &obj) != REDIS_OK)
+        return mark_broken(c, rk__reader_fail(c->reader, c->peer));
+    *out = obj;
+    return RK_OK;
+}
+
+void rk__conn_set_broken(rk__conn *c) { c->broken = true; }
+
 rk_status rk__conn_command(rk__conn *c, int argc, const char **argv, const size_t *argvlen, size_t n,
                            rk_reply **replies, int64_t deadline_ns)
 {

@@ -88,6 +88,24 @@ void rk__conn_close(rk__conn *conn);
 rk_status rk__conn_request(rk__conn *conn, const char *cmd, size_t len, size_t n,
                            rk_reply **replies, int64_t deadline_ns);
 
+/* The pieces of rk__conn_request, for a connection shared by many
+ * callers (src/client/mux.c), where one caller writes what several queued
+ * and replies are read one at a time:
+ *  - rk__conn_send: write len bytes; any failure marks the connection
+ *    broken (a partial write leaves the stream unknown).
+ *  - rk__conn_read_reply: the next reply, reading as needed until
+ *    deadline_ns. RK_ERR_TIMEOUT does NOT mark the connection broken: a
+ *    reply's part that arrived stays buffered for the next call; every
+ *    other failure does.
+ *  - rk__conn_buffered_reply: the next reply if one is already complete
+ *    in the buffer (*out NULL otherwise), without any system call. */
+rk_status rk__conn_send(rk__conn *conn, const char *buf, size_t len, int64_t deadline_ns);
+rk_status rk__conn_read_reply(rk__conn *conn, rk_reply **out, int64_t deadline_ns);
+rk_status rk__conn_buffered_reply(rk__conn *conn, rk_reply **out);
+
+/* Mark the connection broken (it will be closed, never reused). */
+void rk__conn_set_broken(rk__conn *conn);
+
 /* rk__conn_request() of one command given as arguments (formatted here):
  * send it and read n replies (n may be 0: send only, for a subscribed
  * connection whose answers come as pushed messages). */

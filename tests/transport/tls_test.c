@@ -42,6 +42,7 @@
 #include "support/fail_alloc.h"
 #include "support/fault_proxy.h"
 #include "support/fixture.h"
+#include "support/fork_check.h"
 #include "support/loader.h"
 #include "support/pki.h"
 #include "support/redis_server.h"
@@ -919,6 +920,20 @@ static void test_allocation_failures(void **state)
     rk_test_server_stop(s);
 }
 
+/* ---- fork ------------------------------------------------------------- */
+
+static rk_client *tls_client_for(void *server)
+{
+    rk_client_options o = tls_options(rk_test_server_port(server));
+    o.command_timeout_ms = 5000;
+    return rk_test_client_new(&o);
+}
+
+/* A client opened before fork() and used on both sides: the child drops
+ * the inherited TLS sessions without a close_notify (which would end the
+ * parent's) and opens its own; each side reads only its own values. */
+static void test_fork_over_tls(void **state) { rk_test_fork_check(tls_client_for, *state, 20); }
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -941,6 +956,7 @@ int main(void)
         tls_server_test(test_session_tickets_are_not_unasked_data),
         cmocka_unit_test(test_bad_tls_options),
         cmocka_unit_test(test_allocation_failures),
+        tls_server_test(test_fork_over_tls),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,0 +1,122 @@
+/*
+ * mux.h — a connection shared by many threads: commands combined into
+ * writes, replies handed back in order (see mux.c for the design).
+ *
+ * Internal to src/client/: client.c owns the lanes and the pool they take
+ * their connections from; the functions it provides to mux.c are declared
+ * here too.
+ */
+#ifndef RK_SRC_MUX_H
+#define RK_SRC_MUX_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <redkit/client.h>
+
+#include "conn.h"
+#include "health.h"
+
+/* What one call carries through the pool and a lane. */
+typedef struct rk__call {
+    int64_t deadline_ns; /* the caller gets its answer (or a failure) by then */
+    int64_t start_ns;    /* metrics: the clock read that set the deadline */
+    int64_t dead_ns;     /* a shared connection on which this call's reply
+                            has not come by then is dead: max(deadline,
+                            start + command_timeout) */
+    bool probe;          /* this call is the circuit's half-open probe */
+    bool gated;          /* the circuit breaker has already let it through */
+    bool exclusive;      /* a lease of its own (may take an idle lane's connection) */
+    bool reused;         /* its connection was not opened for it */
+    rk__events ev;
+} rk__call;
+
+typedef struct rk__slot rk__slot;
+
+/* One shared connection and the queue of calls waiting on it. */
+typedef struct rk__lane {
+    pthread_mutex_t lock;
+    pthread_cond_t ready;      /* a connection was opened, or failed to be */
+    /* Guarded by lock: */
+    rk__conn *conn;            /* NULL: none; the next call takes one from the pool */
+    bool connecting;           /* a caller is getting conn from the pool */
+    bool driving;              /* a caller is doing the lane's I/O */
+    char *out, *spare;         /* bytes queued for the next write; the
+                                  driver's buffer being written */
+    size_t out_len, out_cap, spare_cap;
+    rk__slot *head, *tail;     /* calls whose replies are awaited, in order */
+    _Atomic int load;          /* queued calls, read without the lock to pick a lane */
+} rk__lane;
+
+/* A mutex and a condition variable that waits on CLOCK_MONOTONIC:
+ * RK_OK or RK_ERR_SYSTEM (nothing left initialised). */
+rk_status rk__lock_init(pthread_mutex_t *lock, pthread_cond_t *cond);
+
+rk_status rk__lane_init(rk__lane *lane);
+/* Close the connection and free the buffers; nobody may be using it. */
+void rk__lane_destroy(rk__lane *lane);
+
+/*
+ * Run n already-encoded commands (len bytes) on the lane: queue them,
+ * write them together with whatever else is queued, and wait for their n
+ * replies (caller-owned on RK_OK). On failure every replies[i] is NULL and
+ * rk_last_error() says why. A caller whose deadline passes gets
+ * RK_ERR_TIMEOUT and its replies are discarded when they arrive; the
+ * connection is closed (every waiter failed) only when the oldest reply
+ * awaited is past its dead_ns, or on a transport or protocol failure.
+ * k->reused is set when the connection was already open.
+ */
+rk_status rk__lane_call(rk_client *client, rk__lane *lane, rk__call *k, const char *cmd, size_t len, size_t n,
+                        rk_reply **replies);
+
+/* In a child after fork(), with no other thread: drop the lane's
+ * connection without sending anything, forget the queue (its callers are
+ * the parent's threads), re-create the lock. */
+void rk__lane_after_fork(rk__lane *lane);
+
+/* The lane's connection if the lane is idle (nobody queued, driving or
+ * connecting; never waits for its lock), taken from it; else NULL. For
+ * an exclusive lease when the pool is exhausted. */
+rk__conn *rk__lane_take_idle(rk__lane *lane);
+
+/* Mark the lane's connection broken, so that it is closed once its queue
+ * has drained and never reused (RK_ERR_PROTOCOL seen on it). */
+void rk__lane_poison(rk__lane *lane);
+
+/* fork() handlers for mux.c's own lock (called from client.c's). */
+void rk__mux_fork_prepare(void);
+void rk__mux_fork_parent(void);
+void rk__mux_fork_child(void);
+
+/* ---- provided by client.c ---------------------------------------------- */
+
+/* Borrow a pooled connection exclusively (health gates unless k->gated,
+ * backoff, connect); extends k->deadline_ns and k->dead_ns by the time a
+ * connect took. */
+rk_status rk__pool_acquire(rk_client *client, rk__call *k, rk__conn **out);
+
+/* Give an exclusively borrowed connection back: closed if broken (one
+ * failure for the breaker when st is a transport failure), else idle
+ * again; the call counted with st. */
+void rk__pool_release(rk_client *client, rk__call *k, rk__conn *conn, rk_status st);
+
+/* A connection unused for this long is checked before use (see client.c). */
+#define RK__PEER_CHECK_AFTER_NS 1000000
+
+/* Is a connection that sat idle still good (client.c's check: one poll(),
+ * or a PING after idle_ping_ms)? When not, it has been closed and counted
+ * (a DISCONNECTED event). */
+bool rk__pool_check(rk_client *client, rk__conn *conn, int64_t deadline_ns);
+
+/* A call on a lane ended with call_st: count it, and tell the breaker what
+ * it has to learn (a probe's outcome; a success after failures). If conn
+ * is set it goes back to the pool — closed if broken, counting conn_st as
+ * one failure of the connection when it is a transport failure, however
+ * many calls it failed. No lock needed by the caller; none is taken on
+ * the common path (success, healthy, no connection to give back). */
+void rk__pool_lane_end(rk_client *client, bool probe, rk_status call_st, rk__conn *conn, rk_status conn_st);
+
+#endif

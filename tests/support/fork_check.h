@@ -1,0 +1,24 @@
+/*
+ * fork_check.h — the fork() safety check shared by the plain and the TLS
+ * tests: a client used before fork() and on both sides after it, each
+ * side reading only its own key.
+ */
+#ifndef RK_TEST_FORK_CHECK_H
+#define RK_TEST_FORK_CHECK_H
+
+#include <redkit/redkit.h>
+
+/* Reads each side makes per round. */
+#define RK_TEST_FORK_READS 2000
+
+/*
+ * rounds times: make a client with new_client(arg) (the caller's, a fresh
+ * one each round), write two keys through it (its connections are then
+ * open and idle), fork(); the child reads its key RK_TEST_FORK_READS times,
+ * the parent its own, each counting answers that are not its value. Fails
+ * the test (cmocka) on any wrong value on either side, or if the parent's
+ * client saw a disconnect. Frees each client.
+ */
+void rk_test_fork_check(rk_client *(*new_client)(void *arg), void *arg, int rounds);
+
+#endif
