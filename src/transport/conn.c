@@ -46,6 +46,7 @@
 
 #include "alloc.h"
 #include "conn.h"
+#include "fdwait.h"
 #include "error.h"
 #include "reply.h"
 #include "tls.h"
@@ -59,10 +60,7 @@
 /* Bytes read per recv(); large values simply take several reads. */
 #define READ_CHUNK 16384
 
-/* Waits that end without the awaited event (a signal, a spurious wake-up)
- * are retried within the deadline, but not more often than this: a bound
- * on the count as well as on the time. */
-#define MAX_WAKEUPS 1000000
+#define MAX_WAKEUPS RK__MAX_WAKEUPS /* fdwait.h */
 
 struct rk__conn {
     int fd;
@@ -76,21 +74,6 @@ struct rk__conn {
 
 /* Wait until fd is ready for `events` or the deadline passes. The timeout
  * is rounded up to whole milliseconds so a wait never ends early. */
-rk_status rk__fd_wait(int fd, short events, int64_t deadline_ns, const char *doing, const char *peer)
-{
-    for (int i = 0; i < MAX_WAKEUPS; i++) {
-        int64_t left = deadline_ns - rk__now_ns();
-        if (left <= 0) return rk__fail(RK_ERR_TIMEOUT, "%s %s: timed out", doing, peer);
-        struct pollfd p = {.fd = fd, .events = events};
-        int ms = (int)((left + 999999) / 1000000);
-        int n = poll(&p, 1, ms);
-        if (n > 0) return RK_OK; /* errors and hang-ups surface in the I/O call */
-        if (n < 0 && errno != EINTR)
-            return rk__fail(RK_ERR_SYSTEM, "%s %s: poll: %s", doing, peer, strerror(errno));
-    }
-    return rk__fail(RK_ERR_TIMEOUT, "%s %s: timed out (%d interrupted waits)", doing, peer, MAX_WAKEUPS);
-}
-
 static rk_status wait_fd(rk__conn *c, short events, int64_t deadline_ns, const char *doing)
 {
     return rk__fd_wait(c->fd, events, deadline_ns, doing, c->peer);

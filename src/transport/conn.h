@@ -37,10 +37,8 @@ typedef struct rk__conn_config {
 
 typedef struct rk__conn rk__conn;
 
-/* Wait until fd is ready for events (POLLIN, POLLOUT) or deadline_ns has
- * passed: RK_OK, RK_ERR_TIMEOUT ("<doing> <peer>: timed out") or
- * RK_ERR_SYSTEM. The one wait of every transport, shared with tls.c. */
-rk_status rk__fd_wait(int fd, short events, int64_t deadline_ns, const char *doing, const char *peer);
+/* rk__fd_wait(), the wait on a socket, is in fdwait.h (below tls.c too). */
+#include "fdwait.h"
 
 struct addrinfo;
 

@@ -33,7 +33,7 @@
 #include <openssl/x509v3.h>
 
 #include "alloc.h"
-#include "conn.h"
+#include "fdwait.h"
 #include "error.h"
 #include "tls.h"
 

@@ -29,5 +29,11 @@ if [ -n "$copies" ]; then
   echo "layering: the name rule is defined outside src/keys/names.c: $copies"
   fail=1
 fi
-[ $fail -eq 0 ] && echo "layering: client and transport use src/keys/names.h only; one copy of the name rule"
+# conn <-> tls (issue #16, item 7): TLS waits with src/transport/fdwait.h,
+# below both, never through conn.h.
+if grep -nE '^#include "conn\.h"' "$root"/src/transport/tls.[ch]; then
+  echo "layering: tls includes conn.h (the socket wait is in fdwait.h)"
+  fail=1
+fi
+[ $fail -eq 0 ] && echo "layering: client and transport use src/keys/names.h only; one copy of the name rule; tls.c does not include conn.h"
 exit $fail
