@@ -59,7 +59,7 @@ build: configure
 # deps must finish before configure, so test and run list it first and
 # build after it (make runs prerequisites left to right without -j).
 test: deps build
-	ctest --test-dir $(BUILD) --output-on-failure
+	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
 
 bench: build
 	@set -e; for b in $(BUILD)/bench/*; do \
