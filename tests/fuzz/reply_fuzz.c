@@ -313,7 +313,10 @@ static void interpret_value(rk_reply *r, bool raw, const struct getter *g)
     size_t len = 12345;
     rk_status st = rk__cache_decode(&cache, r, accept, g->want, &data, &len, NULL);
     rk__zpool_clear(&cache.zpool);
-    unsigned flags = !raw && olen >= 2 ? (unsigned char)orig[1] & 0xF0u : 0;
+    /* No redkit header: another client's value (src/cache/cache.c,
+     * rk__cache_foreign). */
+    bool foreign = is_string && (olen < RK__VALUE_HEADER || (unsigned char)orig[0] != RK__VALUE_MAGIC);
+    unsigned flags = !raw && !foreign && olen >= 2 ? (unsigned char)orig[1] & 0xF0u : 0;
     bool compressed = (flags & RK__VF_COMPRESSED) != 0;
     if (!is_string) {
         CHECK(st == RK_ERR_PROTOCOL && data == NULL && len == 0);
@@ -327,10 +330,14 @@ static void interpret_value(rk_reply *r, bool raw, const struct getter *g)
             bool accepted = (accept & RK__ACCEPT(t)) != 0;
             CHECK((st == RK_OK) == accepted);
             if (st == RK_OK) CHECK(len == olen - off && memcmp(data, orig + off, len) == 0);
+        } else if (flags == 0 && foreign) {
+            /* Another client's value (docs/cache.md, "Values written by
+             * other clients"): read as it is, or refused as a type. */
+            if (st == RK_OK) CHECK(len == olen && memcmp(data, orig, olen) == 0);
         } else if (flags == 0) {
-            CHECK(st != RK_OK); /* not redkit's, or an unknown type */
+            CHECK(st != RK_OK); /* redkit's magic with an unknown type */
         }
-        if (st == RK_OK) {
+        if (st == RK_OK && !foreign) {
             /* Format 2 (a META block, compression) adds flags; the type
              * tag stays in the low bits and must still be one accepted. */
             CHECK(olen >= 2 && (unsigned char)orig[0] == RK__VALUE_MAGIC);
