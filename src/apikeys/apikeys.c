@@ -278,7 +278,11 @@ rk_status rk_apikeys_verify(rk_apikeys *ak, const char *key, rk_apikey_result *r
         }
         a.owner = owner;
         conclude(ak, r, &a, owner, info.computed ? RK_APIKEY_LAYER_LOOKUP : RK_APIKEY_LAYER_REDIS, info.degraded);
-        if (info.degraded) rk__fail(RK_OK, "apikeys: degraded: %s", rk_last_error());
+        if (info.degraded) { /* (the message is copied first: rk__fail writes where it lives) */
+            char why[RK__ERRMSG_MAX];
+            snprintf(why, sizeof why, "%s", rk_last_error());
+            rk__fail(RK_OK, "apikeys: degraded: %.440s", why);
+        }
         return RK_OK;
     }
     /* No answer from Redis nor from the database: this process's stale

@@ -126,6 +126,12 @@ void rk__cache_near_free(rk_cache *c);
  * rk__client_run's (not degraded here). */
 rk_status rk__cache_near_get(rk_cache *c, const rk__key *k, rk_reply **r);
 
+/* MGET of n namespaced keys through the near cache: an ARRAY reply of n
+ * elements (STRING or NIL, as MGET gives), hits from process memory and
+ * the rest read with GET and PTTL in one pipelined round trip, filling the
+ * near cache. Failures as rk__client_pipeline's. */
+rk_status rk__cache_near_mget(rk_cache *c, size_t n, const char *const *keys, const size_t *lens, rk_reply **array);
+
 /* This process writes k: forget it locally (call before the write is sent
  * and again after it is answered, so that a read racing the write cannot
  * leave the old value behind). No-op without a near cache. */

@@ -156,7 +156,8 @@ rk_status rk_cache_mget(rk_cache *c, const char *const *keys, size_t n, rk_cache
     if (st == RK_OK) {
         argv[0] = "MGET";
         lens[0] = 4;
-        st = rk__client_run(c->client, (int)(n + 1), argv, lens, true, &r);
+        if (c->near) st = rk__cache_near_mget(c, n, argv + 1, lens + 1, &r); /* src/cache/cache_near.c */
+        else st = rk__client_run(c->client, (int)(n + 1), argv, lens, true, &r);
         st = rk__cache_degrade(st);
     }
     if (st == RK_OK && (r->type != RK_REPLY_ARRAY || r->elements != n))

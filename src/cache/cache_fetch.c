@@ -47,8 +47,10 @@
  * of the call (it returns RK_ERR_SOURCE); a computed value returned but
  * not stored counts in store_errors, not as an error either.
  *
- * The hit path is one GET, as in rk_cache_get(), plus one random draw;
- * everything else here runs only on a miss, a refresh or a failure.
+ * The hit path is one GET, as in rk_cache_get(), plus one random draw
+ * (and, once a minute per handle, TIME in the same round trip: expiries
+ * are on the server's clock, see fetch_state.h); everything else here
+ * runs only on a miss, a refresh or a failure.
  */
 #include <errno.h>
 #include <math.h>
@@ -242,7 +244,7 @@ static rk_status read_value(fetch_call *f, held *v)
     rk_status st;
     bool with_time = rk__fetch_clock_due(f->fs);
     int64_t sent_ms = rk__fetch_local_ms(f->fs);
-    if (with_time) {
+    if (with_time) { /* straight to Redis: the clock is Redis's, at most once a minute */
         rk__cmd cmds[2] = {{2, argv, lens}, {1, time_argv, time_lens}};
         st = rk__client_pipeline(f->c->client, 2, cmds, true, r);
     } else {

@@ -115,6 +115,9 @@ static rk_status plain_get(rk_cache *c, const rk__key *k, rk_reply **r)
     return rk__client_run(c->client, 2, argv, lens, true, r);
 }
 
+static void land(rk_cache *c, const char *key, size_t klen, uint64_t token, const rk_reply *get, const rk_reply *pttl,
+                 int64_t sent);
+
 rk_status rk__cache_near_get(rk_cache *c, const rk__key *k, rk_reply **r)
 {
     *r = NULL;
@@ -139,16 +142,7 @@ rk_status rk__cache_near_get(rk_cache *c, const rk__key *k, rk_reply **r)
     }
     rk_reply *get = replies[0], *pttl = replies[1];
     if (rk__cache_near_test_hook) rk__cache_near_test_hook(c, k->str, k->len);
-    if (get->type == RK_REPLY_STRING && pttl->type == RK_REPLY_INTEGER && pttl->integer != -2) {
-        /* The TTL counts from when the server answered, which is after the
-         * request was sent: counting from `sent` errs on the short side. */
-        int64_t expires = pttl->integer == -1 ? 0 : sent + pttl->integer;
-        if (pttl->integer >= 0 && expires <= sent) expires = sent; /* about to expire: not kept */
-        rk__near_fill_end(c->near, k->str, k->len, token, get->str, get->len, now_ms(),
-                          pttl->integer == -1 ? 0 : expires);
-    } else {
-        rk__near_fill_end(c->near, k->str, k->len, token, NULL, 0, 0, 0); /* nil, an error, a wrong type */
-    }
+    land(c, k->str, k->len, token, get, pttl, sent);
     rk_reply_free(pttl);
     if (get->type == RK_REPLY_ERROR) {
         rk_status err = rk__reply_fail(get, "GET");
@@ -156,6 +150,103 @@ rk_status rk__cache_near_get(rk_cache *c, const rk__key *k, rk_reply **r)
     }
     *r = get;
     return RK_OK;
+}
+
+/* Land the reply of a filling GET (with its PTTL) into the near cache, or
+ * cancel the fill (nil, an error, a wrong type). The TTL counts from when
+ * the server answered, which is after `sent` (when the read was sent,
+ * monotonic ms): counting from `sent` errs on the short side. */
+static void land(rk_cache *c, const char *key, size_t klen, uint64_t token, const rk_reply *get, const rk_reply *pttl,
+                 int64_t sent)
+{
+    if (get->type == RK_REPLY_STRING && pttl->type == RK_REPLY_INTEGER && pttl->integer != -2) {
+        int64_t expires = pttl->integer == -1 ? 0 : sent + pttl->integer;
+        if (pttl->integer >= 0 && expires <= sent) expires = sent; /* about to expire: not kept */
+        rk__near_fill_end(c->near, key, klen, token, get->str, get->len, now_ms(), expires);
+    } else {
+        rk__near_fill_end(c->near, key, klen, token, NULL, 0, 0, 0);
+    }
+}
+
+rk_status rk__cache_near_mget(rk_cache *c, size_t n, const char *const *keys, const size_t *lens, rk_reply **array)
+{
+    *array = NULL;
+    bool usable = near_usable(c);
+    rk_reply *r = rk__calloc(1, sizeof *r);
+    rk_reply **elements = rk__calloc(n ? n : 1, sizeof *elements);
+    size_t *miss = rk__malloc((n ? n : 1) * sizeof *miss);
+    uint64_t *tokens = rk__calloc(n ? n : 1, sizeof *tokens);
+    rk__cmd *cmds = rk__malloc(2 * (n ? n : 1) * sizeof *cmds);
+    rk_reply **replies = rk__calloc(2 * (n ? n : 1), sizeof *replies);
+    const char **argv = rk__malloc(4 * (n ? n : 1) * sizeof *argv);
+    size_t *argl = rk__malloc(4 * (n ? n : 1) * sizeof *argl);
+    rk_status st = r && elements && miss && tokens && cmds && replies && argv && argl
+                       ? RK_OK
+                       : rk__fail(RK_ERR_NOMEM, "rk_cache_mget: out of memory");
+    size_t nmiss = 0;
+    int64_t now = now_ms();
+    for (size_t i = 0; i < n && st == RK_OK; i++) {
+        void *value;
+        size_t len;
+        rk_status got = usable ? rk__near_get(c->near, keys[i], lens[i], now, &value, &len) : RK_MISS;
+        if (got == RK_OK) got = as_reply(value, len, &elements[i]);
+        if (got == RK_OK) continue;
+        if (got != RK_MISS) {
+            st = got;
+            break;
+        }
+        tokens[nmiss] = usable ? rk__near_fill_begin(c->near, keys[i], lens[i]) : 0;
+        miss[nmiss++] = i;
+    }
+    /* The misses: GET and PTTL of each, pipelined — one round trip, and
+     * single-key commands, so keys of any slot may be in one batch. */
+    int64_t sent = now_ms();
+    if (st == RK_OK && nmiss) {
+        for (size_t m = 0; m < nmiss; m++) {
+            const char **a = argv + 4 * m;
+            size_t *l = argl + 4 * m;
+            a[0] = "GET", l[0] = 3, a[1] = keys[miss[m]], l[1] = lens[miss[m]];
+            a[2] = "PTTL", l[2] = 4, a[3] = keys[miss[m]], l[3] = lens[miss[m]];
+            cmds[2 * m] = (rk__cmd){2, a, l};
+            cmds[2 * m + 1] = (rk__cmd){2, a + 2, l + 2};
+        }
+        st = rk__client_pipeline(c->client, 2 * nmiss, cmds, true, replies);
+    }
+    for (size_t m = 0; m < nmiss; m++) {
+        size_t i = miss[m];
+        if (st == RK_OK) {
+            if (tokens[m]) land(c, keys[i], lens[i], tokens[m], replies[2 * m], replies[2 * m + 1], sent);
+            elements[i] = replies[2 * m];
+            replies[2 * m] = NULL;
+            if (elements[i]->type == RK_REPLY_ERROR) { /* a key of another type: MGET would say nil */
+                rk__free(elements[i]->str);
+                elements[i]->str = NULL;
+                elements[i]->len = 0;
+                elements[i]->type = RK_REPLY_NIL;
+            }
+            rk_reply_free(replies[2 * m + 1]);
+        } else if (tokens[m]) {
+            rk__near_fill_end(c->near, keys[i], lens[i], tokens[m], NULL, 0, 0, 0);
+        }
+    }
+    if (st == RK_OK) {
+        r->type = RK_REPLY_ARRAY;
+        r->elements = n;
+        r->element = elements;
+        *array = r;
+    } else {
+        if (elements)
+            for (size_t i = 0; i < n; i++) rk_reply_free(elements[i]);
+        rk__free(elements);
+        rk__free(r);
+    }
+    rk__free(miss);
+    rk__free(tokens);
+    rk__free(cmds);
+    rk__free(replies);
+    rk__free(argv);
+    rk__free(argl);
+    return st;
 }
 
 void rk__cache_near_forget(rk_cache *c, const char *full_key, size_t len)

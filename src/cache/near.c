@@ -27,9 +27,15 @@
 #include "alloc.h"
 #include "near.h"
 
+/* The list links, first in every entry, so that the list's sentinel (a
+ * shard's `head`) can be links alone. */
+typedef struct links {
+    struct links *prev, *next; /* the shard's list, most recent first; NULL for a placeholder */
+} links;
+
 typedef struct entry {
+    links l;                   /* first: an entry is its links */
     struct entry *chain;       /* next in the bucket */
-    struct entry *prev, *next; /* the shard's list, most recent first; NULL for a placeholder */
     uint64_t hash;
     uint64_t token;            /* placeholder: its fill's token; 0 once it holds a value */
     uint64_t state;            /* placeholder: the state its fill began in */
@@ -46,7 +52,7 @@ typedef struct shard {
     size_t count;              /* entries with a value (placeholders not counted) */
     size_t held;               /* all entries in the table, placeholders too */
     size_t bytes;
-    entry head;                /* sentinel of the list */
+    links head;                /* sentinel of the list */
     uint64_t hits, misses, fills, cancelled, invalidations, evictions, expirations;
     char pad[64];              /* keep neighbouring shards' hot fields apart */
 } shard;
@@ -95,18 +101,20 @@ _Static_assert(RK__NEAR_SHARDS == 64, "shard_of takes the top six bits");
 
 static void list_unlink(entry *e)
 {
-    e->prev->next = e->next;
-    e->next->prev = e->prev;
-    e->prev = e->next = NULL;
+    e->l.prev->next = e->l.next;
+    e->l.next->prev = e->l.prev;
+    e->l.prev = e->l.next = NULL;
 }
 
 static void list_push_front(shard *s, entry *e)
 {
-    e->prev = &s->head;
-    e->next = s->head.next;
-    s->head.next->prev = e;
-    s->head.next = e;
+    e->l.prev = &s->head;
+    e->l.next = s->head.next;
+    s->head.next->prev = &e->l;
+    s->head.next = &e->l;
 }
+
+static entry *entry_of(links *l) { return (entry *)l; /* the links are its first member */ }
 
 /* The slot that points at key's entry (or at the NULL ending its chain). */
 static entry **find_slot(shard *s, uint64_t hash, const char *key, size_t klen)
@@ -122,7 +130,7 @@ static void remove_at(shard *s, entry **slot)
 {
     entry *e = *slot;
     *slot = e->chain;
-    if (e->prev) {
+    if (e->l.prev) {
         list_unlink(e);
         s->count--;
     }
@@ -240,7 +248,7 @@ rk_status rk__near_get(rk__near *n, const char *key, size_t klen, int64_t now_ms
             copy[e->vlen] = '\0';
             *value = copy;
             *len = e->vlen;
-            if (s->head.next != e) {
+            if (s->head.next != &e->l) {
                 list_unlink(e);
                 list_push_front(s, e);
             }
@@ -297,7 +305,7 @@ bool rk__near_fill_end(rk__near *n, const char *key, size_t klen, uint64_t token
         remove_at(s, slot); /* the placeholder */
         /* Make room: the least recently used entries go first. */
         while (s->count > 0 && (s->bytes + charge > n->shard_bytes || s->count + 1 > n->shard_entries)) {
-            entry *victim = s->head.prev;
+            entry *victim = entry_of(s->head.prev);
             remove_at(s, find_slot(s, victim->hash, (const char *)victim->bytes, victim->klen));
             s->evictions++;
         }

@@ -51,6 +51,8 @@
 #define BACKOFF_FIRST_MS 10
 #define BACKOFF_MAX_MS 1000
 
+void (*rk__tracker_test_on_invalidate)(const char *key, size_t len);
+
 struct rk__tracker {
     rk_client *client;
     rk__near *near;
@@ -143,7 +145,9 @@ static bool handle(rk__tracker *t, rk_reply *m)
     if (payload->type != RK_REPLY_ARRAY) return false;
     for (size_t i = 0; i < payload->elements; i++) {
         const rk_reply *k = payload->element[i];
-        if (k->type == RK_REPLY_STRING) rk__near_invalidate(t->near, k->str, k->len);
+        if (k->type != RK_REPLY_STRING) continue;
+        rk__near_invalidate(t->near, k->str, k->len);
+        if (rk__tracker_test_on_invalidate) rk__tracker_test_on_invalidate(k->str, k->len);
     }
     return true;
 }

@@ -37,6 +37,10 @@ void rk__tracker_abandon(rk__tracker *t);
  * number last resets itself before use. */
 unsigned rk__fork_generation(void);
 
+/* Tests only (NULL otherwise): called on the tracking thread after each
+ * key an invalidation named has been dropped. */
+extern void (*rk__tracker_test_on_invalidate)(const char *key, size_t len);
+
 /* How many times the subscription was made (1 after the first, +1 per
  * reconnect): for tests that wait for recovery. */
 uint64_t rk__tracker_subscriptions(const rk__tracker *t);

@@ -367,6 +367,9 @@ static rk_status make_cfg(const rk_limit *in, size_t i, rk__limit_cfg *cfg)
     default:
         break;
     }
+    const int64_t v[4] = {cfg->limit, cfg->period_us, cfg->p1, cfg->p2};
+    for (size_t k = 0; k < 4; k++)
+        cfg->args_len[k] = (size_t)snprintf(cfg->args[k], sizeof cfg->args[k], "%lld", (long long)v[k]);
     return RK_OK;
 }
 
@@ -522,6 +525,24 @@ rk__script *rk__limiter_script(void)
     return &limiter_script;
 }
 
+/* Decimal digits of v into buf (at least 21 bytes); returns the length.
+ * A check formats a few numbers per call: cheaper than snprintf. */
+static size_t fmt_i64(char *buf, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t len = 0;
+    if (v < 0) buf[len++] = '-';
+    while (n) buf[len++] = tmp[--n];
+    buf[len] = '\0';
+    return len;
+}
+
 static rk_status run_script(rk_limiter *l, const keyset *ks, int op, int64_t cost, const char *lease,
                             rk_reply **reply)
 {
@@ -534,9 +555,9 @@ static rk_status run_script(rk_limiter *l, const keyset *ks, int op, int64_t cos
     size_t a = 0;
 #define NUM(v)                                                                   \
     do {                                                                         \
-        int w_ = snprintf(np, 24, "%lld", (long long)(v));                       \
+        size_t w_ = fmt_i64(np, (v));                                            \
         argv[a] = np;                                                            \
-        lens[a++] = (size_t)w_;                                                  \
+        lens[a++] = w_;                                                          \
         np += w_ + 1;                                                            \
     } while (0)
     const char *sha = rk__script_sha(&limiter_script);
@@ -561,10 +582,10 @@ static rk_status run_script(rk_limiter *l, const keyset *ks, int op, int64_t cos
         const rk__limit_cfg *c = &l->cfg[i];
         argv[a] = &rk__limiter_algo_code[c->algo];
         lens[a++] = 1;
-        NUM(c->limit);
-        NUM(c->period_us);
-        NUM(c->p1);
-        NUM(c->p2);
+        for (size_t k = 0; k < 4; k++) {
+            argv[a] = c->args[k];
+            lens[a++] = c->args_len[k];
+        }
     }
 #undef NUM
     (void)argc;

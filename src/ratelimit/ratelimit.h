@@ -34,6 +34,9 @@ typedef struct rk__limit_cfg {
     int64_t p2;         /* GCRA: tau (tolerance, us) */
     int64_t quota;      /* the limit as reported: burst + 1 (GCRA),
                            capacity (bucket), else limit */
+    char args[4][24];   /* limit, period_us, p1, p2 as the script's ARGV,
+                           formatted once */
+    size_t args_len[4];
 } rk__limit_cfg;
 
 /* Operations of the script and of the local limiter. */

@@ -165,6 +165,10 @@ rk_status rk_sessions_new(rk_client *client, const rk_sessions_options *opts, rk
     s->ns = rk__strdup(ns);
     if (!s->ns) st = rk__fail(RK_ERR_NOMEM, "sessions: out of memory");
     if (st == RK_OK) st = rk__key_head(client, ns, &s->head, &s->head_len);
+    /* Keys are built in fixed buffers of KEY_MAX (the prefix and the
+     * namespace are at most 64 bytes each today; stay safe if that grows). */
+    if (st == RK_OK && s->head_len + 3 + RK_SESSIONS_MAX_USER_BYTES > KEY_MAX)
+        st = rk__fail(RK_ERR_INVALID, "sessions: key prefix and namespace too long");
     if (st == RK_OK) {
         st = rk__registry_add(client, s, &sessions_ops);
         s->registered = st == RK_OK;

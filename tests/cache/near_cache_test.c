@@ -19,10 +19,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <redkit/redkit.h>
@@ -174,6 +179,42 @@ static void test_read_your_writes(void **state)
     assert_int_equal(rk_cache_get(c, "m1", &v, &len), RK_OK);
     assert_memory_equal(v, "z", 1);
     rk_free(v);
+    rk_cache_free(c);
+}
+
+/* Batches read through it: hits from memory, the rest from Redis in one
+ * round trip (and they fill it); another type's key reads as absent, as
+ * with MGET. */
+static void test_mget_through_it(void **state)
+{
+    (void)state;
+    rk_cache *c = near_cache(NULL);
+    set_and_hold(c, "a", "1");
+    assert_int_equal(rk_cache_set_str(c, "b", "2", NULL), RK_OK);
+    rk_test_server_ok(server, "RPUSH cache:list x");
+    const char *keys[] = {"a", "b", "absent", "list"};
+    rk_cache_result res[4];
+    assert_int_equal(rk_cache_mget(c, keys, 4, res), RK_OK);
+    assert_int_equal(res[0].status, RK_OK);
+    assert_memory_equal(res[0].value, "1", 1);
+    assert_int_equal(res[1].status, RK_OK);
+    assert_memory_equal(res[1].value, "2", 1);
+    assert_int_equal(res[2].status, RK_MISS);
+    assert_int_equal(res[3].status, RK_MISS);
+    rk_cache_results_free(res, 4);
+    /* Once held, a batch of them makes no read at all. */
+    uint64_t inv = metrics(c).near_invalidations;
+    for (int i = 0; i < 300 && metrics(c).near_invalidations == inv; i++) rk_test_sleep_ms(10); /* b's own */
+    assert_int_equal(rk_cache_mget(c, keys, 2, res), RK_OK);
+    rk_cache_results_free(res, 2);
+    long long gets = rk_test_server_command_calls(server, "get");
+    long long mgets = rk_test_server_command_calls(server, "mget");
+    assert_int_equal(rk_cache_mget(c, keys, 2, res), RK_OK);
+    assert_int_equal(res[0].status, RK_OK);
+    assert_int_equal(res[1].status, RK_OK);
+    rk_cache_results_free(res, 2);
+    assert_int_equal(rk_test_server_command_calls(server, "get"), gets);
+    assert_int_equal(rk_test_server_command_calls(server, "mget"), mgets);
     rk_cache_free(c);
 }
 
@@ -387,12 +428,164 @@ static void test_child_starts_empty(void **state)
     rk_cache_free(c);
 }
 
+/* ---- Two processes: a writer, and a reader with the near cache ----------------
+ *
+ * Process A (a child with a client of its own, no near cache) writes
+ * "v<n>" with n rising to 100 keys, round after round. After each write is
+ * answered it waits until process B's tracking thread has dropped the key
+ * (B's hook counts, in shared memory, the invalidations it applied per
+ * key), measures that delay, and only then publishes "B has been told
+ * about version n". B's 8 reader threads read keys all along: a read
+ * that starts after B was told about version n must return n or newer —
+ * never the value it replaced. */
+#define CHECK_KEYS 100
+#define CHECK_ROUNDS 10
+#define CHECK_READERS 8
+
+typedef struct shared_state {
+    _Atomic uint64_t applied[CHECK_KEYS]; /* invalidations B applied, per key */
+    _Atomic uint64_t told[CHECK_KEYS];    /* the version B was told about */
+    _Atomic int done;
+    int64_t delay_ns[CHECK_KEYS * CHECK_ROUNDS];
+    _Atomic int delays;
+    int writer_failed;
+} shared_state;
+
+static shared_state *shared;
+
+static void count_applied(const char *key, size_t len)
+{
+    /* "cache:chk:<i>" */
+    if (len < 11 || len > 16 || memcmp(key, "cache:chk:", 10) != 0) return;
+    int i = atoi(key + 10);
+    if (i >= 0 && i < CHECK_KEYS) atomic_fetch_add(&shared->applied[i], 1);
+}
+
+static void run_writer(const char *url)
+{
+    rk_client *wc;
+    rk_cache *w;
+    if (rk_client_new(&(rk_client_options){.url = url}, &wc) != RK_OK) _exit(10);
+    if (rk_cache_new(wc, NULL, &w) != RK_OK) _exit(11);
+    for (uint64_t round = 1; round <= CHECK_ROUNDS; round++) {
+        for (int i = 0; i < CHECK_KEYS; i++) {
+            char key[32], value[32];
+            snprintf(key, sizeof key, "chk:%d", i);
+            uint64_t version = round;
+            snprintf(value, sizeof value, "v%llu", (unsigned long long)version);
+            uint64_t before = atomic_load(&shared->applied[i]);
+            if (rk_cache_set_str(w, key, value, NULL) != RK_OK) _exit(12);
+            struct timespec t0;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            int64_t start = (int64_t)t0.tv_sec * 1000000000 + t0.tv_nsec;
+            int spins = 0;
+            while (atomic_load(&shared->applied[i]) == before && spins++ < 2000000) {
+                struct timespec ts = {0, 1000};
+                nanosleep(&ts, NULL);
+            }
+            if (atomic_load(&shared->applied[i]) == before) _exit(13); /* never told */
+            struct timespec t1;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            int d = atomic_fetch_add(&shared->delays, 1);
+            shared->delay_ns[d] = (int64_t)t1.tv_sec * 1000000000 + t1.tv_nsec - start;
+            atomic_store(&shared->told[i], version);
+        }
+    }
+    rk_cache_free(w);
+    rk_client_free(wc);
+    _exit(0);
+}
+
+typedef struct checker {
+    rk_cache *c;
+    unsigned seed;
+    long reads, stale;
+} checker;
+
+static void *read_checked(void *arg)
+{
+    checker *k = arg;
+    while (!atomic_load(&shared->done)) {
+        int i = (int)(rand_r(&k->seed) % CHECK_KEYS);
+        uint64_t floor = atomic_load(&shared->told[i]); /* before the read starts */
+        char key[32];
+        snprintf(key, sizeof key, "chk:%d", i);
+        char *v = NULL;
+        rk_status st = rk_cache_get_str(k->c, key, &v);
+        if (st == RK_OK) {
+            uint64_t got = strtoull(v + 1, NULL, 10);
+            if (got < floor) k->stale++;
+            k->reads++;
+        }
+        rk_free(v);
+    }
+    return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void test_two_process_checker(void **state)
+{
+    (void)state;
+    shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(shared != MAP_FAILED);
+    memset(shared, 0, sizeof *shared);
+    rk_cache *c = near_cache(NULL);
+    for (int i = 0; i < CHECK_KEYS; i++) { /* version 0 everywhere, held */
+        char key[32];
+        snprintf(key, sizeof key, "chk:%d", i);
+        assert_int_equal(rk_cache_set_str(c, key, "v0", NULL), RK_OK);
+    }
+    rk__tracker_test_on_invalidate = count_applied;
+
+    pthread_t th[CHECK_READERS];
+    checker k[CHECK_READERS];
+    for (int t = 0; t < CHECK_READERS; t++) {
+        k[t] = (checker){.c = c, .seed = (unsigned)t + 1};
+        assert_int_equal(pthread_create(&th[t], NULL, read_checked, &k[t]), 0);
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) run_writer(rk_test_server_url(server));
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    atomic_store(&shared->done, 1);
+    long reads = 0, stale = 0;
+    for (int t = 0; t < CHECK_READERS; t++) {
+        pthread_join(th[t], NULL);
+        reads += k[t].reads;
+        stale += k[t].stale;
+    }
+    rk__tracker_test_on_invalidate = NULL;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    int n = atomic_load(&shared->delays);
+    assert_int_equal(n, CHECK_KEYS * CHECK_ROUNDS);
+    qsort(shared->delay_ns, (size_t)n, sizeof shared->delay_ns[0], cmp_i64);
+    rk_cache_metrics m = metrics(c);
+    printf("near cache checker: %ld reads (%llu near hits), %ld stale; invalidation delay after the "
+           "write's reply: p50 %.1f us, p99 %.1f us (%d writes)\n",
+           reads, (unsigned long long)m.near_hits, stale, (double)shared->delay_ns[n / 2] / 1000.0,
+           (double)shared->delay_ns[n * 99 / 100] / 1000.0, n);
+    assert_int_equal(stale, 0);
+    assert_true(reads > 0);
+    assert_true(m.near_hits > 0);
+    rk_cache_free(c);
+    munmap(shared, sizeof *shared);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_hit_makes_no_round_trip, rk_test_group_flush),
         cmocka_unit_test_setup(test_other_clients_writes_invalidate, rk_test_group_flush),
         cmocka_unit_test_setup(test_read_your_writes, rk_test_group_flush),
+        cmocka_unit_test_setup(test_mget_through_it, rk_test_group_flush),
         cmocka_unit_test_setup(test_invalidation_overtaking_the_fill, rk_test_group_flush),
         cmocka_unit_test_setup(test_tracking_connection_killed, rk_test_group_flush),
         cmocka_unit_test_setup(test_server_restart, rk_test_group_flush),
@@ -400,6 +593,7 @@ int main(void)
         cmocka_unit_test_setup(test_budget_holds, rk_test_group_flush),
         cmocka_unit_test_setup(test_bad_options, rk_test_group_flush),
         cmocka_unit_test_setup(test_child_starts_empty, rk_test_group_flush),
+        cmocka_unit_test_setup(test_two_process_checker, rk_test_group_flush),
     };
     return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
 }

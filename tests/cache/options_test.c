@@ -200,6 +200,29 @@ static void test_local_copies(void **state)
     assert_int_equal(try_new(&(rk_cache_options){.local_copies_bytes = (size_t)-2}), RK_ERR_INVALID);
 }
 
+/* The near cache's limits are checked when it is on (and before it
+ * connects, so no server is needed to see them refused). */
+static void test_near_cache_options(void **state)
+{
+    (void)state;
+    const rk_cache_options bad[] = {
+        {.near_cache = true, .near_max_bytes = (64u << 10) - 1},
+        {.near_cache = true, .near_max_bytes = (size_t)PTRDIFF_MAX + 1},
+        {.near_cache = true, .near_max_bytes = SIZE_MAX},
+        {.near_cache = true, .near_max_entries = ((size_t)1 << 32) + 1},
+        {.near_cache = true, .near_max_entries = SIZE_MAX},
+        {.near_cache = true, .near_max_ttl_ms = -1},
+        {.near_cache = true, .near_max_ttl_ms = 86400001},
+        {.near_cache = true, .near_max_ttl_ms = INT64_MAX},
+        {.near_cache = true, .near_max_ttl_ms = INT64_MIN},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rk_status st = try_new(&bad[i]);
+        if (st != RK_ERR_INVALID) fail_msg("near case %zu: %s", i, rk_strerror(st));
+        assert_non_null(strstr(rk_last_error(), "near_max"));
+    }
+}
+
 static rk_status never_called(const char *key, rk_cache_computed *out, void *ctx)
 {
     (void)key;
@@ -260,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_time_options),
         cmocka_unit_test(test_local_copies),
         cmocka_unit_test(test_fetch_options),
+        cmocka_unit_test(test_near_cache_options),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -110,6 +110,10 @@ REDISCLI_AUTH=cli-pw-1 "$redkit" --user cliuser ping >/dev/null && passed=$((pas
     { failed=$((failed + 1)); echo "FAIL: REDISCLI_AUTH"; }
 redis-cli -u "$REDIS_URL" ACL DELUSER cliuser >/dev/null
 expect 2 "" -- --tls -p "$port" -h 127.0.0.1 ping   # TLS to a plain server: an error, not a hang
+# Command groups get the same connection options (tools/cli.h).
+v=$(env -u REDIS_URL "$redkit" -h 127.0.0.1 -p "$port" sessions count 2>/dev/null); st=$?
+if [ "$st" = 0 ] && [ "$v" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: group with -h/-p: $st '$v'"; fi
+expect 2 "" -- --url "$REDIS_URL" -p 1 sessions count   # -p overrides the URL's port for groups too
 # Usage and connection errors: on stderr, exit 2, nothing on stdout; help
 # only with --help (-h is the host, as in redis-cli).
 expect 0 "*" -- --help
