@@ -33,18 +33,26 @@ free_port() {
   fail "no free port"
 }
 
-# start_redis [PORT]: (re)start redis-server, on PORT if given.
+# start_redis [PORT]: (re)start redis-server, on PORT if given, else on a
+# free port (another one if someone takes it first). Waits at most 10 s.
 start_redis() {
-  redis_port=${1:-$(free_port)}
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --maxmemory 64mb --maxmemory-policy allkeys-lru \
-    --daemonize no --dir "$tmp" --logfile "$tmp/redis.log" </dev/null >/dev/null &
-  redis_pid=$!
-  for _ in $(seq 1 50); do
-    [[ $(redis-cli -p "$redis_port" ping 2>/dev/null) == PONG ]] && return
-    sleep 0.1
+  local fixed=${1:-}
+  for _attempt in 1 2 3 4 5; do
+    redis_port=${fixed:-$(free_port)}
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+      --maxmemory 64mb --maxmemory-policy allkeys-lru \
+      --daemonize no --dir "$tmp" --logfile "$tmp/redis.log" </dev/null >/dev/null &
+    redis_pid=$!
+    for _ in $(seq 1 100); do
+      [[ $(redis-cli -p "$redis_port" ping 2>/dev/null) == PONG ]] && return
+      kill -0 "$redis_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+    [[ -n $fixed ]] && sleep 0.5 # the same port: give its last owner time to go
   done
-  fail "redis-server did not start"
+  fail "redis-server did not start (last port $redis_port): $(tail -n 3 "$tmp/redis.log" 2>/dev/null)"
 }
 
 kill_redis() {
@@ -59,18 +67,24 @@ kill_redis() {
 service_wrapper=() start_wait_s=10
 start_service() {
   local bin=$1; shift
-  service_port=$(free_port)
-  env REDIS_URL="redis://127.0.0.1:$redis_port" DATABASE_PATH="$tmp/api.db" \
-    LISTEN="127.0.0.1:$service_port" "$@" "${service_wrapper[@]}" "$bin" \
-    >"$tmp/service.out" 2>"$tmp/service.log" &
-  service_pid=$!
-  base="http://127.0.0.1:$service_port"
-  for _ in $(seq 1 $((start_wait_s * 10))); do
-    curl -fs -m 2 "$base/healthz" >/dev/null 2>&1 && return
-    kill -0 "$service_pid" 2>/dev/null || fail "api-server exited at start"
-    sleep 0.1
+  for _attempt in 1 2 3 4 5; do # another port if someone takes ours first
+    service_port=$(free_port)
+    env REDIS_URL="redis://127.0.0.1:$redis_port" DATABASE_PATH="$tmp/api.db" \
+      LISTEN="127.0.0.1:$service_port" "$@" "${service_wrapper[@]}" "$bin" \
+      >"$tmp/service.out" 2>"$tmp/service.log" &
+    service_pid=$!
+    base="http://127.0.0.1:$service_port"
+    for _ in $(seq 1 $((start_wait_s * 10))); do
+      curl -fs -m 2 "$base/healthz" >/dev/null 2>&1 && return
+      kill -0 "$service_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$service_pid" 2>/dev/null && fail "api-server did not answer within $start_wait_s s"
+    wait "$service_pid" 2>/dev/null || true
+    service_pid=
+    grep -q "Address already in use" "$tmp/service.log" || fail "api-server exited at start"
   done
-  fail "api-server did not answer within $start_wait_s s"
+  fail "api-server found no free port"
 }
 
 # req METHOD PATH [CURL ARGS...]: sets status, body, headers.
