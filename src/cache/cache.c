@@ -385,9 +385,20 @@ rk_status rk__cache_decode(rk_cache *c, rk_reply *r, unsigned accept, rk__vtype 
         rk_reply_free(r);
         return rk__fail(RK_ERR_PROTOCOL, "GET: unexpected reply type");
     }
+    size_t n;
+    char *s = rk__reply_take_str(r, &n);
+    return rk__cache_decode_bytes(c, s, n, accept, want, data, len, meta);
+}
+
+rk_status rk__cache_decode_bytes(rk_cache *c, char *s, size_t n, unsigned accept, rk__vtype want, char **data,
+                                 size_t *len, rk__value_meta *meta)
+{
+    *data = NULL;
+    *len = 0;
+    if (meta) memset(meta, 0, sizeof *meta);
     rk__value_view view;
     rk_status st;
-    if (rk__cache_foreign(c, r->str, r->len)) {
+    if (rk__cache_foreign(c, s, n)) {
         /* Written by another client (redis-cli, ioredis, Rails, ...): plain
          * bytes, which every getter accepts (the number getters parse the
          * text). See docs/cache.md, "Values written by other clients". */
@@ -395,26 +406,24 @@ rk_status rk__cache_decode(rk_cache *c, rk_reply *r, unsigned accept, rk__vtype 
         view.type = RK__V_BYTES;
         st = RK_OK;
     } else {
-        st = rk__value_parse(r->str, r->len, c->raw, &view);
+        st = rk__value_parse(s, n, c->raw, &view);
     }
     if (st == RK_OK && !(accept & RK__ACCEPT(view.type)))
         st = rk__fail(RK_ERR_TYPE, "value is %s, read as %s", rk__vtype_name(view.type), rk__vtype_name(want));
     if (st == RK_OK && (view.flags & RK__VF_COMPRESSED)) {
-        /* The reply's buffer holds the frame, so the payload goes to a new
-         * one: bounded by max_value, whatever size the frame claims. */
-        st = rk__decompress(&c->zpool, r->str + view.offset, r->len - view.offset, c->max_value, data, len);
-        rk_reply_free(r);
+        /* The buffer holds the frame, so the payload goes to a new one:
+         * bounded by max_value, whatever size the frame claims. */
+        st = rk__decompress(&c->zpool, s + view.offset, n - view.offset, c->max_value, data, len);
+        rk__free(s);
         if (st == RK_OK && meta) *meta = view.meta;
         return st;
     }
     if (st != RK_OK) {
-        rk_reply_free(r);
+        rk__free(s);
         return st;
     }
     if (meta) *meta = view.meta;
-    size_t n;
-    char *s = rk__reply_take_str(r, &n);
-    memmove(s, s + view.offset, n - view.offset + 1); /* the payload and the reader's NUL */
+    if (view.offset) memmove(s, s + view.offset, n - view.offset + 1); /* the payload and its NUL */
     *data = s;
     *len = n - view.offset;
     return RK_OK;
@@ -432,8 +441,11 @@ static rk_status get_value(rk_cache *c, const char *key, unsigned accept, rk__vt
     if (c && c->near) {
         rk__key k;
         if ((st = rk__key_make(&k, c->head, c->head_len, key, c->max_key)) != RK_OK) return st;
-        st = rk__cache_degrade(rk__cache_near_get(c, &k, &r));
+        char *hit;
+        size_t hit_len;
+        st = rk__cache_degrade(rk__cache_near_read(c, &k, &hit, &hit_len, &r));
         rk__key_release(&k);
+        if (st == RK_OK && hit) return rk__cache_decode_bytes(c, hit, hit_len, accept, want, data, len, NULL);
     } else {
         st = key_command(c, "GET", key, true, &r);
     }

@@ -126,6 +126,12 @@ void rk__cache_near_free(rk_cache *c);
  * rk__client_run's (not degraded here). */
 rk_status rk__cache_near_get(rk_cache *c, const rk__key *k, rk_reply **r);
 
+/* The same, for a caller that can take a near-cache hit as bare bytes:
+ * on a hit *hit is the stored value (NUL-terminated, the caller's to
+ * rk__free, *hit_len bytes) and *r is NULL; otherwise *hit is NULL and *r
+ * is as rk__cache_near_get's. Saves a reply object on the hottest path. */
+rk_status rk__cache_near_read(rk_cache *c, const rk__key *k, char **hit, size_t *hit_len, rk_reply **r);
+
 /* MGET of n namespaced keys through the near cache: an ARRAY reply of n
  * elements (STRING or NIL, as MGET gives), hits from process memory and
  * the rest read with GET and PTTL in one pipelined round trip, filling the
@@ -179,6 +185,12 @@ bool rk__cache_foreign(const rk_cache *c, const char *data, size_t len);
 
 rk_status rk__cache_decode(rk_cache *c, rk_reply *string_reply, unsigned accept, rk__vtype want, char **data,
                            size_t *len, rk__value_meta *meta);
+
+/* The same for a stored value already out of its reply: s (n bytes,
+ * NUL-terminated, from rk__malloc) is consumed, and reused for *data when
+ * the value is not compressed. */
+rk_status rk__cache_decode_bytes(rk_cache *c, char *s, size_t n, unsigned accept, rk__vtype want, char **data,
+                                 size_t *len, rk__value_meta *meta);
 
 #define RK__ACCEPT(t) (1u << (t))
 

@@ -120,12 +120,24 @@ static void land(rk_cache *c, const char *key, size_t klen, uint64_t token, cons
 
 rk_status rk__cache_near_get(rk_cache *c, const rk__key *k, rk_reply **r)
 {
+    char *hit;
+    size_t len;
+    rk_status st = rk__cache_near_read(c, k, &hit, &len, r);
+    return st == RK_OK && hit ? as_reply(hit, len, r) : st;
+}
+
+rk_status rk__cache_near_read(rk_cache *c, const rk__key *k, char **hit, size_t *hit_len, rk_reply **r)
+{
     *r = NULL;
+    *hit = NULL;
+    *hit_len = 0;
     if (!near_usable(c)) return plain_get(c, k, r);
     void *value;
-    size_t len;
-    rk_status st = rk__near_get(c->near, k->str, k->len, now_ms(), &value, &len);
-    if (st == RK_OK) return as_reply(value, len, r);
+    rk_status st = rk__near_get(c->near, k->str, k->len, now_ms(), &value, hit_len);
+    if (st == RK_OK) {
+        *hit = value;
+        return RK_OK;
+    }
     if (st != RK_MISS) return st;
 
     uint64_t token = rk__near_fill_begin(c->near, k->str, k->len);

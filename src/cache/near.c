@@ -5,8 +5,17 @@
  * mutex, its own least-recently-used list and its own slice of the byte
  * and entry budgets. A key's hash picks the shard (top bits) and the
  * bucket (low bits), so a hit costs one uncontended lock, a short chain
- * walk, a move to the front of the list and the copy of the value — and
- * threads reading different keys rarely meet on a lock. Counters live in
+ * walk and the copy of the value — and threads reading different keys
+ * rarely meet on a lock.
+ *
+ * Eviction is "second chance" (CLOCK), an approximation of least recently
+ * used: a hit only sets the entry's `used` flag (once: a hot entry is
+ * read, not written), and eviction takes the oldest entry of the list,
+ * unless its flag is set, in which case the flag is cleared and the entry
+ * goes back to the front. A hit that moved the entry to the front, as
+ * strict LRU does, would write three entries' links and the list head on
+ * every read: cache lines that every thread reading the shard then
+ * fetches anew. Counters live in
  * the shards, under the same lock, so the hot path has no atomic
  * read-modify-write of a shared cache line.
  *
@@ -42,6 +51,7 @@ typedef struct entry {
     int64_t expires_ms;
     size_t klen, vlen;
     size_t charge;             /* what it counts against the budget */
+    bool used;                 /* read since it last reached the list's front */
     unsigned char bytes[];     /* key, then value */
 } entry;
 
@@ -248,10 +258,7 @@ rk_status rk__near_get(rk__near *n, const char *key, size_t klen, int64_t now_ms
             copy[e->vlen] = '\0';
             *value = copy;
             *len = e->vlen;
-            if (s->head.next != &e->l) {
-                list_unlink(e);
-                list_push_front(s, e);
-            }
+            if (!e->used) e->used = true;
             s->hits++;
             st = RK_OK;
         }
@@ -303,9 +310,17 @@ bool rk__near_fill_end(rk__near *n, const char *key, size_t klen, uint64_t token
     bool mine = p && p->token == token;
     if (mine && e && p->state == atomic_load_explicit(&n->state, memory_order_acquire)) {
         remove_at(s, slot); /* the placeholder */
-        /* Make room: the least recently used entries go first. */
+        /* Make room: the oldest entries not read since they were last
+         * given a second chance go first. Each entry is passed over at most
+         * once (its flag is cleared), so the loop ends. */
         while (s->count > 0 && (s->bytes + charge > n->shard_bytes || s->count + 1 > n->shard_entries)) {
             entry *victim = entry_of(s->head.prev);
+            if (victim->used) {
+                victim->used = false;
+                list_unlink(victim);
+                list_push_front(s, victim);
+                continue;
+            }
             remove_at(s, find_slot(s, victim->hash, (const char *)victim->bytes, victim->klen));
             s->evictions++;
         }
