@@ -56,7 +56,7 @@
 #define BACKOFF_FIRST_MS 10
 #define BACKOFF_MAX_MS 1000
 
-void (*rk__tracker_test_on_invalidate)(const char *key, size_t len);
+void (*_Atomic rk__tracker_test_on_invalidate)(const char *key, size_t len);
 
 struct rk__tracker {
     rk_client *client;
@@ -152,7 +152,8 @@ static bool handle(rk__tracker *t, rk_reply *m)
         const rk_reply *k = payload->element[i];
         if (k->type != RK_REPLY_STRING) continue;
         t->sink.invalidate(t->sink.ctx, k->str, k->len);
-        if (rk__tracker_test_on_invalidate) rk__tracker_test_on_invalidate(k->str, k->len);
+        void (*hook)(const char *, size_t) = rk__tracker_test_on_invalidate;
+        if (hook) hook(k->str, k->len);
     }
     return true;
 }

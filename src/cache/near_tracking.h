@@ -55,7 +55,7 @@ unsigned rk__fork_generation(void);
 
 /* Tests only (NULL otherwise): called on the tracking thread after each
  * key an invalidation named has been dropped. */
-extern void (*rk__tracker_test_on_invalidate)(const char *key, size_t len);
+extern void (*_Atomic rk__tracker_test_on_invalidate)(const char *key, size_t len);
 
 /* How many times the subscription was made (1 after the first, +1 per
  * reconnect): for tests that wait for recovery. */
