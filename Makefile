@@ -5,6 +5,8 @@
 #   make test                 install missing packages, build everything, run all tests
 #   make test SANITIZE=1      the same with clang + ASan/UBSan, in build-asan/
 #   make test WERROR=1        warnings are errors (CI does this)
+#   make tsan                 clang + ThreadSanitizer, in build-tsan/: the tests of threads sharing
+#                             one client and one near cache (TSAN_TESTS)
 #   make bench                run every bench/ program (private redis unless REDIS_URL is set)
 #   make fuzz                 build the libFuzzer targets (clang + sanitizers, in build-fuzz/) and
 #                             run each for FUZZ_SECONDS (30), or FUZZ_RUNS inputs if given;
@@ -41,7 +43,7 @@ test bench: PARTS = -DBUILD_TESTING=ON -DRK_BUILD_BENCH=ON
 CMAKE_FLAGS = -DRK_WERROR=$(call on,$(WERROR)) -DRK_SANITIZE=$(call on,$(SANITIZE)) \
               -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(PARTS) $(CMAKE_OPTIONS)
 
-.PHONY: all build configure test deps bench run loadtest install clean fuzz
+.PHONY: all build configure test deps bench run loadtest install clean fuzz tsan
 .NOTPARALLEL:
 
 all: build
@@ -60,6 +62,20 @@ build: configure
 # build after it (make runs prerequisites left to right without -j).
 test: deps build
 	ctest --test-dir $(BUILD) --output-on-failure -j$(JOBS)
+
+# ThreadSanitizer: only the tests whose subject is threads sharing one
+# client, its connections and a near cache (the whole suite under TSan
+# takes too long for CI). Fork checks skip themselves there: TSan does not
+# support fork() while threads run.
+TSAN_BUILD ?= build-tsan
+TSAN_TESTS ?= near_test near_cache_test mux_test pipeline_test
+space := $(subst ,, )
+tsan: deps
+	CC=clang cmake -S . -B $(TSAN_BUILD) -DRK_TSAN=ON -DRK_WERROR=$(call on,$(WERROR)) \
+	  -DBUILD_TESTING=ON -DRK_BUILD_BENCH=OFF $(CMAKE_OPTIONS)
+	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL cmake --build $(TSAN_BUILD) -j$(JOBS) --target $(TSAN_TESTS)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  ctest --test-dir $(TSAN_BUILD) --output-on-failure -j$(JOBS) -R '^($(subst $(space),|,$(TSAN_TESTS)))$$'
 
 bench: build
 	@set -e; for b in $(BUILD)/bench/*; do \

@@ -618,10 +618,10 @@ rk_status rk__pool_acquire(rk_client *c, rk__call *k, rk__conn **out)
         int64_t now = rk__now_ns();
         if (c->n_idle > 0) {
             rk__conn *conn = c->idle[--c->n_idle];
+            mirror_health(c); /* reads the breaker: under the lock */
             pthread_mutex_unlock(&c->lock);
             if (still_alive(c, conn, k->deadline_ns)) {
                 k->reused = true;
-                mirror_health(c);
                 *out = conn;
                 deliver(c, &k->ev);
                 return RK_OK;

@@ -14,6 +14,17 @@
 
 #include "fork_check.h"
 
+/* ThreadSanitizer does not support fork() while other threads run (and
+ * takes the fork handlers' re-initialised locks for locks still held):
+ * the check runs in the plain and ASan builds, and is skipped under TSan. */
+#if defined(__SANITIZE_THREAD__)
+#define RK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RK_TSAN 1
+#endif
+#endif
+
 static int wrong_reads(rk_client *c, const char *key, const char *want)
 {
     int wrong = 0;
@@ -34,6 +45,12 @@ static int wrong_reads(rk_client *c, const char *key, const char *want)
 
 void rk_test_fork_check(rk_client *(*new_client)(void *arg), void *arg, int rounds)
 {
+#ifdef RK_TSAN
+    (void)new_client;
+    (void)arg;
+    (void)rounds;
+    skip();
+#endif
     for (int round = 0; round < rounds; round++) {
         rk_client *c = new_client(arg);
         const char *p[] = {"SET", "fork:parent", "parent value"}, *k[] = {"SET", "fork:child", "child value"};
