@@ -120,6 +120,20 @@ void stats_prometheus(struct buf *out, uint64_t sqlite_queries)
                (unsigned long long)sqlite_queries, (unsigned long long)stats_rate_limited_total());
 }
 
+void stats_cache_totals(struct app *app, uint64_t *hits, uint64_t *misses, uint64_t *degraded)
+{
+    rk_cache_metrics cm = { 0 };
+    rk_apikeys_metrics km = { 0 };
+    rk_cache_metrics_get(app->cache, &cm);
+    rk_apikeys_metrics_get(app->keys, &km);
+    /* A key answered from memory or Redis is a lookup SQLite did not run;
+     * every lookup callback is one it did. */
+    *hits = cm.hits + km.process_hits + km.redis_hits;
+    *misses = cm.misses + km.lookups;
+    if (degraded)
+        *degraded = cm.degraded + km.degraded;
+}
+
 /* ---- history for the status page ------------------------------------------ */
 
 #define SAMPLE_MS 2000
@@ -144,15 +158,11 @@ static struct {
 static void take_sample(struct app *app)
 {
     struct sample s = { 0 };
-    rk_cache_metrics cm = { 0 }, km = { 0 };
     rk_memory_info mem;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     s.t_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    rk_cache_metrics_get(app->cache, &cm);
-    rk_cache_metrics_get(app->keycache, &km);
-    s.hits = cm.hits + km.hits;
-    s.misses = cm.misses + km.misses;
+    stats_cache_totals(app, &s.hits, &s.misses, NULL);
     s.queries = db_queries(app->db);
     s.limited = stats_rate_limited_total();
     s.redis_up = rk_server_memory(app->redis, &mem) == RK_OK; /* one INFO */
