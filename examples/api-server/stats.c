@@ -168,7 +168,11 @@ static void take_sample(struct app *app)
     s.redis_up = rk_server_memory(app->redis, &mem) == RK_OK; /* one INFO */
     s.used_memory = s.redis_up ? mem.used_memory : 0;
     uint64_t live = 0; /* a SCAN of the sessions' namespace: fine at a demo's scale */
-    s.sessions = s.redis_up && rk_sessions_count(app->sessions, &live) == RK_OK ? (int64_t)live : -1;
+    rk_status st = s.redis_up ? rk_sessions_count(app->sessions, &live) : RK_ERR_UNAVAILABLE;
+    s.sessions = st == RK_OK ? (int64_t)live : -1;
+    if (s.redis_up && st != RK_OK)
+        log_msg(LOG_WARN, "status page: live sessions not counted: %s: %s", rk_strerror(st),
+                rk_last_error());
     pthread_mutex_lock(&hist.lock);
     hist.ring[hist.next] = s;
     hist.next = (hist.next + 1) % HISTORY;
