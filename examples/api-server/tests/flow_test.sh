@@ -260,7 +260,18 @@ done
 [[ -z $closed ]] || fail "the circuit stayed closed with Redis dead: $body"
 req POST /v1/signup -d '{"email":"erin@example.com","password":"erin-secret-pw","name":"Erin"}'
 expect 201 "signup without Redis"
+req POST /v1/login -d '{"email":"erin@example.com","password":"erin-secret-pw"}'
+expect 503 "login without Redis: sessions live there (documented 503)"
+req GET "/v1/users/$carol"; expect 200 "carol, degraded"
+req PUT "/v1/users/$carol" -u carol@example.com:carol-secret-pw -d '{"name":"Carol Three"}'
+expect 200 "a write without Redis"
+[[ $(header X-Cache-Invalidation) == failed ]] || fail "write without Redis: no X-Cache-Invalidation"
+req GET "/v1/users/$carol"; expect 200 "carol after the write"
+[[ $(json name) == "Carol Three" ]] || fail "a write without Redis is not read back: $body"
 req GET /metrics; expect 200 "metrics without Redis"
+[[ $body == *'api_requests_total{route="/v1/products/{id}",status="200"}'* ]] || fail "metrics: no requests by route"
+[[ $body == *redkit_apikeys_verifies_total* && $body == *api_sqlite_queries_total* ]] ||
+  fail "metrics: no rk_apikeys or SQLite counters"
 req GET /v1/status; expect 200 "status without Redis"
 req GET /; expect 200 "status page without Redis"
 
