@@ -1,138 +1,160 @@
 /*
- * apikey.c — API keys: creation, hashing, validation through the cache.
+ * apikey.c — API keys, on redkit's rk_apikeys with SQLite as the lookup.
  *
- * A key is "rk_" followed by 32 random bytes in base64url. SQLite keeps
- * only its SHA-256 (a key is as strong as a 256-bit secret, so a fast hash
- * is enough; a password needs Argon2 because people choose weak ones).
+ * The library makes the keys (rk_apikeys_generate: a checksum, 256 random
+ * bits), gives their SHA-256 (stored in SQLite, never the key) and their
+ * display form (stored too, for GET /v1/api-keys), and verifies them:
+ * checksum (garbage costs nothing), this process's memory, Redis, and only
+ * then lookup() below — one SQLite query per key per positive TTL however
+ * many threads ask. The owner record the lookup hands back is the key's
+ * row as JSON: id, user id, scopes and plan, all a request needs, so a
+ * busy key costs no SQLite query at all.
  *
- * Validation is get-or-compute on the hash: the cache entry
- * "key:<sha256>" holds {"id","user_id","scopes"} of a live key, or {} for
- * an unknown one (cached too, briefly, so a client hammering with a bad
- * key does not reach SQLite each time). The entry carries no stale window
- * and therefore no copy in process memory: a revoked key must not be
- * served from anywhere once apikey_forget() has run. When Redis is down
- * every validation reads SQLite, which is always right.
+ * Revocation is SQLite first (the truth, and what a lookup reads after
+ * the tombstone expires), then rk_apikeys_revoke_hash: a tombstone in
+ * Redis that no verify in flight can overwrite, this process's memory of
+ * the key dropped, an invalidation published for other processes. A key
+ * revoked in SQLite comes back from the lookup with its revocation time
+ * as its expiry, so every layer refuses it even where the tombstone never
+ * arrived (Redis down at the moment of the revoke).
  *
- * This file is the seam for redkit's own API-key module (rk_apikeys,
- * planned): apikey_validate() and apikey_forget() are all the service
- * calls, so swapping the implementation touches this file only.
+ * With Redis down, rk_apikeys asks the lookup directly (or serves what
+ * this process already knew, flagged degraded): keys keep working.
  */
 #include "auth.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include <openssl/evp.h>
-#include <openssl/rand.h>
+#include "http.h"
 
-#define UNKNOWN_TTL_MS 10000
+/* A "valid" answer lives in Redis this long. It bounds how long a key
+ * revoked while Redis was unreachable (no tombstone written) can still be
+ * accepted by another process that reads Redis's answer. */
+#define POSITIVE_TTL_MS 60000
 
-void apikey_hash(const char *key, char *hash_hex)
+static rk_status lookup(const char *hash_hex, rk_apikeys_record *record, void *user)
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(key, strlen(key), md, &n, EVP_sha256(), NULL);
-    for (unsigned int i = 0; i < n && i < 32; i++)
-        snprintf(hash_hex + 2 * i, 3, "%02x", md[i]);
-    hash_hex[APIKEY_HASH_HEX] = '\0';
-}
-
-int apikey_generate(char *key, char *hash_hex, char *display, size_t display_size)
-{
-    unsigned char raw[32];
-    char b64[48];
-    if (RAND_bytes(raw, sizeof raw) != 1)
-        return -1;
-    EVP_EncodeBlock((unsigned char *)b64, raw, sizeof raw); /* 44 chars, one '=' */
-    OPENSSL_cleanse(raw, sizeof raw);
-    b64[43] = '\0';
-    for (char *p = b64; *p; p++)
-        *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
-    memcpy(key, "rk_", 3);
-    memcpy(key + 3, b64, 44); /* 43 characters and the NUL */
-    OPENSSL_cleanse(b64, sizeof b64);
-    apikey_hash(key, hash_hex);
-    snprintf(display, display_size, "%.7s...", key);
-    return 0;
-}
-
-/* A string that could be a key: cheap to check, and it keeps garbage of
- * any size away from the hash, the cache and the database. */
-static bool well_formed(const char *key)
-{
-    if (strncmp(key, "rk_", 3) != 0 || strlen(key) != APIKEY_CHARS)
-        return false;
-    for (const char *p = key + 3; *p; p++)
-        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-              *p == '-' || *p == '_'))
-            return false;
-    return true;
-}
-
-static rk_status compute_key(const char *cache_key, rk_cache_computed *out, void *ctx)
-{
-    struct app *app = ctx;
-    json_t *row = NULL;
-    int rc = db_apikey_by_hash(app->db, cache_key + 4 /* "key:" */, &row);
-    if (rc == DB_ERROR)
-        return RK_ERR_SYSTEM;
-    if (rc == DB_NOT_FOUND) {
-        rk_cache_computed_set_ttl_ms(out, UNKNOWN_TTL_MS);
-        return rk_cache_computed_set(out, "{}", 2);
-    }
-    char *text = json_dumps(row, JSON_COMPACT);
-    json_decref(row);
+    struct app *app = user;
+    json_t *owner = NULL;
+    int64_t revoked_ms = 0;
+    int rc = db_apikey_by_hash(app->db, hash_hex, &owner, &revoked_ms);
+    if (rc == DB_NOT_FOUND)
+        return RK_MISS; /* cached as "not found": a client hammering a made-up key stays off SQLite */
+    if (rc != DB_OK)
+        return RK_ERR_UNAVAILABLE; /* never cached */
+    char *text = json_dumps(owner, JSON_COMPACT);
+    json_decref(owner);
     if (!text)
         return RK_ERR_NOMEM;
-    rk_status st = rk_cache_computed_set(out, text, strlen(text));
+    /* A revoked key exists, with its revocation as its expiry: answered
+     * "expired" from every layer, whatever happened to the tombstone. */
+    rk_status st = rk_apikeys_record_set(record, text, strlen(text), revoked_ms);
     free(text);
     return st;
 }
 
-int apikey_validate(struct app *app, const char *key, struct apikey_info *info)
+rk_status apikeys_open(struct app *app)
 {
-    if (!well_formed(key))
-        return 1;
-    char cache_key[4 + APIKEY_HASH_HEX + 1];
-    memcpy(cache_key, "key:", 4);
-    apikey_hash(key, cache_key + 4);
+    return rk_apikeys_new(app->redis,
+                          &(rk_apikeys_options){ .lookup = lookup,
+                                                 .lookup_user = app,
+                                                 .positive_ttl_ms = POSITIVE_TTL_MS },
+                          &app->keys);
+}
 
-    json_t *row = NULL;
-    if (app->cfg.cache_enabled) {
-        void *value = NULL;
-        size_t len = 0;
-        rk_status st = rk_cache_fetch(app->keycache, cache_key, compute_key, app,
-                                      &(rk_cache_fetch_options){ .ttl_s = APIKEY_CACHE_TTL_S },
-                                      &value, &len, NULL);
-        if (st != RK_OK)
-            return -1;
-        row = json_loadb(value, len, 0, NULL);
-        rk_free(value);
-    } else {
-        int rc = db_apikey_by_hash(app->db, cache_key + 4, &row);
-        if (rc != DB_OK)
-            return rc == DB_NOT_FOUND ? 1 : -1;
-    }
+static enum plan plan_from(const char *name)
+{
+    for (int p = 0; p < PLAN_COUNT; p++)
+        if (name && strcmp(name, plan_names[p]) == 0)
+            return (enum plan)p;
+    return PLAN_FREE;
+}
+
+/* The owner record (our JSON) into info; false if it is not ours. */
+static bool parse_owner(const void *owner, size_t len, struct apikey_info *info)
+{
+    json_t *row = json_loadb(owner, len, 0, NULL);
     json_int_t id = 0, user_id = 0;
-    const char *scopes = "";
-    int rc = row && json_unpack(row, "{s:I, s:I, s:s}", "id", &id, "user_id", &user_id,
-                                "scopes", &scopes) == 0
-                 ? 0
-                 : 1;
-    if (rc == 0) {
+    const char *scopes = NULL, *plan = NULL;
+    bool ok = row && json_unpack(row, "{s:I, s:I, s:s, s:s}", "id", &id, "user_id", &user_id,
+                                 "scopes", &scopes, "plan", &plan) == 0;
+    if (ok) {
         info->id = id;
         info->user_id = user_id;
         info->can_write = strstr(scopes, "write") != NULL;
+        info->plan = plan_from(plan);
     }
     json_decref(row);
+    return ok;
+}
+
+static int verify(struct app *app, const char *key, struct apikey_info *info)
+{
+    rk_apikey_result r;
+    rk_status st = rk_apikeys_verify(app->keys, key, &r);
+    int rc = 2;
+    if (st != RK_OK) {
+        /* rk_last_error() never quotes the key. */
+        log_msg(LOG_ERROR, "api key: %s: %s", rk_strerror(st), rk_last_error());
+        rc = -1;
+    } else if (r.verdict == RK_APIKEY_VALID && parse_owner(r.owner, r.owner_len, info)) {
+        rc = 0;
+    } else if (r.verdict != RK_APIKEY_MALFORMED) {
+        char display[RK_APIKEYS_DISPLAY_BUF];
+        if (rk_apikeys_display(key, display) == RK_OK)
+            log_msg(LOG_DEBUG, "api key %s refused: %s (from %s)", display,
+                    rk_apikeys_verdict_name(r.verdict),
+                    r.layer == RK_APIKEY_LAYER_PROCESS ? "memory"
+                    : r.layer == RK_APIKEY_LAYER_REDIS ? "redis"
+                                                       : "sqlite");
+    }
+    rk_apikeys_result_clear(&r);
     return rc;
 }
 
-int apikey_forget(struct app *app, const char *hash_hex)
+int apikey_verify(struct app *app, const struct http_request *rq, const struct apikey_info **info)
 {
-    char cache_key[4 + APIKEY_HASH_HEX + 1];
-    snprintf(cache_key, sizeof cache_key, "key:%s", hash_hex);
-    rk_status st = rk_cache_delete(app->keycache, cache_key);
-    return st == RK_OK || st == RK_MISS ? 0 : -1;
+    struct apikey_memo *memo = rq->apikey;
+    if (!memo->done) {
+        const char *authz = http_header(rq, "Authorization");
+        memo->rc = authz && strncasecmp(authz, "Bearer ", 7) == 0
+                       ? verify(app, authz + 7, &memo->info)
+                       : 1;
+        memo->done = true;
+    }
+    *info = &memo->info;
+    return memo->rc;
+}
+
+int apikey_create(struct app *app, int64_t user_id, const char *name, const char *scopes,
+                  enum plan plan, char *key, char *display, int64_t *id)
+{
+    char hash[RK_APIKEYS_HASH_BUF];
+    if (rk_apikeys_generate(app->keys, key, hash) != RK_OK ||
+        rk_apikeys_display(key, display) != RK_OK) {
+        log_msg(LOG_ERROR, "api key: %s", rk_last_error());
+        return DB_ERROR;
+    }
+    return db_apikey_insert(app->db, user_id, name, hash, display, scopes, plan_names[plan], id);
+}
+
+int apikey_revoke(struct app *app, int64_t user_id, int64_t id, bool *tombstone)
+{
+    char *hash = NULL;
+    int rc = db_apikey_revoke(app->db, user_id, id, &hash);
+    *tombstone = false;
+    if (rc != DB_OK)
+        return rc;
+    rk_status st = rk_apikeys_revoke_hash(app->keys, hash);
+    free(hash);
+    *tombstone = st == RK_OK;
+    if (!*tombstone)
+        log_msg(LOG_WARN,
+                "revoked key %lld: no tombstone in Redis (%s); SQLite and this process refuse "
+                "it now, a copy of its old answer in Redis lives at most %d s",
+                (long long)id, rk_strerror(st), POSITIVE_TTL_MS / 1000);
+    return DB_OK;
 }

@@ -5,7 +5,7 @@
  * environment, db.c owns SQLite (schema, seed, prepared statements, the
  * query counter), http.c adapts libmicrohttpd to a plain request/response
  * pair, routes.c maps method + path to a handler, handlers_*.c do the work,
- * apikey.c validates API keys through the cache, stats.c keeps the
+ * apikey.c puts API keys on redkit's rk_apikeys, stats.c keeps the
  * service's own metrics. main.c wires them together. Everything the
  * handlers share lives in one struct app, created once in main() and
  * read-only afterwards (its counters are atomics), so handlers running on
@@ -41,13 +41,20 @@ struct config {
     bool cookie_secure;        /* COOKIE_SECURE=on: behind TLS, "__Host-sid" */
     bool rate_limit;           /* RATE_LIMIT=off: no limits (load test) */
     int limit_anon_per_min;    /* RATE_LIMIT_ANON_PER_MIN: per IP; 600 */
-    int limit_key_per_min;     /* RATE_LIMIT_KEY_PER_MIN: per API key; 1200 */
+    int limit_key_per_min[2];  /* per API key, by plan (enum plan):
+                                  RATE_LIMIT_KEY_PER_MIN (free) 1200,
+                                  RATE_LIMIT_KEY_PRO_PER_MIN 12000 */
     int limit_login_ip_per_min;    /* failed logins per IP; 20 */
     int limit_login_email_per_min; /* failed logins per email; 5 */
     int db_latency_us;         /* DB_LATENCY_US: added to every query, to
                                   play a database across a network (load
                                   test); 0 */
 };
+
+/* An API key's plan: what its rate limit is (a real service would take
+ * it from billing; here the key's creator picks it). */
+enum plan { PLAN_FREE, PLAN_PRO, PLAN_COUNT };
+extern const char *const plan_names[PLAN_COUNT]; /* "free", "pro" */
 
 /* Fill cfg from the environment; prints the reason and returns -1 on a bad
  * value. */
@@ -83,12 +90,13 @@ int db_product_list(struct db *db, const char *category, int page, int per_page,
 int db_product_insert(struct db *db, const char *category, const char *name,
                       int64_t price_cents, int64_t *id);
 int db_apikey_insert(struct db *db, int64_t user_id, const char *name, const char *hash_hex,
-                     const char *display, const char *scopes, int64_t *id);
-/* The live (not revoked) key with this hash: {"id", "user_id", "scopes"}. */
-int db_apikey_by_hash(struct db *db, const char *hash_hex, json_t **out);
+                     const char *display, const char *scopes, const char *plan, int64_t *id);
+/* The key with this hash, revoked or not: {"id", "user_id", "scopes",
+ * "plan"} in *owner, and its revocation time (Unix ms; 0 = live). */
+int db_apikey_by_hash(struct db *db, const char *hash_hex, json_t **owner, int64_t *revoked_ms);
 int db_apikey_list(struct db *db, int64_t user_id, json_t **out);
-/* Revoke key id of user_id; *hash_hex (caller frees) is its hash, for the
- * cache entry to delete. */
+/* Revoke key id of user_id; *hash_hex (caller frees) is its hash, for
+ * rk_apikeys_revoke_hash(). */
 int db_apikey_revoke(struct db *db, int64_t user_id, int64_t id, char **hash_hex);
 
 /* Categories of the seeded catalogue. */
@@ -109,11 +117,14 @@ void stats_request(enum route_id route, unsigned status, uint64_t elapsed_us);
 void stats_rate_limited(void);
 uint64_t stats_rate_limited_total(void);
 uint64_t stats_requests_total(void);
+struct app;
+/* Lookups answered without SQLite (response cache and API keys together)
+ * and lookups that reached it: the status page's hit ratio. */
+void stats_cache_totals(struct app *app, uint64_t *hits, uint64_t *misses, uint64_t *degraded);
 /* Append the service's Prometheus families to buf (see http.h's buffer). */
 struct buf;
 void stats_prometheus(struct buf *out, uint64_t sqlite_queries);
 
-struct app;
 /* The status page's history: a thread samples the counters every 2 s. */
 int stats_sampler_start(struct app *app);
 void stats_sampler_stop(void);
@@ -128,9 +139,9 @@ struct app {
     struct db *db;
     rk_client *redis;
     rk_cache *cache;       /* API responses: users, products, lists */
-    rk_cache *keycache;    /* API-key validation results (apikey.c) */
+    rk_apikeys *keys;      /* API-key verification (apikey.c) */
     rk_sessions *sessions; /* login sessions (handlers_session.c) */
-    rk_limiter *rl_anon, *rl_key, *rl_login_ip, *rl_login_email; /* limits.c */
+    rk_limiter *rl_anon, *rl_key[PLAN_COUNT], *rl_login_ip, *rl_login_email; /* limits.c */
     atomic_int in_flight;  /* requests being handled, for shutdown */
 };
 

@@ -136,18 +136,19 @@ int auth_resolve(struct app *app, const struct http_request *rq, struct principa
         return session_auth(app, rq, who, rs);
     int rc = 1;
     if (strncasecmp(authz, "Bearer ", 7) == 0) {
-        struct apikey_info key;
-        rc = apikey_validate(app, authz + 7, &key);
+        const struct apikey_info *key;
+        rc = apikey_verify(app, rq, &key);
         if (rc == 0) {
-            who->user_id = key.user_id;
+            who->user_id = key->user_id;
             who->via_key = true;
-            who->can_write = key.can_write;
+            who->can_write = key->can_write;
         }
     } else if (strncasecmp(authz, "Basic ", 6) == 0) {
         rc = basic_auth(app, authz + 6, who);
     }
     if (rc < 0) {
-        resp_problem(rs, 500, "internal", "Internal error", "the database failed");
+        resp_problem(rs, 500, "internal", "Internal error",
+                     "the credentials could not be checked (database)");
         return -1;
     }
     if (rc > 0) {

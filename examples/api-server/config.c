@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+const char *const plan_names[PLAN_COUNT] = { "free", "pro" };
+
 static enum log_level current_level = LOG_INFO;
 
 void log_set_level(enum log_level level)
@@ -110,7 +112,9 @@ int config_load(struct config *cfg)
         env_int("CACHE_TTL_S", 60, 1, 86400, &cfg->cache_ttl_s) ||
         env_int("DB_LATENCY_US", 0, 0, 1000000, &cfg->db_latency_us) ||
         env_int("RATE_LIMIT_ANON_PER_MIN", 600, 1, 1000000, &cfg->limit_anon_per_min) ||
-        env_int("RATE_LIMIT_KEY_PER_MIN", 1200, 1, 1000000, &cfg->limit_key_per_min) ||
+        env_int("RATE_LIMIT_KEY_PER_MIN", 1200, 1, 1000000, &cfg->limit_key_per_min[PLAN_FREE]) ||
+        env_int("RATE_LIMIT_KEY_PRO_PER_MIN", 12000, 1, 1000000,
+                &cfg->limit_key_per_min[PLAN_PRO]) ||
         env_int("RATE_LIMIT_LOGIN_IP_PER_MIN", 20, 1, 1000000, &cfg->limit_login_ip_per_min) ||
         env_int("RATE_LIMIT_LOGIN_EMAIL_PER_MIN", 5, 1, 1000000,
                 &cfg->limit_login_email_per_min))

@@ -44,11 +44,10 @@ static const char *const sql[S_COUNT] = {
     [S_PRODUCT_LIST] = "SELECT id, category, name, price_cents FROM products "
                        "WHERE category = ?1 ORDER BY id LIMIT ?2 OFFSET ?3",
     [S_PRODUCT_INSERT] = "INSERT INTO products(category, name, price_cents) VALUES (?1, ?2, ?3)",
-    [S_KEY_INSERT] = "INSERT INTO api_keys(user_id, name, hash, display, scopes, created_at) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    [S_KEY_BY_HASH] = "SELECT id, user_id, scopes FROM api_keys "
-                      "WHERE hash = ?1 AND revoked_at IS NULL",
-    [S_KEY_LIST] = "SELECT id, name, display, scopes, created_at, revoked_at FROM api_keys "
+    [S_KEY_INSERT] = "INSERT INTO api_keys(user_id, name, hash, display, scopes, plan, "
+                     "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_KEY_BY_HASH] = "SELECT id, user_id, scopes, plan, revoked_at FROM api_keys WHERE hash = ?1",
+    [S_KEY_LIST] = "SELECT id, name, display, scopes, plan, created_at, revoked_at FROM api_keys "
                    "WHERE user_id = ?1 ORDER BY id",
     [S_KEY_HASH] = "SELECT hash FROM api_keys WHERE id = ?1 AND user_id = ?2 "
                    "AND revoked_at IS NULL",
@@ -67,7 +66,23 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS api_keys ("
     "  id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
     "  name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, display TEXT NOT NULL,"
-    "  scopes TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER);";
+    "  scopes TEXT NOT NULL, plan TEXT NOT NULL DEFAULT 'free',"
+    "  created_at INTEGER NOT NULL, revoked_at INTEGER);";
+
+/* A database made before keys had plans gains the column (its old keys,
+ * from before rk_apikeys' format, are refused as malformed anyway). */
+static int migrate(sqlite3 *db)
+{
+    sqlite3_stmt *probe = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT plan FROM api_keys LIMIT 0", -1, &probe, NULL) == SQLITE_OK) {
+        sqlite3_finalize(probe);
+        return 0;
+    }
+    return sqlite3_exec(db, "ALTER TABLE api_keys ADD COLUMN plan TEXT NOT NULL DEFAULT 'free'",
+                        NULL, NULL, NULL) == SQLITE_OK
+               ? 0
+               : -1;
+}
 
 struct conn {
     sqlite3 *db;
@@ -165,7 +180,7 @@ static int open_conn(const char *path, struct conn *c)
         return -1;
     }
     sqlite3_busy_timeout(c->db, 5000);
-    if (sqlite3_exec(c->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+    if (sqlite3_exec(c->db, schema, NULL, NULL, NULL) != SQLITE_OK || migrate(c->db) != 0) {
         log_msg(LOG_ERROR, "sqlite: schema: %s", sqlite3_errmsg(c->db));
         return -1;
     }
@@ -443,7 +458,7 @@ int db_product_insert(struct db *db, const char *category, const char *name, int
 }
 
 int db_apikey_insert(struct db *db, int64_t user_id, const char *name, const char *hash_hex,
-                     const char *display, const char *scopes, int64_t *id)
+                     const char *display, const char *scopes, const char *plan, int64_t *id)
 {
     struct conn *c = acquire(db);
     if (!c)
@@ -454,7 +469,8 @@ int db_apikey_insert(struct db *db, int64_t user_id, const char *name, const cha
     sqlite3_bind_text(st, 3, hash_hex, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, display, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 5, scopes, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 6, (int64_t)time(NULL));
+    sqlite3_bind_text(st, 6, plan, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 7, (int64_t)time(NULL));
     int rc = step_done(c, st);
     if (rc == DB_OK)
         *id = sqlite3_last_insert_rowid(c->db);
@@ -463,7 +479,7 @@ int db_apikey_insert(struct db *db, int64_t user_id, const char *name, const cha
     return rc;
 }
 
-int db_apikey_by_hash(struct db *db, const char *hash_hex, json_t **out)
+int db_apikey_by_hash(struct db *db, const char *hash_hex, json_t **out, int64_t *revoked_ms)
 {
     struct conn *c = acquire(db);
     if (!c)
@@ -473,9 +489,10 @@ int db_apikey_by_hash(struct db *db, const char *hash_hex, json_t **out)
     int rc = sqlite3_step(st);
     int result = rc == SQLITE_DONE ? DB_NOT_FOUND : DB_ERROR;
     if (rc == SQLITE_ROW) {
-        *out = json_pack("{s:I, s:I, s:s}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+        *out = json_pack("{s:I, s:I, s:s, s:s}", "id", (json_int_t)sqlite3_column_int64(st, 0),
                          "user_id", (json_int_t)sqlite3_column_int64(st, 1), "scopes",
-                         col_text(st, 2));
+                         col_text(st, 2), "plan", col_text(st, 3));
+        *revoked_ms = sqlite3_column_int64(st, 4) * 1000; /* NULL reads as 0: live */
         result = *out ? DB_OK : DB_ERROR;
     }
     sqlite3_reset(st);
@@ -497,12 +514,13 @@ int db_apikey_list(struct db *db, int64_t user_id, json_t **out)
     sqlite3_bind_int64(st, 1, user_id);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *k = json_pack("{s:I, s:s, s:s, s:s, s:I}", "id",
+        json_t *k = json_pack("{s:I, s:s, s:s, s:s, s:s, s:I}", "id",
                               (json_int_t)sqlite3_column_int64(st, 0), "name", col_text(st, 1),
-                              "key", col_text(st, 2), "scopes", col_text(st, 3), "created_at",
-                              (json_int_t)sqlite3_column_int64(st, 4));
-        if (k && sqlite3_column_type(st, 5) != SQLITE_NULL)
-            json_object_set_new(k, "revoked_at", json_integer(sqlite3_column_int64(st, 5)));
+                              "key", col_text(st, 2), "scopes", col_text(st, 3), "plan",
+                              col_text(st, 4), "created_at",
+                              (json_int_t)sqlite3_column_int64(st, 5));
+        if (k && sqlite3_column_type(st, 6) != SQLITE_NULL)
+            json_object_set_new(k, "revoked_at", json_integer(sqlite3_column_int64(st, 6)));
         json_array_append_new(items, k);
     }
     sqlite3_reset(st);

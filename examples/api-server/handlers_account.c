@@ -3,8 +3,8 @@
  *
  * A person authenticates with a session cookie (handlers_session.c) or
  * HTTP Basic (email:password, checked against the Argon2id hash), a
- * program with an API key (Bearer). API keys are shown once, at creation,
- * and only their hash is stored.
+ * program with an API key (Bearer). API keys (apikey.c, rk_apikeys) are
+ * shown once, at creation; SQLite keeps their hash and display form.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,19 +133,23 @@ void h_apikeys_post(struct app *app, const struct http_request *rq, struct http_
     if (!body)
         return;
     const char *name = json_string_value(json_object_get(body, "name"));
+    json_t *plan_json = json_object_get(body, "plan");
+    const char *plan_name = plan_json ? json_string_value(plan_json) : plan_names[PLAN_FREE];
+    int plan = 0;
+    while (plan < PLAN_COUNT && (!plan_name || strcmp(plan_name, plan_names[plan]) != 0))
+        plan++;
     char scopes[16];
-    if (!name || !*name || strlen(name) > 64 ||
+    if (!name || !*name || strlen(name) > 64 || plan == PLAN_COUNT ||
         !parse_scopes(json_object_get(body, "scopes"), scopes, sizeof scopes)) {
         json_decref(body);
         resp_problem(rs, 422, "invalid-field", "Invalid field",
-                     "needs name (1-64 characters) and scopes ([\"read\"], [\"read\",\"write\"])");
+                     "needs name (1-64 characters), scopes ([\"read\"], [\"read\",\"write\"]) "
+                     "and optionally plan (\"free\" or \"pro\")");
         return;
     }
-    char key[APIKEY_CHARS + 1], hash[APIKEY_HASH_HEX + 1], display[16];
+    char key[RK_APIKEYS_KEY_BUF], display[RK_APIKEYS_DISPLAY_BUF];
     int64_t id = 0;
-    int rc = apikey_generate(key, hash, display, sizeof display) == 0
-                 ? db_apikey_insert(app->db, who.user_id, name, hash, display, scopes, &id)
-                 : DB_ERROR;
+    int rc = apikey_create(app, who.user_id, name, scopes, (enum plan)plan, key, display, &id);
     if (rc != DB_OK) {
         json_decref(body);
         resp_problem(rs, 500, "internal", "Internal error", "could not create the key");
@@ -153,8 +157,9 @@ void h_apikeys_post(struct app *app, const struct http_request *rq, struct http_
     }
     /* The only response that ever carries the key itself. */
     resp_header(rs, "Cache-Control", "no-store");
-    resp_json(rs, 201, json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)id, "key", key,
-                                 "display", display, "name", name, "scopes", scopes));
+    resp_json(rs, 201, json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "id", (json_int_t)id, "key",
+                                 key, "display", display, "name", name, "scopes", scopes, "plan",
+                                 plan_names[plan]));
     json_decref(body);
     memset(key, 0, sizeof key);
 }
@@ -178,10 +183,10 @@ void h_apikey_delete(struct app *app, const struct http_request *rq, struct http
 {
     struct principal who;
     int64_t id;
-    char *hash = NULL;
+    bool tombstone = false;
     if (!parse_id(arg, &id, rs) || !require_user(app, rq, rs, &who))
         return;
-    int rc = db_apikey_revoke(app->db, who.user_id, id, &hash);
+    int rc = apikey_revoke(app, who.user_id, id, &tombstone);
     if (rc == DB_NOT_FOUND) {
         resp_problem(rs, 404, "not-found", "Not found", "no such live key of yours");
         return;
@@ -190,13 +195,10 @@ void h_apikey_delete(struct app *app, const struct http_request *rq, struct http
         resp_problem(rs, 500, "internal", "Internal error", "the database failed");
         return;
     }
-    /* SQLite says revoked; now the cached validation must go too. */
-    if (app->cfg.cache_enabled && apikey_forget(app, hash) != 0) {
-        log_msg(LOG_WARN, "revoked key %lld: cached validation not removed (Redis down); "
-                          "it expires within %d s", (long long)id, APIKEY_CACHE_TTL_S);
+    /* Revoked in SQLite and in this process; Redis (the other processes'
+     * view) may have missed it: say so, as a failed cache invalidation. */
+    if (!tombstone)
         resp_header(rs, "X-Cache-Invalidation", "failed");
-    }
-    free(hash);
     rs->status = 204;
     rs->content_type = "application/json";
 }

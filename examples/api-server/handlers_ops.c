@@ -71,9 +71,9 @@ void h_status(struct app *app, const struct http_request *rq, struct http_respon
 {
     (void)rq, (void)arg;
     rk_cache_metrics cm = { 0 };
-    rk_cache_metrics km = { 0 };
+    uint64_t hits, misses, degraded;
     rk_cache_metrics_get(app->cache, &cm);
-    rk_cache_metrics_get(app->keycache, &km);
+    stats_cache_totals(app, &hits, &misses, &degraded);
     rk_memory_info mem;
     rk_status mst = rk_server_memory(app->redis, &mem);
     json_t *redis = json_pack("{s:s, s:s}", "status",
@@ -86,12 +86,11 @@ void h_status(struct app *app, const struct http_request *rq, struct http_respon
                                                 mem.maxmemory_policy, "evicted_keys",
                                                 (json_int_t)mem.evicted_keys, "version",
                                                 mem.redis_version));
-    uint64_t hits = cm.hits + km.hits, misses = cm.misses + km.misses;
     resp_json(rs, 200,
               json_pack("{s:{s:b, s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:I, s:I, s:o, s:o}",
                         "cache", "enabled", app->cfg.cache_enabled, "hits", (json_int_t)hits,
                         "misses", (json_int_t)misses, "stale", (json_int_t)cm.stale,
-                        "degraded", (json_int_t)(cm.degraded + km.degraded),
+                        "degraded", (json_int_t)degraded,
                         "sqlite", "queries", (json_int_t)db_queries(app->db),
                         "saved", (json_int_t)hits, /* each hit: a query not run */
                         "requests", (json_int_t)stats_requests_total(),

@@ -11,8 +11,12 @@
  * Content-Length already says so) and run the handler on the last call.
  *
  * Defences that live here: an idle connection is closed after
- * connection_timeout_s (a slowloris client trickling nothing), headers
- * beyond the connection's memory limit are refused by MHD itself (431),
+ * connection_timeout_s (a slowloris client trickling nothing); headers
+ * over HEADER_LIMIT get a 431 problem from us. Headers that do not fit in
+ * the connection's memory (CONNECTION_MEMORY_LIMIT) are refused by MHD
+ * itself, before any callback of ours runs: libmicrohttpd 0.9.75 has no
+ * hook for that answer, which is a 431 with a small HTML body and no
+ * Content-Type (docs/api-server.md, "Bad input");
  * and the access log prints the method, the path without its query
  * string and the status — never a header, a cookie or a body, which may
  * carry passwords, session tokens or API keys.
@@ -31,7 +35,13 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 
-#define CONNECTION_MEMORY_LIMIT (32 * 1024) /* headers + read buffer */
+/* Request line + headers + read buffer of one connection (MHD's default
+ * is 32 KiB). Twice that, so that requests over our HEADER_LIMIT, up to
+ * about 60 KiB of headers, reach us and get our 431 problem; only bigger
+ * ones get MHD's bare 431. Pages of it are touched only as used. */
+#define CONNECTION_MEMORY_LIMIT (64 * 1024)
+/* Our own limit on the request line and headers together. */
+#define HEADER_LIMIT (16 * 1024)
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -214,6 +224,21 @@ static void finish(struct app *app, struct request_ctx *ctx, const char *method,
     (void)app;
 }
 
+/* A problem answered at the first call, before the body is read. */
+static enum MHD_Result refuse_early(struct app *app, struct request_ctx *ctx,
+                                    struct MHD_Connection *conn, const char *method,
+                                    const char *url, unsigned status, const char *slug,
+                                    const char *title, const char *detail)
+{
+    struct http_response rs = { 0 };
+    char ip[64];
+    resp_problem(&rs, status, slug, title, detail);
+    client_ip(conn, ip, sizeof ip);
+    ctx->answered = true;
+    finish(app, ctx, method, url, ip, R_UNMATCHED, status);
+    return send_response(conn, &rs);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -230,18 +255,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ctx->start_us = now_us();
         *con_cls = ctx;
         atomic_fetch_add(&app->in_flight, 1);
+        /* Answer before reading the body: MHD then closes the connection. */
+        const union MHD_ConnectionInfo *hs =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+        if (hs && hs->header_size > HEADER_LIMIT)
+            return refuse_early(app, ctx, conn, method, url, 431, "headers-too-large",
+                                "Request headers too large",
+                                "the request line and headers may take 16384 bytes");
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > HTTP_BODY_LIMIT) {
-            /* Answer before reading the body: MHD then closes the connection. */
-            struct http_response rs = { 0 };
-            char ip[64];
-            resp_problem(&rs, 413, "body-too-large", "Request body too large",
-                         "the body limit is 16384 bytes");
-            client_ip(conn, ip, sizeof ip);
-            ctx->answered = true;
-            finish(app, ctx, method, url, ip, R_UNMATCHED, 413);
-            return send_response(conn, &rs);
-        }
+        if (cl && strtoull(cl, NULL, 10) > HTTP_BODY_LIMIT)
+            return refuse_early(app, ctx, conn, method, url, 413, "body-too-large",
+                                "Request body too large", "the body limit is 16384 bytes");
         return MHD_YES;
     }
     if (*upload_data_size) {

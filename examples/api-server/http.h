@@ -34,6 +34,8 @@ struct http_request {
     size_t body_len;
     char client_ip[64];
     void *conn;                  /* the MHD connection, for http_header/http_query */
+    struct apikey_memo *apikey;  /* the Bearer key's verdict, worked out once
+                                    (auth.h; routes_dispatch provides it) */
 };
 
 /* A request header or query argument; NULL when absent. Valid while the
@@ -69,9 +71,8 @@ typedef void (*handler_fn)(struct app *app, const struct http_request *rq,
                            struct http_response *rs, const char *arg);
 
 /* Route rq: fills rs (404/405 when nothing matches) and returns the route
- * id for the metrics. */
-enum route_id routes_dispatch(struct app *app, const struct http_request *rq,
-                              struct http_response *rs);
+ * id for the metrics. Sets rq->apikey for the length of the call. */
+enum route_id routes_dispatch(struct app *app, struct http_request *rq, struct http_response *rs);
 
 /* ---- http.c --------------------------------------------------------------- */
 

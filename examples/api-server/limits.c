@@ -3,8 +3,11 @@
  *
  * Three kinds, each its own limiter (its own namespace and quota):
  *   - anonymous requests, per client IP (IPv6 by /56);
- *   - API-key requests, per key (the key's SHA-256, known before any
- *     database lookup), with the plan's quota;
+ *   - API-key requests, per key (its id), with the quota of the key's
+ *     plan (one limiter per plan): the key is verified first (rk_apikeys,
+ *     from memory or Redis for a busy key), which gives its plan; a
+ *     request whose key is refused counts against its IP instead, so
+ *     made-up keys cannot dodge the anonymous limit;
  *   - login attempts, per IP and per email: brute-force defence, checked
  *     in the login handler once the email is known.
  * Every limited response carries RateLimit-Policy and RateLimit; a refusal
@@ -16,7 +19,6 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "auth.h"
 #include "handlers.h"
@@ -38,8 +40,12 @@ rk_status limits_open(struct app *app)
     if (!c->rate_limit)
         return RK_OK;
     rk_status st = make(app->redis, "rl-anon", "ip", c->limit_anon_per_min, &app->rl_anon);
-    if (st == RK_OK)
-        st = make(app->redis, "rl-key", "key", c->limit_key_per_min, &app->rl_key);
+    for (int p = 0; p < PLAN_COUNT && st == RK_OK; p++) {
+        char ns[32], name[32];
+        snprintf(ns, sizeof ns, "rl-key-%s", plan_names[p]);
+        snprintf(name, sizeof name, "key-%s", plan_names[p]);
+        st = make(app->redis, ns, name, c->limit_key_per_min[p], &app->rl_key[p]);
+    }
     if (st == RK_OK)
         st = make(app->redis, "rl-login-ip", "login-ip", c->limit_login_ip_per_min,
                   &app->rl_login_ip);
@@ -52,7 +58,8 @@ rk_status limits_open(struct app *app)
 void limits_close(struct app *app)
 {
     rk_limiter_free(app->rl_anon);
-    rk_limiter_free(app->rl_key);
+    for (int p = 0; p < PLAN_COUNT; p++)
+        rk_limiter_free(app->rl_key[p]);
     rk_limiter_free(app->rl_login_ip);
     rk_limiter_free(app->rl_login_email);
 }
@@ -97,13 +104,12 @@ bool limits_request(struct app *app, const struct http_request *rq, enum route_i
     if (!app->cfg.rate_limit || route == R_INDEX || route == R_STATUS || route == R_HEALTHZ ||
         route == R_METRICS)
         return true;
-    const char *authz = http_header(rq, "Authorization");
-    if (authz && strncasecmp(authz, "Bearer ", 7) == 0 && strlen(authz + 7) == APIKEY_CHARS) {
-        char hash[APIKEY_HASH_HEX + 1];
-        apikey_hash(authz + 7, hash);
-        return limits_check(app, app->rl_key, hash, rs);
-    }
+    const struct apikey_info *apikey;
     char key[64];
+    if (apikey_verify(app, rq, &apikey) == 0) {
+        snprintf(key, sizeof key, "%lld", (long long)apikey->id);
+        return limits_check(app, app->rl_key[apikey->plan], key, rs);
+    }
     if (rk_limiter_ip_key(rq->client_ip, 0, key, sizeof key) != RK_OK)
         return true;
     return limits_check(app, app->rl_anon, key, rs);

@@ -1,6 +1,6 @@
 /*
  * main.c — the api-server example: an HTTP JSON API on SQLite that uses
- * redkit for its cache, its sessions and its rate limits.
+ * redkit for its cache, its sessions, its rate limits and its API keys.
  *
  *     make run                     # builds, seeds, starts a private Redis
  *     REDIS_URL=redis://... DATABASE_PATH=/var/lib/api.db LISTEN=0.0.0.0:8080 api-server
@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "app.h"
+#include "auth.h"
 #include "http.h"
 #include "limits.h"
 
@@ -51,7 +52,7 @@ static int open_redis(struct app *app)
                           &(rk_cache_options){ .ns = "api", .near_cache = app->cfg.near_cache },
                           &app->cache);
     if (st == RK_OK)
-        st = rk_cache_new(app->redis, &(rk_cache_options){ .ns = "apikey" }, &app->keycache);
+        st = apikeys_open(app);
     if (st == RK_OK)
         st = rk_sessions_new(app->redis, &(rk_sessions_options){ .ns = "sess" }, &app->sessions);
     if (st == RK_OK)
@@ -120,7 +121,7 @@ out:
     stats_sampler_stop();
     limits_close(&app);
     rk_sessions_free(app.sessions);
-    rk_cache_free(app.keycache);
+    rk_apikeys_free(app.keys);
     rk_cache_free(app.cache);
     rk_client_free(app.redis);
     db_close(app.db);

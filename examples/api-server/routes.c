@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "handlers.h"
 #include "limits.h"
 
@@ -61,9 +62,9 @@ static bool match(const char *pattern, const char *path, char *buf, size_t size,
     return true;
 }
 
-enum route_id routes_dispatch(struct app *app, const struct http_request *rq,
-                              struct http_response *rs)
+enum route_id routes_dispatch(struct app *app, struct http_request *rq, struct http_response *rs)
 {
+    struct apikey_memo memo = { 0 };
     char seg[64], allow[64] = "";
     const char *arg;
     enum route_id matched = R_UNMATCHED;
@@ -71,8 +72,10 @@ enum route_id routes_dispatch(struct app *app, const struct http_request *rq,
         if (!match(routes[i].pattern, rq->path, seg, sizeof seg, &arg))
             continue;
         if (strcmp(routes[i].method, rq->method) == 0) {
+            rq->apikey = &memo;
             if (limits_request(app, rq, routes[i].id, rs))
                 routes[i].handler(app, rq, rs, arg);
+            rq->apikey = NULL;
             return routes[i].id;
         }
         matched = routes[i].id;

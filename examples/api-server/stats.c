@@ -120,6 +120,20 @@ void stats_prometheus(struct buf *out, uint64_t sqlite_queries)
                (unsigned long long)sqlite_queries, (unsigned long long)stats_rate_limited_total());
 }
 
+void stats_cache_totals(struct app *app, uint64_t *hits, uint64_t *misses, uint64_t *degraded)
+{
+    rk_cache_metrics cm = { 0 };
+    rk_apikeys_metrics km = { 0 };
+    rk_cache_metrics_get(app->cache, &cm);
+    rk_apikeys_metrics_get(app->keys, &km);
+    /* A key answered from memory or Redis is a lookup SQLite did not run;
+     * every lookup callback is one it did. */
+    *hits = cm.hits + km.process_hits + km.redis_hits;
+    *misses = cm.misses + km.lookups;
+    if (degraded)
+        *degraded = cm.degraded + km.degraded;
+}
+
 /* ---- history for the status page ------------------------------------------ */
 
 #define SAMPLE_MS 2000
@@ -144,21 +158,21 @@ static struct {
 static void take_sample(struct app *app)
 {
     struct sample s = { 0 };
-    rk_cache_metrics cm = { 0 }, km = { 0 };
     rk_memory_info mem;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     s.t_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    rk_cache_metrics_get(app->cache, &cm);
-    rk_cache_metrics_get(app->keycache, &km);
-    s.hits = cm.hits + km.hits;
-    s.misses = cm.misses + km.misses;
+    stats_cache_totals(app, &s.hits, &s.misses, NULL);
     s.queries = db_queries(app->db);
     s.limited = stats_rate_limited_total();
     s.redis_up = rk_server_memory(app->redis, &mem) == RK_OK; /* one INFO */
     s.used_memory = s.redis_up ? mem.used_memory : 0;
     uint64_t live = 0; /* a SCAN of the sessions' namespace: fine at a demo's scale */
-    s.sessions = s.redis_up && rk_sessions_count(app->sessions, &live) == RK_OK ? (int64_t)live : -1;
+    rk_status st = s.redis_up ? rk_sessions_count(app->sessions, &live) : RK_ERR_UNAVAILABLE;
+    s.sessions = st == RK_OK ? (int64_t)live : -1;
+    if (s.redis_up && st != RK_OK)
+        log_msg(LOG_WARN, "status page: live sessions not counted: %s: %s", rk_strerror(st),
+                rk_last_error());
     pthread_mutex_lock(&hist.lock);
     hist.ring[hist.next] = s;
     hist.next = (hist.next + 1) % HISTORY;

@@ -3,12 +3,13 @@
 # against a real redis-server and a real SQLite file.
 #
 # Cache miss then hit (X-Cache and the SQLite query counter), invalidation
-# on update, signup, API keys created/used/revoked, bad input refused with
-# the right 4xx and no change, login/logout/sessions with cookies, rate
-# limits (headers, 429 + Retry-After for logins and an API key), no
-# secret in the log; then Redis killed:
-# every endpoint still answers, /healthz says so; Redis restarted: the
-# service recovers without a restart. Exit 77 (skip) without curl or
+# on update, signup, API keys (rk_apikeys) created/listed/used/revoked,
+# bad input refused with the right 4xx and no change, login/logout/sessions
+# with cookies, rate limits (headers, 429 + Retry-After for logins and an
+# API key's plan), no secret in the log; then Redis killed: every endpoint
+# still answers, a revoke still holds, /healthz says down and the circuit
+# opens; Redis restarted: the service recovers without a restart; Redis
+# paused: /healthz says degraded. Exit 77 (skip) without curl or
 # redis-server.
 set -euo pipefail
 bin=${1:?usage: flow_test.sh API_SERVER}
@@ -18,7 +19,8 @@ done
 source "$(dirname "$0")/lib.sh"
 
 start_redis
-start_service "$bin" CONNECTION_TIMEOUT_S=2 LOG_LEVEL=debug RATE_LIMIT_KEY_PER_MIN=40
+start_service "$bin" CONNECTION_TIMEOUT_S=2 LOG_LEVEL=debug RATE_LIMIT_KEY_PER_MIN=40 \
+  RATE_LIMIT_KEY_PRO_PER_MIN=90
 grep -q "alice@example.com" "$tmp/service.out" || fail "demo users not printed at first start"
 
 echo "== cache: miss, then hit, and the SQLite counter"
@@ -38,6 +40,8 @@ req GET /v1/products/999999; expect 404 "absent product"
 [[ $(header Content-Type) == application/problem+json ]] || fail "404 is not problem+json"
 
 echo "== accounts"
+req GET /v1/me; expect 401 "me without credentials"
+[[ $(header Content-Type) == application/problem+json ]] || fail "401 is not problem+json"
 req GET /v1/me -u alice@example.com:alice-demo-password; expect 200 "me (alice)"
 alice=$(json id)
 req GET /v1/me -u alice@example.com:wrong-password; expect 401 "wrong password"
@@ -93,16 +97,46 @@ req PUT "/v1/users/$alice" -u carol@example.com:carol-secret-pw -d '{"name":"x"}
 expect 403 "update someone else"
 req GET "/v1/users/$alice"; [[ $(json name) == Alice ]] || fail "someone else's profile changed"
 
-echo "== API keys"
+echo "== API keys (rk_apikeys, SQLite as the lookup)"
 req POST /v1/api-keys -u carol@example.com:carol-secret-pw -d '{"name":"ci","scopes":["read","write"]}'
 expect 201 "create key"; key=$(json key); key_id=$(json id)
-[[ $key == rk_* && ${#key} == 46 ]] || fail "key format: $key"
+# redkit's format: prefix, 43 random base62 characters, 6 of checksum.
+[[ $key =~ ^rk_[0-9A-Za-z]{49}$ ]] || fail "key format: $key"
+[[ $(json plan) == free ]] || fail "default plan: $body"
+display="${key:0:7}...${key: -4}" # rk_apikeys_display()
+[[ $(json display) == "$display" ]] || fail "display form: $body"
 req GET /v1/api-keys -u carol@example.com:carol-secret-pw; expect 200 "list keys"
 [[ $body != *"$key"* ]] || fail "the key list shows the whole key"
+[[ $body == *"\"key\":\"$display\""* ]] || fail "the key list lacks the display form: $body"
+req POST /v1/api-keys -u carol@example.com:carol-secret-pw -d '{"name":"x","scopes":["read"],"plan":"gold"}'
+expect 422 "unknown plan"
+q0=$(queries)
 req GET /v1/me -H "Authorization: Bearer $key"; expect 200 "me by key"
+# One lookup of the key (its row, the owner record) and one of the user.
+(($(queries) == q0 + 2)) || fail "first use of a key ran $(($(queries) - q0)) queries, expected 2"
 qa=$(queries)
 req GET /v1/me -H "Authorization: Bearer $key"; expect 200 "me by key again"
 (($(queries) == qa + 1)) || fail "key validation was not cached (queries $qa -> $(queries))"
+# A typo breaks the checksum: refused with no lookup at all.
+typo=${key:0:10}$([[ ${key:10:1} == A ]] && echo B || echo A)${key:11}
+qa=$(queries)
+req GET /v1/me -H "Authorization: Bearer $typo"; expect 401 "key with a typo"
+(($(queries) == qa)) || fail "a malformed key reached SQLite"
+if command -v python3 >/dev/null; then
+  # A well-formed key (valid checksum) that SQLite does not know: one
+  # lookup, then remembered as "not found".
+  unknown=$(python3 -c '
+import secrets, zlib
+b = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+k = "rk_" + "".join(secrets.choice(b) for _ in range(43))
+c = zlib.crc32(k.encode()); s = ""
+for _ in range(6): s = b[c % 62] + s; c //= 62
+print(k + s)')
+  qa=$(queries)
+  req GET /v1/me -H "Authorization: Bearer $unknown"; expect 401 "unknown well-formed key"
+  req GET /v1/me -H "Authorization: Bearer $unknown"; expect 401 "unknown well-formed key again"
+  (($(queries) == qa + 1)) || fail "an unknown key cost $(($(queries) - qa)) lookups, expected 1"
+fi
 req GET "/v1/products?category=books&page=1"; [[ $(header X-Cache) == hit ]] || fail "list not hit"
 req POST /v1/products -H "Authorization: Bearer $key" \
   -d '{"category":"books","name":"New book","price_cents":1234}'
@@ -117,10 +151,16 @@ ro_key=$(json key)
 req POST /v1/products -H "Authorization: Bearer $ro_key" -d '{"category":"books","name":"x","price_cents":1}'
 expect 403 "read-only key writes"
 req DELETE "/v1/api-keys/$key_id" -u carol@example.com:carol-secret-pw; expect 204 "revoke"
+[[ -z $(header X-Cache-Invalidation) ]] || fail "revoke with Redis up: tombstone not written"
 req GET /v1/me -H "Authorization: Bearer $key"; expect 401 "revoked key refused at once"
+[[ -n $(redis-cli -p "$redis_port" --scan --pattern '*apikey*' | head -n 1) ]] || fail "no rk_apikeys entry in Redis"
 req DELETE "/v1/api-keys/$key_id" -u carol@example.com:carol-secret-pw; expect 404 "revoke twice"
 req POST /v1/api-keys -u carol@example.com:carol-secret-pw -d '{"name":"spare","scopes":["read"]}'
 key2=$(json key)
+req POST /v1/api-keys -u carol@example.com:carol-secret-pw -d '{"name":"spare2","scopes":["read"]}'
+key3=$(json key); key3_id=$(json id)
+req POST /v1/api-keys -u carol@example.com:carol-secret-pw -d '{"name":"big","scopes":["read"],"plan":"pro"}'
+expect 201 "pro key"; pro_key=$(json key); [[ $(json plan) == pro ]] || fail "pro plan: $body"
 
 echo "== rate limits: headers, 429 with Retry-After"
 req GET /v1/products/7; expect 200 "anonymous request"
@@ -143,7 +183,10 @@ for _ in $(seq 1 60); do # the key's plan here: 40 per minute
   expect 200 "API-key request under its limit"
 done
 [[ -n $limited ]] || fail "the API key was never limited"
-[[ -n $(header Retry-After) && $(header RateLimit-Policy) == *'"key";q=40'* ]] || fail "key 429 headers"
+[[ -n $(header Retry-After) && $(header RateLimit-Policy) == *'"key-free";q=40'* ]] ||
+  fail "key 429 headers: $(header RateLimit-Policy)"
+req GET /v1/me -H "Authorization: Bearer $pro_key"; expect 200 "a pro key has its own quota"
+[[ $(header RateLimit-Policy) == *'"key-pro";q=90'* ]] || fail "pro key policy: $(header RateLimit-Policy)"
 req GET /v1/products/7; expect 200 "anonymous requests are limited apart from the key"
 
 echo "== bad input changes nothing"
@@ -155,6 +198,11 @@ req GET /v1/products/-1; expect 400 "negative id"
 req GET "/v1/products/7%20OR%201=1"; expect 400 "SQL in an id"
 req GET "/v1/products?category=books%27%3B%20DROP%20TABLE%20products%3B--"; expect 400 "SQL in a category"
 req GET "/v1/products?category=books&page=1%20OR%201"; expect 400 "SQL in a page"
+req GET "/v1/users/1%3B%20DELETE%20FROM%20users"; expect 400 "SQL in a user id"
+req DELETE "/v1/api-keys/1%20OR%201=1" -u carol@example.com:carol-secret-pw; expect 400 "SQL in a key id"
+req POST /v1/login -d '{"email":"x'"'"' OR '"'"'1'"'"'='"'"'1","password":"'"'"' OR 1=1 --"}'
+expect 401 "SQL in login fields"
+req GET /v1/me -H "Authorization: Bearer ' OR 1=1 --"; expect 401 "SQL as an API key"
 req POST /v1/signup -d '{"email":"x@example.com","password":"aaaaaaaaaaaa","name":"'"'"'; DROP TABLE users;--"}'
 expect 201 "SQL in a name is only text"
 req POST /v1/signup -d '{"email": "e@example.com", "password": '; expect 400 "malformed JSON"
@@ -162,7 +210,12 @@ req POST /v1/signup -d '[1,2]'; expect 400 "JSON that is not an object"
 head -c 20000 /dev/zero | tr '\0' '{' >"$tmp/big"
 req POST /v1/signup --data-binary "@$tmp/big"; expect 413 "oversized body"
 req GET /healthz -H "X-Padding: $(head -c 40000 /dev/zero | tr '\0' a)"; expect 431 "huge header"
-req GET /v1/me -H "Authorization: Bearer rk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"; expect 401 "unknown key"
+[[ $(header Content-Type) == application/problem+json && $body == *headers-too-large* ]] ||
+  fail "431 is not our problem: $(header Content-Type) $body"
+# Beyond the connection's memory (64 KiB) libmicrohttpd answers by itself,
+# before the service sees the request: the status is still right.
+req GET /healthz -H "X-Padding: $(head -c 100000 /dev/zero | tr '\0' a)"; expect 431 "header over 64 KiB"
+req GET /v1/me -H "Authorization: Bearer rk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"; expect 401 "short key"
 req GET /v1/me -H "Authorization: Bearer ${ro_key%?}!"; expect 401 "tampered key"
 req GET /v1/me -H "Authorization: Basic !!!notbase64"; expect 401 "garbage basic"
 req GET /v1/products/7; expect 200 "data intact"; [[ $body == "$product7" ]] || fail "product 7 changed: $body"
@@ -176,7 +229,7 @@ exec 5<&-
 
 echo "== no secret in the log"
 for secret in alice-demo-password carol-secret-pw wrong-password not-her-password guessing-again \
-  bob-demo-password "$key" "$ro_key" "$key2" \
+  bob-demo-password "$key" "$ro_key" "$key2" "$key3" "$pro_key" \
   "$token1" "$token2" "$token3"; do
   ! grep -qF -- "$secret" "$tmp/service.log" || fail "a secret is in the service log"
 done
@@ -194,9 +247,31 @@ req GET /v1/me -H "Cookie: sid=$token3"; expect 503 "me (session) without Redis:
 [[ $body == *session-store-unavailable* ]] || fail "503 type: $body"
 req GET /v1/me -H "Authorization: Bearer $key2"; expect 200 "API key without Redis"
 req GET /v1/me -H "Authorization: Bearer $key"; expect 401 "revoked key without Redis"
+req GET /v1/me -H "Authorization: Bearer $key3"; expect 200 "another key without Redis"
+req DELETE "/v1/api-keys/$key3_id" -u carol@example.com:carol-secret-pw; expect 204 "revoke without Redis"
+[[ $(header X-Cache-Invalidation) == failed ]] || fail "revoke without Redis: no X-Cache-Invalidation"
+req GET /v1/me -H "Authorization: Bearer $key3"; expect 401 "key revoked without Redis, refused at once"
+closed=1
+for _ in $(seq 1 20); do # the breaker opens after 5 failures in a row
+  req GET /healthz
+  [[ $(json circuit) == closed ]] || { closed=; break; }
+  req GET /v1/products/11
+done
+[[ -z $closed ]] || fail "the circuit stayed closed with Redis dead: $body"
 req POST /v1/signup -d '{"email":"erin@example.com","password":"erin-secret-pw","name":"Erin"}'
 expect 201 "signup without Redis"
+req POST /v1/login -d '{"email":"erin@example.com","password":"erin-secret-pw"}'
+expect 503 "login without Redis: sessions live there (documented 503)"
+req GET "/v1/users/$carol"; expect 200 "carol, degraded"
+req PUT "/v1/users/$carol" -u carol@example.com:carol-secret-pw -d '{"name":"Carol Three"}'
+expect 200 "a write without Redis"
+[[ $(header X-Cache-Invalidation) == failed ]] || fail "write without Redis: no X-Cache-Invalidation"
+req GET "/v1/users/$carol"; expect 200 "carol after the write"
+[[ $(json name) == "Carol Three" ]] || fail "a write without Redis is not read back: $body"
 req GET /metrics; expect 200 "metrics without Redis"
+[[ $body == *'api_requests_total{route="/v1/products/{id}",status="200"}'* ]] || fail "metrics: no requests by route"
+[[ $body == *redkit_apikeys_verifies_total* && $body == *api_sqlite_queries_total* ]] ||
+  fail "metrics: no rk_apikeys or SQLite counters"
 req GET /v1/status; expect 200 "status without Redis"
 req GET /; expect 200 "status page without Redis"
 
@@ -214,6 +289,20 @@ req GET /v1/products/9; [[ $(header X-Cache) == miss ]] || fail "after recovery:
 req GET /v1/me -H "Cookie: sid=$token3"; expect 401 "session lost with Redis's memory"
 req POST /v1/login -d '{"email":"alice@example.com","password":"alice-demo-password"}'; expect 200 "login after recovery"
 req GET /v1/products/9; [[ $(header X-Cache) == hit ]] || fail "after recovery, no hit"
+
+echo "== Redis paused: /healthz says degraded, reads still answer"
+kill -STOP "$redis_pid"
+req GET /healthz; expect 200 "healthz with Redis paused"
+[[ $(json redis) == degraded ]] || fail "healthz with Redis paused: $body"
+req GET /v1/products/7; expect 200 "a read with Redis paused"
+kill -CONT "$redis_pid"
+up=
+for _ in $(seq 1 100); do
+  req GET /healthz
+  [[ $(json redis) == up ]] && { up=1; break; }
+  sleep 0.1
+done
+[[ -n $up ]] || fail "healthz still says $(json redis) 10 s after Redis resumed"
 
 echo "== graceful stop"
 kill -TERM "$service_pid"

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # status_page_test.sh API_SERVER SCREENSHOT — the status page in headless
-# Chromium: after some traffic, its charts must have rendered (the DOM
+# Chromium: after some traffic (two logins, cache misses then hits, and
+# requests over the per-IP limit), its charts must have rendered (the DOM
 # Chromium dumps after running the page's script has data-rendered="yes"
-# and a non-empty polyline per chart), and a screenshot is saved to
-# SCREENSHOT as an artifact. Exit 77 (skip) only when chromium is absent.
+# and a non-empty polyline per chart) and it must show what the issue
+# asks for: hit ratio, SQLite queries saved, rate-limited requests, live
+# sessions, Redis memory and eviction policy, circuit state. A screenshot
+# is saved to SCREENSHOT as an artifact. Exit 77 (skip) only when chromium
+# is absent.
 set -euo pipefail
 bin=${1:?usage: status_page_test.sh API_SERVER SCREENSHOT}
 shot=${2:?usage: status_page_test.sh API_SERVER SCREENSHOT}
@@ -15,14 +19,27 @@ done
 source "$(dirname "$0")/lib.sh"
 
 start_redis
-start_service "$bin"
-# Traffic: misses, then hits, so that the hit-ratio chart has a value.
-for id in $(seq 1 30); do curl -s -o /dev/null "$base/v1/products/$id"; done
-for id in $(seq 1 30); do curl -s -o /dev/null "$base/v1/products/$id"; done
-# The charts need two samples of the service's history (taken every 2 s).
+# 30 anonymous requests per minute per IP: the traffic below goes over.
+start_service "$bin" RATE_LIMIT_ANON_PER_MIN=30
+# Two live sessions (logins count against the per-IP limit: first).
+req POST /v1/login -d '{"email":"alice@example.com","password":"alice-demo-password"}'; expect 200 "login"
+req POST /v1/login -d '{"email":"bob@example.com","password":"bob-demo-password"}'; expect 200 "login"
+# 10 misses, then hits, so that the hit-ratio chart has a value; 60
+# requests in all, so that the last ones are refused (429), for the
+# rate-limited chart (unless they took over 45 s: then the limit refilled).
+limited=0
+for pass in 1 2 3 4 5 6; do
+  for id in $(seq 1 10); do
+    req GET "/v1/products/$id"
+    [[ $status == 429 ]] && limited=$((limited + 1))
+  done
+done
+((limited > 0)) || fail "62 requests at 30 per minute: none refused"
+# The charts need two samples of the service's history (taken every 2 s),
+# the last one taken after the logins (its live-session count is >= 1).
 for _ in $(seq 1 100); do
   req GET /v1/status
-  [[ $body == *'"history":[['*'],['*'],['* ]] && break
+  [[ $body =~ \"history\":\[\[.*\],\[.*,[1-9][0-9]*\]\]\}$ ]] && break
   sleep 0.1
 done
 
@@ -42,7 +59,18 @@ for chart in hit saved queries limited mem; do
 done
 grep -Eq '<polyline[^>]*points="[0-9.]+,[0-9.]+ [0-9.]+,[0-9.]+' "$tmp/dom.html" ||
   fail "no chart has points"
-grep -Eq "id=\"v-redis\"[^>]*>up<" "$tmp/dom.html" || { grep -o "id=\"v-redis\"[^<]*<" "$tmp/dom.html" >&2; fail "Redis not shown as up"; }
+shows() { # shows ID REGEX WHAT: the element's text matches
+  grep -Eq "id=\"$1\"[^>]*>$2<" "$tmp/dom.html" ||
+    fail "$3 not shown: $(grep -Eo "id=\"$1\"[^<]*<" "$tmp/dom.html")"
+}
+shows v-redis up "Redis up"
+shows v-hit "[0-9.]+ %" "the hit ratio"
+shows v-saved "[1-9][0-9]*" "SQLite queries saved"
+shows v-limited "[1-9][0-9]*" "rate-limited requests"
+shows v-sessions "[1-9][0-9]*" "live sessions"
+shows v-mem "[0-9.]+ MiB" "Redis memory"
+shows v-policy "maxmemory 64.0 MiB, policy allkeys-lru, evicted [0-9]+" "the eviction policy"
+shows v-circuit closed "the circuit state"
 rm -f "$shot"
 run_chromium --screenshot="$shot" --window-size=1100,720 --hide-scrollbars >/dev/null ||
   fail "chromium --screenshot failed"
