@@ -257,9 +257,10 @@ static rk__conn *kill_lane(rk__lane *l, rk_status st)
 
 /* One reply arrived: it belongs to the head of the queue (lock held). A
  * call it completes gets its semaphore added to wake[*n_wake], to be
- * posted once the lock is released. False when nobody was waiting for it
- * (a protocol violation). */
-static bool dispatch(rk__lane *l, rk_reply *r, sem_t **wake, int *n_wake)
+ * posted once the lock is released — unless it is the driver's own (me),
+ * which is awake: a post would only make its next wait return at once for
+ * nothing. False when nobody was waiting for it (a protocol violation). */
+static bool dispatch(rk__lane *l, const rk__slot *me, rk_reply *r, sem_t **wake, int *n_wake)
 {
     rk__slot *s = l->head;
     if (!s) {
@@ -276,7 +277,8 @@ static bool dispatch(rk__lane *l, rk_reply *r, sem_t **wake, int *n_wake)
         atomic_fetch_sub_explicit(&l->load, 1, memory_order_relaxed);
         return true;
     }
-    wake[(*n_wake)++] = finish(l, s, RK_OK);
+    sem_t *sem = finish(l, s, RK_OK);
+    if (s != me) wake[(*n_wake)++] = sem;
     return true;
 }
 
@@ -381,7 +383,7 @@ static void drive(rk__lane *l, rk__call *k, rk__slot *s, rk__conn **gone, rk_sta
         sem_t *wake[BATCH];
         int n_wake = 0;
         for (int i = 0; i < n; i++)
-            if (!dispatch(l, got[i], wake, &n_wake)) stray = true;
+            if (!dispatch(l, s, got[i], wake, &n_wake)) stray = true;
         if (n_wake) {
             /* Woken with the lock released, so that they need not wait for it. */
             pthread_mutex_unlock(&l->lock);
@@ -437,10 +439,12 @@ rk_status rk__lane_call(rk_client *c, rk__lane *l, rk__call *k, const char *cmd,
             }
             continue;
         }
-        /* In use, or used a moment ago: good (the hot path). */
+        /* In use, or used a moment ago: good (the hot path). The call's
+         * own clock read, microseconds old, is good enough for "a moment":
+         * no need for another. */
         if (l->conn && (l->head || l->driving ||
                         (!rk__conn_broken(l->conn) &&
-                         rk__now_ns() - rk__conn_last_used(l->conn) < RK__PEER_CHECK_AFTER_NS)))
+                         k->start_ns - rk__conn_last_used(l->conn) < RK__PEER_CHECK_AFTER_NS)))
             break;
         /* Idle for a while, or none: check it, or take one from the pool,
          * with the lock released and the others waiting. */
