@@ -306,7 +306,6 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void fork_prepare(void)
 {
     pthread_mutex_lock(&clients_lock);
-    rk__mux_fork_prepare();
     for (rk_client *c = clients; c; c = c->fork_next) {
         for (int i = 0; i < c->n_lanes; i++) pthread_mutex_lock(&c->lanes[i].lock);
         pthread_mutex_lock(&c->lock);
@@ -319,7 +318,6 @@ static void fork_parent(void)
         pthread_mutex_unlock(&c->lock);
         for (int i = c->n_lanes; i-- > 0;) pthread_mutex_unlock(&c->lanes[i].lock);
     }
-    rk__mux_fork_parent();
     pthread_mutex_unlock(&clients_lock);
 }
 
@@ -333,7 +331,6 @@ static void fork_child(void)
         c->health.probing = false;
         rk__lock_init(&c->lock, &c->freed);
     }
-    rk__mux_fork_child();
     pthread_mutex_init(&clients_lock, NULL);
 }
 
