@@ -335,7 +335,6 @@ static void fork_child(void)
         c->health.probing = false;
         rk__lock_init(&c->lock, &c->freed);
     }
-    rk__mux_fork_child();
     pthread_mutex_init(&clients_lock, NULL);
 }
 

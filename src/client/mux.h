@@ -36,6 +36,10 @@ typedef struct rk__call {
 
 typedef struct rk__slot rk__slot;
 
+/* Bells per lane (see rk__lane): more than the writes a lane ever has in
+ * flight, so that two writes rarely share one. */
+#define RK__LANE_BELLS 64
+
 /* One shared connection and the queue of calls waiting on it. */
 typedef struct rk__lane {
     pthread_mutex_t lock;
@@ -48,7 +52,12 @@ typedef struct rk__lane {
                                   driver's buffer being written */
     size_t out_len, out_cap, spare_cap;
     rk__slot *head, *tail;     /* calls whose replies are awaited, in order */
+    uint32_t written;          /* writes made; a call queued now goes out in written + 1 */
     _Atomic int load;          /* queued calls, read without the lock to pick a lane */
+    /* Where waiting callers sleep: futex words, one per write modulo
+     * RK__LANE_BELLS, and how many sleep on each (mux.c). */
+    _Atomic uint32_t bells[RK__LANE_BELLS];
+    _Atomic int sleepers[RK__LANE_BELLS];
 } rk__lane;
 
 /* A mutex and a condition variable that waits on CLOCK_MONOTONIC:
@@ -85,11 +94,6 @@ rk__conn *rk__lane_take_idle(rk__lane *lane);
 /* Mark the lane's connection broken, so that it is closed once its queue
  * has drained and never reused (RK_ERR_PROTOCOL seen on it). */
 void rk__lane_poison(rk__lane *lane);
-
-/* fork() handlers for mux.c's own lock (called from client.c's). */
-void rk__mux_fork_prepare(void);
-void rk__mux_fork_parent(void);
-void rk__mux_fork_child(void);
 
 /* ---- provided by client.c ---------------------------------------------- */
 

@@ -8,10 +8,19 @@
  * a blocking hiredis context cannot promise that for connect, and its
  * per-socket timeouts restart on every partial read.
  *
- * The request path is send → poll → recv, three system calls for a small
- * command, the same work a blocking client does plus one poll. (A pooled
- * connection that sat idle also gets a zero-timeout poll first; see
- * client.c.)
+ * The request path of a plain (TCP or Unix) connection is send → recv, the
+ * two system calls a blocking client makes: once connected, the socket is
+ * switched to blocking mode, every send and every short wait is made
+ * non-blocking per call (MSG_DONTWAIT, then poll()), and a read with time
+ * to spare blocks in recv() under a receive timeout (SO_RCVTIMEO) that is
+ * shorter than that time by more than the kernel's timer can overshoot
+ * (see may_block). A read that ran out of slice just loops and looks at
+ * the deadline again, so no read blocks past it; a poll() before every
+ * read would cost one system call per request — a few per cent of a
+ * loopback round trip — for nothing, since the reply is almost never
+ * there yet when the command has just been sent. TLS keeps a non-blocking
+ * socket under OpenSSL (tls.c). (A pooled connection that sat idle also
+ * gets a zero-timeout poll first; see client.c.)
  *
  * A host name is resolved by glibc's getaddrinfo_a(), on glibc's threads,
  * and waited for only until the same deadline (see rk__resolve), because
@@ -36,7 +45,9 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,9 +73,21 @@
 
 #define MAX_WAKEUPS RK__MAX_WAKEUPS /* fdwait.h */
 
+/* A receive timeout (SO_RCVTIMEO) becomes whole jiffies rounded up, and
+ * the kernel's timer wheel may fire a timer up to an eighth of its length
+ * late: a blocking read is allowed only when the time left covers the
+ * slice, an eighth more, and this (two jiffies at HZ=100). */
+#define SLICE_SLACK_NS (20 * 1000000LL)
+
+/* The shortest time left for which a read blocks in recv(); below it the
+ * read waits under poll(), to the millisecond. */
+#define SLICE_MIN_LEFT_NS (50 * 1000000LL)
+
 struct rk__conn {
     int fd;
     rk__tls *tls;   /* NULL for plain TCP and Unix sockets */
+    bool blocking;  /* the socket is in blocking mode: plain, connected */
+    int64_t slice_ns; /* its SO_RCVTIMEO; 0 none set yet */
     bool broken;
     bool malformed; /* the reply functions refused the stream (reply.h) */
     int64_t last_used_ns;
@@ -327,7 +350,7 @@ static rk_status send_all(rk__conn *c, const char *buf, size_t len, int64_t dead
         return st == RK_OK ? st : mark_broken(c, st);
     }
     while (len > 0) {
-        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             buf += n;
             len -= (size_t)n;
@@ -345,16 +368,44 @@ static rk_status send_all(rk__conn *c, const char *buf, size_t len, int64_t dead
     return RK_OK;
 }
 
+/* May a read with `left` ns to go block in recv()? Only on a blocking
+ * socket, and only if its receive timeout, overshoot included, ends
+ * before the deadline. The timeout is set on the first read with enough
+ * time, to three quarters of what that read may wait (so later calls,
+ * which have spent a little of their budget, still fit), and lowered the
+ * same way for a read that has less time but still enough; it is never
+ * raised, so calls with mixed timeouts cost at most one setsockopt() each
+ * time a shorter one comes. Below SLICE_MIN_LEFT_NS, poll(). */
+static bool may_block(rk__conn *c, int64_t left)
+{
+    if (!c->blocking) return false;
+    if (c->slice_ns > 0 && left >= c->slice_ns + c->slice_ns / 8 + SLICE_SLACK_NS) return true;
+    if (left < SLICE_MIN_LEFT_NS) return false;
+    int64_t slice = (left - SLICE_SLACK_NS) / 4 * 3 / 1000000 * 1000000; /* whole ms */
+    struct timeval tv = {.tv_sec = (time_t)(slice / 1000000000), .tv_usec = (suseconds_t)(slice % 1000000000 / 1000)};
+    if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+        c->blocking = false; /* the socket stays blocking: every read goes through MSG_DONTWAIT */
+        return false;
+    }
+    c->slice_ns = slice;
+    return true;
+}
+
 /* Wait for data and read some of it into buf: at least one byte on RK_OK.
- * A readable socket that yields nothing (a spurious wake-up) is waited on
- * again, within the same deadline. */
+ * A read that comes back empty (a receive timeout that ran out, a signal,
+ * a spurious wake-up) is tried again, within the same deadline. */
 static rk_status recv_some(rk__conn *c, char *buf, size_t cap, size_t *got, int64_t deadline_ns)
 {
     if (c->tls) return rk__tls_read(c->tls, buf, cap, got, deadline_ns);
     for (int i = 0; i < MAX_WAKEUPS; i++) {
-        rk_status st = wait_fd(c, POLLIN, deadline_ns, "read from");
-        if (st != RK_OK) return st;
-        ssize_t n = recv(c->fd, buf, cap, 0);
+        int flags = MSG_DONTWAIT;
+        if (!c->blocking || !may_block(c, deadline_ns - rk__now_ns())) {
+            rk_status st = wait_fd(c, POLLIN, deadline_ns, "read from");
+            if (st != RK_OK) return st;
+        } else {
+            flags = 0;
+        }
+        ssize_t n = recv(c->fd, buf, cap, flags);
         if (n > 0) {
             *got = (size_t)n;
             return RK_OK;
@@ -729,6 +780,10 @@ rk_status rk__conn_open(const rk__conn_config *cfg, int64_t deadline_ns, rk__con
          * connect and the Redis handshake. */
         if (st == RK_OK && cfg->tls) st = rk__tls_connect(cfg->tls, c->fd, c->peer, deadline_ns, &c->tls);
     }
+    /* A plain socket reads in blocking mode under a receive timeout (see
+     * the top of this file); if the switch fails it simply stays
+     * non-blocking and every read polls first. */
+    if (st == RK_OK && !c->tls) c->blocking = ioctl(c->fd, FIONBIO, &(int){0}) == 0;
     if (st == RK_OK) st = handshake(c, cfg, deadline_ns);
     if (st != RK_OK) {
         rk__conn_close(c);

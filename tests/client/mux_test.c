@@ -3,7 +3,8 @@
  * redis-server: stateful commands refused, blocking commands on a
  * connection of their own with a per-call timeout, a caller timing out on
  * a shared connection while others keep working (no reply ever delivered
- * to the wrong caller, the connection kept), and fork() safety.
+ * to the wrong caller, the connection kept), reads that block in the
+ * kernel ending by their deadline, and fork() safety.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -245,6 +246,53 @@ static void test_caller_timeout_keeps_shared_connection(void **state)
     rk_client_free(c);
 }
 
+/* ---- a read that blocks in the kernel ends by its deadline ------------- */
+
+static void timed_get(rk_client *c, int timeout_ms, rk_status want, int64_t min_ms, int64_t max_ms)
+{
+    const char *get[] = {"GET", "mux:slice"};
+    rk_reply *r = NULL;
+    int64_t t0 = rk_test_now_ms();
+    rk_status st = rk_client_command_opts(c, &(rk_command_options){.timeout_ms = timeout_ms}, 2, get, NULL, &r);
+    int64_t took = rk_test_now_ms() - t0;
+    assert_int_equal(st, want);
+    if (st == RK_OK) {
+        assert_string_equal(r->str, "slice value");
+        rk_reply_free(r);
+    }
+    if (took < min_ms || took > max_ms) fail_msg("took %lld ms, expected %lld..%lld", (long long)took,
+                                                 (long long)min_ms, (long long)max_ms);
+}
+
+static void test_blocking_read_ends_by_deadline(void **state)
+{
+    (void)state;
+    /* A plain connection reads in recv() under a receive timeout shorter
+     * than the time left (conn.c): a paused server must still cost each
+     * call its own deadline, no more and no less, whether the read's
+     * timeout was set for this call's budget or a longer one. */
+    rk_client *c = client_with(&(rk_client_options){.shared_connections = 1, .command_timeout_ms = 1000});
+    const char *set[] = {"SET", "mux:slice", "slice value"};
+    rk_reply *r = NULL;
+    assert_int_equal(rk_client_command(c, 3, set, NULL, &r), RK_OK);
+    rk_reply_free(r);
+
+    assert_true(rk_test_server_signal(server, SIGSTOP));
+    timed_get(c, 0, RK_ERR_TIMEOUT, 990, 1000 + MARGIN_MS);
+    assert_true(rk_test_server_signal(server, SIGCONT));
+    timed_get(c, 0, RK_OK, 0, 1000 + MARGIN_MS); /* a fresh connection, long receive timeout */
+    assert_true(rk_test_server_signal(server, SIGSTOP));
+    timed_get(c, 300, RK_ERR_TIMEOUT, 290, 300 + MARGIN_MS); /* shorter than the socket's */
+    timed_get(c, 150, RK_ERR_TIMEOUT, 140, 150 + MARGIN_MS);
+    assert_true(rk_test_server_signal(server, SIGCONT));
+    /* The late replies went nowhere; the connection stayed. */
+    timed_get(c, 0, RK_OK, 0, 1000 + MARGIN_MS);
+    rk_client_stats st;
+    assert_int_equal(rk_client_stats_get(c, &st), RK_OK);
+    assert_int_equal(st.connects, 2);
+    rk_client_free(c);
+}
+
 /* ---- fork --------------------------------------------------------------- */
 
 static rk_client *plain_client(void *unused)
@@ -265,6 +313,7 @@ int main(void)
         cmocka_unit_test(test_stateful_commands_refused),
         cmocka_unit_test(test_blocking_command_per_call_timeout),
         cmocka_unit_test(test_caller_timeout_keeps_shared_connection),
+        cmocka_unit_test(test_blocking_read_ends_by_deadline),
         cmocka_unit_test(test_fork_parent_and_child_read_their_own),
     };
     return cmocka_run_group_tests(tests, setup, rk_test_group_teardown);
