@@ -310,14 +310,10 @@ static void fork_prepare(void)
         for (int i = 0; i < c->n_lanes; i++) pthread_mutex_lock(&c->lanes[i].lock);
         pthread_mutex_lock(&c->lock);
     }
-    /* Last: a caller takes it while holding its lane's lock (mux.c), so
-     * taking it before the lanes could deadlock with that caller. */
-    rk__mux_fork_prepare();
 }
 
 static void fork_parent(void)
 {
-    rk__mux_fork_parent();
     for (rk_client *c = clients; c; c = c->fork_next) {
         pthread_mutex_unlock(&c->lock);
         for (int i = c->n_lanes; i-- > 0;) pthread_mutex_unlock(&c->lanes[i].lock);
