@@ -381,6 +381,7 @@ rk_status rk_client_new(const rk_client_options *opts, rk_client **out)
     if (st == RK_OK && !(c->registry = rk__registry_new())) st = rk__fail(RK_ERR_NOMEM, "client: out of memory");
     if (st == RK_OK) st = init_sync(c);
     if (st == RK_OK && c->n_lanes > 0) st = init_lanes(c);
+    if (st == RK_OK && !c->unix_path) rk__resolver_prepare(c->host);
     if (st != RK_OK) {
         rk__registry_free(c->registry);
         rk__free(c->idle);

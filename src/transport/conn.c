@@ -248,6 +248,39 @@ static void lookup_give_up(lookup *l)
     if (done) lookup_free(l);
 }
 
+/* ---- Loading what glibc's resolver threads need to exit --------------
+ *
+ * getaddrinfo_a() runs lookups on threads glibc starts, which end through
+ * pthread_exit(). glibc unwinds an exiting thread with libgcc_s.so.1, and
+ * loads that library (dlopen, so a file descriptor) the first time any
+ * thread of the process exits that way; when the load fails it calls
+ * __libc_fatal(), which aborts the process ("libgcc_s.so.1 must be
+ * installed for pthread_exit to work"). A service that runs out of file
+ * descriptors at the moment of its first lookup would be killed by its
+ * Redis library. So once per process, before any lookup, one short thread
+ * of our own exits through pthread_exit(): glibc loads the library then,
+ * with descriptors to spare, and keeps it for good (glibc 2.34 and later
+ * hold it in a global handle, older ones in their cancellation support).
+ * If that thread cannot be started (threads exhausted) nothing is marked
+ * done and the next client tries again. */
+static atomic_bool unwinder_loaded;
+
+static void *exit_at_once(void *arg)
+{
+    (void)arg;
+    pthread_exit(NULL);
+}
+
+void rk__resolver_prepare(const char *host)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (!host || inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1) return;
+    if (atomic_load_explicit(&unwinder_loaded, memory_order_acquire)) return;
+    pthread_t t;
+    if (pthread_create(&t, NULL, exit_at_once, NULL) != 0) return;
+    if (pthread_join(t, NULL) == 0) atomic_store_explicit(&unwinder_loaded, true, memory_order_release);
+}
+
 static lookup *lookup_new(const char *host, int port)
 {
     size_t hlen = strlen(host);
@@ -273,6 +306,43 @@ static lookup *lookup_new(const char *host, int port)
     l->cb.ar_request = &l->hints;
     atomic_fetch_add_explicit(&lookups_alive, 1, memory_order_relaxed);
     return l;
+}
+
+/* Is this process short of descriptors (or of the memory for one) right
+ * now? One socket opened and closed: asked only after a lookup failed. */
+static int descriptor_shortage(void)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    return errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS ? errno : 0;
+}
+
+/* A lookup that ended in failure. Only an answer about the name (it does
+ * not exist, the DNS server failed or did not answer) says something about
+ * where Redis is; this machine failing the resolver — out of descriptors
+ * (it opens /etc/hosts, its NSS modules and sockets), threads or memory —
+ * is reported as RK_ERR_SYSTEM (RK_ERR_NOMEM for EAI_MEMORY), so that the
+ * reconnect schedule and the breaker, which count only failures of the
+ * server or the network, do not blame Redis for it (docs/resilience.md).
+ * glibc does not always say so: with no descriptor left it cannot load
+ * the module that reads /etc/hosts and answers "Name or service not
+ * known". So every failure first checks whether the process can still
+ * open a descriptor. The errno of EAI_SYSTEM was glibc's thread's and is
+ * lost. */
+static rk_status resolve_failed(const char *host, int gai)
+{
+    int short_of = descriptor_shortage();
+    if (short_of)
+        return rk__fail(RK_ERR_SYSTEM, "resolve %s: this process is short of file descriptors (%s)", host,
+                        strerror(short_of));
+    if (gai == EAI_MEMORY) return rk__fail(RK_ERR_NOMEM, "resolve %s: the resolver ran out of memory", host);
+    if (gai == EAI_SYSTEM)
+        return rk__fail(RK_ERR_SYSTEM, "resolve %s: the resolver failed locally (out of file descriptors, "
+                                       "threads or memory?)", host);
+    return rk__fail(RK_ERR_UNAVAILABLE, "resolve %s: %s", host, gai_strerror(gai));
 }
 
 rk_status rk__resolve(const char *host, int port, int64_t deadline_ns, struct addrinfo **out)
@@ -309,8 +379,7 @@ rk_status rk__resolve(const char *host, int port, int64_t deadline_ns, struct ad
     /* The notice has come and gone: the block is the caller's alone. */
     gai = gai_error(&l->cb);
     if (gai != 0) {
-        /* (For EAI_SYSTEM the errno was glibc's thread's, not ours.) */
-        rk_status st = rk__fail(RK_ERR_UNAVAILABLE, "resolve %s: %s", host, gai_strerror(gai));
+        rk_status st = resolve_failed(host, gai);
         lookup_free(l);
         return st;
     }

@@ -50,11 +50,20 @@ struct addrinfo;
  * freeaddrinfo()), or with *out NULL: RK_ERR_TIMEOUT ("resolving <host>:
  * timed out"; at once when the deadline has already passed),
  * RK_ERR_UNAVAILABLE (the name does not resolve: "resolve <host>: <the
- * resolver's reason>"), RK_ERR_NOMEM, RK_ERR_SYSTEM. host is copied. A
+ * resolver's reason>"), RK_ERR_NOMEM, RK_ERR_SYSTEM (this machine failed
+ * the lookup: the process is out of descriptors, or the resolver reported
+ * a system error — never the server's fault). host is copied. A
  * lookup given up at the deadline is cancelled, or, once glibc has started
  * it, left to finish in the background, where its memory is freed when it
  * ends. Thread-safe. */
 rk_status rk__resolve(const char *host, int port, int64_t deadline_ns, struct addrinfo **out);
+
+/* Before the first lookup of a host name (an IP literal needs none):
+ * make sure glibc's resolver threads can exit even when the process has
+ * run out of file descriptors by then — that exit loads libgcc_s.so.1,
+ * and a failed load aborts the process; see conn.c. Once per process;
+ * cheap after that. Thread-safe. */
+void rk__resolver_prepare(const char *host);
 
 /* Lookups whose memory is still held: those in progress, and those given
  * up on that glibc has not finished yet. For tests. */
