@@ -87,6 +87,9 @@ typedef enum rk_circuit_state {
 #define RK_DEFAULT_BREAKER_THRESHOLD 5
 #define RK_DEFAULT_IDLE_PING_MS 30000
 /* Upper bounds accepted for the numeric options. */
+#define RK_DEFAULT_MAX_REPLY_BYTES ((size_t)64 << 20) /* 64 MiB */
+#define RK_MIN_MAX_REPLY_BYTES ((size_t)4096)
+#define RK_MAX_MAX_REPLY_BYTES ((size_t)1 << 40)      /* 1 TiB */
 #define RK_MAX_POOL_SIZE 1024
 #define RK_MAX_TIMEOUT_MS 3600000
 
@@ -202,6 +205,18 @@ typedef struct rk_client_options {
     rk_log_fn log;              /* NULL = no logging */
     void *log_user;             /* passed to log */
     rk_log_level log_level;     /* lowest level passed to log; default WARN */
+
+    /* The most client memory one reply may take: the lengths of its bulk
+     * strings, the bytes of its simple lines, and 64 bytes per array
+     * element announced. A reply whose header announces more (a server
+     * sending "$1073741824", "*2147483647", or nested arrays adding up to
+     * more) is refused before its bytes are buffered: the call — and every
+     * other call waiting on that connection — fails with RK_ERR_TOO_LARGE
+     * and the connection is closed; the circuit breaker does not count it.
+     * Default 64 MiB (RK_DEFAULT_MAX_REPLY_BYTES), at least 4096, at most
+     * 1 TiB. A cache raises its client's bound to 4 x its max_value_bytes
+     * when that is more (see docs/client.md). */
+    size_t max_reply_bytes;
 } rk_client_options;
 
 /*

@@ -117,6 +117,10 @@ rk_status rk_cache_new(rk_client *client, const rk_cache_options *opts, rk_cache
         rk_cache_free(c);
         return st;
     }
+    /* A value must be readable whatever the client's max_reply_bytes: room
+     * for a few of the largest (a batch read, a fetch's value and its
+     * companions) in one reply. */
+    rk__client_raise_max_reply(client, 4 * (max_value + RK__VALUE_HEADER_MAX));
     *out = c;
     return RK_OK;
 }

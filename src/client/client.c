@@ -64,6 +64,7 @@ struct rk_client {
     struct rk_client *fork_next;   /* the list of live clients, for fork() */
     _Atomic unsigned warned;       /* metrics: warnings given (warn_once) */
     rk__registry *registry;        /* module handles (registry.c, own lock) */
+    _Atomic size_t max_reply_bytes;/* read by every connection (conn.h); only grows */
 
     /* Everything below is guarded by lock. */
     pthread_mutex_t lock;
@@ -217,6 +218,11 @@ static rk_status configure(rk_client *c, const rk_client_options *o, const rk__u
         (st = check_range("idle_ping_ms", c->idle_ping_ms, -1, RK_MAX_TIMEOUT_MS)) ||
         (st = check_range("log_level", (int)c->log_level, RK_LOG_DEBUG, RK_LOG_ERROR)))
         return st;
+    size_t max_reply = o->max_reply_bytes ? o->max_reply_bytes : RK_DEFAULT_MAX_REPLY_BYTES;
+    if (max_reply < RK_MIN_MAX_REPLY_BYTES || max_reply > RK_MAX_MAX_REPLY_BYTES)
+        return rk__fail(RK_ERR_INVALID, "option max_reply_bytes: %zu is outside %zu..%zu", max_reply,
+                        RK_MIN_MAX_REPLY_BYTES, RK_MAX_MAX_REPLY_BYTES);
+    atomic_store(&c->max_reply_bytes, max_reply);
     c->on_event = o->on_event;
     c->event_user = o->event_user;
     c->log = o->log;
@@ -243,7 +249,8 @@ static rk_status configure(rk_client *c, const rk_client_options *o, const rk__u
 
     c->conn = (rk__conn_config){.host = c->host, .port = port, .unix_path = c->unix_path,
                                 .username = c->username, .password = c->password, .db = db,
-                                .client_name = c->client_name, .tls = c->tls};
+                                .client_name = c->client_name, .tls = c->tls,
+                                .max_reply_bytes = &c->max_reply_bytes};
     return RK_OK;
 }
 
@@ -401,6 +408,17 @@ rk_status rk_client_new(const rk_client_options *opts, rk_client **out)
     *out = c;
     return RK_OK;
 }
+
+void rk__client_raise_max_reply(rk_client *c, size_t bytes)
+{
+    size_t now = atomic_load(&c->max_reply_bytes);
+    if (bytes > RK_MAX_MAX_REPLY_BYTES) bytes = RK_MAX_MAX_REPLY_BYTES;
+    /* Only ever up: two modules raising it at once both get what they need. */
+    while (now < bytes && !atomic_compare_exchange_weak(&c->max_reply_bytes, &now, bytes)) {
+    }
+}
+
+size_t rk__client_max_reply(rk_client *c) { return atomic_load(&c->max_reply_bytes); }
 
 rk_status rk_client_new_url(const char *url, rk_client **out)
 {

@@ -60,6 +60,15 @@ void rk__client_protocol_error(rk_client *client);
  * CLOCK_MONOTONIC, in nanoseconds. */
 int64_t rk__client_deadline(const rk_client *client);
 
+/* Raise the client's max_reply_bytes to at least bytes (capped at
+ * RK_MAX_MAX_REPLY_BYTES); never lowers it. For a module whose replies
+ * may be larger than the user's bound allows (a cache's values).
+ * Thread-safe; connections already open see it at their next read. */
+void rk__client_raise_max_reply(rk_client *client, size_t bytes);
+
+/* The client's max_reply_bytes now. */
+size_t rk__client_max_reply(rk_client *client);
+
 /* Open a connection of the caller's own, outside the pool, with the
  * client's address, credentials, database and TLS, within the client's
  * connect timeout: for a module that keeps one connection subscribed (the

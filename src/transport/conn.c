@@ -60,6 +60,7 @@
 #include "fdwait.h"
 #include "error.h"
 #include "reply.h"
+#include "reply_guard.h"
 #include "tls.h"
 
 /* Keepalive: notice a dead peer (a crashed host, a NAT that dropped the
@@ -92,6 +93,8 @@ struct rk__conn {
     bool malformed; /* the reply functions refused the stream (reply.h) */
     int64_t last_used_ns;
     redisReader *reader;
+    rk__reply_guard guard; /* sees every byte before the reader does */
+    const _Atomic size_t *max_reply; /* the client's bound (conn.h) */
     char peer[96]; /* "host:port" or the socket path, for messages */
 };
 
@@ -491,6 +494,20 @@ static rk_status recv_some(rk__conn *c, char *buf, size_t cap, size_t *got, int6
  * bytes are there (rk__conn_next_push). */
 #define PUSH_READ_NS (1000 * 1000000LL)
 
+/* Hand n bytes that arrived to the reader, once the guard has seen them:
+ * a reply announcing more than the bound is refused here, before its
+ * bytes are buffered or its objects built (reply_guard.h). */
+static rk_status feed(rk__conn *c, const char *buf, size_t n)
+{
+    size_t limit = c->max_reply ? atomic_load_explicit(c->max_reply, memory_order_relaxed) : 0;
+    if (limit == 0) limit = RK_DEFAULT_MAX_REPLY_BYTES;
+    rk_status st = rk__reply_guard_scan(&c->guard, buf, n, limit, c->peer);
+    if (st != RK_OK) return mark_broken(c, st);
+    if (redisReaderFeed(c->reader, buf, n) != REDIS_OK)
+        return mark_broken(c, rk__fail(RK_ERR_NOMEM, "reading reply: out of memory"));
+    return RK_OK;
+}
+
 /* Read until the reader yields one complete reply. */
 static rk_status read_reply(rk__conn *c, rk_reply **out, int64_t deadline_ns)
 {
@@ -508,8 +525,7 @@ static rk_status read_reply(rk__conn *c, rk_reply **out, int64_t deadline_ns)
         size_t n = 0;
         rk_status st = recv_some(c, buf, sizeof buf, &n, deadline_ns);
         if (st != RK_OK) return mark_broken(c, st);
-        if (redisReaderFeed(c->reader, buf, n) != REDIS_OK)
-            return mark_broken(c, rk__fail(RK_ERR_NOMEM, "reading reply: out of memory"));
+        if ((st = feed(c, buf, n)) != RK_OK) return st;
     }
 }
 
@@ -557,8 +573,7 @@ rk_status rk__conn_read_reply(rk__conn *c, rk_reply **out, int64_t deadline_ns)
          * reply arrived stays in the reader for the next call. */
         if (st == RK_ERR_TIMEOUT) return st;
         if (st != RK_OK) return mark_broken(c, st);
-        if (redisReaderFeed(c->reader, buf, n) != REDIS_OK)
-            return mark_broken(c, rk__fail(RK_ERR_NOMEM, "reading reply: out of memory"));
+        if ((st = feed(c, buf, n)) != RK_OK) return st;
     }
 }
 
@@ -837,6 +852,8 @@ rk_status rk__conn_open(const rk__conn_config *cfg, int64_t deadline_ns, rk__con
         return rk__fail(RK_ERR_NOMEM, "connection: out of memory");
     }
     rk__reader_report_malformed(c->reader, &c->malformed);
+    rk__reply_guard_init(&c->guard);
+    c->max_reply = cfg->max_reply_bytes;
     rk_status st;
     if (cfg->unix_path) {
         snprintf(c->peer, sizeof c->peer, "%s", cfg->unix_path);

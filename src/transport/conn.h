@@ -12,6 +12,7 @@
 #ifndef RK_SRC_CONN_H
 #define RK_SRC_CONN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +34,11 @@ typedef struct rk__conn_config {
     int db;
     const char *client_name;
     rk__tls_ctx *tls;        /* TLS over TCP when set; NULL = plain */
+    /* The largest reply a connection accepts (reply_guard.h), read at
+     * every read, so that it may be raised while connections are open;
+     * NULL or 0 = RK_DEFAULT_MAX_REPLY_BYTES. A reply over it fails the
+     * read with RK_ERR_TOO_LARGE and marks the connection broken. */
+    const _Atomic size_t *max_reply_bytes;
 } rk__conn_config;
 
 typedef struct rk__conn rk__conn;
@@ -82,7 +88,8 @@ long rk__resolve_pending(void);
  * code>", never the server's text, which could quote the password),
  * RK_ERR_TLS, RK_ERR_SERVER (SELECT or CLIENT SETNAME refused; the
  * server's text, with any trace of the password masked), RK_ERR_PROTOCOL,
- * RK_ERR_INVALID (a Unix path too long), RK_ERR_NOMEM, RK_ERR_SYSTEM. */
+ * RK_ERR_INVALID (a Unix path too long), RK_ERR_NOMEM, RK_ERR_SYSTEM,
+ * RK_ERR_TOO_LARGE (a handshake reply over cfg->max_reply_bytes). */
 rk_status rk__conn_open(const rk__conn_config *cfg, int64_t deadline_ns, rk__conn **out);
 
 /* Close the socket and free everything. NULL is a no-op. */
