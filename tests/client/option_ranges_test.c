@@ -125,9 +125,26 @@ static void test_url_fields(void **state)
     }
 }
 
+/* max_reply_bytes, a size_t: 0 = the default, else 4096 .. 1 TiB. */
+static void test_max_reply_bytes(void **state)
+{
+    (void)state;
+    rk_client *c = NULL;
+    assert_int_equal(rk_client_new(&(rk_client_options){.max_reply_bytes = RK_MIN_MAX_REPLY_BYTES - 1}, &c),
+                     RK_ERR_INVALID);
+    assert_non_null(strstr(rk_last_error(), "max_reply_bytes"));
+    assert_int_equal(rk_client_new(&(rk_client_options){.max_reply_bytes = RK_MAX_MAX_REPLY_BYTES + 1}, &c),
+                     RK_ERR_INVALID);
+    assert_int_equal(rk_client_new(&(rk_client_options){.max_reply_bytes = RK_MIN_MAX_REPLY_BYTES}, &c), RK_OK);
+    rk_client_free(c);
+    assert_int_equal(rk_client_new(&(rk_client_options){.max_reply_bytes = RK_MAX_MAX_REPLY_BYTES}, &c), RK_OK);
+    rk_client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_max_reply_bytes),
         cmocka_unit_test(test_int_fields),
         cmocka_unit_test(test_url_fields),
     };
