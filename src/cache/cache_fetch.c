@@ -171,6 +171,8 @@ typedef struct fetch_call {
     bool wait_counted;        /* lock_waits counts calls, not waits */
     uint64_t mark;            /* the copies' mark, taken before the first read */
     bool degraded_compute;    /* computing because Redis could not be read */
+    bool writes_refused;      /* the lock SET met OOM or READONLY: compute, never store */
+    char refused[120];        /* that refusal's text, for messages */
 } fetch_call;
 
 /* A value read from Redis. */
@@ -333,9 +335,19 @@ static rk_status lock_and_get(fetch_call *f, bool *acquired, held *v)
         return st;
     }
     take_time(f, r[2], sent_ms);
-    if (r[0]->type == RK_REPLY_STATUS) *acquired = f->lock_held = true;
-    else if (r[0]->type == RK_REPLY_ERROR) st = rk__reply_fail(r[0], "SET (fetch lock)"), r[0] = NULL;
-    else if (r[0]->type != RK_REPLY_NIL) st = rk__fail(RK_ERR_PROTOCOL, "SET (fetch lock): unexpected reply type");
+    if (r[0]->type == RK_REPLY_STATUS) {
+        *acquired = f->lock_held = true;
+    } else if (rk__reply_refuses_writes(r[0])) {
+        /* A server out of memory (noeviction) or a replica: it serves the
+         * GET but would refuse the value too. Not a lock someone holds:
+         * the caller computes without it and stores nothing. */
+        f->writes_refused = true;
+        snprintf(f->refused, sizeof f->refused, "%.*s", (int)(r[0]->len < 100 ? r[0]->len : 100), r[0]->str);
+    } else if (r[0]->type == RK_REPLY_ERROR) {
+        st = rk__reply_fail(r[0], "SET (fetch lock)"), r[0] = NULL;
+    } else if (r[0]->type != RK_REPLY_NIL) {
+        st = rk__fail(RK_ERR_PROTOCOL, "SET (fetch lock): unexpected reply type");
+    }
     rk_reply_free(r[0]);
     if (st == RK_OK && r[1]->type == RK_REPLY_ERROR) {
         st = rk__reply_fail(r[1], "GET");
@@ -423,6 +435,12 @@ static void run_compute(fetch_call *f, outcome *o, int64_t *fresh_ttl)
 static void store(fetch_call *f, outcome *o, int64_t fresh_ttl)
 {
     rk_cache *c = f->c;
+    if (f->writes_refused) { /* the server said so to the lock already */
+        RK__COUNT(c, store_errors, 1);
+        o->degraded = true;
+        snprintf(o->msg, sizeof o->msg, "degraded: computed, not stored: the server refuses writes (%s)", f->refused);
+        return;
+    }
     if (f->timed_out) { /* one timeout per call is enough */
         RK__COUNT(c, store_errors, 1);
         o->degraded = true;
@@ -577,6 +595,22 @@ static void lead_missing(fetch_call *f, outcome *o)
             return;
         }
         enum vstate s = v.present ? classify(f, &v, false) : V_EXPIRED;
+        if (f->writes_refused) {
+            /* No lock to wait for and none to take: a value that is there
+             * is served, else computed (and not stored, see store()). */
+            if (v.present && s != V_EXPIRED) {
+                outcome_from(o, &v);
+                o->stale = s == V_STALE;
+                o->degraded = true;
+                snprintf(o->msg, sizeof o->msg, "degraded: served the stored value; the server refuses writes (%s)",
+                         f->refused);
+            } else {
+                rk__free(v.data);
+                compute_and_store(f, o, false); /* flagged degraded by store() */
+            }
+            o->waited = waited;
+            return;
+        }
         bool waited_out = rk__now_ns() >= f->wait_until_ns || round >= max_rounds;
         rk__fetch_step step = rk__fetch_lead_step(v.present, (rk__fetch_vstate)s, acquired, waited_out);
         if (step == RK__FETCH_TAKE) {
@@ -707,6 +741,9 @@ static void refresh(fetch_call *f, held *cur, enum vstate s, outcome *o)
                 why_now(o->msg, sizeof o->msg, st);
             } else if (st != RK_OK) {
                 rk__cache_count_error(f->c, st); /* the caller is served; the failure still shows */
+            } else if (f->writes_refused) {
+                o->degraded = true;
+                snprintf(o->msg, sizeof o->msg, "degraded: not refreshed: the server refuses writes (%s)", f->refused);
             } else if (stale) {
                 snprintf(o->msg, sizeof o->msg, "served stale: another process is recomputing");
             }

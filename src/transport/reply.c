@@ -227,13 +227,34 @@ void rk_reply_free(rk_reply *reply)
     rk__free(reply);
 }
 
+/* Is the error code of text (its first word) `code`? */
+static bool has_code(const char *text, size_t len, const char *code)
+{
+    size_t n = 0, clen = strlen(code);
+    while (n < len && text[n] != ' ' && text[n] != '\r' && text[n] != '\n') n++;
+    return n == clen && memcmp(text, code, clen) == 0;
+}
+
 rk_status rk__reply_error_status(const char *text, size_t len)
 {
-    size_t n = 0;
-    while (n < len && text[n] != ' ' && text[n] != '\r' && text[n] != '\n') n++;
-    if ((n == 6 && memcmp(text, "NOAUTH", 6) == 0) || (n == 9 && memcmp(text, "WRONGPASS", 9) == 0))
-        return RK_ERR_AUTH;
+    if (has_code(text, len, "NOAUTH") || has_code(text, len, "WRONGPASS")) return RK_ERR_AUTH;
+    /* "Not now": the server is up but will not serve this command until
+     * something on its side ends — loading its data set (LOADING), running
+     * a script or function past its time limit (BUSY), a replica whose
+     * master is down with replica-serve-stale-data off (MASTERDOWN), a
+     * cluster slot being migrated (TRYAGAIN). For the caller that is Redis
+     * being unavailable (a cache read degrades); the breaker does not count
+     * it, since the connection answered (see docs/resilience.md). */
+    if (has_code(text, len, "LOADING") || has_code(text, len, "BUSY") || has_code(text, len, "MASTERDOWN") ||
+        has_code(text, len, "TRYAGAIN"))
+        return RK_ERR_UNAVAILABLE;
     return RK_ERR_SERVER;
+}
+
+bool rk__reply_refuses_writes(const rk_reply *r)
+{
+    if (!r || r->type != RK_REPLY_ERROR || !r->str) return false;
+    return has_code(r->str, r->len, "OOM") || has_code(r->str, r->len, "READONLY");
 }
 
 rk_status rk__reply_fail(rk_reply *reply, const char *what)

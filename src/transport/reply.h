@@ -53,8 +53,15 @@ const char *rk__printable_name(char buf[RK__NAME_SHOWN_MAX], const char *name, s
 
 /* The status for an error reply's text (len bytes): RK_ERR_AUTH when its
  * error code — the first word, up to a space or newline, as RESP defines
- * it — is NOAUTH or WRONGPASS; RK_ERR_SERVER otherwise. Pure. */
+ * it — is NOAUTH or WRONGPASS; RK_ERR_UNAVAILABLE when it is one of the
+ * server's "not now" states, LOADING, BUSY, MASTERDOWN or TRYAGAIN;
+ * RK_ERR_SERVER otherwise. Pure. */
 rk_status rk__reply_error_status(const char *text, size_t len);
+
+/* Is r an error reply by which the server refuses writes for now but
+ * still serves reads: OOM (maxmemory reached under noeviction) or
+ * READONLY (a replica)? Pure. */
+bool rk__reply_refuses_writes(const rk_reply *r);
 
 /* How much of a server's error text a message repeats. */
 #define RK__ERROR_TEXT_MAX 300

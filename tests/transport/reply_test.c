@@ -126,11 +126,37 @@ static void test_error_codes(void **state)
         {"NOPERM this user has no permissions", RK_ERR_SERVER},
         {"ERR unknown command", RK_ERR_SERVER},
         {"", RK_ERR_SERVER},
+        /* "Not now" states: the server is up but not serving. */
+        {"LOADING Redis is loading the dataset in memory", RK_ERR_UNAVAILABLE},
+        {"BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+         RK_ERR_UNAVAILABLE},
+        {"MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", RK_ERR_UNAVAILABLE},
+        {"TRYAGAIN Multiple keys request during rehashing of slot", RK_ERR_UNAVAILABLE},
+        {"BUSY", RK_ERR_UNAVAILABLE},
+        /* Other codes that merely begin the same way are errors. */
+        {"BUSYKEY Target key name already exists.", RK_ERR_SERVER},
+        {"BUSYGROUP Consumer Group name already exists", RK_ERR_SERVER},
+        {"LOADINGX x", RK_ERR_SERVER},
+        {"OOM command not allowed when used memory > 'maxmemory'.", RK_ERR_SERVER},
+        {"READONLY You can't write against a read only replica.", RK_ERR_SERVER},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rk_status got = rk__reply_error_status(cases[i].text, strlen(cases[i].text));
         if (got != cases[i].want) fail_msg("\"%s\": got %s", cases[i].text, rk_strerror(got));
     }
+    /* Refusals of writes that still let reads through. */
+    char oom[] = "OOM command not allowed", ro[] = "READONLY You can't write", err[] = "ERR OOMish", oomx[] = "OOMX";
+    rk_reply r = {.type = RK_REPLY_ERROR, .str = oom, .len = strlen(oom)};
+    assert_true(rk__reply_refuses_writes(&r));
+    r.str = ro, r.len = strlen(ro);
+    assert_true(rk__reply_refuses_writes(&r));
+    r.str = err, r.len = strlen(err);
+    assert_false(rk__reply_refuses_writes(&r));
+    r.str = oomx, r.len = strlen(oomx);
+    assert_false(rk__reply_refuses_writes(&r));
+    r.type = RK_REPLY_STATUS, r.str = oom, r.len = strlen(oom);
+    assert_false(rk__reply_refuses_writes(&r));
+    assert_false(rk__reply_refuses_writes(NULL));
 }
 
 /* A reply the reply functions refuse as malformed — more elements than its
