@@ -1,11 +1,11 @@
 /*
  * busy_server_test.c — a healthy Redis that will not serve right now:
  * running a script past its time limit (BUSY), loading its data set after
- * a restart (LOADING), a replica whose master is gone (MASTERDOWN), and a
- * server out of memory under noeviction (OOM: writes refused, reads
- * served).
+ * a restart (LOADING), a replica whose master is gone (MASTERDOWN); and
+ * servers that serve reads but refuse writes: out of memory under
+ * noeviction (OOM) and a replica (READONLY).
  *
- * In every case the cache must behave as when Redis is unavailable — a
+ * In the first three the cache must behave as when Redis is unavailable — a
  * read degrades (RK_DEGRADED), rk_cache_fetch computes and serves the
  * value flagged degraded — but the circuit breaker must stay closed: the
  * server answered every call. Under OOM the fetch lock's SET is refused,
@@ -254,6 +254,38 @@ static void test_out_of_memory(void **state)
     rk_test_server_stop(s);
 }
 
+/* A replica with its master up serves reads and refuses writes
+ * (READONLY): a fetch computes, serves flagged, stores nothing. */
+static void test_readonly_replica(void **state)
+{
+    (void)state;
+    rk_test_server *master = rk_test_server_start(NULL);
+    assert_non_null(master);
+    char port[16];
+    snprintf(port, sizeof port, "%d", rk_test_server_port(master));
+    const char *args[] = {"--replicaof", "127.0.0.1", port, NULL};
+    rk_test_server *replica = rk_test_server_start(args);
+    assert_non_null(replica);
+    handles h = open_handles(replica);
+    int before = computed;
+    void *val = NULL;
+    size_t len = 0;
+    rk_cache_fetch_info info;
+    int64_t t0 = rk_test_now_ms();
+    rk_status st = rk_cache_fetch(h.cache, "missing", compute, NULL, NULL, &val, &len, &info);
+    check_deadline("a fetch", t0, 2 * COMMAND_MS + CONNECT_MS);
+    if (st != RK_OK) fail_msg("READONLY: fetch: %s (%s)", rk_strerror(st), rk_last_error());
+    rk_free(val);
+    assert_int_equal(len, 8);
+    assert_true(info.computed);
+    assert_true(info.degraded);
+    assert_int_equal(computed, before + 1);
+    assert_int_equal(rk_client_circuit(h.client), RK_CIRCUIT_CLOSED);
+    close_handles(&h);
+    rk_test_server_stop(replica);
+    rk_test_server_stop(master);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -261,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_loading),
         cmocka_unit_test(test_masterdown),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_readonly_replica),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
