@@ -25,6 +25,7 @@
 #include <redkit/redkit.h>
 
 #include "support/clock.h"
+#include "support/fixture.h"
 #include "support/redis_server.h"
 
 #define COMMAND_MS 300
@@ -69,6 +70,26 @@ static void check_deadline(const char *what, int64_t t0, int budget_ms)
     if (took > budget_ms + MARGIN_MS) fail_msg("%s took %lld ms (budget %d ms)", what, (long long)took, budget_ms);
 }
 
+/* A fetch of a key Redis cannot give or take: the value is computed and
+ * served, flagged degraded, within the deadline of a read and a store. */
+static void expect_computed_degraded(handles *h, const char *key, const char *state)
+{
+    void *val = NULL;
+    size_t len = 0;
+    rk_cache_fetch_info info;
+    int before = computed;
+    int64_t t0 = rk_test_now_ms();
+    rk_status st = rk_cache_fetch(h->cache, key, compute, NULL, NULL, &val, &len, &info);
+    check_deadline("a fetch", t0, 2 * COMMAND_MS + CONNECT_MS);
+    if (st != RK_OK) fail_msg("%s: fetch: %s (%s)", state, rk_strerror(st), rk_last_error());
+    assert_int_equal(len, 8);
+    assert_memory_equal(val, "computed", 8);
+    rk_free(val);
+    assert_true(info.computed);
+    assert_true(info.degraded);
+    assert_int_equal(computed, before + 1);
+}
+
 /* The server is up but not serving: reads degrade, fetches compute and
  * serve flagged, the breaker stays closed. */
 static void expect_not_now(handles *h, const char *state)
@@ -89,21 +110,7 @@ static void expect_not_now(handles *h, const char *state)
         if (st != RK_ERR_UNAVAILABLE) fail_msg("%s: GET: %s (%s)", state, rk_strerror(st), rk_last_error());
         assert_true(rk_status_is_retryable(st));
 
-        void *val = NULL;
-        size_t len = 0;
-        rk_cache_fetch_info info;
-        int before = computed;
-        t0 = rk_test_now_ms();
-        st = rk_cache_fetch(h->cache, "f", compute, NULL, NULL, &val, &len, &info);
-        /* A read, then a store attempt: two commands. */
-        check_deadline("a fetch", t0, 2 * COMMAND_MS + CONNECT_MS);
-        if (st != RK_OK) fail_msg("%s: fetch: %s (%s)", state, rk_strerror(st), rk_last_error());
-        assert_int_equal(len, 8);
-        assert_memory_equal(val, "computed", 8);
-        rk_free(val);
-        assert_true(info.computed);
-        assert_true(info.degraded);
-        assert_int_equal(computed, before + 1);
+        expect_computed_degraded(h, "f", state);
     }
     rk_client_stats stats;
     assert_int_equal(rk_client_stats_get(h->client, &stats), RK_OK);
@@ -146,9 +153,7 @@ static void test_busy_script(void **state)
 
     expect_not_now(&h, "BUSY");
 
-    redisReply *r = rk_test_server_command(s, "SCRIPT KILL");
-    assert_non_null(r);
-    freeReplyObject(r);
+    rk_test_server_ok(s, "SCRIPT KILL");
     redisFree(loop);
     /* Served again at once: no breaker, no backoff to wait out. */
     for (int i = 0; i < 100 && rk_client_ping(h.client) != RK_OK; i++) rk_test_sleep_ms(10);
@@ -165,12 +170,8 @@ static void test_loading(void **state)
     /* 3000 keys loaded at 2 ms each: six seconds of LOADING, far longer
      * than the checks take; the server answers (LOADING) between every
      * kilobyte it loads, instead of every 2 MB (more than this file). */
-    redisReply *r = rk_test_server_command(s, "DEBUG POPULATE 3000 pop 10");
-    assert_non_null(r);
-    freeReplyObject(r);
-    r = rk_test_server_command(s, "SAVE");
-    assert_true(r && r->type == REDIS_REPLY_STATUS);
-    freeReplyObject(r);
+    rk_test_server_ok(s, "DEBUG POPULATE 3000 pop 10");
+    rk_test_server_ok(s, "SAVE");
     handles h = open_handles(s);
     const char *slow[] = {"--key-load-delay", "2000", "--loading-process-events-interval-bytes", "1024", NULL};
     assert_true(rk_test_server_restart(s, slow));
@@ -206,13 +207,9 @@ static void test_out_of_memory(void **state)
     handles h = open_handles(s);
     assert_int_equal(rk_cache_set_str(h.cache, "there", "stored", NULL), RK_OK);
     /* Over maxmemory with nothing to evict: every write is refused. */
-    redisReply *r = rk_test_server_command(s, "CONFIG SET maxmemory 1mb maxmemory-policy noeviction");
-    assert_true(r && r->type == REDIS_REPLY_STATUS);
-    freeReplyObject(r);
-    r = rk_test_server_command(s, "DEBUG POPULATE 20000 pop 10");
-    assert_non_null(r);
-    freeReplyObject(r);
-    r = rk_test_server_command(s, "SET probe x");
+    rk_test_server_ok(s, "CONFIG SET maxmemory 1mb maxmemory-policy noeviction");
+    rk_test_server_ok(s, "DEBUG POPULATE 20000 pop 10");
+    redisReply *r = rk_test_server_command(s, "SET probe x");
     assert_true(r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "OOM", 3) == 0);
     freeReplyObject(r);
 
@@ -224,21 +221,11 @@ static void test_out_of_memory(void **state)
         rk_free(v);
         /* A fetch of a missing key: the lock is refused (OOM); it computes,
          * serves the value flagged, and stores nothing. */
+        expect_computed_degraded(&h, "missing", "OOM");
+        /* A fetch of a stored key is served from Redis. */
         void *val = NULL;
         size_t len = 0;
         rk_cache_fetch_info info;
-        int before = computed;
-        int64_t t0 = rk_test_now_ms();
-        rk_status st = rk_cache_fetch(h.cache, "missing", compute, NULL, NULL, &val, &len, &info);
-        check_deadline("a fetch", t0, 2 * COMMAND_MS + CONNECT_MS);
-        if (st != RK_OK) fail_msg("OOM: fetch: %s (%s)", rk_strerror(st), rk_last_error());
-        assert_int_equal(len, 8);
-        assert_memory_equal(val, "computed", 8);
-        rk_free(val);
-        assert_true(info.computed);
-        assert_true(info.degraded);
-        assert_int_equal(computed, before + 1);
-        /* A fetch of a stored key is served from Redis. */
         assert_int_equal(rk_cache_fetch(h.cache, "there", compute, NULL, NULL, &val, &len, &info), RK_OK);
         assert_int_equal(len, 6);
         rk_free(val);
@@ -267,19 +254,9 @@ static void test_readonly_replica(void **state)
     rk_test_server *replica = rk_test_server_start(args);
     assert_non_null(replica);
     handles h = open_handles(replica);
-    int before = computed;
-    void *val = NULL;
-    size_t len = 0;
-    rk_cache_fetch_info info;
-    int64_t t0 = rk_test_now_ms();
-    rk_status st = rk_cache_fetch(h.cache, "missing", compute, NULL, NULL, &val, &len, &info);
-    check_deadline("a fetch", t0, 2 * COMMAND_MS + CONNECT_MS);
-    if (st != RK_OK) fail_msg("READONLY: fetch: %s (%s)", rk_strerror(st), rk_last_error());
-    rk_free(val);
-    assert_int_equal(len, 8);
-    assert_true(info.computed);
-    assert_true(info.degraded);
-    assert_int_equal(computed, before + 1);
+    expect_computed_degraded(&h, "missing", "READONLY");
+    char *v = NULL;
+    assert_int_equal(rk_cache_get_str(h.cache, "missing", &v), RK_MISS); /* nothing stored */
     assert_int_equal(rk_client_circuit(h.client), RK_CIRCUIT_CLOSED);
     close_handles(&h);
     rk_test_server_stop(replica);
