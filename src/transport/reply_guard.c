@@ -2,7 +2,7 @@
  * reply_guard.c — the announced-size check of reply_guard.h.
  *
  * A byte-at-a-time state machine over the RESP2 stream: a type byte, a
- * line up to its LF (a $ or * header's digits kept, any line's bytes
+ * line up to its CRLF (as hiredis reads it: a lone LF is part of the line) (a $ or * header's digits kept, any line's bytes
  * counted), a bulk string's payload skipped by count, and a stack of the
  * elements each open array still expects, so that it knows when a
  * top-level reply ends and its cost starts again from zero — pipelined
@@ -61,7 +61,7 @@ static bool header_count(rk__reply_guard *g, long long *out)
     return true;
 }
 
-/* A line ended (its LF just read). */
+/* A line ended (the LF of its CRLF just read). */
 static rk_status line_done(rk__reply_guard *g, size_t limit, const char *peer)
 {
     char type = g->type;
@@ -115,13 +115,16 @@ rk_status rk__reply_guard_scan(rk__reply_guard *g, const char *buf, size_t n, si
             }
             g->type = ch;
             g->n_digits = 0;
+            g->cr = false;
             if (!charge(g, 1, limit)) return too_large(limit, peer, "a reply");
             continue;
         }
         /* Every byte of a line is memory the reader holds (and, for simple
          * lines, the string it builds): an endless line is refused too. */
         if (!charge(g, 1, limit)) return too_large(limit, peer, "a line without end");
-        if (ch == '\n') {
+        bool ends = ch == '\n' && g->cr;
+        g->cr = ch == '\r';
+        if (ends) {
             rk_status st = line_done(g, limit, peer);
             if (st != RK_OK) return st;
         } else if ((g->type == '$' || g->type == '*') && g->n_digits < sizeof g->digits) {

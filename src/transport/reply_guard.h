@@ -48,6 +48,7 @@ typedef struct rk__reply_guard {
     char type;                            /* of the line being read; 0 = a type byte is next */
     char digits[24];                      /* a $ or * header's count, as read */
     unsigned n_digits;
+    bool cr;                              /* the last byte of the line was CR */
     bool off;                             /* not RESP2: hiredis refuses it */
 } rk__reply_guard;
 

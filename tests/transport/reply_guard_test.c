@@ -112,6 +112,9 @@ static void test_payload_is_not_parsed(void **state)
     /* A value that looks like a hostile header is only data. */
     const char *s = "$13\r\n$1073741824\r\n\r\n+OK\r\n";
     expect(s, 4096, RK_OK);
+    /* A lone LF belongs to the line, as the reader sees it. */
+    expect("+a\n$1073741824\r\n+OK\r\n", 4096, RK_OK);
+    expect("+a\r$1073741824\r\n", 4096, RK_OK);
 }
 
 static void test_depth_and_garbage(void **state)
