@@ -1,7 +1,8 @@
 /*
  * shortage_test.c — the client when this machine, not Redis, runs short:
  * every file descriptor in use (RLIMIT_NOFILE reached) while a call needs
- * a new connection to a server named by host name.
+ * a new connection to a server named by host name (and, for comparison,
+ * by IP address).
  *
  * Two defects lived here (issue 14, items 2 and 3): glibc's resolver
  * thread, exiting through pthread_exit(), had to load libgcc_s.so.1 with
@@ -87,7 +88,7 @@ static rk_status timed_ping(rk_client *c, int *late)
 }
 
 /* The child's whole scenario; returns its exit status. */
-static int starved_child(int port, bool warm)
+static int starved_child(const char *host, int port, bool warm)
 {
     struct rlimit rl = {.rlim_cur = FD_LIMIT, .rlim_max = FD_LIMIT};
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
@@ -95,7 +96,7 @@ static int starved_child(int port, bool warm)
         return CHILD_SETUP;
     }
     char url[64];
-    snprintf(url, sizeof url, "redis://localhost:%d", port);
+    snprintf(url, sizeof url, "redis://%s:%d", host, port);
     rk_client *c = NULL;
     rk_client_options o = {.url = url, .command_timeout_ms = COMMAND_MS, .connect_timeout_ms = CONNECT_MS,
                            .pool_size = 2, .shared_connections = -1};
@@ -153,14 +154,14 @@ static int starved_child(int port, bool warm)
 }
 
 /* Run the scenario in a child and check how it ended. */
-static void run_starved(bool warm)
+static void run_starved(const char *host, bool warm)
 {
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         alarm(CHILD_LIMIT_S); /* a hang ends as SIGALRM, which the parent reports */
-        _exit(starved_child(rk_test_server_port(server), warm));
+        _exit(starved_child(host, rk_test_server_port(server), warm));
     }
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -174,14 +175,21 @@ static void run_starved(bool warm)
 static void test_cold_resolver_out_of_descriptors(void **state)
 {
     (void)state;
-    run_starved(false);
+    run_starved("localhost", false);
 }
 
 /* The resolver ran before; then descriptors run out. */
 static void test_warm_resolver_out_of_descriptors(void **state)
 {
     (void)state;
-    run_starved(true);
+    run_starved("localhost", true);
+}
+
+/* No resolver: socket() itself finds no descriptor. */
+static void test_ip_literal_out_of_descriptors(void **state)
+{
+    (void)state;
+    run_starved("127.0.0.1", false);
 }
 
 static int setup(void **state)
@@ -204,6 +212,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cold_resolver_out_of_descriptors),
         cmocka_unit_test(test_warm_resolver_out_of_descriptors),
+        cmocka_unit_test(test_ip_literal_out_of_descriptors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
