@@ -28,8 +28,8 @@
 #include "support/fixture.h"
 #include "support/redis_server.h"
 
-#define COMMAND_MS 300
-#define CONNECT_MS 300
+#define COMMAND_MS 1000
+#define CONNECT_MS 1000
 #define MARGIN_MS 400
 /* More than the breaker's threshold (5): counting them would open it. */
 #define ROUNDS 7
@@ -167,13 +167,14 @@ static void test_loading(void **state)
     (void)state;
     rk_test_server *s = rk_test_server_start(NULL);
     assert_non_null(s);
-    /* 3000 keys loaded at 2 ms each: six seconds of LOADING, far longer
-     * than the checks take; the server answers (LOADING) between every
-     * kilobyte it loads, instead of every 2 MB (more than this file). */
-    rk_test_server_ok(s, "DEBUG POPULATE 3000 pop 10");
+    /* 12000 keys loaded at 0.5 ms each: six seconds of LOADING, far
+     * longer than the checks take; the server answers (LOADING) between
+     * every kilobyte it loads (about 50 keys, 25 ms), instead of every
+     * 2 MB (more than this file). */
+    rk_test_server_ok(s, "DEBUG POPULATE 12000 pop 10");
     rk_test_server_ok(s, "SAVE");
     handles h = open_handles(s);
-    const char *slow[] = {"--key-load-delay", "2000", "--loading-process-events-interval-bytes", "1024", NULL};
+    const char *slow[] = {"--key-load-delay", "500", "--loading-process-events-interval-bytes", "1024", NULL};
     assert_true(rk_test_server_restart(s, slow));
     wait_for_state(s, "LOADING");
 

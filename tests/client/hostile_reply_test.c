@@ -31,7 +31,7 @@
 #include "support/redis_server.h"
 
 #define BOUND ((size_t)4 << 20)
-#define COMMAND_MS 500
+#define COMMAND_MS 1000
 #define CONNECT_MS 300
 #define MARGIN_MS 400
 #define CALLS 3

@@ -49,8 +49,8 @@
 #define CHILD_LIMIT_S 30
 #define MARGIN_MS 400
 
-#define COMMAND_MS 300
-#define CONNECT_MS 300
+#define COMMAND_MS 1000
+#define CONNECT_MS 1000
 
 /* Exit statuses of the child: 0 = every check passed. */
 enum { CHILD_OK = 0, CHILD_SETUP = 10, CHILD_STARVED_STATUS, CHILD_BREAKER, CHILD_LATE, CHILD_RECOVERY,
