@@ -84,12 +84,14 @@ static void run(const scenario *sc, int shared)
     reset_peak();
     long long before = peak_rss();
     const char *argv[] = {"GET", "k"};
+    int64_t longest = 0;
     for (int i = 0; i < CALLS; i++) {
         rk_reply *r = NULL;
         int64_t t0 = rk_test_now_ms();
         rk_status st = rk_client_command(c, 2, argv, NULL, &r);
         int64_t took = rk_test_now_ms() - t0;
         rk_reply_free(r);
+        if (took > longest) longest = took;
         if (st != sc->want)
             fail_msg("%s (shared %d), call %d: %s (%s), want %s", sc->name, shared, i, rk_strerror(st),
                      rk_last_error(), rk_strerror(sc->want));
@@ -97,8 +99,8 @@ static void run(const scenario *sc, int shared)
             fail_msg("%s (shared %d), call %d: took %lld ms", sc->name, shared, i, (long long)took);
     }
     long long after = peak_rss();
-    printf("%s (shared %d): peak RSS +%lld KiB (bound %zu KiB)\n", sc->name, shared,
-           before >= 0 && after >= 0 ? (after - before) / 1024 : -1, BOUND / 1024);
+    printf("%s (shared %d): peak RSS +%lld KiB (bound %zu KiB), longest call %lld ms\n", sc->name, shared,
+           before >= 0 && after >= 0 ? (after - before) / 1024 : -1, BOUND / 1024, (long long)longest);
     if (before >= 0 && after >= 0 && after - before >= (long long)(2 * BOUND))
         fail_msg("%s (shared %d): peak RSS grew by %lld KiB, bound %zu KiB", sc->name, shared,
                  (after - before) / 1024, BOUND / 1024);
