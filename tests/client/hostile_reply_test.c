@@ -26,6 +26,7 @@
 
 #include <redkit/redkit.h>
 
+#include "client.h" /* rk__client_max_reply */
 #include "support/clock.h"
 #include "support/garbage_server.h"
 #include "support/redis_server.h"
@@ -175,8 +176,10 @@ static void test_real_server_and_cache(void **state)
     assert_int_equal(rk_client_ping(c), RK_OK);
     assert_int_equal(rk_client_circuit(c), RK_CIRCUIT_CLOSED);
 
+    assert_int_equal(rk__client_max_reply(c), RK_MIN_MAX_REPLY_BYTES);
     rk_cache *cache = NULL;
     assert_int_equal(rk_cache_new(c, &(rk_cache_options){.max_value_bytes = 64 << 10}, &cache), RK_OK);
+    assert_true(rk__client_max_reply(c) >= 4 * (64 << 10));
     assert_int_equal(rk_client_command(c, 2, get, NULL, &r), RK_OK);
     assert_int_equal(r->len, sizeof big);
     rk_reply_free(r);
