@@ -119,10 +119,13 @@ typedef struct rk_pubsub_options {
 RK_EXPORT rk_status rk_pubsub_new(rk_client *client, const rk_pubsub_options *opts, rk_pubsub **out);
 
 /*
- * rk_pubsub_free — stop the thread (it returns within about 100 ms, even
- * when Redis does not answer: the thread never blocks on the socket
- * without also watching a wake-up pipe), close the connection, free the
- * handle and drop its reference to the client. No callback runs after
+ * rk_pubsub_free — stop the thread, close the connection, free the handle
+ * and drop its reference to the client. Bounded even when Redis does not
+ * answer: the thread never waits on the socket without also watching a
+ * wake-up pipe, so it stops at once, unless it is in the middle of a
+ * write (at most 500 ms) or of opening a connection (at most the
+ * client's connect_timeout_ms). Must not be called from the handle's own
+ * callback. No callback runs after
  * this returns. NULL is a no-op. In a child after fork(): frees the
  * memory, closing the child's copy of the socket without sending anything.
  */
