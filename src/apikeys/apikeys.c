@@ -507,7 +507,7 @@ static void check_fork(rk_apikeys *ak)
 {
     unsigned seen = atomic_load_explicit(&ak->fork_gen, memory_order_relaxed);
     unsigned now = rk__pubsub_fork_generation();
-    if (!ak->ps || seen == now ||
+    if (seen == now || ak->no_subscribe ||
         !atomic_compare_exchange_strong_explicit(&ak->fork_gen, &seen, now, memory_order_relaxed,
                                                  memory_order_relaxed))
         return;
@@ -609,6 +609,8 @@ rk_status rk_apikeys_new(rk_client *client, const rk_apikeys_options *o, rk_apik
             rk__registry_remove(client, ak->cache);
             ak->cache->fill = fill;
         }
+        ak->no_subscribe = o->no_subscribe;
+        atomic_store_explicit(&ak->fork_gen, rk__pubsub_fork_generation(), memory_order_relaxed);
         if (st == RK_OK && !o->no_subscribe) st = start_subscriber(ak);
     } else {
         ak->client = NULL; /* not registered: _free must not unregister */

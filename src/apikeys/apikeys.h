@@ -133,6 +133,7 @@ struct rk_apikeys {
     rk__local *local;
     rk__apikeys_counters counters;
     struct rk_pubsub *ps;       /* hears the channel; NULL with no_subscribe */
+    bool no_subscribe;
     _Atomic unsigned fork_gen;  /* rk__pubsub_fork_generation() ps was made in */
 };
 
