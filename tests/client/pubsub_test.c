@@ -5,8 +5,8 @@
  * kill and restart and to CLIENT KILL TYPE pubsub (LOST, then
  * RESUBSCRIBED, then messages again), Redis down when the handle is made,
  * free while the server is SIGSTOPped, bad input, fork() (the child's
- * handle is inert, the parent's keeps working), the metrics, and an
- * allocation-failure walk.
+ * handle is inert, the parent's keeps working), the metrics, a burst of
+ * messages and a resubscription over TLS, and an allocation-failure walk.
  *
  * Every wait is bounded (wait_until: a count and a time); assertions are
  * on messages, events and statuses, never on time.
@@ -34,6 +34,7 @@
 #include "support/fail_alloc.h"
 #include "support/fixture.h"
 #include "support/fork_check.h"
+#include "support/pki.h"
 #include "support/redis_server.h"
 
 static rk_test_server *server;
@@ -423,6 +424,56 @@ static void test_fork(void **state)
     rk_pubsub_free(ps);
 }
 
+/* ---- TLS ------------------------------------------------------------------------ */
+
+/* Many messages arrive in few TLS records: those already decrypted inside
+ * OpenSSL must be read without waiting for the socket. */
+static void test_tls(void **state)
+{
+    (void)state;
+    rk_test_pki *pki = rk_test_pki_new();
+    assert_non_null(pki);
+    rk_test_server *ts = rk_test_server_start_opts(&(rk_test_server_options){
+        .tls = &(rk_test_server_tls){.cert_file = pki->server_cert, .key_file = pki->server_key}});
+    assert_non_null(ts);
+    rk_client *tc = rk_test_client_new(&(rk_client_options){
+        .url = rk_test_server_url(ts), .reconnect_base_ms = 10, .reconnect_max_ms = 200,
+        .tls = {.enabled = true, .ca_file = pki->ca_cert}});
+    seen s;
+    seen_init(&s);
+    rk_pubsub *ps = ps_new(tc, &s);
+    assert_int_equal(rk_pubsub_subscribe(ps, "t"), RK_OK);
+    must_sync(ps);
+    enum { BURST = 60 };
+    for (int i = 0; i < BURST; i++) {
+        char payload[16];
+        int n = snprintf(payload, sizeof payload, "m%d", i);
+        long long receivers = 0;
+        assert_int_equal(rk_client_publish(tc, "t", payload, (size_t)n, &receivers), RK_OK);
+        assert_int_equal(receivers, 1);
+    }
+    assert_true(wait_until(count(&s) == BURST, 5000));
+    for (int i = 0; i < BURST; i++) { /* all of them, in order */
+        char want[16];
+        int n = snprintf(want, sizeof want, "m%d", i);
+        assert_int_equal(s.len[i], (size_t)n);
+        assert_memory_equal(s.payload[i], want, (size_t)n);
+    }
+    redisReply *r = rk_test_server_command(ts, "CLIENT KILL TYPE pubsub");
+    assert_non_null(r);
+    freeReplyObject(r);
+    assert_true(wait_until(atomic_load(&s.events[RK_PUBSUB_RESUBSCRIBED]) == 1, 5000));
+    must_sync(ps);
+    long long receivers = 0;
+    assert_int_equal(rk_client_publish(tc, "t", "x", 1, &receivers), RK_OK);
+    assert_int_equal(receivers, 1);
+    assert_true(wait_until(count(&s) == BURST + 1, 5000));
+    rk_pubsub_free(ps);
+    rk_client_free(tc);
+    rk_test_server_stop(ts);
+    rk_test_pki_free(pki);
+}
+
 /* ---- out of memory ---------------------------------------------------------- */
 
 /* Create, subscribe, wait for the confirmation, free, on a client of its
@@ -481,6 +532,7 @@ int main(void)
         cmocka_unit_test_setup(test_server_restart, rk_test_group_flush),
         cmocka_unit_test_setup(test_down_at_creation, rk_test_group_flush),
         cmocka_unit_test_setup(test_free_while_stopped, rk_test_group_flush),
+        cmocka_unit_test_setup(test_tls, rk_test_group_flush),
         cmocka_unit_test_setup(test_out_of_memory, rk_test_group_flush),
     };
     return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
