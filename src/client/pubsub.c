@@ -374,7 +374,6 @@ static bool session(rk_pubsub *ps, rk__conn *conn, bool *ever_live)
     int64_t heard = rk__now_ns(), pinged = 0;
     for (;;) {
         if (stopping(ps)) return live;
-        drain_wake(ps);
         if (flush_changes(ps, conn) != RK_OK) return live;
         rk_reply *m;
         rk_status st = rk__conn_next_push_wake(conn, ps->wake[0], &m, rk__now_ns() + (int64_t)POLL_MS * 1000000);
@@ -398,6 +397,11 @@ static bool session(rk_pubsub *ps, rk__conn *conn, bool *ever_live)
             continue;
         }
         if (st != RK_MISS) return live;
+        /* Woken (or timed out): empty the pipe before the next look at
+         * the table, so that a wish recorded after that look still wakes
+         * the next wait. Only here, not per message: a burst of messages
+         * costs no read() of the pipe. */
+        drain_wake(ps);
         if (pinged && now - pinged > (int64_t)PING_TIMEOUT_MS * 1000000) return live; /* the server went silent */
         if (!pinged && now - heard > (int64_t)PING_EVERY_MS * 1000000) {
             const char *ping[] = {"PING", "redkit-keepalive"};
