@@ -21,9 +21,9 @@
  * client's shared connections), and ONE background thread that reads it.
  * Every callback of a handle runs on that thread, one at a time, in the
  * order Redis sent the messages; a callback that blocks delays the
- * handle's next messages (and, beyond the client's command timeout, may
- * make Redis drop a slow subscriber), so hand long work to a thread of
- * your own.
+ * handle's next messages (and a subscriber that falls far behind is
+ * disconnected by Redis, client-output-buffer-limit pubsub: a LOST
+ * event), so hand long work to a thread of your own.
  *
  * Subscriptions are remembered. When the connection drops (Redis
  * restarted, a network failure, CLIENT KILL, a server that stops
