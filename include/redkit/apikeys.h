@@ -35,9 +35,16 @@
  * Revoke: a tombstone replaces the cached answer in Redis for
  * tombstone_ttl_ms (at least positive_ttl_ms), written so that no verify
  * in flight can overwrite it with a stale "valid" from the database, and
- * an invalidation is published on "<prefix>:<ns>#invalidate" (see
+ * an invalidation is published on "<prefix>:<ns>#invalidate". Every
+ * handle subscribes to that channel (an rk_pubsub of its own: one
+ * connection and one thread per handle, unless no_subscribe) and drops a
+ * revoked key from its process's memory as the message arrives, within
+ * milliseconds. When that subscription is lost, made again, or inherited
+ * by a fork() child (which subscribes anew on its first verify), the
+ * process's answers are demoted: never again served as fresh, still
+ * served as stale (degraded) while Redis cannot answer. See
  * docs/apikeys.md for how long a revoked key can still be accepted, and
- * where).
+ * where.
  *
  * When Redis is unavailable, an answer of this process's cache within its
  * stale window is served, flagged degraded; without one the callback is
@@ -158,6 +165,12 @@ typedef struct rk_apikeys_options {
                                     verifies of the key (in this process and
                                     others, through the Redis lock); default
                                     10000 */
+    bool no_subscribe;           /* do not subscribe to revocations: other
+                                    processes' revocations then reach this
+                                    handle only when its fresh window ends
+                                    (for an ACL user without pub/sub
+                                    rights). Default: subscribed, through
+                                    an rk_pubsub of the handle's own */
 } rk_apikeys_options;
 
 /* What a verify decided. */
@@ -316,6 +329,9 @@ typedef struct rk_apikeys_metrics {
     uint64_t invalidations;   /* invalidations received from other processes */
     uint64_t degraded;        /* verdicts flagged degraded */
     uint64_t errors;          /* verifies with no verdict */
+    uint64_t subscription_losses; /* revocation subscriber lost, or inherited
+                                    by a fork() child: in-process answers
+                                    were demoted to stale */
 } rk_apikeys_metrics;
 
 /* rk_apikeys_metrics_get — copy the counters of keys into *out. No

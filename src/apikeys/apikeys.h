@@ -101,6 +101,11 @@ void rk__local_drop(rk__local *t, const unsigned char d[RK__SHA256_BYTES]);
 /* Forget everything (invalidations may have been missed). */
 void rk__local_flush(rk__local *t);
 
+/* Keep everything, but as stale only: no answer held now is served fresh
+ * again, each may still be served stale (degraded) until its stale
+ * window ends; verifies in flight keep nothing they learned. */
+void rk__local_demote(rk__local *t);
+
 /* Answers held now. */
 size_t rk__local_count(rk__local *t);
 
@@ -108,7 +113,7 @@ size_t rk__local_count(rk__local *t);
 
 typedef struct rk__apikeys_counters {
     _Atomic uint64_t verifies, malformed, process_hits, redis_hits, negative_hits, lookups, lookup_errors,
-        revocations, invalidations, degraded, errors;
+        revocations, invalidations, degraded, errors, subscription_losses;
 } rk__apikeys_counters;
 
 #define RK__AK_COUNT(ak, field) atomic_fetch_add_explicit(&(ak)->counters.field, 1, memory_order_relaxed)
@@ -127,6 +132,9 @@ struct rk_apikeys {
     bool fail_closed;
     rk__local *local;
     rk__apikeys_counters counters;
+    struct rk_pubsub *ps;       /* hears the channel; NULL with no_subscribe */
+    bool no_subscribe;
+    _Atomic unsigned fork_gen;  /* rk__pubsub_fork_generation() ps was made in */
 };
 
 /* An invalidation message from another process (the payload: the hash in
@@ -136,6 +144,15 @@ void rk__apikeys_invalidated(rk_apikeys *ak, const char *payload, size_t len);
 /* The subscription was lost: invalidations may have been missed, so
  * forget every answer. For the subscriber. */
 void rk__apikeys_subscription_lost(rk_apikeys *ak);
+
+/* The subscriber's connection was lost (lost: counted as such), or made
+ * again: answers held may have missed invalidations, so they are demoted
+ * to stale. For the subscriber. */
+void rk__apikeys_subscription_changed(rk_apikeys *ak, bool lost);
+
+/* Tests: wait (at most timeout_ms) until the handle's subscription is
+ * confirmed by Redis (rk_pubsub_sync()). RK_ERR_INVALID with no_subscribe. */
+rk_status rk__apikeys_subscribed(rk_apikeys *ak, int timeout_ms);
 
 /* The registry entry (apikeys_metrics.c). */
 extern const rk__module_ops rk__apikeys_ops;

@@ -1042,6 +1042,12 @@ rk_status rk__client_open_conn(rk_client *c, rk__conn **out)
     return rk__conn_open(&c->conn, rk__now_ns() + (int64_t)c->connect_timeout_ms * 1000000, out);
 }
 
+int rk__client_backoff_ms(const rk_client *c, int attempt, uint64_t rand)
+{
+    /* base_ms and max_ms are set at creation and never change. */
+    return rk__backoff_ms(c->health.base_ms, c->health.max_ms, attempt, rand);
+}
+
 /* ---- What metrics.c reads ---------------------------------------------- */
 
 const struct rk__hist *rk__client_latency(const rk_client *c) { return &c->latency; }

@@ -518,6 +518,11 @@ rk_status rk__conn_command(rk__conn *c, int argc, const char **argv, const size_
 
 rk_status rk__conn_next_push(rk__conn *c, rk_reply **out, int64_t deadline_ns)
 {
+    return rk__conn_next_push_wake(c, -1, out, deadline_ns);
+}
+
+rk_status rk__conn_next_push_wake(rk__conn *c, int wake_fd, rk_reply **out, int64_t deadline_ns)
+{
     *out = NULL;
     if (c->broken) return rk__fail(RK_ERR_UNAVAILABLE, "connection to %s is closed", c->peer);
     void *obj = NULL;
@@ -531,10 +536,11 @@ rk_status rk__conn_next_push(rk__conn *c, rk_reply **out, int64_t deadline_ns)
      * must arrive whole within the deadline like any reply. */
     bool partial = c->reader->pos < c->reader->len;
     if (!partial && !(c->tls && rk__tls_pending(c->tls))) {
-        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        /* A negative wake_fd is ignored by poll(). */
+        struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
         int64_t left_ms = (deadline_ns - rk__now_ns()) / 1000000;
-        int r = poll(&p, 1, left_ms > 0 ? (int)(left_ms < 60000 ? left_ms : 60000) : 0);
-        if (r == 0 || (r < 0 && errno == EINTR)) return RK_MISS;
+        int r = poll(p, 2, left_ms > 0 ? (int)(left_ms < 60000 ? left_ms : 60000) : 0);
+        if (r == 0 || (r < 0 && errno == EINTR) || (r > 0 && !p[0].revents)) return RK_MISS;
         if (r < 0) return mark_broken(c, rk__fail(RK_ERR_SYSTEM, "wait on %s: %s", c->peer, strerror(errno)));
         deadline_ns = rk__now_ns() + PUSH_READ_NS;
     }

@@ -116,6 +116,12 @@ rk_status rk__conn_command(rk__conn *conn, int argc, const char **argv, const si
  * stays usable; any other status is a failure that marks it broken. */
 rk_status rk__conn_next_push(rk__conn *conn, rk_reply **reply, int64_t deadline_ns);
 
+/* rk__conn_next_push() that also returns RK_MISS, at once, when wake_fd
+ * (a pipe's read end; -1 for none) becomes readable: the owner of a
+ * subscribed connection is woken to send, or to stop. The caller drains
+ * wake_fd. */
+rk_status rk__conn_next_push_wake(rk__conn *conn, int wake_fd, rk_reply **reply, int64_t deadline_ns);
+
 /* In a child after fork(): free conn without sending anything on it (no
  * TLS close_notify): the parent's copy of the socket stays in use. */
 void rk__conn_abandon(rk__conn *conn);
