@@ -556,3 +556,30 @@ void rk_apikeys_free(rk_apikeys *ak)
     rk__free(ak->ns);
     rk__free(ak);
 }
+
+/* ---- for verify_limit.c (apikeys.h) -------------------------------------------- */
+
+bool rk__apikeys_parse_answer(const char *v, size_t len, rk__answer *a)
+{
+    return parse_answer(v, len, a);
+}
+
+void rk__apikeys_conclude(rk_apikeys *ak, rk_apikey_result *r, const rk__answer *a, char *owner,
+                          rk_apikey_layer layer, bool degraded)
+{
+    conclude(ak, r, a, owner, layer, degraded);
+}
+
+void rk__apikeys_learned(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], const rk__answer *a,
+                         uint64_t mark)
+{
+    int64_t fresh = fresh_for(ak, a->kind);
+    rk__local_put(ak->local, d, a, rk__now_ns(), fresh > 0 ? fresh * 1000000 : 0,
+                  ak->stale_ms > 0 ? ak->stale_ms * 1000000 : 0, mark);
+}
+
+rk_status rk__apikeys_redis_key(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], struct rk__key *k,
+                                char hex[RK_APIKEYS_HASH_BUF])
+{
+    return redis_key(ak, d, k, hex);
+}

@@ -6,6 +6,7 @@
  *   keyformat.c       key shape, CRC-32 checksum, generator, SHA-256, display
  *   local.c           this process's answers: a bounded table by hash
  *   apikeys.c         handle, verify, revoke
+ *   verify_limit.c    verify + rate limit in one script
  *   apikeys_metrics.c counters, snapshot, Prometheus families
  *
  * Built on an internal raw rk_cache (src/cache/) rather than beside it:
@@ -136,6 +137,30 @@ void rk__apikeys_invalidated(rk_apikeys *ak, const char *payload, size_t len);
 /* The subscription was lost: invalidations may have been missed, so
  * forget every answer. For the subscriber. */
 void rk__apikeys_subscription_lost(rk_apikeys *ak);
+
+/* ---- apikeys.c, for verify_limit.c ------------------------------------------ */
+
+struct rk__key;
+
+/* A cached answer's bytes (NUL-terminated) into *a, owner pointing into
+ * them; false when they are not an apikeys answer. */
+bool rk__apikeys_parse_answer(const char *v, size_t len, rk__answer *a);
+
+/* Fill in r from answer a (verdict, expiry against the wall clock, layer,
+ * counters); owner is the heap buffer holding a's record (or NULL), which
+ * passes to r or is freed. */
+void rk__apikeys_conclude(rk_apikeys *ak, rk_apikey_result *r, const rk__answer *a, char *owner,
+                          rk_apikey_layer layer, bool degraded);
+
+/* Keep answer a, just read from Redis, in this process's memory (fresh
+ * and stale windows as verify does) unless d was dropped since mark. */
+void rk__apikeys_learned(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], const rk__answer *a,
+                         uint64_t mark);
+
+/* The Redis key of digest d ("<prefix>:<ns>:{<hex>}") into k (release it
+ * with rk__key_release), its hex into hex. */
+rk_status rk__apikeys_redis_key(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], struct rk__key *k,
+                                char hex[RK_APIKEYS_HASH_BUF]);
 
 /* The registry entry (apikeys_metrics.c). */
 extern const rk__module_ops rk__apikeys_ops;

@@ -674,6 +674,12 @@ rk_status rk__limiter_begin(rk_limiter *l, const char *key, int op, int64_t cost
     return RK_OK;
 }
 
+void rk__limiter_cancel(rk__limit_call *c)
+{
+    rk__free(c->heap);
+    c->heap = NULL;
+}
+
 rk_status rk__limiter_end(rk__limit_call *c, rk_status st, const rk_reply *r, rk_limit_result *res)
 {
     rk_limiter *l = c->l;

@@ -183,6 +183,9 @@ rk_status rk__limiter_run(rk__limit_call *c, struct rk__script *script, size_t n
  * Returns RK_OK with a decision, or the error (counted). */
 rk_status rk__limiter_end(rk__limit_call *c, rk_status st, const rk_reply *r, rk_limit_result *res);
 
+/* Release a begun c without a decision (nothing is counted). */
+void rk__limiter_cancel(rk__limit_call *c);
+
 /* The deadline of one check (absolute, rk__now_ns() nanoseconds). */
 int64_t rk__limiter_deadline(const rk_limiter *l);
 
