@@ -162,6 +162,11 @@ void rk__apikeys_learned(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES]
 rk_status rk__apikeys_redis_key(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], struct rk__key *k,
                                 char hex[RK_APIKEYS_HASH_BUF]);
 
+/* verify_limit.c's script (for bench/apikeys_bench.c, which runs it
+ * through bare hiredis as the baseline): KEYS the cached answer then the
+ * limiter's keys, ARGV the wall clock in ms then the limiter's ARGV. */
+struct rk__script *rk__apikeys_verify_limit_script(void);
+
 /* The registry entry (apikeys_metrics.c). */
 extern const rk__module_ops rk__apikeys_ops;
 

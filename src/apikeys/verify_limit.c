@@ -54,6 +54,11 @@ static rk__script verify_limit_script = RK__SCRIPT("apikeys verify+limit",
     "for i = 2, #ARGV do a[i - 1] = ARGV[i] end\n"
     "return {v, rl(k, a)}\n");
 
+struct rk__script *rk__apikeys_verify_limit_script(void)
+{
+    return &verify_limit_script;
+}
+
 /* Not on the warm path: verify as rk_apikeys_verify() does, then, for a
  * valid key, the limiter's own check (or, when Redis just failed, its
  * failure policy through c). */
