@@ -139,9 +139,14 @@ typedef struct rk_session_info {
     char id[RK_SESSION_ID_SIZE]; /* the digest's base64url: not a token,
                                     it cannot be used to act as the user */
     int64_t issued_ms;
-    int64_t last_access_ms;
+    int64_t last_access_ms;      /* derived from the key's expiry: expiry −
+                                    the listing handle's idle_ms (in the
+                                    last idle period before the deadline:
+                                    deadline − idle_ms, the earliest it can
+                                    have been); docs/sessions.md */
     int64_t deadline_ms;
-    int64_t expires_ms;
+    int64_t expires_ms;          /* when Redis drops the session (its key's
+                                    expiry) */
 } rk_session_info;
 
 typedef struct rk_session_list {
