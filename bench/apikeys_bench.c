@@ -112,6 +112,24 @@ static void bench_local(rk_client *c)
     rk_apikeys_free(ak);
 }
 
+/* ROUNDS rounds of two contenders (0: hiredis, 1: redkit) taking turns
+ * every BLOCK_OPS requests; each one's median round and its spread. */
+static void measure_pair(bench_step_fn step, void *ctx, size_t ops, bench_result med[2], double spread[2])
+{
+    int64_t *lat[2];
+    bench_alloc_samples(lat, 2, ops);
+    bench_result rounds[ROUNDS][2];
+    for (int round = 0; round < ROUNDS; round++)
+        bench_measure_round(step, ctx, 2, WARMUP_OPS, ops, BLOCK_OPS, (size_t)round, lat, rounds[round]);
+    for (int i = 0; i < 2; i++) {
+        bench_result one[ROUNDS];
+        for (int round = 0; round < ROUNDS; round++) one[round] = rounds[round][i];
+        med[i] = bench_median_round(one, ROUNDS, &spread[i]);
+    }
+    free(lat[0]);
+    free(lat[1]);
+}
+
 /* ---- 2. Redis vs hiredis GET -------------------------------------------- */
 
 typedef struct remote {
@@ -157,18 +175,9 @@ static void bench_remote(rk_client *c, const char *url, size_t ops)
     snprintf(r.rkey, r.rkey_len + 1, "%.*sbench-ak-remote:%s", (int)(at - full), full, user);
     free(full);
 
-    int64_t *lat[2];
-    bench_alloc_samples(lat, 2, ops);
-    bench_result rounds[ROUNDS][2];
-    for (int round = 0; round < ROUNDS; round++)
-        bench_measure_round(remote_step, &r, 2, WARMUP_OPS, ops, BLOCK_OPS, (size_t)round, lat, rounds[round]);
     bench_result med[2];
     double spread[2];
-    for (int i = 0; i < 2; i++) {
-        bench_result one[ROUNDS];
-        for (int round = 0; round < ROUNDS; round++) one[round] = rounds[round][i];
-        med[i] = bench_median_round(one, ROUNDS, &spread[i]);
-    }
+    measure_pair(remote_step, &r, ops, med, spread);
     printf("2. verify from Redis (fresh window off) vs hiredis GET of the same key, %zu requests x %d rounds:\n", ops,
            ROUNDS);
     printf("   hiredis GET    %9.0f ops/s  p50 %6.1f us  p99 %6.1f us  (spread %.0f%%)\n", med[0].per_s,
@@ -176,8 +185,6 @@ static void bench_remote(rk_client *c, const char *url, size_t ops)
     printf("   apikeys verify %9.0f ops/s  p50 %6.1f us  p99 %6.1f us  (spread %.0f%%)\n", med[1].per_s,
            med[1].p50_us, med[1].p99_us, spread[1] * 100);
     printf("   ratio verify/GET: %.3f (median rounds)\n", med[1].per_s / med[0].per_s);
-    free(lat[0]);
-    free(lat[1]);
     redisReply *del = redisCommand(r.h, "DEL %b", r.rkey, r.rkey_len);
     freeReplyObject(del);
     free(r.rkey);
@@ -319,18 +326,9 @@ static void bench_combined(rk_client *cl, const char *url, size_t ops)
     for (size_t i = 0; i < call.nargs; i++) c.argv[a] = call.args[i], c.lens[a++] = call.arglens[i];
     c.argc = a;
 
-    int64_t *lat[2];
-    bench_alloc_samples(lat, 2, ops);
-    bench_result rounds[ROUNDS][2];
-    for (int round = 0; round < ROUNDS; round++)
-        bench_measure_round(combined_step, &c, 2, WARMUP_OPS, ops, BLOCK_OPS, (size_t)round, lat, rounds[round]);
     bench_result med[2];
     double spread[2];
-    for (int i = 0; i < 2; i++) {
-        bench_result one[ROUNDS];
-        for (int round = 0; round < ROUNDS; round++) one[round] = rounds[round][i];
-        med[i] = bench_median_round(one, ROUNDS, &spread[i]);
-    }
+    measure_pair(combined_step, &c, ops, med, spread);
     printf("4. verify_limit (warm key, GCRA) vs hiredis EVALSHA of the same script, %zu requests x %d rounds:\n",
            ops, ROUNDS);
     printf("   hiredis EVALSHA %9.0f ops/s  p50 %6.1f us  p99 %6.1f us  (spread %.0f%%)\n", med[0].per_s,
@@ -338,8 +336,6 @@ static void bench_combined(rk_client *cl, const char *url, size_t ops)
     printf("   verify_limit    %9.0f ops/s  p50 %6.1f us  p99 %6.1f us  (spread %.0f%%)\n", med[1].per_s,
            med[1].p50_us, med[1].p99_us, spread[1] * 100);
     printf("   ratio verify_limit/EVALSHA: %.3f (median rounds)\n", med[1].per_s / med[0].per_s);
-    free(lat[0]);
-    free(lat[1]);
     rk__limiter_cancel(&call);
     rk_limiter_reset(c.lim, hash);
     rk_apikeys_forget(c.ak, key);
