@@ -5,8 +5,9 @@
  *
  * A limiter keeps no configuration in Redis (the limits travel with every
  * call), so the operator names the limits as the service defines them:
- * NAME:ALGORITHM:LIMIT:PERIOD_MS[:BURST], once per limit (plus ns=NS and
- * cost=N); the key of each limit is "<prefix>:<ns>:{KEY}:<NAME>". Only
+ * NAME:ALGORITHM:LIMIT:PERIOD_MS[:BURST], once per limit (plus cost=N, and
+ * the namespace as the global --ns NS or as ns=NS); the key of each limit
+ * is "<prefix>:<ns>:{KEY}:<NAME>". Only
  * counts and times are printed, never anything else about the key.
  */
 #include <errno.h>
