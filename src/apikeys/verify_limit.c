@@ -59,6 +59,13 @@ struct rk__script *rk__apikeys_verify_limit_script(void)
     return &verify_limit_script;
 }
 
+/* A call with no verdict (or no decision), counted as verify counts it. */
+static rk_status failed(rk_apikeys *ak, rk_status st)
+{
+    RK__AK_COUNT(ak, errors);
+    return st;
+}
+
 /* Not on the warm path: verify as rk_apikeys_verify() does, then, for a
  * valid key, the limiter's own check (or, when Redis just failed, its
  * failure policy through c). */
@@ -92,13 +99,13 @@ rk_status rk_apikeys_verify_limit(rk_apikeys *ak, rk_limiter *lim, const char *k
         return RK_OK;
     }
     unsigned char d[RK__SHA256_BYTES];
-    if (!rk__sha256(key, len, d)) return rk__fail(RK_ERR_SYSTEM, "apikeys: SHA-256 unavailable");
+    if (!rk__sha256(key, len, d)) return failed(ak, rk__fail(RK_ERR_SYSTEM, "apikeys: SHA-256 unavailable"));
 
     /* This process knows the key is not to be served: no Redis call. */
     rk__answer a;
     if (ak->fresh_ms > 0) {
         int got = rk__local_get(ak->local, d, rk__now_ns(), false, &a);
-        if (got < 0) return rk__fail(RK_ERR_NOMEM, "apikeys: out of memory");
+        if (got < 0) return failed(ak, rk__fail(RK_ERR_NOMEM, "apikeys: out of memory"));
         if (got == 1 && (a.kind != 'V' || (a.expires_at_ms && a.expires_at_ms <= rk__wall_ms()))) {
             RK__AK_COUNT(ak, verifies);
             rk__apikeys_conclude(ak, r, &a, (char *)a.owner, RK_APIKEY_LAYER_PROCESS, false);
@@ -111,12 +118,12 @@ rk_status rk_apikeys_verify_limit(rk_apikeys *ak, rk_limiter *lim, const char *k
     rk__key k;
     char hex[RK_APIKEYS_HASH_BUF];
     rk_status st = rk__apikeys_redis_key(ak, d, &k, hex);
-    if (st != RK_OK) return st;
+    if (st != RK_OK) return failed(ak, st);
     rk__limit_call c;
     st = rk__limiter_begin(lim, hex, RK__OP_CHECK, cost, NULL, dec, &c);
     if (st != RK_OK) {
         rk__key_release(&k);
-        return st;
+        return failed(ak, st);
     }
     if (c.answered) { /* refused by the block cache: nothing to consume */
         rk__key_release(&k);
@@ -136,7 +143,7 @@ rk_status rk_apikeys_verify_limit(rk_apikeys *ak, rk_limiter *lim, const char *k
     rk__key_release(&k);
     if (st == RK_ERR_NOMEM || st == RK_ERR_INVALID) {
         rk__limiter_cancel(&c);
-        return st;
+        return failed(ak, st);
     }
     if (st != RK_OK) /* Redis did not answer: verify's degraded paths, the limiter's policy */
         return slow_path(ak, lim, key, hex, cost, &c, st, r, dec);
@@ -144,7 +151,7 @@ rk_status rk_apikeys_verify_limit(rk_apikeys *ak, rk_limiter *lim, const char *k
         (rep->element[0]->type != RK_REPLY_NIL && rep->element[0]->type != RK_REPLY_STRING)) {
         rk_reply_free(rep);
         rk__limiter_cancel(&c);
-        return rk__fail(RK_ERR_PROTOCOL, "apikeys verify+limit: unexpected reply shape");
+        return failed(ak, rk__fail(RK_ERR_PROTOCOL, "apikeys verify+limit: unexpected reply shape"));
     }
     if (rep->element[0]->type == RK_REPLY_NIL) { /* not cached in Redis yet */
         rk_reply_free(rep);
@@ -156,7 +163,7 @@ rk_status rk_apikeys_verify_limit(rk_apikeys *ak, rk_limiter *lim, const char *k
     if (!buf) {
         rk_reply_free(rep);
         rk__limiter_cancel(&c);
-        return rk__fail(RK_ERR_NOMEM, "apikeys: out of memory");
+        return failed(ak, rk__fail(RK_ERR_NOMEM, "apikeys: out of memory"));
     }
     memcpy(buf, v->str, v->len);
     buf[v->len] = '\0';
@@ -164,8 +171,8 @@ rk_status rk_apikeys_verify_limit(rk_apikeys *ak, rk_limiter *lim, const char *k
         rk__free(buf);
         rk_reply_free(rep);
         rk__limiter_cancel(&c);
-        return rk__fail(RK_ERR_TYPE, "apikeys: the value cached under the key's hash is not an apikeys answer "
-                                     "(written by something else)");
+        return failed(ak, rk__fail(RK_ERR_TYPE, "apikeys: the value cached under the key's hash is not an "
+                                                 "apikeys answer (written by something else)"));
     }
     if (rep->elements == 2) {
         st = rk__limiter_end(&c, RK_OK, rep->element[1], dec);
@@ -175,7 +182,7 @@ rk_status rk_apikeys_verify_limit(rk_apikeys *ak, rk_limiter *lim, const char *k
     rk_reply_free(rep);
     if (st != RK_OK) {
         rk__free(buf);
-        return st;
+        return failed(ak, st);
     }
     RK__AK_COUNT(ak, verifies);
     rk__apikeys_learned(ak, d, &a, mark);
