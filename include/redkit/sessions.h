@@ -91,7 +91,7 @@ typedef struct rk_sessions_options {
                                  and the caller regenerates; 0 = never */
     size_t max_attrs;         /* most attributes per session; default 64 */
     size_t max_bytes;         /* largest stored session (attributes, user
-                                 and 15 bytes of metadata); default 64 KiB,
+                                 and 10 bytes of metadata); default 64 KiB,
                                  at most RK_SESSIONS_MAX_BYTES_LIMIT */
     size_t max_list;          /* most sessions rk_sessions_list and
                                  rk_sessions_destroy_user handle per user;

@@ -366,8 +366,9 @@ echo "$passed passed, $failed failed"
 
 # ---- Sessions: list, revoke-user, count --------------------------------------
 # Sessions are planted with redis-cli in the documented layout
-# (docs/sessions.md): the value's 15-byte header and MessagePack user and
-# attributes, under "sess:{<id>}", and the user's index "sess#u:<user>".
+# (docs/sessions.md) — format 1, which is still read: the value's 15-byte
+# header, then MessagePack user and attributes — under "sess:{<id>}", and
+# the user's index "sess#u:<user>".
 # The tool shows ids and times only: it has no token to show.
 sess_plant() { # sess_plant ID USER [NAMESPACE]
     local ns=${3:-sess}
