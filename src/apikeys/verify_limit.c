@@ -145,8 +145,20 @@ rk_status rk_apikeys_verify_limit(rk_apikeys *ak, rk_limiter *lim, const char *k
         rk__limiter_cancel(&c);
         return failed(ak, st);
     }
-    if (st != RK_OK) /* Redis did not answer: verify's degraded paths, the limiter's policy */
-        return slow_path(ak, lim, key, hex, cost, &c, st, r, dec);
+    if (st != RK_OK) {
+        /* Redis did not answer within the limiter's deadline. A key this
+         * process knows (fresh or stale window) is answered from memory,
+         * degraded, without waiting on Redis a second time; else verify's
+         * own degraded paths. Then the limiter's failure policy. */
+        int got = rk__local_get(ak->local, d, rk__now_ns(), true, &a);
+        if (got <= 0) return slow_path(ak, lim, key, hex, cost, &c, st, r, dec);
+        RK__AK_COUNT(ak, verifies);
+        rk__apikeys_conclude(ak, r, &a, (char *)a.owner, RK_APIKEY_LAYER_PROCESS, true);
+        if (r->verdict == RK_APIKEY_VALID) return rk__limiter_end(&c, st, NULL, dec);
+        rk__limiter_cancel(&c);
+        memset(dec, 0, sizeof *dec);
+        return RK_OK;
+    }
     if (rep->type != RK_REPLY_ARRAY || rep->elements < 1 || rep->elements > 2 ||
         (rep->element[0]->type != RK_REPLY_NIL && rep->element[0]->type != RK_REPLY_STRING)) {
         rk_reply_free(rep);

@@ -324,11 +324,15 @@ static void test_redis_killed(void **state)
     assert_true(rk_test_server_signal(s, SIGKILL));
 
     rk_apikey_result r;
+    int calls = atomic_load(&d.calls);
     assert_int_equal(vl(ak, closed, key, &dec, &r), RK_APIKEY_VALID);
     assert_false(dec.allowed);
     assert_int_equal(dec.path, RK_LIMIT_PATH_FAIL_CLOSED);
     assert_int_not_equal(dec.redis_status, RK_OK);
     assert_true(r.degraded);
+    assert_int_equal(r.layer, RK_APIKEY_LAYER_PROCESS); /* this process's stale answer */
+    assert_string_equal(r.owner, "owner");
+    assert_int_equal(atomic_load(&d.calls), calls);     /* the database was not asked */
     rk_apikeys_result_clear(&r);
 
     assert_int_equal(vl(ak, open, key, &dec, &r), RK_APIKEY_VALID);
