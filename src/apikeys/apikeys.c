@@ -49,7 +49,6 @@
 
 #define HDR 9 /* 'V' + 8-byte expiry */
 
-static void check_fork(rk_apikeys *ak); /* the subscriber after fork() (below) */
 
 /* Store a computed answer unless the key holds a tombstone, which is then
  * returned (and served) instead. The key arrives in KEYS. */
@@ -251,7 +250,7 @@ rk_status rk_apikeys_verify(rk_apikeys *ak, const char *key, rk_apikey_result *r
     if (!rk__sha256(key, len, d)) return no_verdict(ak, rk__fail(RK_ERR_SYSTEM, "apikeys: SHA-256 unavailable"));
 
     rk__answer a;
-    check_fork(ak);
+    rk__apikeys_check_fork(ak);
     if (ak->fresh_ms > 0) {
         int got = rk__local_get(ak->local, d, rk__now_ns(), false, &a);
         if (got < 0) return no_verdict(ak, rk__fail(RK_ERR_NOMEM, "apikeys: out of memory"));
@@ -503,7 +502,7 @@ static rk_status start_subscriber(rk_apikeys *ak)
  * inert (pubsub.h), so answers held are demoted and a new one is made.
  * One thread wins the exchange and does it; the others go on (with
  * answers that are at worst demoted a moment later). */
-static void check_fork(rk_apikeys *ak)
+void rk__apikeys_check_fork(rk_apikeys *ak)
 {
     unsigned seen = atomic_load_explicit(&ak->fork_gen, memory_order_relaxed);
     unsigned now = rk__pubsub_fork_generation();
@@ -521,7 +520,7 @@ static void check_fork(rk_apikeys *ak)
 
 rk_status rk__apikeys_subscribed(rk_apikeys *ak, int timeout_ms)
 {
-    check_fork(ak);
+    rk__apikeys_check_fork(ak);
     if (!ak->ps) return rk__fail(RK_ERR_INVALID, "apikeys: no subscriber");
     return rk_pubsub_sync(ak->ps, timeout_ms);
 }
@@ -636,4 +635,31 @@ void rk_apikeys_free(rk_apikeys *ak)
     rk__free(ak->key_prefix);
     rk__free(ak->ns);
     rk__free(ak);
+}
+
+/* ---- for verify_limit.c (apikeys.h) -------------------------------------------- */
+
+bool rk__apikeys_parse_answer(const char *v, size_t len, rk__answer *a)
+{
+    return parse_answer(v, len, a);
+}
+
+void rk__apikeys_conclude(rk_apikeys *ak, rk_apikey_result *r, const rk__answer *a, char *owner,
+                          rk_apikey_layer layer, bool degraded)
+{
+    conclude(ak, r, a, owner, layer, degraded);
+}
+
+void rk__apikeys_learned(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], const rk__answer *a,
+                         uint64_t mark)
+{
+    int64_t fresh = fresh_for(ak, a->kind);
+    rk__local_put(ak->local, d, a, rk__now_ns(), fresh > 0 ? fresh * 1000000 : 0,
+                  ak->stale_ms > 0 ? ak->stale_ms * 1000000 : 0, mark);
+}
+
+rk_status rk__apikeys_redis_key(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], struct rk__key *k,
+                                char hex[RK_APIKEYS_HASH_BUF])
+{
+    return redis_key(ak, d, k, hex);
 }
