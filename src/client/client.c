@@ -700,7 +700,12 @@ static rk__conn *give_back(rk_client *c, rk__conn *conn, rk_status st, bool prob
     c->stats.disconnects++;
     rk__events_add(ev, RK_EVENT_DISCONNECTED, st, c->health.attempt, 0, "connection closed: %s", detail);
     uint64_t closed = c->health.closed;
-    if (failed || probe) rk__health_request_done(&c->health, rk__now_ns(), st, failed, probe, ev);
+    int64_t now = rk__now_ns();
+    /* The breaker counts events, not calls or connections: every
+     * connection open when a counted failure happened fails with it (a
+     * server-side kill, a restart) and is not counted again. */
+    bool counted = failed && (probe || rk__health_new_failure(&c->health, now, rk__conn_opened(conn)));
+    if (counted || probe) rk__health_request_done(&c->health, now, st, counted, probe, ev);
     if (c->health.closed != closed) c->stats.reconnects++;
     if ((failed && st == RK_ERR_UNAVAILABLE) || c->health.circuit == RK_CIRCUIT_OPEN) drain_idle(c);
     pthread_cond_signal(&c->freed);

@@ -91,6 +91,7 @@ struct rk__conn {
     bool broken;
     bool malformed; /* the reply functions refused the stream (reply.h) */
     int64_t last_used_ns;
+    int64_t opened_ns; /* when the handshake completed */
     redisReader *reader;
     char peer[96]; /* "host:port" or the socket path, for messages */
 };
@@ -545,6 +546,8 @@ bool rk__conn_broken(const rk__conn *c) { return c->broken; }
 
 int64_t rk__conn_last_used(const rk__conn *c) { return c->last_used_ns; }
 
+int64_t rk__conn_opened(const rk__conn *c) { return c->opened_ns; }
+
 const char *rk__conn_peer(const rk__conn *c) { return c->peer; }
 
 bool rk__conn_peer_gone(rk__conn *c)
@@ -826,7 +829,7 @@ rk_status rk__conn_open(const rk__conn_config *cfg, int64_t deadline_ns, rk__con
         rk__conn_close(c);
         return st;
     }
-    c->last_used_ns = rk__now_ns();
+    c->opened_ns = c->last_used_ns = rk__now_ns();
     *out = c;
     return RK_OK;
 }

@@ -132,6 +132,9 @@ bool rk__conn_broken(const rk__conn *conn);
 /* When the connection last completed a request (or was opened). */
 int64_t rk__conn_last_used(const rk__conn *conn);
 
+/* When the connection was opened (its handshake completed). */
+int64_t rk__conn_opened(const rk__conn *conn);
+
 /* Without blocking: has the peer closed or reset the connection, or sent
  * something unasked (a RESP2 server never does)? One poll(); over TLS, if
  * the socket is readable, one non-blocking SSL_peek that consumes only
