@@ -15,6 +15,7 @@
  * a reconnect costs only the handshake.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -60,6 +61,7 @@ struct rk_client {
     int n_lanes;                   /* 0: every call leases a connection */
     _Atomic unsigned next_lane;
     _Atomic bool health_dirty;     /* failures counted, or the circuit not closed */
+    _Atomic int64_t connect_after_ns; /* no new connection before this (reconnecting; 0: any time) */
     _Atomic uint64_t lane_requests;/* requests completed on lanes (stats.requests) */
     struct rk_client *fork_next;   /* the list of live clients, for fork() */
     _Atomic unsigned warned;       /* metrics: warnings given (warn_once) */
@@ -507,6 +509,9 @@ static void mirror_health(rk_client *c)
 {
     atomic_store_explicit(&c->health_dirty, c->health.failures > 0 || c->health.circuit != RK_CIRCUIT_CLOSED,
                           memory_order_relaxed);
+    const rk__health *h = &c->health;
+    atomic_store_explicit(&c->connect_after_ns, h->attempt == 0 ? 0 : h->probing ? INT64_MAX : h->retry_at_ns,
+                          memory_order_relaxed);
 }
 
 static const char ping_cmd[] = "*1\r\n$4\r\nPING\r\n";
@@ -636,14 +641,26 @@ rk_status rk__pool_acquire(rk_client *c, rk__call *k, rk__conn **out)
             break;
         }
         int64_t until = k->deadline_ns;
+        /* An exclusive lease that may not open a connection now, while
+         * others are open (borrowed by other calls, or a lane's), waits
+         * for one of them until its deadline rather than failing: a
+         * working connection that frees up in time beats a new one the
+         * reconnect schedule holds back. (A lane's call never gets a
+         * lane's connection back through the pool: it tries another lane,
+         * mux.c.) */
+        bool wait_for_open = false;
         if (c->n_open < c->pool_size) {
             gate = rk__health_may_connect(&c->health, now, k->deadline_ns, k->probe, &until);
             if (gate == RK__FAIL) {
-                st = fast_fail(c);
-                break;
-            }
-            if (gate != RK__WAIT) {
+                if (!k->exclusive || c->n_open == 0) {
+                    st = fast_fail(c);
+                    break;
+                }
+                wait_for_open = true;
+                until = k->deadline_ns;
+            } else if (gate != RK__WAIT) {
                 c->n_open++;
+                mirror_health(c); /* lanes see the attempt in flight */
                 st = open_slot(c, k, gate == RK__PROBE, out);
                 if (st == RK_OK) {
                     mirror_health(c);
@@ -651,10 +668,12 @@ rk_status rk__pool_acquire(rk_client *c, rk__call *k, rk__conn **out)
                     deliver(c, &k->ev);
                     return RK_OK;
                 }
-                break;
+                if (!k->exclusive || k->probe || c->n_open == 0) break;
+                st = RK_OK; /* wait for one of the open ones instead */
+                continue;
             }
         }
-        if (c->n_open >= c->pool_size && k->exclusive) {
+        if ((c->n_open >= c->pool_size || wait_for_open) && k->exclusive) {
             rk__conn *conn = take_from_lanes(c);
             if (conn) {
                 pthread_mutex_unlock(&c->lock);
@@ -773,12 +792,14 @@ static rk_status gate(rk_client *c, rk__call *k)
 }
 
 /* The lane for a call: the least loaded, the first on a tie, so that a
- * lone caller always finds the same (warm) connection. */
-static rk__lane *pick_lane(rk_client *c)
+ * lone caller always finds the same (warm) connection. With up_only, only
+ * a lane that has a connection (NULL if none has). */
+static rk__lane *pick_lane(rk_client *c, bool up_only)
 {
-    rk__lane *best = &c->lanes[0];
-    int load = atomic_load_explicit(&best->load, memory_order_relaxed);
-    for (int i = 1; i < c->n_lanes && load > 0; i++) {
+    rk__lane *best = NULL;
+    int load = INT_MAX;
+    for (int i = 0; i < c->n_lanes && load > 0; i++) {
+        if (up_only && !rk__lane_up(&c->lanes[i])) continue;
         int l = atomic_load_explicit(&c->lanes[i].load, memory_order_relaxed);
         if (l < load) {
             best = &c->lanes[i];
@@ -786,6 +807,26 @@ static rk__lane *pick_lane(rk_client *c)
         }
     }
     return best;
+}
+
+/* A call on a lane. While the reconnect schedule holds new connections
+ * back, a lane without one could only fail the call fast (or make it wait
+ * for an attempt that is likely to fail too): lanes that have a working
+ * connection are preferred, and a call that could not get a connection
+ * on its lane, before anything was sent, tries once more on a working
+ * one within its deadline. */
+static rk_status lane_request(rk_client *c, rk__call *k, const char *cmd, size_t len, size_t n, rk_reply **replies)
+{
+    bool held_back = k->start_ns < atomic_load_explicit(&c->connect_after_ns, memory_order_relaxed);
+    rk__lane *lane = held_back ? pick_lane(c, true) : NULL;
+    if (!lane) lane = pick_lane(c, false);
+    k->unsent = false;
+    rk_status st = rk__lane_call(c, lane, k, cmd, len, n, replies);
+    if (st == RK_OK || !k->unsent || k->probe || rk__now_ns() >= k->deadline_ns) return st;
+    rk__lane *other = pick_lane(c, true);
+    if (!other || other == lane) return st;
+    k->unsent = false;
+    return rk__lane_call(c, other, k, cmd, len, n, replies);
 }
 
 /* Run already-encoded commands: on a shared connection (a lane), or, when
@@ -804,7 +845,7 @@ static rk_status request(rk_client *c, rk__call *k, const char *cmd, size_t len,
     rk_status st;
     if (!exclusive && c->n_lanes > 0) {
         if (atomic_load_explicit(&c->health_dirty, memory_order_relaxed) && (st = gate(c, k)) != RK_OK) return st;
-        st = rk__lane_call(c, pick_lane(c), k, cmd, len, n, replies);
+        st = lane_request(c, k, cmd, len, n, replies);
         rk__hist_record(&c->latency, rk__now_ns() - started);
     } else {
         rk__conn *conn;

@@ -178,6 +178,16 @@ rk_status rk__lane_init(rk__lane *l)
     return st;
 }
 
+/* Every change of l->conn goes through here (lock held), so that
+ * callers picking a lane without the lock see whether it has one. */
+static void set_conn(rk__lane *l, rk__conn *conn)
+{
+    l->conn = conn;
+    atomic_store_explicit(&l->up, conn != NULL, memory_order_relaxed);
+}
+
+bool rk__lane_up(rk__lane *l) { return atomic_load_explicit(&l->up, memory_order_relaxed); }
+
 static void free_tombs(rk__lane *l)
 {
     for (rk__slot *s = l->head, *next; s; s = next) {
@@ -191,7 +201,7 @@ void rk__lane_destroy(rk__lane *l)
 {
     free_tombs(l);
     rk__conn_close(l->conn);
-    l->conn = NULL;
+    set_conn(l, NULL);
     rk__free(l->out);
     rk__free(l->spare);
     pthread_mutex_destroy(&l->lock);
@@ -208,7 +218,7 @@ void rk__lane_after_fork(rk__lane *l)
     }
     l->head = l->tail = NULL;
     rk__conn_abandon(l->conn);
-    l->conn = NULL;
+    set_conn(l, NULL);
     l->connecting = l->driving = false;
     l->out_len = 0;
     atomic_store_explicit(&l->load, 0, memory_order_relaxed);
@@ -278,7 +288,7 @@ static rk__conn *kill_lane(rk__lane *l, rk_status st)
     l->out_len = 0;
     rk__conn *conn = l->conn;
     if (conn) rk__conn_set_broken(conn);
-    l->conn = NULL;
+    set_conn(l, NULL);
     return conn;
 }
 
@@ -447,7 +457,7 @@ rk__conn *rk__lane_take_idle(rk__lane *l)
     rk__conn *conn = NULL;
     if (l->conn && !l->head && !l->driving && !l->connecting && !l->out_len) {
         conn = l->conn;
-        l->conn = NULL;
+        set_conn(l, NULL);
     }
     pthread_mutex_unlock(&l->lock);
     return conn;
@@ -480,7 +490,7 @@ rk_status rk__lane_call(rk_client *c, rk__lane *l, rk__call *k, const char *cmd,
          * with the lock released and the others waiting. */
         l->connecting = true;
         rk__conn *conn = l->conn;
-        l->conn = NULL;
+        set_conn(l, NULL);
         pthread_mutex_unlock(&l->lock);
         rk_status st = RK_OK;
         if (conn && !rk__pool_check(c, conn, k->deadline_ns)) conn = NULL; /* closed and counted */
@@ -491,9 +501,10 @@ rk_status rk__lane_call(rk_client *c, rk__lane *l, rk__call *k, const char *cmd,
         pthread_cond_broadcast(&l->ready);
         if (st != RK_OK) {
             pthread_mutex_unlock(&l->lock);
+            k->unsent = true;
             return st;
         }
-        l->conn = conn;
+        set_conn(l, conn);
         opened = true;
         break;
     }
