@@ -479,14 +479,15 @@ static void deliver(rk_client *c, rk__events *ev)
 
 /* ---- The pool ---------------------------------------------------------- */
 
-/* Close every idle connection (lock held). Used when the server has gone:
- * the idle ones are most likely dead too, and a read retried on one of
- * them would fail again. */
+/* Condemn every idle connection (lock held). Used when the server has
+ * gone: the idle ones are most likely dead too, and a read retried on one
+ * of them would fail again. They are only marked broken here: closing
+ * (TLS teardown, close()) can take a while and must not happen under the
+ * pool lock, so the next caller to pop one closes it after releasing the
+ * lock (rk__pool_acquire). */
 static void drain_idle(rk_client *c)
 {
-    for (int i = 0; i < c->n_idle; i++) rk__conn_close(c->idle[i]);
-    c->n_open -= c->n_idle;
-    c->n_idle = 0;
+    for (int i = 0; i < c->n_idle; i++) rk__conn_set_broken(c->idle[i]);
 }
 
 /* Count how a call ended (lock held). */
@@ -583,7 +584,13 @@ static rk_status open_slot(rk_client *c, rk__call *k, bool conn_probe, rk__conn 
         c->n_open--;
         c->stats.connect_failures++;
         count(c, st);
-        rk__health_connect_failed(&c->health, rk__now_ns(), st, probe, &k->ev);
+        /* Attempts made at the same time (a pool filling up at start, a
+         * server refusing all of them) are one event for the breaker, as
+         * connections dropped together are (give_back): one started
+         * before the last counted failure is not counted again. */
+        int64_t now = rk__now_ns();
+        if (probe || !rk__transport_failure(st) || rk__health_new_failure(&c->health, now, started))
+            rk__health_connect_failed(&c->health, now, st, probe, &k->ev);
         if (c->health.circuit == RK_CIRCUIT_OPEN) drain_idle(c);
     } else {
         c->stats.connects++;
@@ -620,7 +627,7 @@ rk_status rk__pool_acquire(rk_client *c, rk__call *k, rk__conn **out)
             rk__conn *conn = c->idle[--c->n_idle];
             mirror_health(c); /* reads the breaker: under the lock */
             pthread_mutex_unlock(&c->lock);
-            if (still_alive(c, conn, k->deadline_ns)) {
+            if (!rk__conn_broken(conn) && still_alive(c, conn, k->deadline_ns)) {
                 k->reused = true;
                 *out = conn;
                 deliver(c, &k->ev);
