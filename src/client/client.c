@@ -602,6 +602,7 @@ static rk_status open_slot(rk_client *c, rk__call *k, bool conn_probe, rk__conn 
         k->deadline_ns += connected - started;
         k->dead_ns += connected - started;
     }
+    mirror_health(c); /* the attempt is over: lanes may try again when due */
     pthread_cond_broadcast(&c->freed); /* waiters for the one attempt */
     return st;
 }
