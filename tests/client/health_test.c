@@ -206,6 +206,24 @@ static void test_one_event_one_failure(void **state)
     assert_true(rk__health_new_failure(&h, 500 * MS, 0));
 }
 
+/* Connect attempts made together (a pool filling up against a server at
+ * maxclients) are one event too: only the first failure counts, as the
+ * client's open_slot() asks with each attempt's start time. */
+static void test_concurrent_connect_attempts_one_event(void **state)
+{
+    (void)state;
+    rk__health h;
+    rk__health_init(&h, 10, 100, 5, 5);
+    rk__events ev = {0};
+    /* Eight attempts started at 0..7 ms, refused at 10..17 ms. */
+    for (int i = 0; i < 8; i++)
+        if (rk__health_new_failure(&h, (10 + i) * MS, i * MS))
+            rk__health_connect_failed(&h, (10 + i) * MS, RK_ERR_UNAVAILABLE, false, &ev);
+    assert_int_equal(h.failures, 1);
+    assert_int_equal(h.attempt, 1);
+    assert_int_equal(h.circuit, RK_CIRCUIT_CLOSED);
+}
+
 /* Repeated kills, each after fresh connections served a request: the
  * count never builds up, the breaker stays closed. */
 static void test_kills_between_successes_keep_it_closed(void **state)
@@ -236,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_failed_connects_open_the_circuit),
         cmocka_unit_test(test_breaker_disabled),
         cmocka_unit_test(test_one_event_one_failure),
+        cmocka_unit_test(test_concurrent_connect_attempts_one_event),
         cmocka_unit_test(test_kills_between_successes_keep_it_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
