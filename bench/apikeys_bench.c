@@ -7,7 +7,10 @@
  *     hiredis GET of the same Redis key, measured in the same run, the two
  *     taking turns every BLOCK_OPS requests (target ratio: >= 0.95);
  *  3. lookups under load: 16 threads x 1000 verifies over 100 cold keys,
- *     the lookup taking 2 ms; the count of lookup callbacks (must be 100).
+ *     the lookup taking 2 ms; the count of lookup callbacks (must be 100);
+ *  4. rk_apikeys_verify_limit() on a warm key (a GCRA limit so large that
+ *     every check is allowed and writes) against hiredis EVALSHA of the
+ *     same script with the same KEYS and ARGV, taking turns as in 2.
  *
  * Run: REDIS_URL=redis://127.0.0.1:6379 ./apikeys_bench [OPS]
  * (make bench starts a private server). OPS, the timed requests per
@@ -33,6 +36,10 @@
 #define BENCH_NAME "apikeys_bench"
 #include "bench_support.h"
 #include "measure.h"
+
+#include "apikeys.h"   /* src/: rk__apikeys_verify_limit_script */
+#include "ratelimit.h" /* src/: the limiter's KEYS and ARGV of a check */
+#include "script.h"
 
 #define DEFAULT_OPS 20000
 #define WARMUP_OPS 1000
@@ -105,6 +112,24 @@ static void bench_local(rk_client *c)
     rk_apikeys_free(ak);
 }
 
+/* ROUNDS rounds of two contenders (0: hiredis, 1: redkit) taking turns
+ * every BLOCK_OPS requests; each one's median round and its spread. */
+static void measure_pair(bench_step_fn step, void *ctx, size_t ops, bench_result med[2], double spread[2])
+{
+    int64_t *lat[2];
+    bench_alloc_samples(lat, 2, ops);
+    bench_result rounds[ROUNDS][2];
+    for (int round = 0; round < ROUNDS; round++)
+        bench_measure_round(step, ctx, 2, WARMUP_OPS, ops, BLOCK_OPS, (size_t)round, lat, rounds[round]);
+    for (int i = 0; i < 2; i++) {
+        bench_result one[ROUNDS];
+        for (int round = 0; round < ROUNDS; round++) one[round] = rounds[round][i];
+        med[i] = bench_median_round(one, ROUNDS, &spread[i]);
+    }
+    free(lat[0]);
+    free(lat[1]);
+}
+
 /* ---- 2. Redis vs hiredis GET -------------------------------------------- */
 
 typedef struct remote {
@@ -150,18 +175,9 @@ static void bench_remote(rk_client *c, const char *url, size_t ops)
     snprintf(r.rkey, r.rkey_len + 1, "%.*sbench-ak-remote:%s", (int)(at - full), full, user);
     free(full);
 
-    int64_t *lat[2];
-    bench_alloc_samples(lat, 2, ops);
-    bench_result rounds[ROUNDS][2];
-    for (int round = 0; round < ROUNDS; round++)
-        bench_measure_round(remote_step, &r, 2, WARMUP_OPS, ops, BLOCK_OPS, (size_t)round, lat, rounds[round]);
     bench_result med[2];
     double spread[2];
-    for (int i = 0; i < 2; i++) {
-        bench_result one[ROUNDS];
-        for (int round = 0; round < ROUNDS; round++) one[round] = rounds[round][i];
-        med[i] = bench_median_round(one, ROUNDS, &spread[i]);
-    }
+    measure_pair(remote_step, &r, ops, med, spread);
     printf("2. verify from Redis (fresh window off) vs hiredis GET of the same key, %zu requests x %d rounds:\n", ops,
            ROUNDS);
     printf("   hiredis GET    %9.0f ops/s  p50 %6.1f us  p99 %6.1f us  (spread %.0f%%)\n", med[0].per_s,
@@ -169,8 +185,6 @@ static void bench_remote(rk_client *c, const char *url, size_t ops)
     printf("   apikeys verify %9.0f ops/s  p50 %6.1f us  p99 %6.1f us  (spread %.0f%%)\n", med[1].per_s,
            med[1].p50_us, med[1].p99_us, spread[1] * 100);
     printf("   ratio verify/GET: %.3f (median rounds)\n", med[1].per_s / med[0].per_s);
-    free(lat[0]);
-    free(lat[1]);
     redisReply *del = redisCommand(r.h, "DEL %b", r.rkey, r.rkey_len);
     freeReplyObject(del);
     free(r.rkey);
@@ -237,6 +251,99 @@ static void bench_load(rk_client *c)
     rk_apikeys_free(ak);
 }
 
+/* ---- 4. verify + limit vs hiredis EVALSHA of the same script -------------- */
+
+typedef struct combined {
+    rk_apikeys *ak;
+    rk_limiter *lim;
+    const char *key;
+    redisContext *h;
+    int argc;
+    const char *argv[8 + RK__LIMIT_MAX_ARGS];
+    size_t lens[8 + RK__LIMIT_MAX_ARGS];
+} combined;
+
+static int combined_step(void *ctx, size_t impl, size_t n)
+{
+    (void)n;
+    combined *c = ctx;
+    if (impl == 1) {
+        rk_apikey_result r;
+        rk_limit_result d;
+        rk_status st = rk_apikeys_verify_limit(c->ak, c->lim, c->key, 1, &r, &d);
+        int ok = st == RK_OK && r.verdict == RK_APIKEY_VALID && d.allowed && d.path == RK_LIMIT_PATH_REDIS;
+        if (!ok) fprintf(stderr, "apikeys_bench: verify_limit: %s: %s\n", rk_strerror(st), rk_last_error());
+        rk_apikeys_result_clear(&r);
+        return ok ? 0 : -1;
+    }
+    redisReply *rep = redisCommandArgv(c->h, c->argc, c->argv, c->lens);
+    int ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2;
+    if (!ok) fprintf(stderr, "apikeys_bench: hiredis EVALSHA: %s\n", rep ? rep->str : c->h->errstr);
+    freeReplyObject(rep);
+    return ok ? 0 : -1;
+}
+
+static void bench_combined(rk_client *cl, const char *url, size_t ops)
+{
+    rk_limit l = {.name = "bench", .algorithm = RK_LIMIT_GCRA, .limit = 1000000000, .period_ms = 3600000};
+    combined c = {.ak = keys_new(cl, "bench-ak-limit", RK_APIKEYS_OFF), .h = bench_hiredis_connect(url)};
+    rk_status st = rk_limiter_new(cl, &(rk_limiter_options){.ns = "bench-ak-rl", .limits = &l, .nlimits = 1}, &c.lim);
+    if (st != RK_OK) bench_die_rk("rk_limiter_new", st);
+    char key[RK_APIKEYS_KEY_BUF], hash[RK_APIKEYS_HASH_BUF];
+    if (rk_apikeys_generate(c.ak, key, hash) != RK_OK) bench_die_rk("generate", RK_ERR_SYSTEM);
+    c.key = key;
+    verify_ok(c.ak, key); /* the lookup fills Redis */
+    /* The hiredis side sends what verify_limit sends: the script's SHA,
+     * the answer's key, then the limiter's own KEYS and ARGV of a check. */
+    rk__script *script = rk__apikeys_verify_limit_script();
+    const char *sha = rk__script_sha(script);
+    if (!sha) bench_die("setup", "no SHA-1 for the script");
+    redisReply *lr = redisCommand(c.h, "SCRIPT LOAD %b", script->source, script->source_len);
+    if (!lr || lr->type != REDIS_REPLY_STRING || strcmp(lr->str, sha) != 0) bench_die("SCRIPT LOAD", "failed");
+    freeReplyObject(lr);
+    rk_limit_result scratch;
+    static rk__limit_call call;
+    if ((st = rk__limiter_begin(c.lim, hash, RK__OP_CHECK, 1, NULL, &scratch, &call)) != RK_OK || call.answered)
+        bench_die_rk("rk__limiter_begin", st);
+    char user[RK_APIKEYS_HASH_HEX + 3];
+    snprintf(user, sizeof user, "{%s}", hash);
+    size_t len; /* "[prefix:]cache:{hash}" -> "[prefix:]bench-ak-limit:{hash}" */
+    char *full = bench_full_key(cl, user, &len);
+    char *at = strstr(full, "cache:");
+    if (!at) bench_die("setup", "unexpected key shape");
+    char rkey[256], now[32], nkeys[8];
+    int rkey_len = snprintf(rkey, sizeof rkey, "%.*sbench-ak-limit:%s", (int)(at - full), full, user);
+    free(full);
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL) * 1000);
+    snprintf(nkeys, sizeof nkeys, "%zu", 1 + c.lim->n);
+    int a = 0;
+    c.argv[a] = "EVALSHA", c.lens[a++] = 7;
+    c.argv[a] = sha, c.lens[a++] = strlen(sha);
+    c.argv[a] = nkeys, c.lens[a++] = strlen(nkeys);
+    c.argv[a] = rkey, c.lens[a++] = (size_t)rkey_len;
+    for (size_t i = 0; i < c.lim->n; i++) c.argv[a] = call.keys[i], c.lens[a++] = call.keylens[i];
+    c.argv[a] = now, c.lens[a++] = strlen(now);
+    for (size_t i = 0; i < call.nargs; i++) c.argv[a] = call.args[i], c.lens[a++] = call.arglens[i];
+    c.argc = a;
+
+    bench_result med[2];
+    double spread[2];
+    measure_pair(combined_step, &c, ops, med, spread);
+    printf("4. verify_limit (warm key, GCRA) vs hiredis EVALSHA of the same script, %zu requests x %d rounds:\n",
+           ops, ROUNDS);
+    printf("   hiredis EVALSHA %9.0f ops/s  p50 %6.1f us  p99 %6.1f us  (spread %.0f%%)\n", med[0].per_s,
+           med[0].p50_us, med[0].p99_us, spread[0] * 100);
+    printf("   verify_limit    %9.0f ops/s  p50 %6.1f us  p99 %6.1f us  (spread %.0f%%)\n", med[1].per_s,
+           med[1].p50_us, med[1].p99_us, spread[1] * 100);
+    printf("   ratio verify_limit/EVALSHA: %.3f (median rounds)\n", med[1].per_s / med[0].per_s);
+    rk__limiter_cancel(&call);
+    rk_limiter_reset(c.lim, hash);
+    rk_apikeys_forget(c.ak, key);
+    redisFree(c.h);
+    rk_limiter_free(c.lim);
+    rk_apikeys_free(c.ak);
+}
+
 int main(int argc, char **argv)
 {
     const char *url = bench_redis_url();
@@ -250,6 +357,7 @@ int main(int argc, char **argv)
     if (!parts || strchr(parts, '1')) bench_local(c);
     if (!parts || strchr(parts, '2')) bench_remote(c, url, ops);
     if (!parts || strchr(parts, '3')) bench_load(c);
+    if (!parts || strchr(parts, '4')) bench_combined(c, url, ops);
     rk_client_free(c);
     return 0;
 }

@@ -6,7 +6,7 @@
  *     redkit apikey hash KEY       the SHA-256 to look for in the database
  *     redkit apikey check KEY      checksum only: no Redis, no database
  *     redkit apikey revoke KEY|HASH   tombstone + invalidation (namespace
- *                                  "apikey"), one round trip
+ *                                  --ns NS, default "apikey"), one round trip
  *
  * Nothing here prints a key: only its hash and its display form
  * ("rk_AbCd...wxyz"), as cli.h asks of every group.
@@ -35,10 +35,10 @@ static bool is_hash(const char *s)
     return true;
 }
 
-static int revoke(rk_client *client, const char *what)
+static int revoke(rk_client *client, const char *ns, const char *what)
 {
     rk_apikeys *keys;
-    rk_status st = rk_apikeys_new(client, &(rk_apikeys_options){.lookup = no_lookup}, &keys);
+    rk_status st = rk_apikeys_new(client, &(rk_apikeys_options){.ns = ns, .lookup = no_lookup, .no_subscribe = true}, &keys);
     if (st != RK_OK) return rk_cli_report(st);
     char shown[RK_APIKEYS_DISPLAY_BUF];
     if (is_hash(what)) {
@@ -54,7 +54,7 @@ static int revoke(rk_client *client, const char *what)
     return RK_CLI_OK;
 }
 
-static int run(rk_client *client, int argc, char **argv)
+static int run(rk_client *client, const char *ns, int argc, char **argv)
 {
     if (argc != 2) return rk_cli_usage_error("apikey: expected 'hash KEY', 'check KEY' or 'revoke KEY|HASH'");
     const char *sub = argv[0], *arg = argv[1];
@@ -75,7 +75,7 @@ static int run(rk_client *client, int argc, char **argv)
         printf("ok %s\n", shown);
         return RK_CLI_OK;
     }
-    if (strcmp(sub, "revoke") == 0) return revoke(client, arg);
+    if (strcmp(sub, "revoke") == 0) return revoke(client, ns, arg);
     return rk_cli_usage_error("apikey: unknown subcommand (hash, check, revoke)");
 }
 
@@ -83,6 +83,7 @@ const rk_cli_group rk_cli_apikeys = {
     .name = "apikey",
     .usage = "  apikey hash KEY               SHA-256 of an API key (what the database stores)\n"
              "  apikey check KEY              checksum only: ok + display form, or malformed (1)\n"
-             "  apikey revoke KEY|HASH        revoke everywhere (tombstone + invalidation)\n",
+             "  apikey revoke KEY|HASH        revoke everywhere (tombstone + invalidation)\n"
+             "      (--ns NS: the API keys' namespace, default \"apikey\")\n",
     .run = run,
 };

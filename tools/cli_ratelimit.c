@@ -5,8 +5,9 @@
  *
  * A limiter keeps no configuration in Redis (the limits travel with every
  * call), so the operator names the limits as the service defines them:
- * NAME:ALGORITHM:LIMIT:PERIOD_MS[:BURST], once per limit (plus ns=NS and
- * cost=N); the key of each limit is "<prefix>:<ns>:{KEY}:<NAME>". Only
+ * NAME:ALGORITHM:LIMIT:PERIOD_MS[:BURST], once per limit (plus cost=N, and
+ * the namespace as the global --ns NS or as ns=NS); the key of each limit
+ * is "<prefix>:<ns>:{KEY}:<NAME>". Only
  * counts and times are printed, never anything else about the key.
  */
 #include <errno.h>
@@ -76,19 +77,21 @@ static void print_result(const rk_limiter *lim, const rk_limit *limits, const rk
     if (rk_limit_headers(lim, r, 0, headers, sizeof headers, NULL) == RK_OK) fputs(headers, stdout);
 }
 
-static int run(rk_client *client, int argc, char **argv)
+static int run(rk_client *client, const char *global_ns, int argc, char **argv)
 {
     if (argc < 1) return rk_cli_usage_error("limit: check, peek or reset?");
     const char *sub = argv[0];
     if (strcmp(sub, "check") && strcmp(sub, "peek") && strcmp(sub, "reset"))
         return rk_cli_usage_error("limit: unknown subcommand '%s'", sub);
     if (argc < 2) return rk_cli_usage_error("limit %s: KEY missing", sub);
-    const char *key = argv[1], *ns = NULL;
+    const char *key = argv[1], *ns = global_ns;
     int64_t cost = 1;
     rk_limit limits[RK_LIMITER_MAX_LIMITS];
     size_t n = 0;
     for (int i = 2; i < argc; i++) {
         if (strncmp(argv[i], "ns=", 3) == 0) {
+            if (global_ns && strcmp(global_ns, argv[i] + 3) != 0)
+                return rk_cli_usage_error("limit: --ns and ns= name different namespaces");
             ns = argv[i] + 3;
         } else if (strncmp(argv[i], "cost=", 5) == 0) {
             if (parse_i64(argv[i] + 5, &cost) || cost < 0) return rk_cli_usage_error("limit: cost=N wants N >= 0");
@@ -131,6 +134,7 @@ const rk_cli_group rk_cli_limit = {
              "  limit reset KEY SPEC... [ns=NS]\n"
              "                                forget KEY under those limits\n"
              "      SPEC = NAME:ALGORITHM:LIMIT:PERIOD_MS[:BURST], ALGORITHM one of gcra,\n"
-             "      sliding, fixed, fixed-aligned, bucket, concurrency; ns default \"rl\"\n",
+             "      sliding, fixed, fixed-aligned, bucket, concurrency; --ns NS (or ns=NS):\n"
+             "      the limiter's namespace, default \"rl\"\n",
     .run = run,
 };

@@ -1,6 +1,6 @@
 /*
  * cli_sessions.c — `redkit sessions ...`: what an operator needs of the
- * session store from a shell (the namespace is the default, "sess").
+ * session store from a shell (the namespace is --ns NS, default "sess").
  *
  *     redkit sessions list USER         one line per live session
  *     redkit sessions revoke-user USER  log USER out everywhere
@@ -26,7 +26,7 @@ static const char *utc(int64_t ms, char *buf, size_t size)
     return buf;
 }
 
-static int run(rk_client *client, int argc, char **argv)
+static int run(rk_client *client, const char *ns, int argc, char **argv)
 {
     if (argc < 1) return rk_cli_usage_error("sessions: expected list USER, revoke-user USER or count");
     const char *sub = argv[0];
@@ -36,7 +36,7 @@ static int run(rk_client *client, int argc, char **argv)
     if (argc != want) return rk_cli_usage_error("sessions %s: expected %s", sub, want == 2 ? "USER" : "no argument");
 
     rk_sessions *s;
-    rk_status st = rk_sessions_new(client, NULL, &s);
+    rk_status st = rk_sessions_new(client, &(rk_sessions_options){.ns = ns}, &s);
     if (st != RK_OK) return rk_cli_report(st);
     int status = RK_CLI_OK;
     if (strcmp(sub, "list") == 0) {
@@ -70,6 +70,7 @@ const rk_cli_group rk_cli_sessions = {
     .name = "sessions",
     .usage = "  sessions list USER        the live sessions of USER (id and times; never a token)\n"
              "  sessions revoke-user USER destroy every session of USER; prints how many\n"
-             "  sessions count            how many sessions the namespace \"sess\" holds\n",
+             "  sessions count            how many sessions the namespace holds\n"
+             "      (--ns NS: the sessions' namespace, default \"sess\")\n",
     .run = run,
 };

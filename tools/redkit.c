@@ -99,7 +99,9 @@ static const char usage_text[] =
     "                      --insecure as in redis-cli\n"
     "\n"
     "other options:\n"
-    "  --ns NS       cache namespace (default \"cache\": key K is <prefix:>cache:K)\n"
+    "  --ns NS       namespace: of the cache (default \"cache\": key K is\n"
+    "                <prefix:>cache:K), or of the sessions, limit or apikey command\n"
+    "                (default \"sess\", \"rl\", \"apikey\")\n"
     "  --raw         store plain values with no type header (reading needs no\n"
     "                --raw: plain values written by others are read as text)\n"
     "  --ttl S       TTL of set and of a new incr key: seconds > 0, or none\n"
@@ -1172,7 +1174,7 @@ int main(int argc, char **argv)
      * the same client, with every connection option applied. */
     rk_status st = rk_client_new(&opts, &client);
     if (st == RK_OK && group != NULL) {
-        status = group->run(client, a.noperands, a.operand);
+        status = group->run(client, a.ns, a.noperands, a.operand);
     } else {
         if (st == RK_OK)
             st = rk_cache_new(client, &(rk_cache_options){ .ns = a.ns, .raw = a.raw }, &cache);

@@ -35,9 +35,16 @@
  * Revoke: a tombstone replaces the cached answer in Redis for
  * tombstone_ttl_ms (at least positive_ttl_ms), written so that no verify
  * in flight can overwrite it with a stale "valid" from the database, and
- * an invalidation is published on "<prefix>:<ns>#invalidate" (see
+ * an invalidation is published on "<prefix>:<ns>#invalidate". Every
+ * handle subscribes to that channel (an rk_pubsub of its own: one
+ * connection and one thread per handle, unless no_subscribe) and drops a
+ * revoked key from its process's memory as the message arrives, within
+ * milliseconds. When that subscription is lost, made again, or inherited
+ * by a fork() child (which subscribes anew on its first verify), the
+ * process's answers are demoted: never again served as fresh, still
+ * served as stale (degraded) while Redis cannot answer. See
  * docs/apikeys.md for how long a revoked key can still be accepted, and
- * where).
+ * where.
  *
  * When Redis is unavailable, an answer of this process's cache within its
  * stale window is served, flagged degraded; without one the callback is
@@ -58,6 +65,7 @@
 #include "common.h"
 #include "status.h"
 #include "client.h"
+#include "ratelimit.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -158,6 +166,12 @@ typedef struct rk_apikeys_options {
                                     verifies of the key (in this process and
                                     others, through the Redis lock); default
                                     10000 */
+    bool no_subscribe;           /* do not subscribe to revocations: other
+                                    processes' revocations then reach this
+                                    handle only when its fresh window ends
+                                    (for an ACL user without pub/sub
+                                    rights). Default: subscribed, through
+                                    an rk_pubsub of the handle's own */
 } rk_apikeys_options;
 
 /* What a verify decided. */
@@ -229,6 +243,47 @@ RK_EXPORT void rk_apikeys_free(rk_apikeys *keys);
  * rk_last_error() never contains the key.
  */
 RK_EXPORT rk_status rk_apikeys_verify(rk_apikeys *keys, const char *key, rk_apikey_result *result);
+
+/*
+ * rk_apikeys_verify_limit — rk_apikeys_verify() and rk_limiter_check() of
+ * the key's own limits, in one round trip on a warm key: one Lua script
+ * reads the key's cached answer in Redis and, only when it is a valid,
+ * unexpired key, consumes cost (as rk_limiter_check: 0 peeks) from
+ * limiter's limits for it, atomically. The limits are kept under the
+ * key's hash: the limiter's identifier is the key's SHA-256 in hex (its
+ * keys "<prefix>:<limiter ns>:{<sha256 hex>}:<name>"), which is also the
+ * hash tag of the cached answer, so the script touches one cluster slot;
+ * `redkit limit peek <hash>` shows them. limiter may use any algorithms,
+ * policy, block cache or shadow mode; the caller keeps both handles.
+ *
+ * - A malformed key: RK_APIKEY_MALFORMED, no Redis call, nothing consumed.
+ * - A key this process knows (fresh window) to be not found, revoked or
+ *   expired: answered from memory, no Redis call, nothing consumed.
+ * - The answer not cached in Redis yet: the verify path runs first (the
+ *   lookup callback, once per key across threads and processes, as in
+ *   rk_apikeys_verify), then, for a valid key, one rk_limiter_check().
+ * - Redis unavailable: the verdict from this process's memory (fresh or
+ *   stale window, flagged degraded) when it knows the key, so the call
+ *   ends within the limiter's deadline; otherwise as rk_apikeys_verify()
+ *   gives it (degraded; its own deadline follows the limiter's). For a
+ *   valid key the limiter's failure policy decides (decision->path,
+ *   decision->redis_status).
+ * - A key refused by the limiter's block cache: verified as by
+ *   rk_apikeys_verify(), the refusal answered from the block cache.
+ *
+ * *result is always written (zeroed first; rk_apikeys_result_clear() it);
+ * *decision too: filled (as by rk_limiter_check) only when the verdict is
+ * RK_APIKEY_VALID, else zeroed (allowed false, nlimits 0: nothing was
+ * consumed). Serve the request when result->verdict is RK_APIKEY_VALID
+ * and decision->allowed.
+ *
+ * Returns RK_OK when a verdict was reached; RK_ERR_INVALID (a NULL
+ * argument, cost outside 0..2^40, cost > 1 with a concurrency limit);
+ * otherwise the statuses of rk_apikeys_verify() (no verdict) or of
+ * rk_limiter_check() (no decision). rk_last_error() never contains the key.
+ */
+RK_EXPORT rk_status rk_apikeys_verify_limit(rk_apikeys *keys, rk_limiter *limiter, const char *key, int64_t cost,
+                                            rk_apikey_result *result, rk_limit_result *decision);
 
 /* rk_apikeys_result_clear — free result's owner record and zero it.
  * NULL is a no-op; calling it twice is harmless. */
@@ -316,6 +371,9 @@ typedef struct rk_apikeys_metrics {
     uint64_t invalidations;   /* invalidations received from other processes */
     uint64_t degraded;        /* verdicts flagged degraded */
     uint64_t errors;          /* verifies with no verdict */
+    uint64_t subscription_losses; /* revocation subscriber lost, or inherited
+                                    by a fork() child: in-process answers
+                                    were demoted to stale */
 } rk_apikeys_metrics;
 
 /* rk_apikeys_metrics_get — copy the counters of keys into *out. No

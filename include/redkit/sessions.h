@@ -91,7 +91,7 @@ typedef struct rk_sessions_options {
                                  and the caller regenerates; 0 = never */
     size_t max_attrs;         /* most attributes per session; default 64 */
     size_t max_bytes;         /* largest stored session (attributes, user
-                                 and 15 bytes of metadata); default 64 KiB,
+                                 and 10 bytes of metadata); default 64 KiB,
                                  at most RK_SESSIONS_MAX_BYTES_LIMIT */
     size_t max_list;          /* most sessions rk_sessions_list and
                                  rk_sessions_destroy_user handle per user;
@@ -139,9 +139,14 @@ typedef struct rk_session_info {
     char id[RK_SESSION_ID_SIZE]; /* the digest's base64url: not a token,
                                     it cannot be used to act as the user */
     int64_t issued_ms;
-    int64_t last_access_ms;
+    int64_t last_access_ms;      /* derived from the key's expiry: expiry −
+                                    the listing handle's idle_ms (in the
+                                    last idle period before the deadline:
+                                    deadline − idle_ms, the earliest it can
+                                    have been); docs/sessions.md */
     int64_t deadline_ms;
-    int64_t expires_ms;
+    int64_t expires_ms;          /* when Redis drops the session (its key's
+                                    expiry) */
 } rk_session_info;
 
 typedef struct rk_session_list {

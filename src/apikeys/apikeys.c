@@ -17,6 +17,16 @@
  * revoke finished are not kept (local.c's marks); other processes drop
  * the key when the invalidation published on the handle's channel reaches
  * them, and within fresh_ms at worst.
+ *
+ * Hearing revocations. Each handle owns an rk_pubsub (src/client/pubsub.c)
+ * subscribed to its channel; a message drops that hash from local.c. When
+ * the subscription is lost or made again, messages may have been
+ * missed, so every answer held is demoted (rk__local_demote): it is never
+ * served fresh again, but can still stand in, flagged degraded, while
+ * Redis cannot answer — better than a flush, which would leave nothing to
+ * serve during the very outage that cost the subscription. A fork() child
+ * inherits an inert subscriber: its first verify notices (one relaxed
+ * load), demotes, and subscribes anew.
  */
 #include <stdio.h>
 #include <string.h>
@@ -32,11 +42,13 @@
 #include "error.h"
 #include "keys.h"
 #include "number.h"
+#include "pubsub_internal.h"
 #include "registry.h"
 #include "reply.h"
 #include "script.h"
 
 #define HDR 9 /* 'V' + 8-byte expiry */
+
 
 /* Store a computed answer unless the key holds a tombstone, which is then
  * returned (and served) instead. The key arrives in KEYS. */
@@ -238,6 +250,7 @@ rk_status rk_apikeys_verify(rk_apikeys *ak, const char *key, rk_apikey_result *r
     if (!rk__sha256(key, len, d)) return no_verdict(ak, rk__fail(RK_ERR_SYSTEM, "apikeys: SHA-256 unavailable"));
 
     rk__answer a;
+    rk__apikeys_check_fork(ak);
     if (ak->fresh_ms > 0) {
         int got = rk__local_get(ak->local, d, rk__now_ns(), false, &a);
         if (got < 0) return no_verdict(ak, rk__fail(RK_ERR_NOMEM, "apikeys: out of memory"));
@@ -449,6 +462,69 @@ void rk__apikeys_subscription_lost(rk_apikeys *ak)
     if (ak) rk__local_flush(ak->local);
 }
 
+void rk__apikeys_subscription_changed(rk_apikeys *ak, bool lost)
+{
+    if (lost) RK__AK_COUNT(ak, subscription_losses);
+    rk__local_demote(ak->local);
+}
+
+static void on_invalidation(const char *channel, const char *pattern, const char *payload, size_t len, void *user)
+{
+    (void)channel;
+    (void)pattern;
+    rk__apikeys_invalidated(user, payload, len);
+}
+
+/* LOST: what is held may miss the invalidations to come. RESUBSCRIBED:
+ * what was learned during the outage may have missed some. The first
+ * SUBSCRIBED changes nothing: answers learned before it are held for
+ * fresh_ms at most, the bound that holds whenever pub/sub is down, and
+ * demoting them would only cost the round trips of a handle's first
+ * seconds. */
+static void on_subscriber_event(rk_pubsub_event ev, void *user)
+{
+    if (ev != RK_PUBSUB_SUBSCRIBED) rk__apikeys_subscription_changed(user, ev == RK_PUBSUB_LOST);
+}
+
+static rk_status start_subscriber(rk_apikeys *ak)
+{
+    atomic_store_explicit(&ak->fork_gen, rk__pubsub_fork_generation(), memory_order_relaxed);
+    rk_pubsub_options po = {.on_message = on_invalidation, .on_event = on_subscriber_event, .user = ak};
+    rk_status st = rk__pubsub_new_labelled(ak->client, &po, ak->ns, &ak->ps);
+    if (st == RK_OK && (st = rk_pubsub_subscribe(ak->ps, ak->channel)) != RK_OK) {
+        rk_pubsub_free(ak->ps);
+        ak->ps = NULL;
+    }
+    return st;
+}
+
+/* In a fork() child, on the first verify: the inherited subscriber is
+ * inert (pubsub.h), so answers held are demoted and a new one is made.
+ * One thread wins the exchange and does it; the others go on (with
+ * answers that are at worst demoted a moment later). */
+void rk__apikeys_check_fork(rk_apikeys *ak)
+{
+    unsigned seen = atomic_load_explicit(&ak->fork_gen, memory_order_relaxed);
+    unsigned now = rk__pubsub_fork_generation();
+    if (seen == now || ak->no_subscribe ||
+        !atomic_compare_exchange_strong_explicit(&ak->fork_gen, &seen, now, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return;
+    rk__apikeys_subscription_changed(ak, true);
+    rk_pubsub_free(ak->ps); /* inert: closes the child's copy of the socket only */
+    ak->ps = NULL;
+    if (start_subscriber(ak) != RK_OK)
+        rk__client_log(ak->client, RK_LOG_WARN, "apikeys: cannot subscribe to revocations after fork(): other "
+                                                "processes' revocations reach this one within fresh_ms");
+}
+
+rk_status rk__apikeys_subscribed(rk_apikeys *ak, int timeout_ms)
+{
+    rk__apikeys_check_fork(ak);
+    if (!ak->ps) return rk__fail(RK_ERR_INVALID, "apikeys: no subscriber");
+    return rk_pubsub_sync(ak->ps, timeout_ms);
+}
+
 /* ---- the handle ------------------------------------------------------------- */
 
 static rk_status check_ms(const char *what, int64_t v, bool may_be_off)
@@ -532,6 +608,9 @@ rk_status rk_apikeys_new(rk_client *client, const rk_apikeys_options *o, rk_apik
             rk__registry_remove(client, ak->cache);
             ak->cache->fill = fill;
         }
+        ak->no_subscribe = o->no_subscribe;
+        atomic_store_explicit(&ak->fork_gen, rk__pubsub_fork_generation(), memory_order_relaxed);
+        if (st == RK_OK && !o->no_subscribe) st = start_subscriber(ak);
     } else {
         ak->client = NULL; /* not registered: _free must not unregister */
     }
@@ -546,6 +625,7 @@ rk_status rk_apikeys_new(rk_client *client, const rk_apikeys_options *o, rk_apik
 void rk_apikeys_free(rk_apikeys *ak)
 {
     if (!ak) return;
+    rk_pubsub_free(ak->ps); /* no callback touches ak after this */
     /* The inner cache first: its registry entry is gone, and our own keeps
      * the client alive until the line after. */
     rk_cache_free(ak->cache);
@@ -555,4 +635,31 @@ void rk_apikeys_free(rk_apikeys *ak)
     rk__free(ak->key_prefix);
     rk__free(ak->ns);
     rk__free(ak);
+}
+
+/* ---- for verify_limit.c (apikeys.h) -------------------------------------------- */
+
+bool rk__apikeys_parse_answer(const char *v, size_t len, rk__answer *a)
+{
+    return parse_answer(v, len, a);
+}
+
+void rk__apikeys_conclude(rk_apikeys *ak, rk_apikey_result *r, const rk__answer *a, char *owner,
+                          rk_apikey_layer layer, bool degraded)
+{
+    conclude(ak, r, a, owner, layer, degraded);
+}
+
+void rk__apikeys_learned(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], const rk__answer *a,
+                         uint64_t mark)
+{
+    int64_t fresh = fresh_for(ak, a->kind);
+    rk__local_put(ak->local, d, a, rk__now_ns(), fresh > 0 ? fresh * 1000000 : 0,
+                  ak->stale_ms > 0 ? ak->stale_ms * 1000000 : 0, mark);
+}
+
+rk_status rk__apikeys_redis_key(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], struct rk__key *k,
+                                char hex[RK_APIKEYS_HASH_BUF])
+{
+    return redis_key(ak, d, k, hex);
 }

@@ -6,6 +6,7 @@
  *   keyformat.c       key shape, CRC-32 checksum, generator, SHA-256, display
  *   local.c           this process's answers: a bounded table by hash
  *   apikeys.c         handle, verify, revoke
+ *   verify_limit.c    verify + rate limit in one script
  *   apikeys_metrics.c counters, snapshot, Prometheus families
  *
  * Built on an internal raw rk_cache (src/cache/) rather than beside it:
@@ -101,6 +102,11 @@ void rk__local_drop(rk__local *t, const unsigned char d[RK__SHA256_BYTES]);
 /* Forget everything (invalidations may have been missed). */
 void rk__local_flush(rk__local *t);
 
+/* Keep everything, but as stale only: no answer held now is served fresh
+ * again, each may still be served stale (degraded) until its stale
+ * window ends; verifies in flight keep nothing they learned. */
+void rk__local_demote(rk__local *t);
+
 /* Answers held now. */
 size_t rk__local_count(rk__local *t);
 
@@ -108,7 +114,7 @@ size_t rk__local_count(rk__local *t);
 
 typedef struct rk__apikeys_counters {
     _Atomic uint64_t verifies, malformed, process_hits, redis_hits, negative_hits, lookups, lookup_errors,
-        revocations, invalidations, degraded, errors;
+        revocations, invalidations, degraded, errors, subscription_losses;
 } rk__apikeys_counters;
 
 #define RK__AK_COUNT(ak, field) atomic_fetch_add_explicit(&(ak)->counters.field, 1, memory_order_relaxed)
@@ -127,6 +133,9 @@ struct rk_apikeys {
     bool fail_closed;
     rk__local *local;
     rk__apikeys_counters counters;
+    struct rk_pubsub *ps;       /* hears the channel; NULL with no_subscribe */
+    bool no_subscribe;
+    _Atomic unsigned fork_gen;  /* rk__pubsub_fork_generation() ps was made in */
 };
 
 /* An invalidation message from another process (the payload: the hash in
@@ -136,6 +145,49 @@ void rk__apikeys_invalidated(rk_apikeys *ak, const char *payload, size_t len);
 /* The subscription was lost: invalidations may have been missed, so
  * forget every answer. For the subscriber. */
 void rk__apikeys_subscription_lost(rk_apikeys *ak);
+
+/* The subscriber's connection was lost (lost: counted as such), or made
+ * again: answers held may have missed invalidations, so they are demoted
+ * to stale. For the subscriber. */
+void rk__apikeys_subscription_changed(rk_apikeys *ak, bool lost);
+
+/* In a fork() child, on its first call: answers held are demoted and a
+ * subscriber of the child's own is made (the inherited one is inert).
+ * Every verify path calls it first. */
+void rk__apikeys_check_fork(rk_apikeys *ak);
+
+/* Tests: wait (at most timeout_ms) until the handle's subscription is
+ * confirmed by Redis (rk_pubsub_sync()). RK_ERR_INVALID with no_subscribe. */
+rk_status rk__apikeys_subscribed(rk_apikeys *ak, int timeout_ms);
+
+/* ---- apikeys.c, for verify_limit.c ------------------------------------------ */
+
+struct rk__key;
+
+/* A cached answer's bytes (NUL-terminated) into *a, owner pointing into
+ * them; false when they are not an apikeys answer. */
+bool rk__apikeys_parse_answer(const char *v, size_t len, rk__answer *a);
+
+/* Fill in r from answer a (verdict, expiry against the wall clock, layer,
+ * counters); owner is the heap buffer holding a's record (or NULL), which
+ * passes to r or is freed. */
+void rk__apikeys_conclude(rk_apikeys *ak, rk_apikey_result *r, const rk__answer *a, char *owner,
+                          rk_apikey_layer layer, bool degraded);
+
+/* Keep answer a, just read from Redis, in this process's memory (fresh
+ * and stale windows as verify does) unless d was dropped since mark. */
+void rk__apikeys_learned(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], const rk__answer *a,
+                         uint64_t mark);
+
+/* The Redis key of digest d ("<prefix>:<ns>:{<hex>}") into k (release it
+ * with rk__key_release), its hex into hex. */
+rk_status rk__apikeys_redis_key(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], struct rk__key *k,
+                                char hex[RK_APIKEYS_HASH_BUF]);
+
+/* verify_limit.c's script (for bench/apikeys_bench.c, which runs it
+ * through bare hiredis as the baseline): KEYS the cached answer then the
+ * limiter's keys, ARGV the wall clock in ms then the limiter's ARGV. */
+struct rk__script *rk__apikeys_verify_limit_script(void);
 
 /* The registry entry (apikeys_metrics.c). */
 extern const rk__module_ops rk__apikeys_ops;

@@ -28,6 +28,7 @@ rk_status rk_apikeys_metrics_get(rk_apikeys *ak, rk_apikeys_metrics *out)
         .invalidations = LOAD(ak, invalidations),
         .degraded = LOAD(ak, degraded),
         .errors = LOAD(ak, errors),
+        .subscription_losses = LOAD(ak, subscription_losses),
     };
     return RK_OK;
 }
@@ -48,6 +49,8 @@ static const family families[] = {
     F("invalidations", invalidations, "Invalidations received from other processes."),
     F("degraded", degraded, "Verdicts given without Redis or without the database."),
     F("errors", errors, "Verifies that reached no verdict."),
+    F("subscription_losses", subscription_losses,
+      "Revocation subscriber lost or inherited by fork(): in-process answers demoted to stale."),
 };
 #undef F
 

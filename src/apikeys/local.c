@@ -17,6 +17,7 @@
  * and its answer is kept only if nothing in the shard was dropped or
  * flushed since — a verify that raced a revocation keeps nothing.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -221,6 +222,17 @@ void rk__local_flush(rk__local *t)
         shard *s = &t->shards[i];
         pthread_mutex_lock(&s->mu);
         clear_shard(s);
+        atomic_fetch_add_explicit(&s->gen, 1, memory_order_release);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+void rk__local_demote(rk__local *t)
+{
+    for (int i = 0; i < SHARDS; i++) {
+        shard *s = &t->shards[i];
+        pthread_mutex_lock(&s->mu);
+        for (entry *e = s->oldest; e; e = e->newer) e->fresh_until_ns = INT64_MIN;
         atomic_fetch_add_explicit(&s->gen, 1, memory_order_release);
         pthread_mutex_unlock(&s->mu);
     }

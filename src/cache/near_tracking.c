@@ -20,10 +20,9 @@
  *    every write under the namespace, which for a cache is mostly a write
  *    of a value that readers hold anyway.
  *
- * The same connection serves the API-key module (src/apikeys/): a
- * revocation writes a tombstone under the handle's namespace, and every
- * process's tracker hears of it and drops the key from its memory; the
- * tracker calls its owner through a small sink (near_tracking.h).
+ * The tracker calls its owner through a small sink (near_tracking.h).
+ * (The API-key module hears revocations through the general rk_pubsub of
+ * src/client/pubsub.c instead: a channel of its own, not key tracking.)
  *
  * So: one thread per near-cache handle owns one connection that runs
  * CLIENT ID, CLIENT TRACKING on REDIRECT <its own id> BCAST PREFIX <ns

@@ -15,6 +15,7 @@
  * a reconnect costs only the handshake.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -60,6 +61,7 @@ struct rk_client {
     int n_lanes;                   /* 0: every call leases a connection */
     _Atomic unsigned next_lane;
     _Atomic bool health_dirty;     /* failures counted, or the circuit not closed */
+    _Atomic int64_t connect_after_ns; /* no new connection before this (reconnecting; 0: any time) */
     _Atomic uint64_t lane_requests;/* requests completed on lanes (stats.requests) */
     struct rk_client *fork_next;   /* the list of live clients, for fork() */
     _Atomic unsigned warned;       /* metrics: warnings given (warn_once) */
@@ -496,14 +498,15 @@ static void deliver(rk_client *c, rk__events *ev)
 
 /* ---- The pool ---------------------------------------------------------- */
 
-/* Close every idle connection (lock held). Used when the server has gone:
- * the idle ones are most likely dead too, and a read retried on one of
- * them would fail again. */
+/* Condemn every idle connection (lock held). Used when the server has
+ * gone: the idle ones are most likely dead too, and a read retried on one
+ * of them would fail again. They are only marked broken here: closing
+ * (TLS teardown, close()) can take a while and must not happen under the
+ * pool lock, so the next caller to pop one closes it after releasing the
+ * lock (rk__pool_acquire). */
 static void drain_idle(rk_client *c)
 {
-    for (int i = 0; i < c->n_idle; i++) rk__conn_close(c->idle[i]);
-    c->n_open -= c->n_idle;
-    c->n_idle = 0;
+    for (int i = 0; i < c->n_idle; i++) rk__conn_set_broken(c->idle[i]);
 }
 
 /* Count how a call ended (lock held). */
@@ -525,6 +528,9 @@ static rk_status fast_fail(rk_client *c)
 static void mirror_health(rk_client *c)
 {
     atomic_store_explicit(&c->health_dirty, c->health.failures > 0 || c->health.circuit != RK_CIRCUIT_CLOSED,
+                          memory_order_relaxed);
+    const rk__health *h = &c->health;
+    atomic_store_explicit(&c->connect_after_ns, h->attempt == 0 ? 0 : h->probing ? INT64_MAX : h->retry_at_ns,
                           memory_order_relaxed);
 }
 
@@ -597,7 +603,13 @@ static rk_status open_slot(rk_client *c, rk__call *k, bool conn_probe, rk__conn 
         c->n_open--;
         c->stats.connect_failures++;
         count(c, st);
-        rk__health_connect_failed(&c->health, rk__now_ns(), st, probe, &k->ev);
+        /* Attempts made at the same time (a pool filling up at start, a
+         * server refusing all of them) are one event for the breaker, as
+         * connections dropped together are (give_back): one started
+         * before the last counted failure is not counted again. */
+        int64_t now = rk__now_ns();
+        if (probe || !rk__transport_failure(st) || rk__health_new_failure(&c->health, now, started))
+            rk__health_connect_failed(&c->health, now, st, probe, &k->ev);
         if (c->health.circuit == RK_CIRCUIT_OPEN) drain_idle(c);
     } else {
         c->stats.connects++;
@@ -609,6 +621,7 @@ static rk_status open_slot(rk_client *c, rk__call *k, bool conn_probe, rk__conn 
         k->deadline_ns += connected - started;
         k->dead_ns += connected - started;
     }
+    mirror_health(c); /* the attempt is over: lanes may try again when due */
     pthread_cond_broadcast(&c->freed); /* waiters for the one attempt */
     return st;
 }
@@ -634,7 +647,7 @@ rk_status rk__pool_acquire(rk_client *c, rk__call *k, rk__conn **out)
             rk__conn *conn = c->idle[--c->n_idle];
             mirror_health(c); /* reads the breaker: under the lock */
             pthread_mutex_unlock(&c->lock);
-            if (still_alive(c, conn, k->deadline_ns)) {
+            if (!rk__conn_broken(conn) && still_alive(c, conn, k->deadline_ns)) {
                 k->reused = true;
                 *out = conn;
                 deliver(c, &k->ev);
@@ -655,14 +668,26 @@ rk_status rk__pool_acquire(rk_client *c, rk__call *k, rk__conn **out)
             break;
         }
         int64_t until = k->deadline_ns;
+        /* An exclusive lease that may not open a connection now, while
+         * others are open (borrowed by other calls, or a lane's), waits
+         * for one of them until its deadline rather than failing: a
+         * working connection that frees up in time beats a new one the
+         * reconnect schedule holds back. (A lane's call never gets a
+         * lane's connection back through the pool: it tries another lane,
+         * mux.c.) */
+        bool wait_for_open = false;
         if (c->n_open < c->pool_size) {
             gate = rk__health_may_connect(&c->health, now, k->deadline_ns, k->probe, &until);
             if (gate == RK__FAIL) {
-                st = fast_fail(c);
-                break;
-            }
-            if (gate != RK__WAIT) {
+                if (!k->exclusive || c->n_open == 0) {
+                    st = fast_fail(c);
+                    break;
+                }
+                wait_for_open = true;
+                until = k->deadline_ns;
+            } else if (gate != RK__WAIT) {
                 c->n_open++;
+                mirror_health(c); /* lanes see the attempt in flight */
                 st = open_slot(c, k, gate == RK__PROBE, out);
                 if (st == RK_OK) {
                     mirror_health(c);
@@ -670,10 +695,12 @@ rk_status rk__pool_acquire(rk_client *c, rk__call *k, rk__conn **out)
                     deliver(c, &k->ev);
                     return RK_OK;
                 }
-                break;
+                if (!k->exclusive || k->probe || c->n_open == 0) break;
+                st = RK_OK; /* wait for one of the open ones instead */
+                continue;
             }
         }
-        if (c->n_open >= c->pool_size && k->exclusive) {
+        if ((c->n_open >= c->pool_size || wait_for_open) && k->exclusive) {
             rk__conn *conn = take_from_lanes(c);
             if (conn) {
                 pthread_mutex_unlock(&c->lock);
@@ -719,7 +746,12 @@ static rk__conn *give_back(rk_client *c, rk__conn *conn, rk_status st, bool prob
     c->stats.disconnects++;
     rk__events_add(ev, RK_EVENT_DISCONNECTED, st, c->health.attempt, 0, "connection closed: %s", detail);
     uint64_t closed = c->health.closed;
-    if (failed || probe) rk__health_request_done(&c->health, rk__now_ns(), st, failed, probe, ev);
+    int64_t now = rk__now_ns();
+    /* The breaker counts events, not calls or connections: every
+     * connection open when a counted failure happened fails with it (a
+     * server-side kill, a restart) and is not counted again. */
+    bool counted = failed && (probe || rk__health_new_failure(&c->health, now, rk__conn_opened(conn)));
+    if (counted || probe) rk__health_request_done(&c->health, now, st, counted, probe, ev);
     if (c->health.closed != closed) c->stats.reconnects++;
     if ((failed && st == RK_ERR_UNAVAILABLE) || c->health.circuit == RK_CIRCUIT_OPEN) drain_idle(c);
     pthread_cond_signal(&c->freed);
@@ -787,12 +819,14 @@ static rk_status gate(rk_client *c, rk__call *k)
 }
 
 /* The lane for a call: the least loaded, the first on a tie, so that a
- * lone caller always finds the same (warm) connection. */
-static rk__lane *pick_lane(rk_client *c)
+ * lone caller always finds the same (warm) connection. With up_only, only
+ * a lane that has a connection (NULL if none has). */
+static rk__lane *pick_lane(rk_client *c, bool up_only)
 {
-    rk__lane *best = &c->lanes[0];
-    int load = atomic_load_explicit(&best->load, memory_order_relaxed);
-    for (int i = 1; i < c->n_lanes && load > 0; i++) {
+    rk__lane *best = NULL;
+    int load = INT_MAX;
+    for (int i = 0; i < c->n_lanes && load > 0; i++) {
+        if (up_only && !rk__lane_up(&c->lanes[i])) continue;
         int l = atomic_load_explicit(&c->lanes[i].load, memory_order_relaxed);
         if (l < load) {
             best = &c->lanes[i];
@@ -800,6 +834,26 @@ static rk__lane *pick_lane(rk_client *c)
         }
     }
     return best;
+}
+
+/* A call on a lane. While the reconnect schedule holds new connections
+ * back, a lane without one could only fail the call fast (or make it wait
+ * for an attempt that is likely to fail too): lanes that have a working
+ * connection are preferred, and a call that could not get a connection
+ * on its lane, before anything was sent, tries once more on a working
+ * one within its deadline. */
+static rk_status lane_request(rk_client *c, rk__call *k, const char *cmd, size_t len, size_t n, rk_reply **replies)
+{
+    bool held_back = k->start_ns < atomic_load_explicit(&c->connect_after_ns, memory_order_relaxed);
+    rk__lane *lane = held_back ? pick_lane(c, true) : NULL;
+    if (!lane) lane = pick_lane(c, false);
+    k->unsent = false;
+    rk_status st = rk__lane_call(c, lane, k, cmd, len, n, replies);
+    if (st == RK_OK || !k->unsent || k->probe || rk__now_ns() >= k->deadline_ns) return st;
+    rk__lane *other = pick_lane(c, true);
+    if (!other || other == lane) return st;
+    k->unsent = false;
+    return rk__lane_call(c, other, k, cmd, len, n, replies);
 }
 
 /* Run already-encoded commands: on a shared connection (a lane), or, when
@@ -818,7 +872,7 @@ static rk_status request(rk_client *c, rk__call *k, const char *cmd, size_t len,
     rk_status st;
     if (!exclusive && c->n_lanes > 0) {
         if (atomic_load_explicit(&c->health_dirty, memory_order_relaxed) && (st = gate(c, k)) != RK_OK) return st;
-        st = rk__lane_call(c, pick_lane(c), k, cmd, len, n, replies);
+        st = lane_request(c, k, cmd, len, n, replies);
         rk__hist_record(&c->latency, rk__now_ns() - started);
     } else {
         rk__conn *conn;
@@ -1059,6 +1113,12 @@ rk_circuit_state rk_client_circuit(rk_client *c)
 rk_status rk__client_open_conn(rk_client *c, rk__conn **out)
 {
     return rk__conn_open(&c->conn, rk__now_ns() + (int64_t)c->connect_timeout_ms * 1000000, out);
+}
+
+int rk__client_backoff_ms(const rk_client *c, int attempt, uint64_t rand)
+{
+    /* base_ms and max_ms are set at creation and never change. */
+    return rk__backoff_ms(c->health.base_ms, c->health.max_ms, attempt, rand);
 }
 
 /* ---- What metrics.c reads ---------------------------------------------- */

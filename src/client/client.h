@@ -77,6 +77,12 @@ size_t rk__client_max_reply(rk_client *client);
 struct rk__conn;
 rk_status rk__client_open_conn(rk_client *client, struct rk__conn **out);
 
+/* The client's reconnect delay (full jitter between 0 and
+ * min(reconnect_max_ms, reconnect_base_ms * 2^(attempt-1))) for the
+ * attempt-th consecutive failure of a dedicated connection, rand a random
+ * number: for the modules that pace their own reconnects (pubsub.c). */
+int rk__client_backoff_ms(const rk_client *client, int attempt, uint64_t rand);
+
 /* Prefix followed by ':' ("" when there is no prefix), and its length. */
 const char *rk__client_key_head(const rk_client *client, size_t *len);
 

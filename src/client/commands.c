@@ -33,12 +33,12 @@ typedef struct rule {
 } rule;
 
 static const rule stateful[] = {
-    {"SUBSCRIBE", "pub/sub needs a connection of its own, which rk_client_command cannot give (no pub/sub API in this build yet)"},
-    {"PSUBSCRIBE", "pub/sub needs a connection of its own, which rk_client_command cannot give (no pub/sub API in this build yet)"},
-    {"SSUBSCRIBE", "pub/sub needs a connection of its own, which rk_client_command cannot give (no pub/sub API in this build yet)"},
-    {"UNSUBSCRIBE", "pub/sub needs a connection of its own, which rk_client_command cannot give (no pub/sub API in this build yet)"},
-    {"PUNSUBSCRIBE", "pub/sub needs a connection of its own, which rk_client_command cannot give (no pub/sub API in this build yet)"},
-    {"SUNSUBSCRIBE", "pub/sub needs a connection of its own, which rk_client_command cannot give (no pub/sub API in this build yet)"},
+    {"SUBSCRIBE", "pub/sub needs a connection of its own: use rk_pubsub (redkit/pubsub.h) to subscribe"},
+    {"PSUBSCRIBE", "pub/sub needs a connection of its own: use rk_pubsub (redkit/pubsub.h) to subscribe"},
+    {"SSUBSCRIBE", "pub/sub needs a connection of its own: use rk_pubsub (redkit/pubsub.h) to subscribe"},
+    {"UNSUBSCRIBE", "pub/sub needs a connection of its own: use rk_pubsub (redkit/pubsub.h) to subscribe"},
+    {"PUNSUBSCRIBE", "pub/sub needs a connection of its own: use rk_pubsub (redkit/pubsub.h) to subscribe"},
+    {"SUNSUBSCRIBE", "pub/sub needs a connection of its own: use rk_pubsub (redkit/pubsub.h) to subscribe"},
     {"MONITOR", "run `redis-cli monitor` instead"},
     {"MULTI", "use rk_pipeline_exec() with .transaction (redkit/pipeline.h)"},
     {"EXEC", "use rk_pipeline_exec() with .transaction (redkit/pipeline.h)"},

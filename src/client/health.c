@@ -175,6 +175,13 @@ void rk__health_request_done(rk__health *h, int64_t now_ns, rk_status st, bool t
     }
 }
 
+bool rk__health_new_failure(rk__health *h, int64_t now_ns, int64_t conn_opened_ns)
+{
+    if (conn_opened_ns != 0 && conn_opened_ns <= h->counted_ns) return false;
+    h->counted_ns = now_ns;
+    return true;
+}
+
 void rk__health_cancel_probe(rk__health *h, bool probe)
 {
     if (probe) h->probing = false;

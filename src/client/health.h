@@ -36,6 +36,7 @@ typedef struct rk__health {
     rk_circuit_state circuit;
     uint64_t rng;            /* jitter source */
     uint64_t opened, closed; /* circuit transitions, for stats */
+    int64_t counted_ns;      /* when a connection's failure was last counted */
 } rk__health;
 
 typedef enum rk__gate {
@@ -77,6 +78,16 @@ void rk__health_connected(rk__health *h, bool probe, rk__events *ev);
  * connection (server error replies are successes of the transport). */
 void rk__health_request_done(rk__health *h, int64_t now_ns, rk_status st, bool transport_failed, bool probe,
                              rk__events *ev);
+
+/* A connection that was open at conn_opened_ns failed: is that a new
+ * event for the breaker? One dropped connection with many calls in
+ * flight, or one server-side kill of every connection, is one failure,
+ * however many calls and connections it failed: a connection opened
+ * before the last counted failure was already open when that failure
+ * happened, and its own failure is taken for the same event (false). A
+ * new event is marked counted at now_ns (true). conn_opened_ns 0: not
+ * known, always new. */
+bool rk__health_new_failure(rk__health *h, int64_t now_ns, int64_t conn_opened_ns);
 
 /* Give up a probe that never ran (its caller timed out waiting). */
 void rk__health_cancel_probe(rk__health *h, bool probe);

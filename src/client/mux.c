@@ -178,6 +178,16 @@ rk_status rk__lane_init(rk__lane *l)
     return st;
 }
 
+/* Every change of l->conn goes through here (lock held), so that
+ * callers picking a lane without the lock see whether it has one. */
+static void set_conn(rk__lane *l, rk__conn *conn)
+{
+    l->conn = conn;
+    atomic_store_explicit(&l->up, conn != NULL, memory_order_relaxed);
+}
+
+bool rk__lane_up(rk__lane *l) { return atomic_load_explicit(&l->up, memory_order_relaxed); }
+
 static void free_tombs(rk__lane *l)
 {
     for (rk__slot *s = l->head, *next; s; s = next) {
@@ -191,7 +201,7 @@ void rk__lane_destroy(rk__lane *l)
 {
     free_tombs(l);
     rk__conn_close(l->conn);
-    l->conn = NULL;
+    set_conn(l, NULL);
     rk__free(l->out);
     rk__free(l->spare);
     pthread_mutex_destroy(&l->lock);
@@ -208,7 +218,7 @@ void rk__lane_after_fork(rk__lane *l)
     }
     l->head = l->tail = NULL;
     rk__conn_abandon(l->conn);
-    l->conn = NULL;
+    set_conn(l, NULL);
     l->connecting = l->driving = false;
     l->out_len = 0;
     atomic_store_explicit(&l->load, 0, memory_order_relaxed);
@@ -253,7 +263,7 @@ static void finish(rk__lane *l, rk__slot *s, rk_status st)
 
 /* Fail every queued call with st (lock held): the connection is gone.
  * Returns the connection, for the caller to give back, closed, once the
- * lock is released. */
+ * lock is released: nothing is torn down under the lane's lock. */
 static rk__conn *kill_lane(rk__lane *l, rk_status st)
 {
     const char *why = rk_last_error();
@@ -265,10 +275,8 @@ static rk__conn *kill_lane(rk__lane *l, rk_status st)
             rk__free(s);
             atomic_fetch_sub_explicit(&l->load, 1, memory_order_relaxed);
         } else {
-            for (size_t i = 0; i < s->got; i++) {
-                rk_reply_free(s->replies[i]);
-                s->replies[i] = NULL;
-            }
+            /* Its replies so far are freed by its caller, with the lock
+             * released (rk__lane_call). */
             snprintf(s->msg, sizeof s->msg, "%s", why);
             finish(l, s, st);
         }
@@ -278,24 +286,27 @@ static rk__conn *kill_lane(rk__lane *l, rk_status st)
     l->out_len = 0;
     rk__conn *conn = l->conn;
     if (conn) rk__conn_set_broken(conn);
-    l->conn = NULL;
+    set_conn(l, NULL);
     return conn;
 }
 
 /* One reply arrived: it belongs to the head of the queue (lock held).
  * When it completes the last call of a write, that write's bell is added
  * to bells[*n_bells], to be rung once the lock is released (the calls of
- * one write are next to each other in the queue). False when nobody was
- * waiting for it (a protocol violation). */
-static bool dispatch(rk__lane *l, rk_reply *r, uint32_t *bells, int *n_bells)
+ * one write are next to each other in the queue). A reply nobody will
+ * read (its caller gave up) is added to discard[*n_discard], to be freed
+ * once the lock is released: a large reply takes a while to free. False
+ * when nobody was waiting for it (a protocol violation; discarded too). */
+static bool dispatch(rk__lane *l, rk_reply *r, uint32_t *bells, int *n_bells, rk_reply **discard,
+                     int *n_discard)
 {
     rk__slot *s = l->head;
     if (!s) {
-        rk_reply_free(r);
+        discard[(*n_discard)++] = r;
         return false;
     }
     if (s->replies) s->replies[s->got] = r;
-    else rk_reply_free(r);
+    else discard[(*n_discard)++] = r;
     if (++s->got < s->n) return true;
     l->head = s->next;
     if (!l->head) l->tail = NULL;
@@ -316,10 +327,8 @@ static bool dispatch(rk__lane *l, rk_reply *r, uint32_t *bells, int *n_bells)
  * on a stack that is about to go cannot stay in the queue. */
 static rk__conn *abandon(rk__lane *l, rk__slot *s)
 {
-    for (size_t i = 0; i < s->got; i++) {
-        rk_reply_free(s->replies[i]);
-        s->replies[i] = NULL;
-    }
+    /* The replies it got so far stay in the caller's array, freed by the
+     * caller with the lock released (rk__lane_call). */
     rk__slot *t = rk__malloc(sizeof *t);
     if (!t) {
         char saved[RK__ERRMSG_MAX];
@@ -411,13 +420,17 @@ static void drive(rk__lane *l, rk__call *k, rk__slot *s, rk__conn **gone, rk_sta
         pthread_mutex_lock(&l->lock);
         bool stray = false;
         uint32_t bells[BATCH];
-        int n_bells = 0;
+        int n_bells = 0, n_discard = 0;
         for (int i = 0; i < n; i++)
-            if (!dispatch(l, got[i], bells, &n_bells)) stray = true;
-        if (n_bells) {
-            /* Rung with the lock released, so that the woken need not wait for it. */
+            if (!dispatch(l, got[i], bells, &n_bells, got, &n_discard)) stray = true;
+        if (n_bells || n_discard) {
+            /* Rung with the lock released, so that the woken need not
+             * wait for it; discarded replies freed likewise. (got[] is
+             * reused for them: dispatch reads got[i] before it stores at
+             * got[n_discard], n_discard <= i.) */
             pthread_mutex_unlock(&l->lock);
             for (int i = 0; i < n_bells; i++) ring(l, bells[i]);
+            for (int i = 0; i < n_discard; i++) rk_reply_free(got[i]);
             pthread_mutex_lock(&l->lock);
         }
         if (stray) {
@@ -447,7 +460,7 @@ rk__conn *rk__lane_take_idle(rk__lane *l)
     rk__conn *conn = NULL;
     if (l->conn && !l->head && !l->driving && !l->connecting && !l->out_len) {
         conn = l->conn;
-        l->conn = NULL;
+        set_conn(l, NULL);
     }
     pthread_mutex_unlock(&l->lock);
     return conn;
@@ -480,7 +493,7 @@ rk_status rk__lane_call(rk_client *c, rk__lane *l, rk__call *k, const char *cmd,
          * with the lock released and the others waiting. */
         l->connecting = true;
         rk__conn *conn = l->conn;
-        l->conn = NULL;
+        set_conn(l, NULL);
         pthread_mutex_unlock(&l->lock);
         rk_status st = RK_OK;
         if (conn && !rk__pool_check(c, conn, k->deadline_ns)) conn = NULL; /* closed and counted */
@@ -491,9 +504,10 @@ rk_status rk__lane_call(rk_client *c, rk__lane *l, rk__call *k, const char *cmd,
         pthread_cond_broadcast(&l->ready);
         if (st != RK_OK) {
             pthread_mutex_unlock(&l->lock);
+            k->unsent = true;
             return st;
         }
-        l->conn = conn;
+        set_conn(l, conn);
         opened = true;
         break;
     }
@@ -551,7 +565,15 @@ rk_status rk__lane_call(rk_client *c, rk__lane *l, rk__call *k, const char *cmd,
 
     rk_status st = s.st;
     char msg[RK__ERRMSG_MAX];
-    if (st != RK_OK) snprintf(msg, sizeof msg, "%s", s.msg);
+    if (st != RK_OK) {
+        snprintf(msg, sizeof msg, "%s", s.msg);
+        /* A failed call's partial replies: freed here, with no lock held
+         * (kill_lane and abandon leave them). */
+        for (size_t i = 0; i < n; i++) {
+            rk_reply_free(replies[i]);
+            replies[i] = NULL;
+        }
+    }
     rk__pool_lane_end(c, k->probe, st, gone, gone_st);
     return st == RK_OK ? st : rk__fail_str(st, msg);
 }

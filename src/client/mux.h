@@ -31,6 +31,9 @@ typedef struct rk__call {
     bool gated;          /* the circuit breaker has already let it through */
     bool exclusive;      /* a lease of its own (may take an idle lane's connection) */
     bool reused;         /* its connection was not opened for it */
+    bool unsent;         /* it failed before its command was queued (no
+                            connection could be had): safe to try again
+                            on another lane, writes included */
     rk__events ev;
 } rk__call;
 
@@ -54,6 +57,7 @@ typedef struct rk__lane {
     rk__slot *head, *tail;     /* calls whose replies are awaited, in order */
     uint32_t written;          /* writes made; a call queued now goes out in written + 1 */
     _Atomic int load;          /* queued calls, read without the lock to pick a lane */
+    _Atomic bool up;           /* conn is set: read without the lock to pick a lane */
     /* Where waiting callers sleep: futex words, one per write modulo
      * RK__LANE_BELLS, and how many sleep on each (mux.c). */
     _Atomic uint32_t bells[RK__LANE_BELLS];
@@ -90,6 +94,9 @@ void rk__lane_after_fork(rk__lane *lane);
  * connecting; never waits for its lock), taken from it; else NULL. For
  * an exclusive lease when the pool is exhausted. */
 rk__conn *rk__lane_take_idle(rk__lane *lane);
+
+/* Has the lane a connection (read without its lock: a hint)? */
+bool rk__lane_up(rk__lane *lane);
 
 /* Mark the lane's connection broken, so that it is closed once its queue
  * has drained and never reused (RK_ERR_PROTOCOL seen on it). */

@@ -37,6 +37,7 @@
 #include "error.h"
 #include "keys.h"
 #include "rand.h"
+#include "limiter_lua.h"
 #include "ratelimit.h"
 #include "registry.h"
 #include "script.h"
@@ -45,198 +46,7 @@
 /* ARGV: op, cost, fixed now (0 = TIME), offset, lease, then per limit
  * algo, limit, period_us, p1, p2 (see rk__limit_cfg). Reply: per limit
  * allowed, remaining, reset_us, retry_us, used * 1000. */
-static rk__script limiter_script = RK__SCRIPT("rate limit",
-    "local op = ARGV[1]\n"
-    "local cost = tonumber(ARGV[2])\n"
-    "local t = redis.call('TIME')\n"
-    "local real = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-    "local now = tonumber(ARGV[3])\n"
-    "if now == 0 then now = real end\n"
-    "now = now + tonumber(ARGV[4])\n"
-    "-- GCRA keeps its TAT in the key's own expiry time (PXAT), and only the\n"
-    "-- sub-millisecond rest (0..999, a shared integer) as the value: the\n"
-    "-- smallest a key with a TTL can be. Not under a test clock pinned in\n"
-    "-- the past, nor without PEXPIRETIME (Redis < 7): there the value is\n"
-    "-- the TAT itself.\n"
-    "local compact = ARGV[3] == '0' and tonumber(ARGV[4]) >= 0 and\n"
-    "  type(redis.pcall('PEXPIRETIME', KEYS[1])) == 'number'\n"
-    "local lease = ARGV[5]\n"
-    "local peek = op == 'p'\n"
-    "local decide = op == 'c' or peek\n"
-    "local c = cost\n"
-    "if peek then c = 1 end\n"
-    "local function ms(us) local m = math.ceil(us / 1000) if m < 1 then m = 1 end return m end\n"
-    "-- One limit: decide, and with commit, the state to write (w).\n"
-    "local function lim(i, commit)\n"
-    "  local b = 5 + (i - 1) * 5\n"
-    "  local algo = ARGV[b + 1]\n"
-    "  local limit = tonumber(ARGV[b + 2])\n"
-    "  local period = tonumber(ARGV[b + 3])\n"
-    "  local p1 = tonumber(ARGV[b + 4])\n"
-    "  local p2 = tonumber(ARGV[b + 5])\n"
-    "  local key = KEYS[i]\n"
-    "  local ok, rem, reset, retry, used = true, 0, 0, 0, 0\n"
-    "  local w = nil\n"
-    "  if algo == 'g' then\n"
-    "    local T, tau = p1, p2\n"
-    "    local tat = tonumber(redis.call('GET', key) or '') or now\n"
-    "    if tat >= 0 and tat < 1000 then\n"
-    "      local e = redis.pcall('PEXPIRETIME', key)\n"
-    "      if type(e) == 'number' and e > 0 then tat = e * 1000 - tat else tat = now end\n"
-    "    end\n"
-    "    if tat < now then tat = now end\n"
-    "    local cur = tat\n"
-    "    if op == '+' then cur = tat + T * c; w = 1\n"
-    "    elseif op == '-' then cur = tat - T * c; if cur < now then cur = now end; w = 1\n"
-    "    elseif decide then\n"
-    "      local nt = tat + T * c\n"
-    "      if nt - tau <= now then\n"
-    "        if commit then cur = nt; w = 1 end\n"
-    "      else\n"
-    "        ok = false\n"
-    "        if T * c > tau then retry = -1 else retry = nt - tau - now end\n"
-    "      end\n"
-    "    end\n"
-    "    if w then w = {'g', cur} end\n"
-    "    rem = math.floor((tau - (cur - now)) / T); used = (cur - now) / T; reset = cur - now\n"
-    "  elseif algo == 's' then\n"
-    "    local win = math.floor(now / period)\n"
-    "    local el = now - win * period\n"
-    "    local v = redis.call('GET', key)\n"
-    "    local sw, cc, pp = nil, 0, 0\n"
-    "    if v then\n"
-    "      local a, x, y = string.match(v, '^(%-?%d+) (%d+) (%d+)$')\n"
-    "      if a then sw, cc, pp = tonumber(a), tonumber(x), tonumber(y) end\n"
-    "    end\n"
-    "    local cur, prev = 0, 0\n"
-    "    if sw == win then cur, prev = cc, pp elseif sw == win - 1 then prev = cc end\n"
-    "    local wt = prev * (period - el) / period\n"
-    "    if op == '+' then cur = cur + c; w = 1\n"
-    "    elseif op == '-' then cur = cur - c; if cur < 0 then cur = 0 end; w = 1\n"
-    "    elseif decide then\n"
-    "      if wt + cur + c <= limit then\n"
-    "        if commit then cur = cur + c; w = 1 end\n"
-    "      else\n"
-    "        ok = false\n"
-    "        local need = limit - c\n"
-    "        if need < 0 then retry = -1\n"
-    "        elseif cur <= need and prev > 0 then retry = math.ceil((period - el) - (need - cur) * period / prev)\n"
-    "        else\n"
-    "          local e2 = period - need * period / cur\n"
-    "          if e2 < 0 then e2 = 0 end\n"
-    "          retry = (period - el) + math.ceil(e2)\n"
-    "        end\n"
-    "        if retry == 0 then retry = 1 end\n"
-    "      end\n"
-    "    end\n"
-    "    if w then w = {'s', string.format('%.0f %.0f %.0f', win, cur, prev), 2 * period - el} end\n"
-    "    local est = wt + cur\n"
-    "    rem = math.floor(limit - est); used = est\n"
-    "    if cur > 0 then reset = (period - el) + period elseif prev > 0 then reset = period - el end\n"
-    "  elseif algo == 'f' then\n"
-    "    local v = redis.call('GET', key)\n"
-    "    local st, cnt = nil, 0\n"
-    "    if v then\n"
-    "      local a, x = string.match(v, '^(%-?%d+) (%d+)$')\n"
-    "      if a then st, cnt = tonumber(a), tonumber(x) end\n"
-    "    end\n"
-    "    if st == nil or now >= st + period then\n"
-    "      if p1 == 1 then st = math.floor(now / period) * period else st = now end\n"
-    "      cnt = 0\n"
-    "    end\n"
-    "    if op == '+' then cnt = cnt + c; w = 1\n"
-    "    elseif op == '-' then cnt = cnt - c; if cnt < 0 then cnt = 0 end; w = 1\n"
-    "    elseif decide then\n"
-    "      if cnt + c <= limit then\n"
-    "        if commit then cnt = cnt + c; w = 1 end\n"
-    "      else\n"
-    "        ok = false\n"
-    "        if c > limit then retry = -1 else retry = st + period - now end\n"
-    "      end\n"
-    "    end\n"
-    "    if w then w = {'s', string.format('%.0f %.0f', st, cnt), st + period - now} end\n"
-    "    rem = limit - cnt; used = cnt; reset = st + period - now\n"
-    "  elseif algo == 't' then\n"
-    "    local cap = p1\n"
-    "    local v = redis.call('GET', key)\n"
-    "    local tok, ts = cap, now\n"
-    "    if v then\n"
-    "      local a, x = string.match(v, '^(%S+) (%S+)$')\n"
-    "      if a and tonumber(a) and tonumber(x) then tok, ts = tonumber(a), tonumber(x) end\n"
-    "    end\n"
-    "    if now > ts then\n"
-    "      tok = tok + (now - ts) * limit / period\n"
-    "      if tok > cap then tok = cap end\n"
-    "      ts = now\n"
-    "    end\n"
-    "    if op == '+' then tok = tok - c; w = 1\n"
-    "    elseif op == '-' then tok = tok + c; if tok > cap then tok = cap end; w = 1\n"
-    "    elseif decide then\n"
-    "      if tok + 1e-9 >= c then\n"
-    "        if commit then tok = tok - c; w = 1 end\n"
-    "      else\n"
-    "        ok = false\n"
-    "        if c > cap then retry = -1 else retry = math.ceil((c - tok) * period / limit) end\n"
-    "      end\n"
-    "    end\n"
-    "    reset = math.ceil((cap - tok) * period / limit)\n"
-    "    if reset < 0 then reset = 0 end\n"
-    "    if w then w = {'s', string.format('%.17g %.0f', tok, ts), reset} end\n"
-    "    rem = math.floor(tok + 1e-9); used = cap - tok\n"
-    "  elseif algo == 'c' then\n"
-    "    redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%.0f', now))\n"
-    "    if op == 'r' and commit then redis.call('ZREM', key, lease) end\n"
-    "    local cnt = redis.call('ZCARD', key)\n"
-    "    if decide then\n"
-    "      if cnt + c <= limit then\n"
-    "        if commit and c > 0 then w = {'z', now + period, period}; cnt = cnt + 1 end\n"
-    "      else\n"
-    "        ok = false\n"
-    "        local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')\n"
-    "        if c > limit then retry = -1 else retry = tonumber(first[2]) - now end\n"
-    "        if retry == 0 then retry = 1 end\n"
-    "      end\n"
-    "    end\n"
-    "    rem = limit - cnt; used = cnt\n"
-    "    if w and cnt == 1 then reset = period\n"
-    "    elseif cnt > 0 then\n"
-    "      local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')\n"
-    "      reset = tonumber(first[2]) - now\n"
-    "    end\n"
-    "  end\n"
-    "  if rem < 0 then rem = 0 end\n"
-    "  if w and w[1] == 'g' then\n"
-    "    local cur = w[2]\n"
-    "    if cur <= now then redis.call('DEL', key)\n"
-    "    elseif compact then\n"
-    "      local e = math.ceil(cur / 1000)\n"
-    "      redis.call('SET', key, string.format('%.0f', e * 1000 - cur), 'PXAT', string.format('%.0f', e))\n"
-    "    else redis.call('SET', key, string.format('%.0f', cur), 'PX', ms(cur - now)) end\n"
-    "  elseif w and w[1] == 's' then\n"
-    "    if w[3] > 0 then redis.call('SET', key, w[2], 'PX', ms(w[3]))\n"
-    "    else redis.call('DEL', key) end\n"
-    "  elseif w and w[1] == 'z' then\n"
-    "    redis.call('ZADD', key, string.format('%.0f', w[2]), lease)\n"
-    "    redis.call('PEXPIRE', key, ms(w[3]))\n"
-    "  end\n"
-    "  return {ok and 1 or 0, rem, math.ceil(reset), math.ceil(retry), math.floor(used * 1000 + 0.5)}\n"
-    "end\n"
-    "-- Phase one decides every limit without writing; phase two, only when\n"
-    "-- all allow a check, consumes (so each state reported is the stored one).\n"
-    "local res = {}\n"
-    "local all = true\n"
-    "for i = 1, #KEYS do\n"
-    "  res[i] = lim(i, not decide)\n"
-    "  if res[i][1] == 0 then all = false end\n"
-    "end\n"
-    "if all and op == 'c' then\n"
-    "  for i = 1, #KEYS do res[i] = lim(i, true) end\n"
-    "end\n"
-    "local out = {}\n"
-    "for i = 1, #KEYS do\n"
-    "  for j = 1, 5 do out[#out + 1] = res[i][j] end\n"
-    "end\n"
-    "return out\n");
+static rk__script limiter_script = RK__SCRIPT("rate limit", RK__LIMITER_LUA);
 
 /* A block-cache entry: the refusal, with absolute times on the local
  * clock (us). A smaller cost than the one refused might pass, so only as
@@ -543,56 +353,84 @@ static size_t fmt_i64(char *buf, int64_t v)
     return len;
 }
 
-static rk_status run_script(rk_limiter *l, const keyset *ks, int op, int64_t cost, const char *lease,
-                            rk_reply **reply)
+int64_t rk__limiter_deadline(const rk_limiter *l)
 {
-    enum { FIXED = 5, PER = 5 };
-    const size_t argc = 3 + l->n + FIXED + PER * l->n;
-    const char *argv[3 + RK_LIMITER_MAX_LIMITS + FIXED + PER * RK_LIMITER_MAX_LIMITS];
-    size_t lens[3 + RK_LIMITER_MAX_LIMITS + FIXED + PER * RK_LIMITER_MAX_LIMITS];
-    char nums[(FIXED + PER * RK_LIMITER_MAX_LIMITS) * 24];
-    char *np = nums;
+    return l->timeout_ms ? rk__now_ns() + (int64_t)l->timeout_ms * 1000000 : rk__client_deadline(l->client);
+}
+
+/* The script's ARGV for op and cost into c (KEYS are already there). */
+static void build_args(rk__limit_call *c, const char *lease)
+{
+    const rk_limiter *l = c->l;
+    char *np = c->nums;
     size_t a = 0;
 #define NUM(v)                                                                   \
     do {                                                                         \
         size_t w_ = fmt_i64(np, (v));                                            \
-        argv[a] = np;                                                            \
-        lens[a++] = w_;                                                          \
+        c->args[a] = np;                                                         \
+        c->arglens[a++] = w_;                                                    \
         np += w_ + 1;                                                            \
     } while (0)
-    const char *sha = rk__script_sha(&limiter_script);
-    argv[a] = sha ? "EVALSHA" : "EVAL";
-    lens[a++] = sha ? 7 : 4;
-    argv[a] = sha ? sha : limiter_script.source;
-    lens[a++] = sha ? RK__SHA1_HEX : limiter_script.source_len;
-    NUM(l->n);
+    c->opc = (char)c->op;
+    c->args[a] = &c->opc;
+    c->arglens[a++] = 1;
+    NUM(c->cost);
+    NUM(atomic_load(&((rk_limiter *)l)->fixed_now_us));
+    NUM(atomic_load(&((rk_limiter *)l)->offset_us));
+#undef NUM
+    c->args[a] = lease ? lease : "";
+    c->arglens[a++] = lease ? strlen(lease) : 0;
     for (size_t i = 0; i < l->n; i++) {
-        argv[a] = ks->keys[i];
-        lens[a++] = ks->lens[i];
-    }
-    char opc = (char)op;
-    argv[a] = &opc;
-    lens[a++] = 1;
-    NUM(cost);
-    NUM(atomic_load(&l->fixed_now_us));
-    NUM(atomic_load(&l->offset_us));
-    argv[a] = lease ? lease : "";
-    lens[a++] = lease ? strlen(lease) : 0;
-    for (size_t i = 0; i < l->n; i++) {
-        const rk__limit_cfg *c = &l->cfg[i];
-        argv[a] = &rk__limiter_algo_code[c->algo];
-        lens[a++] = 1;
+        const rk__limit_cfg *cfg = &l->cfg[i];
+        c->args[a] = &rk__limiter_algo_code[cfg->algo];
+        c->arglens[a++] = 1;
         for (size_t k = 0; k < 4; k++) {
-            argv[a] = c->args[k];
-            lens[a++] = c->args_len[k];
+            c->args[a] = cfg->args[k];
+            c->arglens[a++] = cfg->args_len[k];
         }
     }
-#undef NUM
-    (void)argc;
-    int64_t deadline = l->timeout_ms ? rk__now_ns() + (int64_t)l->timeout_ms * 1000000 : rk__client_deadline(l->client);
+    c->nargs = a;
+}
+
+rk_status rk__limiter_run(rk__limit_call *c, rk__script *script, size_t npre_keys, const char *const *pre_keys,
+                          const size_t *pre_keylens, size_t npre_args, const char *const *pre_args,
+                          const size_t *pre_arglens, rk_reply **reply)
+{
+    enum { MAX = 3 + RK__LIMIT_PRE_MAX + RK_LIMITER_MAX_LIMITS + RK__LIMIT_PRE_MAX + RK__LIMIT_MAX_ARGS };
+    *reply = NULL;
+    if (npre_keys > RK__LIMIT_PRE_MAX || npre_args > RK__LIMIT_PRE_MAX)
+        return rk__fail(RK_ERR_INVALID, "rate limit: too many keys or arguments around the check");
+    const char *argv[MAX];
+    size_t lens[MAX];
+    char nkeys[24];
+    size_t a = 0;
+    const char *sha = rk__script_sha(script);
+    argv[a] = sha ? "EVALSHA" : "EVAL";
+    lens[a++] = sha ? 7 : 4;
+    argv[a] = sha ? sha : script->source;
+    lens[a++] = sha ? RK__SHA1_HEX : script->source_len;
+    argv[a] = nkeys;
+    lens[a++] = fmt_i64(nkeys, (int64_t)(npre_keys + c->l->n));
+    for (size_t i = 0; i < npre_keys; i++) {
+        argv[a] = pre_keys[i];
+        lens[a++] = pre_keylens[i];
+    }
+    for (size_t i = 0; i < c->l->n; i++) {
+        argv[a] = c->keys[i];
+        lens[a++] = c->keylens[i];
+    }
+    for (size_t i = 0; i < npre_args; i++) {
+        argv[a] = pre_args[i];
+        lens[a++] = pre_arglens[i];
+    }
+    for (size_t i = 0; i < c->nargs; i++) {
+        argv[a] = c->args[i];
+        lens[a++] = c->arglens[i];
+    }
+    int64_t deadline = rk__limiter_deadline(c->l);
     rk__cmd cmd = {.argc = (int)a, .argv = argv, .argvlen = lens};
     rk_reply *r = NULL;
-    rk_status st = rk__client_pipeline_until(l->client, 1, &cmd, false, &r, deadline);
+    rk_status st = rk__client_pipeline_until(c->l->client, 1, &cmd, false, &r, deadline);
     if (st == RK_OK && sha && rk__script_is_noscript(r)) {
         /* The server lost its script cache (restart, failover, SCRIPT
          * FLUSH): send the text once, within the same deadline. */
@@ -600,28 +438,27 @@ static rk_status run_script(rk_limiter *l, const keyset *ks, int op, int64_t cos
         r = NULL;
         argv[0] = "EVAL";
         lens[0] = 4;
-        argv[1] = limiter_script.source;
-        lens[1] = limiter_script.source_len;
-        st = rk__client_pipeline_until(l->client, 1, &cmd, false, &r, deadline);
+        argv[1] = script->source;
+        lens[1] = script->source_len;
+        st = rk__client_pipeline_until(c->l->client, 1, &cmd, false, &r, deadline);
     }
     if (st != RK_OK) return st;
     if (r->type == RK_REPLY_ERROR) {
-        st = rk__fail(RK_ERR_SERVER, "rate limit script: %.200s", r->str ? r->str : "");
+        st = rk__fail(RK_ERR_SERVER, "%s script: %.200s", script->name, r->str ? r->str : "");
         rk_reply_free(r);
         return st;
     }
-    if (r->type != RK_REPLY_ARRAY || r->elements != 5 * l->n) {
-        rk_reply_free(r);
-        return rk__fail(RK_ERR_PROTOCOL, "rate limit script: unexpected reply shape");
-    }
-    for (size_t i = 0; i < r->elements; i++) {
-        if (r->element[i]->type != RK_REPLY_INTEGER) {
-            rk_reply_free(r);
-            return rk__fail(RK_ERR_PROTOCOL, "rate limit script: unexpected reply element");
-        }
-    }
     *reply = r;
     return RK_OK;
+}
+
+/* Whether r has the shape of the limiter script's reply for l. */
+static bool reply_ok(const rk_limiter *l, const rk_reply *r)
+{
+    if (!r || r->type != RK_REPLY_ARRAY || r->elements != 5 * l->n) return false;
+    for (size_t i = 0; i < r->elements; i++)
+        if (r->element[i]->type != RK_REPLY_INTEGER) return false;
+    return true;
 }
 
 static int64_t us_to_ms(long long us)
@@ -790,17 +627,14 @@ static rk_status fail(rk_limiter *l, rk_status st)
     return st;
 }
 
-/* One call: validate, build the keys, run the script (or answer from
- * the block cache, or by the failure policy). */
-static rk_status call(rk_limiter *l, const char *key, int op, int64_t cost, const char *lease_in,
-                      rk_limit_result *out)
+rk_status rk__limiter_begin(rk_limiter *l, const char *key, int op, int64_t cost, const char *lease_in,
+                            rk_limit_result *res, rk__limit_call *c)
 {
-    rk_limit_result tmp;
-    rk_limit_result *res = out ? out : &tmp;
     memset(res, 0, sizeof *res);
+    c->l = l;
+    c->answered = false;
+    c->heap = NULL;
     if (!l) return rk__fail(RK_ERR_INVALID, "rate limit: limiter is NULL");
-    if ((op == RK__OP_CHECK || op == RK__OP_PEEK) && !out)
-        return fail(l, rk__fail(RK_ERR_INVALID, "rate limit: result is NULL"));
     size_t klen = 0;
     rk_status st = check_key(l, key, &klen);
     if (st != RK_OK) return fail(l, st);
@@ -810,22 +644,49 @@ static rk_status call(rk_limiter *l, const char *key, int op, int64_t cost, cons
     if (op == RK__OP_CHECK && cost > 1 && l->has_concurrency)
         return fail(l, rk__fail(RK_ERR_INVALID, "rate limit: cost %lld with a concurrency limit (0 or 1)",
                                 (long long)cost));
-
+    c->key = key;
+    c->klen = klen;
+    c->op = op;
+    c->cost = cost;
     if (op == RK__OP_CHECK && l->block_cache && block_lookup(l, key, klen, cost, res)) {
         count_result(l, res);
+        c->answered = true;
         return RK_OK;
     }
-    char lease[RK_LEASE_ID_BYTES + 1] = "";
+    c->lease[0] = '\0';
     if (op == RK__OP_CHECK && l->has_concurrency) {
-        if (!make_lease(lease)) return fail(l, rk__fail(RK_ERR_SYSTEM, "rate limit: no random bytes for a lease"));
-        mark_lease(lease, false);
+        if (!make_lease(c->lease)) return fail(l, rk__fail(RK_ERR_SYSTEM, "rate limit: no random bytes for a lease"));
+        mark_lease(c->lease, false);
     }
     keyset ks;
     st = build_keys(l, key, klen, &ks);
     if (st != RK_OK) return fail(l, st);
-    rk_reply *r = NULL;
-    st = run_script(l, &ks, op, cost, lease_in ? lease_in : lease, &r);
-    rk__free(ks.heap);
+    /* ks's buffers move into c (the keys point into c->stack or heap). */
+    if (ks.heap) {
+        c->heap = ks.heap;
+        for (size_t i = 0; i < l->n; i++) c->keys[i] = ks.keys[i];
+    } else {
+        memcpy(c->stack, ks.stack, sizeof c->stack);
+        for (size_t i = 0; i < l->n; i++) c->keys[i] = c->stack + (ks.keys[i] - ks.stack);
+    }
+    memcpy(c->keylens, ks.lens, sizeof(size_t) * l->n);
+    build_args(c, lease_in ? lease_in : c->lease);
+    return RK_OK;
+}
+
+void rk__limiter_cancel(rk__limit_call *c)
+{
+    rk__free(c->heap);
+    c->heap = NULL;
+}
+
+rk_status rk__limiter_end(rk__limit_call *c, rk_status st, const rk_reply *r, rk_limit_result *res)
+{
+    rk_limiter *l = c->l;
+    int op = c->op;
+    rk__free(c->heap);
+    c->heap = NULL;
+    if (st == RK_OK && !reply_ok(l, r)) st = rk__fail(RK_ERR_PROTOCOL, "rate limit script: unexpected reply shape");
     if (st == RK_OK) {
         res->nlimits = l->n;
         for (size_t i = 0; i < l->n; i++) {
@@ -838,10 +699,9 @@ static rk_status call(rk_limiter *l, const char *key, int op, int64_t cost, cons
             s->retry_after_ms = s->allowed ? 0 : us_to_ms(e[3]->integer);
             s->used = (double)e[4]->integer / 1000.0;
         }
-        rk_reply_free(r);
         decide(l, res);
         res->path = RK_LIMIT_PATH_REDIS;
-        if (op == RK__OP_CHECK && !res->allowed && l->block_cache) block_store(l, key, klen, cost, res);
+        if (op == RK__OP_CHECK && !res->allowed && l->block_cache) block_store(l, c->key, c->klen, c->cost, res);
     } else if (!redis_failure(st)) {
         return fail(l, st);
     } else if (op != RK__OP_CHECK && op != RK__OP_PEEK) {
@@ -849,11 +709,11 @@ static rk_status call(rk_limiter *l, const char *key, int op, int64_t cost, cons
     } else {
         res->redis_status = st;
         if (l->policy == RK_LIMIT_FAIL_LOCAL) {
-            rk_status ls = local_eval(l, key, klen, op, cost, res);
+            rk_status ls = local_eval(l, c->key, c->klen, op, c->cost, res);
             if (ls != RK_OK) return fail(l, ls);
             res->redis_status = st;
             res->path = RK_LIMIT_PATH_LOCAL;
-            if (lease[0] && res->allowed) mark_lease(lease, true);
+            if (c->lease[0] && res->allowed) mark_lease(c->lease, true);
         } else {
             res->allowed = l->policy == RK_LIMIT_FAIL_OPEN;
             res->path = res->allowed ? RK_LIMIT_PATH_FAIL_OPEN : RK_LIMIT_PATH_FAIL_CLOSED;
@@ -868,7 +728,7 @@ static rk_status call(rk_limiter *l, const char *key, int op, int64_t cost, cons
                  l->policy == RK_LIMIT_FAIL_LOCAL ? "local" : l->policy == RK_LIMIT_FAIL_OPEN ? "fail-open"
                                                                                               : "fail-closed");
     }
-    if (op == RK__OP_CHECK && res->allowed && lease[0]) memcpy(res->lease, lease, sizeof lease);
+    if (op == RK__OP_CHECK && res->allowed && c->lease[0]) memcpy(res->lease, c->lease, sizeof c->lease);
     if (op == RK__OP_CHECK || op == RK__OP_PEEK) {
         if (l->shadow && !res->allowed) {
             res->allowed = true;
@@ -877,6 +737,27 @@ static rk_status call(rk_limiter *l, const char *key, int op, int64_t cost, cons
         if (op == RK__OP_CHECK) count_result(l, res);
     }
     return RK_OK;
+}
+
+/* One call: validate, build the keys, run the script (or answer from
+ * the block cache, or by the failure policy). */
+static rk_status call(rk_limiter *l, const char *key, int op, int64_t cost, const char *lease_in,
+                      rk_limit_result *out)
+{
+    rk_limit_result tmp;
+    rk_limit_result *res = out ? out : &tmp;
+    if (out) memset(out, 0, sizeof *out);
+    if (!l) return rk__fail(RK_ERR_INVALID, "rate limit: limiter is NULL");
+    if ((op == RK__OP_CHECK || op == RK__OP_PEEK) && !out)
+        return fail(l, rk__fail(RK_ERR_INVALID, "rate limit: result is NULL"));
+    rk__limit_call c;
+    rk_status st = rk__limiter_begin(l, key, op, cost, lease_in, res, &c);
+    if (st != RK_OK || c.answered) return st;
+    rk_reply *r = NULL;
+    st = rk__limiter_run(&c, &limiter_script, 0, NULL, NULL, 0, NULL, NULL, &r);
+    st = rk__limiter_end(&c, st, r, res);
+    rk_reply_free(r);
+    return st;
 }
 
 rk_status rk_limiter_check(rk_limiter *l, const char *key, int64_t cost, rk_limit_result *out)

@@ -130,6 +130,65 @@ struct rk_limiter {
 struct rk__script *rk__limiter_script(void);
 extern const char rk__limiter_algo_code[5];
 
+/* ---- one check inside a larger script ------------------------------------
+ *
+ * A call is begun (validated, its keys and ARGV built, or answered by the
+ * block cache), run — alone by rk_limiter_check(), or embedded in another
+ * module's script (apikeys' verify_limit.c checks an API key and
+ * consumes from its limits in one script, embedding limiter_lua.h) — and
+ * ended (the reply parsed and decided, or the failure policy applied;
+ * counted). */
+
+#define RK__LIMIT_MAX_ARGS (5 + 5 * RK_LIMITER_MAX_LIMITS)
+#define RK__LIMIT_PRE_MAX 4 /* keys or args another script puts first */
+
+typedef struct rk__limit_call {
+    rk_limiter *l;
+    bool answered;         /* begin: the block cache answered (res is final) */
+    const char *key;       /* the caller's; must outlive the call */
+    size_t klen;
+    int op;
+    int64_t cost;
+    char lease[RK_LEASE_ID_BYTES + 1];
+    const char *keys[RK_LIMITER_MAX_LIMITS]; /* KEYS, in limit order */
+    size_t keylens[RK_LIMITER_MAX_LIMITS];
+    size_t nargs;                            /* ARGV */
+    const char *args[RK__LIMIT_MAX_ARGS];
+    size_t arglens[RK__LIMIT_MAX_ARGS];
+    char opc;
+    char nums[3 * 24];
+    char *heap;                              /* keys that did not fit stack */
+    char stack[1024];
+} rk__limit_call;
+
+/* Begin op (RK__OP_*) on key for cost: on RK_OK either c->answered (the
+ * block cache refused; *res is final and counted) or c is ready to run
+ * and must be ended with rk__limiter_end(). On an error nothing is to be
+ * ended (the error is counted). c points into itself: do not copy it. */
+rk_status rk__limiter_begin(rk_limiter *l, const char *key, int op, int64_t cost, const char *lease_in,
+                            rk_limit_result *res, rk__limit_call *c);
+
+/* Run c by itself (script = the limiter's) or inside script, whose KEYS
+ * are pre_keys then c's keys and whose ARGV are pre_args then c's args,
+ * within the limiter's deadline, by SHA with the NOSCRIPT fallback. On
+ * RK_OK *reply is the script's reply (never an error reply; the caller
+ * frees it). */
+rk_status rk__limiter_run(rk__limit_call *c, struct rk__script *script, size_t npre_keys,
+                          const char *const *pre_keys, const size_t *pre_keylens, size_t npre_args,
+                          const char *const *pre_args, const size_t *pre_arglens, rk_reply **reply);
+
+/* End c: st is how its round trip went, r (when st is RK_OK) the limiter
+ * script's part of the reply (not taken). Fills *res — from r, or by the
+ * failure policy when Redis did not answer — counts it, releases c.
+ * Returns RK_OK with a decision, or the error (counted). */
+rk_status rk__limiter_end(rk__limit_call *c, rk_status st, const rk_reply *r, rk_limit_result *res);
+
+/* Release a begun c without a decision (nothing is counted). */
+void rk__limiter_cancel(rk__limit_call *c);
+
+/* The deadline of one check (absolute, rk__now_ns() nanoseconds). */
+int64_t rk__limiter_deadline(const rk_limiter *l);
+
 /* Test hooks. */
 void rk__limiter_test_clock(rk_limiter *l, int64_t fixed_now_us, int64_t offset_us);
 void rk__limiter_local_clock(rk_limiter *l, int64_t (*now_us)(void *ctx), void *ctx);

@@ -4,14 +4,25 @@
  *
  * Layout of a stored session (one Redis string, so a 194-byte session
  * costs what a bare 194-byte string costs — a hash with one field over
- * 64 bytes turns into a hashtable and doubles that; docs/sessions.md):
+ * 64 bytes turns into a hashtable and doubles that; docs/sessions.md).
+ * Format 2, written by every script:
  *
- *   byte 0       format version (1)
- *   bytes 1-6    issued: server ms when the current token was issued
- *   bytes 7-10   deadline − issued, ms
- *   bytes 11-14  last access − issued, ms (patched in place by get/touch)
- *   then         MessagePack: the user id (a string, "" for none), then the
- *                attribute map { name = value }
+ *   MessagePack values, one after the other: the user id (a string, ""
+ *   for none), then each attribute's name and value (strings)
+ *   last 10 bytes: deadline (server ms, 6 bytes big-endian), then
+ *   deadline − issued (ms, 4 bytes)
+ *
+ * Its first byte is a MessagePack string header (0xa0-0xbf, 0xd9-0xdb).
+ * The last access is not stored: the key's expiry is min(last access +
+ * idle, deadline), so sliding is one PEXPIRE and the listing derives it
+ * (sessions.c). No map header, no version byte, no last-access field:
+ * 6 bytes fewer than format 1, enough to keep a user id, one attribute
+ * name and 194 bytes of value in Redis's 220-byte string class.
+ *
+ * Format 1 (written before; still read, slid in place, and rewritten as
+ * format 2 by the next write): byte 1, issued (ms, 6 bytes), deadline −
+ * issued (4), last access − issued (4), then MessagePack: the user id and
+ * the attribute map.
  *
  * Every script receives its one key in KEYS[1] and builds no key name, so
  * each runs in one hash slot. Times come from the server (TIME), never
@@ -27,14 +38,38 @@
 #define RK__SESS_LUA_PRELUDE                                                                           \
     "local function now_ms()\n"                                                                        \
     "  local t = redis.call('TIME')\n"                                                                 \
-    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                            \
+    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"                             \
     "end\n"                                                                                            \
-    "local function decode(v)\n"                                                                      \
-    "  if type(v) ~= 'string' or #v < 17 or string.byte(v, 1) ~= 1 then return nil end\n"             \
-    "  local _, c, dd, ld, pos = struct.unpack('>BI6I4I4', v)\n"                                       \
-    "  local ok, u, a = pcall(cmsgpack.unpack, string.sub(v, pos))\n"                                  \
-    "  if not ok or type(u) ~= 'string' or type(a) ~= 'table' then return nil end\n"                   \
-    "  return {c = c, d = c + dd, l = c + ld, u = u, a = a, v = v}\n"                                  \
+    "local function decode(v)\n"                                                                       \
+    "  if type(v) ~= 'string' or #v < 11 then return nil end\n"                                        \
+    "  local b = string.byte(v, 1)\n"                                                                  \
+    "  if b == 1 then\n"                                                                               \
+    "    if #v < 17 then return nil end\n"                                                             \
+    "    local _, c, dd, ld, pos = struct.unpack('>BI6I4I4', v)\n"                                     \
+    "    local ok, u, a = pcall(cmsgpack.unpack, string.sub(v, pos))\n"                                \
+    "    if not ok or type(u) ~= 'string' or type(a) ~= 'table' then return nil end\n"                 \
+    "    return {f = 1, c = c, d = c + dd, u = u, a = a, v = v}\n"                                     \
+    "  end\n"                                                                                          \
+    "  if not ((b >= 160 and b <= 191) or (b >= 217 and b <= 219)) then return nil end\n"              \
+    "  local n = #v - 10\n"                                                                            \
+    "  local d, dc = struct.unpack('>I6I4', v, n + 1)\n"                                               \
+    "  local body = string.sub(v, 1, n)\n"                                                             \
+    "  local ok, t = pcall(function()\n"                                                               \
+    "    local t, off = {}, 0\n"                                                                       \
+    "    repeat\n"                                                                                     \
+    "      local r = {cmsgpack.unpack_limit(body, 64, off)}\n"                                         \
+    "      off = r[1]\n"                                                                               \
+    "      for i = 2, #r do t[#t + 1] = r[i] end\n"                                                    \
+    "    until off < 0\n"                                                                              \
+    "    return t\n"                                                                                   \
+    "  end)\n"                                                                                         \
+    "  if not ok or type(t[1]) ~= 'string' or #t % 2 ~= 1 then return nil end\n"                       \
+    "  local a = {}\n"                                                                                 \
+    "  for i = 2, #t, 2 do\n"                                                                          \
+    "    if type(t[i]) ~= 'string' or type(t[i + 1]) ~= 'string' then return nil end\n"                \
+    "    a[t[i]] = t[i + 1]\n"                                                                         \
+    "  end\n"                                                                                          \
+    "  return {f = 2, c = d - dc, d = d, u = t[1], a = a, v = v}\n"                                    \
     "end\n"                                                                                            \
     "local function load(k, now)\n"                                                                    \
     "  local v = redis.pcall('GET', k)\n"                                                              \
@@ -45,7 +80,10 @@
     "  return s\n"                                                                                     \
     "end\n"                                                                                            \
     "local function save(k, s, now, idle, maxb, nx)\n"                                                 \
-    "  local v = struct.pack('>BI6I4I4', 1, s.c, s.d - s.c, s.l - s.c) .. cmsgpack.pack(s.u, s.a)\n"   \
+    "  local p = {cmsgpack.pack(s.u)}\n"                                                               \
+    "  for name, val in pairs(s.a) do p[#p + 1] = cmsgpack.pack(name, val) end\n"                      \
+    "  p[#p + 1] = struct.pack('>I6I4', s.d, s.d - s.c)\n"                                             \
+    "  local v = table.concat(p)\n"                                                                    \
     "  if #v > maxb then return 3 end\n"                                                               \
     "  local ttl = math.min(idle, s.d - now)\n"                                                        \
     "  if nx then\n"                                                                                   \
@@ -56,7 +94,7 @@
     "  return 1\n"                                                                                     \
     "end\n"                                                                                            \
     "local function slide(k, s, now, idle)\n"                                                          \
-    "  redis.call('SETRANGE', k, 11, struct.pack('>I4', now - s.c))\n"                                 \
+    "  if s.f == 1 then redis.call('SETRANGE', k, 11, struct.pack('>I4', now - s.c)) end\n"            \
     "  local ttl = math.min(idle, s.d - now)\n"                                                        \
     "  redis.call('PEXPIRE', k, ttl)\n"                                                                \
     "  return ttl\n"                                                                                   \

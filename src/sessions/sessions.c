@@ -905,6 +905,21 @@ static int info_cmp(const void *a, const void *b)
     return x->issued_ms < y->issued_ms ? -1 : x->issued_ms > y->issued_ms;
 }
 
+/* A listed session's last access and expiry. The key expires at
+ * min(last access + idle, deadline) (every script that touches a session
+ * sets it so), so while the idle timeout governs, the last access is the
+ * expiry (at, PEXPIRETIME; -1 if unknown) minus idle_ms; in a session's
+ * last idle period before its deadline it is only known to be after
+ * deadline − idle_ms, which is what is reported. Format 1 stored it. */
+static void derive_access(const rk_sessions *s, const rk__session_head *h, int64_t at, rk_session_info *info)
+{
+    int64_t idle_end = h->last_access_ms >= 0 ? h->last_access_ms + s->idle_ms : at;
+    if (idle_end < 0 || idle_end > h->deadline_ms) idle_end = h->deadline_ms;
+    info->expires_ms = at > 0 ? at : idle_end;
+    info->last_access_ms = h->last_access_ms >= 0 ? h->last_access_ms : idle_end - s->idle_ms;
+    if (info->last_access_ms < h->issued_ms) info->last_access_ms = h->issued_ms;
+}
+
 rk_status rk_sessions_list(rk_sessions *s, const char *user, rk_session_list **out)
 {
     if (!out) return done(s, rk__fail(RK_ERR_INVALID, "rk_sessions_list: out is NULL"));
@@ -918,38 +933,43 @@ rk_status rk_sessions_list(rk_sessions *s, const char *user, rk_session_list **o
     rk_session_list *list = rk__calloc(1, sizeof *list);
     rk_session_info *infos = rk__calloc(n ? n : 1, sizeof *infos);
     skey *keys = rk__malloc((n ? n : 1) * sizeof *keys);
-    rk__cmd *cmds = rk__malloc((n ? n : 1) * sizeof *cmds);
-    const char **argv = rk__malloc((n ? n : 1) * 2 * sizeof *argv);
-    size_t *lens = rk__malloc((n ? n : 1) * 2 * sizeof *lens);
-    rk_reply **got = rk__calloc(n ? n : 1, sizeof *got);
+    rk__cmd *cmds = rk__malloc((n ? n : 1) * 2 * sizeof *cmds);
+    const char **argv = rk__malloc((n ? n : 1) * 4 * sizeof *argv);
+    size_t *lens = rk__malloc((n ? n : 1) * 4 * sizeof *lens);
+    rk_reply **got = rk__calloc(n ? n : 1, 2 * sizeof *got);
     const char **gone = rk__malloc((n ? n : 1) * sizeof *gone);
     if (!list || !infos || !keys || !cmds || !argv || !lens || !got || !gone) {
         st = rk__fail(RK_ERR_NOMEM, "sessions list: out of memory");
         goto out;
     }
-    /* Round trip 2: read each session (GET: no sliding, no write). */
+    /* Round trip 2: read each session and its expiry (GET, PEXPIRETIME:
+     * no sliding, no write). The expiry gives the last access, which
+     * format 2 does not store. */
     for (size_t i = 0; i < n; i++) {
         session_key(s, ids->element[i]->str, &keys[i]);
-        argv[2 * i] = "GET";
-        lens[2 * i] = 3;
-        argv[2 * i + 1] = keys[i].str;
-        lens[2 * i + 1] = keys[i].len;
-        cmds[i] = (rk__cmd){2, argv + 2 * i, lens + 2 * i};
+        argv[4 * i] = "GET";
+        lens[4 * i] = 3;
+        argv[4 * i + 2] = "PEXPIRETIME";
+        lens[4 * i + 2] = 11;
+        argv[4 * i + 1] = argv[4 * i + 3] = keys[i].str;
+        lens[4 * i + 1] = lens[4 * i + 3] = keys[i].len;
+        cmds[2 * i] = (rk__cmd){2, argv + 4 * i, lens + 4 * i};
+        cmds[2 * i + 1] = (rk__cmd){2, argv + 4 * i + 2, lens + 4 * i + 2};
     }
-    if (n) st = rk__client_pipeline_until(s->client, n, cmds, true, got, deadline);
+    if (n) st = rk__client_pipeline_until(s->client, 2 * n, cmds, true, got, deadline);
     size_t live = 0, ngone = 0;
     for (size_t i = 0; i < n && st == RK_OK; i++) {
         rk__session_head h;
-        if (got[i]->type == RK_REPLY_STRING && rk__session_parse_head(got[i]->str, got[i]->len, &h)) {
-            rk_session_info *e = &infos[live++];
-            memcpy(e->id, ids->element[i]->str, RK_SESSION_ID_LEN);
-            e->id[RK_SESSION_ID_LEN] = '\0';
-            e->issued_ms = h.issued_ms;
-            e->last_access_ms = h.last_access_ms;
-            e->deadline_ms = h.deadline_ms;
-            e->expires_ms = h.last_access_ms + s->idle_ms < h.deadline_ms ? h.last_access_ms + s->idle_ms
-                                                                         : h.deadline_ms;
-        } else if (got[i]->type == RK_REPLY_NIL) {
+        const rk_reply *v = got[2 * i], *e = got[2 * i + 1];
+        if (v->type == RK_REPLY_STRING && rk__session_parse_head(v->str, v->len, &h)) {
+            rk_session_info *info = &infos[live++];
+            memcpy(info->id, ids->element[i]->str, RK_SESSION_ID_LEN);
+            info->id[RK_SESSION_ID_LEN] = '\0';
+            info->issued_ms = h.issued_ms;
+            info->deadline_ms = h.deadline_ms;
+            int64_t at = e->type == RK_REPLY_INTEGER && e->integer > 0 ? e->integer : -1;
+            derive_access(s, &h, at, info);
+        } else if (v->type == RK_REPLY_NIL) {
             gone[ngone++] = ids->element[i]->str;
         }
     }
@@ -968,7 +988,7 @@ rk_status rk_sessions_list(rk_sessions *s, const char *user, rk_session_list **o
         list = NULL;
     }
 out:
-    for (size_t i = 0; got && i < n; i++) rk_reply_free(got[i]);
+    for (size_t i = 0; got && i < 2 * n; i++) rk_reply_free(got[i]);
     rk_reply_free(ids);
     rk__free(list);
     rk__free(infos);

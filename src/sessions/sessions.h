@@ -27,11 +27,14 @@
 #define RK__SESSION_TOKEN_BYTES 32
 #define RK__SESSION_ID_BYTES 16
 
-/* The stored value's fixed header: version (1), issued ms (6), deadline −
- * issued (4), last access − issued (4), big-endian; then MessagePack of
- * the user id (a string, "" for none) and of the attribute map. */
+/* The stored value (scripts.h). Format 2: MessagePack of the user id and
+ * of each attribute's name and value, then a 10-byte trailer: deadline ms
+ * (6), deadline − issued (4), big-endian. Format 1 (still read): byte 1,
+ * issued ms (6), deadline − issued (4), last access − issued (4), then
+ * MessagePack of the user id and the attribute map. */
 #define RK__SESSION_HEADER 15
 #define RK__SESSION_VERSION 1
+#define RK__SESSION_TRAILER 10
 
 /* A new token from the OS CSPRNG into tok (NUL-terminated). RK_OK or
  * RK_ERR_SYSTEM. */
@@ -54,7 +57,7 @@ size_t rk__base64url(const unsigned char *in, size_t n, char *out);
 typedef struct rk__session_head {
     int64_t issued_ms;
     int64_t deadline_ms;
-    int64_t last_access_ms;
+    int64_t last_access_ms; /* -1 in format 2: derive it from the expiry */
 } rk__session_head;
 bool rk__session_parse_head(const char *v, size_t len, rk__session_head *h);
 

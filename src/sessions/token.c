@@ -114,10 +114,20 @@ static uint64_t be(const unsigned char *p, int n)
 bool rk__session_parse_head(const char *v, size_t len, rk__session_head *h)
 {
     const unsigned char *p = (const unsigned char *)v;
-    /* The header, then at least the two MessagePack values. */
-    if (!v || len < RK__SESSION_HEADER + 2 || p[0] != RK__SESSION_VERSION) return false;
-    h->issued_ms = (int64_t)be(p + 1, 6);
-    h->deadline_ms = h->issued_ms + (int64_t)be(p + 7, 4);
-    h->last_access_ms = h->issued_ms + (int64_t)be(p + 11, 4);
+    if (!v || len == 0) return false;
+    if (p[0] == RK__SESSION_VERSION) {
+        /* The header, then at least the two MessagePack values. */
+        if (len < RK__SESSION_HEADER + 2) return false;
+        h->issued_ms = (int64_t)be(p + 1, 6);
+        h->deadline_ms = h->issued_ms + (int64_t)be(p + 7, 4);
+        h->last_access_ms = h->issued_ms + (int64_t)be(p + 11, 4);
+        return true;
+    }
+    /* Format 2 starts with the user id's MessagePack string header. */
+    if (!((p[0] >= 0xa0 && p[0] <= 0xbf) || (p[0] >= 0xd9 && p[0] <= 0xdb)) || len < RK__SESSION_TRAILER + 1)
+        return false;
+    h->deadline_ms = (int64_t)be(p + len - RK__SESSION_TRAILER, 6);
+    h->issued_ms = h->deadline_ms - (int64_t)be(p + len - 4, 4);
+    h->last_access_ms = -1;
     return true;
 }

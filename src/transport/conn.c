@@ -92,6 +92,7 @@ struct rk__conn {
     bool broken;
     bool malformed; /* the reply functions refused the stream (reply.h) */
     int64_t last_used_ns;
+    int64_t opened_ns; /* when the handshake completed */
     redisReader *reader;
     rk__reply_guard guard; /* sees every byte before the reader does */
     const _Atomic size_t *max_reply; /* the client's bound (conn.h) */
@@ -602,6 +603,11 @@ rk_status rk__conn_command(rk__conn *c, int argc, const char **argv, const size_
 
 rk_status rk__conn_next_push(rk__conn *c, rk_reply **out, int64_t deadline_ns)
 {
+    return rk__conn_next_push_wake(c, -1, out, deadline_ns);
+}
+
+rk_status rk__conn_next_push_wake(rk__conn *c, int wake_fd, rk_reply **out, int64_t deadline_ns)
+{
     *out = NULL;
     if (c->broken) return rk__fail(RK_ERR_UNAVAILABLE, "connection to %s is closed", c->peer);
     void *obj = NULL;
@@ -615,10 +621,11 @@ rk_status rk__conn_next_push(rk__conn *c, rk_reply **out, int64_t deadline_ns)
      * must arrive whole within the deadline like any reply. */
     bool partial = c->reader->pos < c->reader->len;
     if (!partial && !(c->tls && rk__tls_pending(c->tls))) {
-        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        /* A negative wake_fd is ignored by poll(). */
+        struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
         int64_t left_ms = (deadline_ns - rk__now_ns()) / 1000000;
-        int r = poll(&p, 1, left_ms > 0 ? (int)(left_ms < 60000 ? left_ms : 60000) : 0);
-        if (r == 0 || (r < 0 && errno == EINTR)) return RK_MISS;
+        int r = poll(p, 2, left_ms > 0 ? (int)(left_ms < 60000 ? left_ms : 60000) : 0);
+        if (r == 0 || (r < 0 && errno == EINTR) || (r > 0 && !p[0].revents)) return RK_MISS;
         if (r < 0) return mark_broken(c, rk__fail(RK_ERR_SYSTEM, "wait on %s: %s", c->peer, strerror(errno)));
         deadline_ns = rk__now_ns() + PUSH_READ_NS;
     }
@@ -628,6 +635,8 @@ rk_status rk__conn_next_push(rk__conn *c, rk_reply **out, int64_t deadline_ns)
 bool rk__conn_broken(const rk__conn *c) { return c->broken; }
 
 int64_t rk__conn_last_used(const rk__conn *c) { return c->last_used_ns; }
+
+int64_t rk__conn_opened(const rk__conn *c) { return c->opened_ns; }
 
 const char *rk__conn_peer(const rk__conn *c) { return c->peer; }
 
@@ -657,9 +666,12 @@ void rk__conn_abandon(rk__conn *c)
     rk__free(c);
 }
 
+void (*rk__conn_close_test_hook)(const rk__conn *conn);
+
 void rk__conn_close(rk__conn *c)
 {
     if (!c) return;
+    if (rk__conn_close_test_hook) rk__conn_close_test_hook(c);
     rk__tls_free(c->tls); /* before the socket it may still write to */
     if (c->fd >= 0) close(c->fd);
     if (c->reader) redisReaderFree(c->reader);
@@ -702,6 +714,28 @@ static rk_status handshake_refused(const rk_reply *r, const char *what)
     const char *text = r->str ? r->str : "";
     size_t len = r->str ? r->len : 0;
     return rk__fail(rk__reply_error_status(text, len), "%s: %.*s", what,
+                    (int)(len < RK__ERROR_TEXT_MAX ? len : RK__ERROR_TEXT_MAX), text);
+}
+
+/* Does this error reply refuse the connection itself, whatever command it
+ * answers? Redis writes "-ERR max number of clients reached" on accept and
+ * closes; in protected mode it writes "-DENIED ..." and closes. Either is
+ * the server saying "not now" (RK_ERR_UNAVAILABLE, a failed connect),
+ * not a bad password, even when it arrives as AUTH's reply. */
+static bool connection_refused(const rk_reply *r)
+{
+    static const char maxclients[] = "ERR max number of clients reached";
+    const char *text = r->str ? r->str : "";
+    size_t len = r->str ? r->len : 0;
+    return (len >= sizeof maxclients - 1 && memcmp(text, maxclients, sizeof maxclients - 1) == 0) ||
+           (len >= 6 && memcmp(text, "DENIED", 6) == 0 && (len == 6 || text[6] == ' '));
+}
+
+static rk_status refused(const rk__conn *c, const rk_reply *r)
+{
+    const char *text = r->str ? r->str : "";
+    size_t len = r->str ? r->len : 0;
+    return rk__fail(RK_ERR_UNAVAILABLE, "%s refused the connection: %.*s", c->peer,
                     (int)(len < RK__ERROR_TEXT_MAX ? len : RK__ERROR_TEXT_MAX), text);
 }
 
@@ -795,10 +829,14 @@ static rk_status handshake(rk__conn *c, const rk__conn_config *cfg, int64_t dead
         cmdlen[n] = redisFormatCommandArgv(&cmd[n], 3, setname, NULL);
         what[n++] = "CLIENT SETNAME";
     }
-    if (n == 0 && c->tls) {
-        /* Any answer, even NOAUTH, proves the server accepted the TLS
-         * session; what it thinks of the command is for later calls to
-         * find out, exactly as over TCP. */
+    if (n == 0) {
+        /* Always one round trip before the connection is handed out. A
+         * server at maxclients (or in protected mode) accepts, writes its
+         * refusal and closes: that must arrive here, as a failed connect
+         * the backoff and the breaker see, not as the first command's
+         * reply. Over TLS any answer, even NOAUTH, also proves the server
+         * accepted the session; what it thinks of the command is for later
+         * calls to find out. */
         const char *ping[] = {"PING"};
         cmdlen[n] = redisFormatCommandArgv(&cmd[n], 1, ping, NULL);
         what[n++] = NULL;
@@ -824,13 +862,21 @@ static rk_status handshake(rk__conn *c, const rk__conn_config *cfg, int64_t dead
     if (st != RK_OK || n == 0) return st;
 
     rk_reply *replies[HANDSHAKE_MAX] = {NULL, NULL, NULL};
-    st = rk__conn_request(c, buf, len, n, replies, deadline_ns);
+    st = rk__conn_send(c, buf, len, deadline_ns);
     OPENSSL_cleanse(buf, len);
     rk__free(buf);
+    /* One reply at a time, each looked at as it comes: a refusing server
+     * answers the first command and closes, and its refusal, not the
+     * closed connection, is what to report. */
+    for (size_t i = 0; st == RK_OK && i < n; i++) {
+        st = rk__conn_read_reply(c, &replies[i], deadline_ns);
+        rk_reply *r = replies[i];
+        if (st != RK_OK || r->type != RK_REPLY_ERROR) continue;
+        if (connection_refused(r)) st = refused(c, r);
+        else if (what[i]) st = i == 0 && cfg->password ? auth_refused(c, r) : handshake_refused(r, what[i]);
+    }
     for (size_t i = 0; i < n; i++) {
         rk_reply *r = replies[i];
-        if (st == RK_OK && what[i] && r->type == RK_REPLY_ERROR)
-            st = i == 0 && cfg->password ? auth_refused(c, r) : handshake_refused(r, what[i]);
         if (r && r->type == RK_REPLY_ERROR && r->str) OPENSSL_cleanse(r->str, r->len);
         rk_reply_free(r);
     }
@@ -875,7 +921,7 @@ rk_status rk__conn_open(const rk__conn_config *cfg, int64_t deadline_ns, rk__con
         rk__conn_close(c);
         return st;
     }
-    c->last_used_ns = rk__now_ns();
+    c->opened_ns = c->last_used_ns = rk__now_ns();
     *out = c;
     return RK_OK;
 }

@@ -77,13 +77,15 @@ long rk__resolve_pending(void);
 
 /* Open a connection and run the handshake (the TLS handshake when
  * cfg->tls is set, then AUTH, SELECT, CLIENT SETNAME sent as one pipeline)
- * before deadline_ns. Over TLS the pipeline always makes one round trip (a
- * PING when there is nothing else to send), because a TLS 1.3 server
- * refuses a client certificate only after the client's half of the
- * handshake is done: the refusal must arrive here, as RK_ERR_TLS, not on
- * the first command. On error *out is NULL and the last error says what
- * failed: RK_ERR_UNAVAILABLE (refused, unreachable, reset, a name that
- * does not resolve), RK_ERR_TIMEOUT (the host name's lookup included),
+ * before deadline_ns. The pipeline always makes one round trip (a PING
+ * when there is nothing else to send): a server at maxclients accepts,
+ * writes its refusal and closes, and a TLS 1.3 server refuses a client
+ * certificate only after the client's half of the handshake is done; both
+ * refusals must arrive here, not on the first command. On error *out is
+ * NULL and the last error says what failed: RK_ERR_UNAVAILABLE (refused,
+ * unreachable, reset, a name that does not resolve, and a server that
+ * answers any handshake command with "ERR max number of clients reached"
+ * or "DENIED": "<peer> refused the connection: <its text>"), RK_ERR_TIMEOUT (the host name's lookup included),
  * RK_ERR_AUTH (any error reply to AUTH: "AUTH refused by <peer>: <error
  * code>", never the server's text, which could quote the password),
  * RK_ERR_TLS, RK_ERR_SERVER (SELECT or CLIENT SETNAME refused; the
@@ -94,6 +96,10 @@ rk_status rk__conn_open(const rk__conn_config *cfg, int64_t deadline_ns, rk__con
 
 /* Close the socket and free everything. NULL is a no-op. */
 void rk__conn_close(rk__conn *conn);
+
+/* Test hook: called by rk__conn_close() first, in the closing thread
+ * (tests check that no shared lock is held then). NULL: none. */
+extern void (*rk__conn_close_test_hook)(const rk__conn *conn);
 
 /* Send `len` bytes of already-encoded commands and read `n` replies into
  * replies[0..n-1] (caller-owned on RK_OK; freed and NULLed otherwise).
@@ -132,6 +138,12 @@ rk_status rk__conn_command(rk__conn *conn, int argc, const char **argv, const si
  * stays usable; any other status is a failure that marks it broken. */
 rk_status rk__conn_next_push(rk__conn *conn, rk_reply **reply, int64_t deadline_ns);
 
+/* rk__conn_next_push() that also returns RK_MISS, at once, when wake_fd
+ * (a pipe's read end; -1 for none) becomes readable: the owner of a
+ * subscribed connection is woken to send, or to stop. The caller drains
+ * wake_fd. */
+rk_status rk__conn_next_push_wake(rk__conn *conn, int wake_fd, rk_reply **reply, int64_t deadline_ns);
+
 /* In a child after fork(): free conn without sending anything on it (no
  * TLS close_notify): the parent's copy of the socket stays in use. */
 void rk__conn_abandon(rk__conn *conn);
@@ -141,6 +153,9 @@ bool rk__conn_broken(const rk__conn *conn);
 
 /* When the connection last completed a request (or was opened). */
 int64_t rk__conn_last_used(const rk__conn *conn);
+
+/* When the connection was opened (its handshake completed). */
+int64_t rk__conn_opened(const rk__conn *conn);
 
 /* Without blocking: has the peer closed or reset the connection, or sent
  * something unasked (a RESP2 server never does)? One poll(); over TLS, if

@@ -180,6 +180,70 @@ static void test_breaker_disabled(void **state)
     assert_int_equal(rk__health_enter(&h, 0, NULL), RK__GO);
 }
 
+/* One event, one failure: connections open when a failure was counted
+ * fail with it and are not counted again; one opened after it counts. */
+static void test_one_event_one_failure(void **state)
+{
+    (void)state;
+    rk__health h;
+    rk__health_init(&h, 10, 100, 3, 5);
+    /* Eight connections opened at 1..8 ms, all dropped at 100 ms. */
+    int counted = 0;
+    for (int i = 1; i <= 8; i++)
+        if (rk__health_new_failure(&h, (100 + i) * MS, i * MS)) {
+            rk__health_request_done(&h, (100 + i) * MS, RK_ERR_UNAVAILABLE, true, false, NULL);
+            counted++;
+        }
+    assert_int_equal(counted, 1);
+    assert_int_equal(h.failures, 1);
+    assert_int_equal(h.circuit, RK_CIRCUIT_CLOSED);
+    /* A connection opened after that failure is a new event... */
+    assert_true(rk__health_new_failure(&h, 300 * MS, 200 * MS));
+    /* ...and one opened exactly when it was counted is not. */
+    assert_false(rk__health_new_failure(&h, 400 * MS, 300 * MS));
+    /* Unknown open time: always counted. */
+    assert_true(rk__health_new_failure(&h, 500 * MS, 0));
+    assert_true(rk__health_new_failure(&h, 500 * MS, 0));
+}
+
+/* Connect attempts made together (a pool filling up against a server at
+ * maxclients) are one event too: only the first failure counts, as the
+ * client's open_slot() asks with each attempt's start time. */
+static void test_concurrent_connect_attempts_one_event(void **state)
+{
+    (void)state;
+    rk__health h;
+    rk__health_init(&h, 10, 100, 5, 5);
+    rk__events ev = {0};
+    /* Eight attempts started at 0..7 ms, refused at 10..17 ms. */
+    for (int i = 0; i < 8; i++)
+        if (rk__health_new_failure(&h, (10 + i) * MS, i * MS))
+            rk__health_connect_failed(&h, (10 + i) * MS, RK_ERR_UNAVAILABLE, false, &ev);
+    assert_int_equal(h.failures, 1);
+    assert_int_equal(h.attempt, 1);
+    assert_int_equal(h.circuit, RK_CIRCUIT_CLOSED);
+}
+
+/* Repeated kills, each after fresh connections served a request: the
+ * count never builds up, the breaker stays closed. */
+static void test_kills_between_successes_keep_it_closed(void **state)
+{
+    (void)state;
+    rk__health h;
+    rk__health_init(&h, 10, 100, 2, 5);
+    int64_t t = 0;
+    for (int kill = 0; kill < 50; kill++) {
+        int64_t opened = t + 1 * MS;     /* reconnected */
+        t += 100 * MS;                   /* killed */
+        for (int conn = 0; conn < 8; conn++)
+            if (rk__health_new_failure(&h, t + conn, opened + conn))
+                rk__health_request_done(&h, t + conn, RK_ERR_UNAVAILABLE, true, false, NULL);
+        rk__health_request_done(&h, t + 50 * MS, RK_OK, false, false, NULL); /* served again */
+    }
+    assert_int_equal(h.circuit, RK_CIRCUIT_CLOSED);
+    assert_int_equal(h.opened, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -189,6 +253,9 @@ int main(void)
         cmocka_unit_test(test_circuit_opens_probes_and_closes),
         cmocka_unit_test(test_failed_connects_open_the_circuit),
         cmocka_unit_test(test_breaker_disabled),
+        cmocka_unit_test(test_one_event_one_failure),
+        cmocka_unit_test(test_concurrent_connect_attempts_one_event),
+        cmocka_unit_test(test_kills_between_successes_keep_it_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

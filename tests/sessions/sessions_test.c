@@ -384,6 +384,75 @@ static void test_regenerate(void **state)
 
 /* 3 users x 5 sessions, plus sessions that expire: list shows the live
  * ones and prunes the rest from the index; destroy_user revokes. */
+/* Sessions stored in format 1 (before 0.2's leaner layout: a version byte
+ * and a 14-byte header with the last access) are still read, listed,
+ * slid and written; the first write stores them in format 2. */
+static void test_old_format(void **state)
+{
+    (void)state;
+    char token[RK_SESSION_TOKEN_SIZE];
+    assert_int_equal(rk_sessions_create(sessions, &(rk_session_create_options){.user = "old"}, token), RK_OK);
+    char key[128];
+    key_of_token_via_list("old", key, sizeof key);
+    /* byte 1, issued (6), deadline - issued (4), last access - issued (4),
+     * then MessagePack: "old", {"data" = "v1"} */
+    int64_t issued = server_ms() - 5000;
+    unsigned char v[64];
+    size_t n = 0;
+    v[n++] = 1;
+    for (int i = 5; i >= 0; i--) v[n++] = (unsigned char)(issued >> (8 * i));
+    const uint32_t life = 3600000, last = 2000;
+    for (int i = 3; i >= 0; i--) v[n++] = (unsigned char)(life >> (8 * i));
+    for (int i = 3; i >= 0; i--) v[n++] = (unsigned char)(last >> (8 * i));
+    const unsigned char mp[] = {0xa3, 'o', 'l', 'd', 0x81, 0xa4, 'd', 'a', 't', 'a', 0xa2, 'v', '1'};
+    memcpy(v + n, mp, sizeof mp);
+    n += sizeof mp;
+    rk_test_server_ok(server, "SET %s %b PX 600000", key, v, n);
+
+    rk_session_list *l;
+    assert_int_equal(rk_sessions_list(sessions, "old", &l), RK_OK);
+    assert_int_equal(l->n, 1);
+    assert_int_equal(l->sessions[0].issued_ms, issued);
+    assert_int_equal(l->sessions[0].last_access_ms, issued + last);
+    assert_int_equal(l->sessions[0].deadline_ms, issued + life);
+    rk_session_list_free(l);
+
+    rk_session *got;
+    assert_int_equal(rk_sessions_get(sessions, token, NULL, 0, &got), RK_OK);
+    assert_attr(got, "data", "v1");
+    assert_string_equal(got->user, "old");
+    assert_int_equal(got->issued_ms, issued);
+    assert_int_equal(got->deadline_ms, issued + life);
+    rk_session_free(got);
+    /* Sliding a format-1 session keeps it in format 1. */
+    redisReply *r = rk_test_server_command(server, "GETRANGE %s 0 0", key);
+    assert_non_null(r);
+    assert_int_equal(r->len, 1);
+    assert_int_equal(r->str[0], 1);
+    freeReplyObject(r);
+
+    rk_session_attr a = {"more", "x", 1};
+    assert_int_equal(rk_sessions_set(sessions, token, &a, 1), RK_OK);
+    r = rk_test_server_command(server, "GETRANGE %s 0 0", key);
+    assert_non_null(r);
+    assert_int_equal((unsigned char)r->str[0], 0xa3); /* format 2: the user id's MessagePack header first */
+    freeReplyObject(r);
+    assert_int_equal(rk_sessions_get(sessions, token, NULL, 0, &got), RK_OK);
+    assert_attr(got, "data", "v1");
+    assert_attr(got, "more", "x");
+    assert_int_equal(got->issued_ms, issued);
+    assert_int_equal(got->deadline_ms, issued + life);
+    rk_session_free(got);
+    /* Format 2 lists the last access from the key's expiry. */
+    assert_int_equal(rk_sessions_list(sessions, "old", &l), RK_OK);
+    assert_int_equal(l->n, 1);
+    assert_int_equal(l->sessions[0].issued_ms, issued);
+    assert_true(l->sessions[0].last_access_ms > issued + last);
+    assert_int_equal(l->sessions[0].expires_ms, l->sessions[0].last_access_ms + RK_SESSIONS_DEFAULT_IDLE_MS);
+    assert_true(l->sessions[0].last_access_ms <= server_ms());
+    rk_session_list_free(l);
+}
+
 static void test_list_and_destroy_user(void **state)
 {
     (void)state;
@@ -767,6 +836,7 @@ int main(void)
         cmocka_unit_test_setup(test_absolute_wins, rk_test_group_flush),
         cmocka_unit_test_setup(test_deadline_enforced_by_get, rk_test_group_flush),
         cmocka_unit_test_setup(test_renewal_due, rk_test_group_flush),
+        cmocka_unit_test_setup(test_old_format, rk_test_group_flush),
         cmocka_unit_test_setup(test_concurrent_attributes, rk_test_group_flush),
         cmocka_unit_test_setup(test_regenerate, rk_test_group_flush),
         cmocka_unit_test_setup(test_list_and_destroy_user, rk_test_group_flush),

@@ -20,10 +20,13 @@ static struct {
     long live;           /* blocks handed out and not freed */
 } inj;
 
+/* The count is atomic: a handle's background thread (rk_pubsub's) may
+ * allocate while the walking thread does, and each count must fail once. */
 static bool fail_now(void)
 {
-    if (inj.fail_at == 0 || ++inj.calls != inj.fail_at) return false;
-    inj.hit = true;
+    long at = __atomic_load_n(&inj.fail_at, __ATOMIC_RELAXED);
+    if (at == 0 || __atomic_add_fetch(&inj.calls, 1, __ATOMIC_RELAXED) != at) return false;
+    __atomic_store_n(&inj.hit, true, __ATOMIC_RELAXED);
     return true;
 }
 
@@ -72,10 +75,10 @@ void rk_test_fail_arm(long fail_at)
     inj.fail_at = fail_at;
 }
 
-void rk_test_fail_disarm(void) { inj.fail_at = 0; }
+void rk_test_fail_disarm(void) { __atomic_store_n(&inj.fail_at, 0, __ATOMIC_RELAXED); }
 
 long rk_test_fail_at(void) { return inj.fail_at; }
 
-bool rk_test_fail_hit(void) { return inj.hit; }
+bool rk_test_fail_hit(void) { return __atomic_load_n(&inj.hit, __ATOMIC_RELAXED); }
 
 long rk_test_fail_live(void) { return __atomic_load_n(&inj.live, __ATOMIC_RELAXED); }

@@ -43,6 +43,13 @@ static int wrong_reads(rk_client *c, const char *key, const char *want)
     return wrong;
 }
 
+void rk_test_fork_skip_under_tsan(void)
+{
+#ifdef RK_TSAN
+    skip();
+#endif
+}
+
 void rk_test_fork_check(rk_client *(*new_client)(void *arg), void *arg, int rounds)
 {
 #ifdef RK_TSAN

@@ -21,4 +21,9 @@
  */
 void rk_test_fork_check(rk_client *(*new_client)(void *arg), void *arg, int rounds);
 
+/*
+ * For a test of its own that forks while redkit threads run: skip() the
+ * cmocka test under TSan (see fork_check.c), return otherwise.
+ */
+void rk_test_fork_skip_under_tsan(void);
 #endif

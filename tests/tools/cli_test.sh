@@ -366,15 +366,17 @@ echo "$passed passed, $failed failed"
 
 # ---- Sessions: list, revoke-user, count --------------------------------------
 # Sessions are planted with redis-cli in the documented layout
-# (docs/sessions.md): the value's 15-byte header and MessagePack user and
-# attributes, under "sess:{<id>}", and the user's index "sess#u:<user>".
+# (docs/sessions.md) — format 1, which is still read: the value's 15-byte
+# header, then MessagePack user and attributes — under "sess:{<id>}", and
+# the user's index "sess#u:<user>".
 # The tool shows ids and times only: it has no token to show.
-sess_plant() { # sess_plant ID USER
+sess_plant() { # sess_plant ID USER [NAMESPACE]
+    local ns=${3:-sess}
     redis-cli -u "$REDIS_URL" EVAL "local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local v = struct.pack('>BI6I4I4', 1, now, 3600000, 0) .. cmsgpack.pack(ARGV[2], {})
 redis.call('SET', KEYS[1], v, 'PX', 1800000)
-redis.call('ZADD', KEYS[2], now + 3602000, ARGV[1])" 2 "sess:{$1}" "sess#u:$2" "$1" "$2" >/dev/null
+redis.call('ZADD', KEYS[2], now + 3602000, ARGV[1])" 2 "$ns:{$1}" "$ns#u:$2" "$1" "$2" >/dev/null
 }
 sess_plant AAAAAAAAAAAAAAAAAAAAAA alice
 sess_plant BBBBBBBBBBBBBBBBBBBBBA alice
@@ -394,5 +396,31 @@ expect 2 "" -- sessions list
 expect 2 "" -- sessions frob x
 expect 2 "" -- sessions count extra
 expect 2 "" -- sessions list ""
+
+# ---- --ns: every group works in the namespace it is given ---------------------
+# (anywhere on the line, as the other global options)
+sess_plant EEEEEEEEEEEEEEEEEEEEEA carol tenant
+expect 0 0 -- sessions count
+expect 0 1 -- --ns tenant sessions count
+expect 0 1 -- sessions count --ns tenant
+ns_lines=$("$redkit" sessions list carol --ns tenant | grep -c '^EEEEEEEEEEEEEEEEEEEEEA issued=')
+if [ "$ns_lines" = 1 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: sessions list --ns: $ns_lines"; fi
+expect 0 0 -- sessions revoke-user carol
+expect 0 1 -- sessions revoke-user carol --ns tenant
+expect 0 0 -- --ns tenant sessions count
+expect 2 "" -- --ns 'no space' sessions count
+expect 0 "*" -- limit check ns-user minute:gcra:2:60000 --ns tenant-rl
+if [ "$(redis-cli -u "$REDIS_URL" EXISTS "tenant-rl:{ns-user}:minute")" = 1 ] &&
+   [ "$(redis-cli -u "$REDIS_URL" EXISTS "rl:{ns-user}:minute")" = 0 ]; then passed=$((passed + 1)); else
+    failed=$((failed + 1)); echo "FAIL: limit --ns: the limit's key is not in the namespace"; fi
+expect 0 "*" -- limit check ns-user minute:gcra:2:60000 ns=tenant-rl --ns tenant-rl
+expect 1 "*" -- --ns tenant-rl limit check ns-user minute:gcra:2:60000
+expect 2 "" -- limit check ns-user minute:gcra:2:60000 ns=other --ns tenant-rl
+expect 0 reset -- limit reset ns-user minute:gcra:2:60000 --ns tenant-rl
+expect 0 "revoked rk_Test...QFvY" -- --ns tenant-keys apikey revoke "$ak"
+if [ "$(redis-cli -u "$REDIS_URL" GET "tenant-keys:{$ak_hash}")" = R ] &&
+   [ "$(redis-cli -u "$REDIS_URL" EXISTS "apikey:{$ak_hash}")" = 0 ]; then passed=$((passed + 1)); else
+    failed=$((failed + 1)); echo "FAIL: apikey revoke --ns"; fi
+redis-cli -u "$REDIS_URL" DEL "tenant-keys:{$ak_hash}" >/dev/null
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
