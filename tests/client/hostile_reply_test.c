@@ -3,7 +3,9 @@
  * server (tests/support/garbage_server.h): a bulk string announced at
  * 1 GiB and sent at full speed or in a trickle, an array of 2^31 - 1
  * elements, nested arrays whose counts add up past the bound, arrays
- * nested 40 deep, and a bulk string within the bound that never ends.
+ * nested 40 deep, and a bulk string within the bound that never ends;
+ * each as the answer to a command on an open connection, and the first
+ * also as the answer to a new connection's handshake.
  *
  * Each must end with the right status (RK_ERR_TOO_LARGE for the
  * announced sizes, RK_ERR_PROTOCOL for the nesting, RK_ERR_TIMEOUT for
@@ -119,23 +121,30 @@ static void run(const scenario *sc, int shared)
     rk_garbage_server_stop(g);
 }
 
+/* The answer to the handshake's PING: the hostile reply comes to the
+ * call's own command, on a connection in use. */
+#define PONG "+PONG\r\n"
+
 static const scenario scenarios[] = {
-    {"1 GiB bulk at full speed", {.head = "$1073741824\r\n", .fill = "xxxxxxxx", .fill_bytes = GIB},
+    {"1 GiB bulk at full speed", {.greeting = PONG, .head = "$1073741824\r\n", .fill = "xxxxxxxx", .fill_bytes = GIB},
      RK_ERR_TOO_LARGE, true},
-    {"1 GiB bulk in a trickle", {.head = "$1073741824\r\n", .fill = "x", .fill_bytes = GIB, .pause_ms = 10,
+    {"1 GiB bulk in a trickle", {.greeting = PONG, .head = "$1073741824\r\n", .fill = "x", .fill_bytes = GIB, .pause_ms = 10,
                                  .write_bytes = 1},
      RK_ERR_TOO_LARGE, true},
-    {"2^31-1 elements", {.head = "*2147483647\r\n", .fill = ":1\r\n", .fill_bytes = GIB}, RK_ERR_TOO_LARGE, true},
-    {"nested counts adding up", {.head = "*60000\r\n*60000\r\n", .fill = ":1\r\n", .fill_bytes = GIB},
+    {"2^31-1 elements", {.greeting = PONG, .head = "*2147483647\r\n", .fill = ":1\r\n", .fill_bytes = GIB}, RK_ERR_TOO_LARGE, true},
+    {"nested counts adding up", {.greeting = PONG, .head = "*60000\r\n*60000\r\n", .fill = ":1\r\n", .fill_bytes = GIB},
      RK_ERR_TOO_LARGE, true},
-    {"nested 40 deep", {.head = "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n"
+    {"nested 40 deep", {.greeting = PONG, .head = "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n"
                                 "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n"
                                 "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n"
                                 "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n"},
      RK_ERR_PROTOCOL, false},
-    {"endless bulk within the bound", {.head = "$1000000\r\n", .fill = "yyyyyyyyyyyyyyyy", .fill_bytes = GIB,
+    {"endless bulk within the bound", {.greeting = PONG, .head = "$1000000\r\n", .fill = "yyyyyyyyyyyyyyyy", .fill_bytes = GIB,
                                        .pause_ms = 20, .write_bytes = 16},
      RK_ERR_TIMEOUT, false},
+    /* The same bulk as the answer to the connection's handshake. */
+    {"1 GiB bulk to the handshake", {.head = "$1073741824\r\n", .fill = "xxxxxxxx", .fill_bytes = GIB},
+     RK_ERR_TOO_LARGE, true},
 };
 
 static void test_shared_connections(void **state)

@@ -26,8 +26,8 @@
 struct rk_garbage_server {
     int listen_fd;
     int port;
-    char *head, *fill;
-    size_t head_len, fill_len, fill_bytes, write_bytes;
+    char *head, *fill, *greeting;
+    size_t greeting_len, head_len, fill_len, fill_bytes, write_bytes;
     int pause_ms;
     atomic_bool stop;
     atomic_int connections;
@@ -57,18 +57,27 @@ static bool write_all(rk_garbage_server *s, int fd, const char *buf, size_t len)
     return len == 0;
 }
 
+/* Wait for the first bytes of a request; false when the client went away
+ * or the server is stopping. */
+static bool await_request(rk_garbage_server *s, int fd)
+{
+    char req[4096];
+    for (;;) {
+        if (atomic_load(&s->stop)) return false;
+        ssize_t n = recv(fd, req, sizeof req, 0);
+        if (n > 0) return true;
+        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return false;
+    }
+}
+
 static void serve(rk_garbage_server *s, int fd)
 {
     struct timeval tv = {.tv_sec = 0, .tv_usec = SLICE_MS * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     char req[4096];
-    for (;;) { /* the first bytes of a request */
-        if (atomic_load(&s->stop)) return;
-        ssize_t n = recv(fd, req, sizeof req, 0);
-        if (n > 0) break;
-        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return;
-    }
+    if (!await_request(s, fd)) return;
+    if (s->greeting_len && (!write_all(s, fd, s->greeting, s->greeting_len) || !await_request(s, fd))) return;
     if (!write_all(s, fd, s->head, s->head_len)) return;
     if (!s->fill_len) {
         /* Nothing more: hold the connection until the client drops it. */
@@ -111,6 +120,8 @@ rk_garbage_server *rk_garbage_server_start(const rk_garbage_script *script)
 {
     rk_garbage_server *s = calloc(1, sizeof *s);
     if (!s) return NULL;
+    s->greeting = strdup(script->greeting ? script->greeting : "");
+    s->greeting_len = s->greeting ? strlen(s->greeting) : 0;
     s->head = strdup(script->head ? script->head : "");
     s->fill = strdup(script->fill ? script->fill : "");
     s->head_len = strlen(s->head);
@@ -121,7 +132,7 @@ rk_garbage_server *rk_garbage_server_start(const rk_garbage_script *script)
     s->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t alen = sizeof a;
-    if (!s->head || !s->fill || s->listen_fd < 0 || bind(s->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+    if (!s->greeting || !s->head || !s->fill || s->listen_fd < 0 || bind(s->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
         listen(s->listen_fd, 16) != 0 || getsockname(s->listen_fd, (struct sockaddr *)&a, &alen) != 0) {
         fprintf(stderr, "garbage server: %s\n", strerror(errno));
         goto fail;
@@ -134,6 +145,7 @@ rk_garbage_server *rk_garbage_server_start(const rk_garbage_script *script)
     return s;
 fail:
     if (s->listen_fd >= 0) close(s->listen_fd);
+    free(s->greeting);
     free(s->head);
     free(s->fill);
     free(s);
@@ -150,6 +162,7 @@ void rk_garbage_server_stop(rk_garbage_server *s)
     atomic_store(&s->stop, true);
     pthread_join(s->thread, NULL);
     close(s->listen_fd);
+    free(s->greeting);
     free(s->head);
     free(s->fill);
     free(s);

@@ -6,7 +6,8 @@
  * string that trickles in forever.
  *
  * One thread (its own) accepts connections on 127.0.0.1, a free port, and
- * serves them one at a time: it waits for the first bytes of a request,
+ * serves them one at a time: it waits for the first bytes of a request
+ * (answering it with `greeting` and waiting for the next, when set),
  * then writes `head` once and `fill` over and over until fill_bytes have
  * gone out, the client closes the connection, or the server is stopped.
  * Every wait is bounded (100 ms slices), so stopping never hangs.
@@ -21,6 +22,9 @@ extern "C" {
 #endif
 
 typedef struct rk_garbage_script {
+    const char *greeting; /* the answer to a connection's first request (a
+                             client's handshake), NULL = none: the script
+                             answers the first request */
     const char *head;     /* written once per connection, first (NUL-terminated) */
     const char *fill;     /* then repeated; NULL = nothing more */
     size_t fill_bytes;    /* how many bytes of fill in all, per connection */
