@@ -585,9 +585,10 @@ static int revoke_side(rk_apikeys *ak, const char *key, atomic_bool *revoked, lo
     return bad;
 }
 
-/* The other process: no fresh window (pub/sub is not wired yet, see
- * docs/apikeys.md), so it sees the tombstone on its next verify. It
- * learns that the revoke returned from a byte on a pipe. */
+/* The other process: no fresh window, so it sees the tombstone on its
+ * next verify whatever its subscriber hears (revoke_test covers the
+ * pub/sub path). It learns that the revoke returned from a byte on a
+ * pipe. */
 typedef struct child_revoked {
     int fd;
     atomic_bool *flag;
