@@ -153,7 +153,11 @@ RK_EXPORT rk_status rk_pubsub_punsubscribe(rk_pubsub *ps, const char *pattern);
  * unsubscribe asked for on this handle before the call (messages published
  * after it returns RK_OK reach the callback), at most timeout_ms
  * (1..RK_MAX_TIMEOUT_MS; 0 = the client's command timeout).
- * RK_OK; RK_ERR_TIMEOUT (not connected, or no confirmation in time:
+ * RK_OK; RK_ERR_SERVER (everything is confirmed, but Redis refused a
+ * subscription since the last rk_pubsub_sync() — an ACL user without
+ * that channel, for instance: the message holds Redis's text; the other
+ * subscriptions stand, and the refused one is asked again after each
+ * reconnect); RK_ERR_TIMEOUT (not connected, or no confirmation in time:
  * the subscriptions stay asked for); RK_ERR_INVALID (NULL, a bad timeout,
  * called from the handle's own callback, a handle made before fork()).
  */

@@ -97,6 +97,9 @@ struct rk_pubsub {
     uint64_t asked;              /* subscribe/unsubscribe calls so far */
     uint64_t confirmed;          /* calls Redis confirmed on this connection */
     bool live;                   /* connected, first confirmation received */
+    uint64_t refused;            /* commands Redis refused so far */
+    uint64_t refused_reported;   /* ... of which rk_pubsub_sync() told */
+    char refusal[200];           /* Redis's text of the last refusal */
 };
 
 /* ---- fork() ------------------------------------------------------------------ */
@@ -197,13 +200,27 @@ static rk_status send_cmd(rk__conn *conn, int argc, const char **argv, const siz
     return rk__conn_command(conn, argc, argv, lens, 0, NULL, rk__now_ns() + (int64_t)SEND_TIMEOUT_MS * 1000000);
 }
 
-/* One command for the names collected in argv[1..n] (argv[0] is the verb). */
-static rk_status send_names(rk__conn *conn, const char *verb, const char **argv, size_t *lens, size_t n)
+/* The names collected in argv[1..n] (argv[0] is the verb's slot).
+ * Subscriptions go one name per command: Redis refuses a whole SUBSCRIBE
+ * when its ACL denies one of the channels, and one refused name must not
+ * take the others down with it. Unsubscribing is never refused: one
+ * command for all. */
+static rk_status send_names(rk__conn *conn, const char *verb, bool one_by_one, const char **argv, size_t *lens,
+                            size_t n)
 {
     if (!n) return RK_OK;
-    argv[0] = verb;
-    lens[0] = strlen(verb);
-    return send_cmd(conn, (int)n + 1, argv, lens);
+    if (!one_by_one) {
+        argv[0] = verb;
+        lens[0] = strlen(verb);
+        return send_cmd(conn, (int)n + 1, argv, lens);
+    }
+    rk_status st = RK_OK;
+    for (size_t i = 1; i <= n && st == RK_OK; i++) {
+        const char *one[2] = {verb, argv[i]};
+        size_t one_len[2] = {strlen(verb), lens[i]};
+        st = send_cmd(conn, 2, one, one_len);
+    }
+    return st;
 }
 
 /* Tell Redis what changed in the table since the last call (everything,
@@ -252,7 +269,7 @@ static rk_status flush_changes(rk_pubsub *ps, rk__conn *conn)
     static const char *const verbs[4] = {"SUBSCRIBE", "PSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE"};
     rk_status st = RK_OK;
     for (size_t l = 0; l < 4 && st == RK_OK; l++)
-        st = send_names(conn, verbs[l], argv + l * (n + 1), lens + l * (n + 1), count[l]);
+        st = send_names(conn, verbs[l], l < 2, argv + l * (n + 1), lens + l * (n + 1), count[l]);
     if (st == RK_OK) {
         char token[48];
         int tl = snprintf(token, sizeof token, SYNC_TOKEN "%" PRIu64, seq);
@@ -314,11 +331,16 @@ static bool handle(rk_pubsub *ps, rk_reply *m, bool *went_live)
     if (m->type == RK_REPLY_STATUS) return true; /* a bare PONG */
     if (m->type == RK_REPLY_ERROR) {
         /* A refused subscription (an ACL without the channel): logged,
-         * not fatal; the server's text names no secret of ours. */
+         * kept for the next rk_pubsub_sync(), not fatal to the connection;
+         * the server's text names no secret of ours. */
+        int shown = (int)(m->len < 199 ? m->len : 199);
         char line[300];
-        snprintf(line, sizeof line, "pubsub: Redis refused a command: %.*s", (int)(m->len < 200 ? m->len : 200),
-                 m->str);
+        snprintf(line, sizeof line, "pubsub: Redis refused a command: %.*s", shown, m->str);
         rk__client_log(ps->client, RK_LOG_WARN, line);
+        pthread_mutex_lock(&ps->lock);
+        ps->refused++;
+        snprintf(ps->refusal, sizeof ps->refusal, "%.*s", shown, m->str);
+        pthread_mutex_unlock(&ps->lock);
         return true;
     }
     if (m->type != RK_REPLY_ARRAY || m->elements < 2 || m->element[0]->type != RK_REPLY_STRING) return false;
@@ -643,7 +665,16 @@ rk_status rk_pubsub_sync(rk_pubsub *ps, int timeout_ms)
     for (int i = 0; i < RK__MAX_WAKEUPS && e == 0 && !(ps->live && ps->confirmed >= target); i++)
         e = pthread_cond_timedwait(&ps->synced, &ps->lock, &until);
     bool ok = ps->live && ps->confirmed >= target;
+    bool refused = ok && ps->refused != ps->refused_reported;
+    char refusal[sizeof ps->refusal];
+    if (refused) {
+        ps->refused_reported = ps->refused;
+        memcpy(refusal, ps->refusal, sizeof refusal);
+    }
     pthread_mutex_unlock(&ps->lock);
+    if (refused)
+        return rk__fail(RK_ERR_SERVER, "rk_pubsub_sync: Redis refused a subscription (the others stand): %s",
+                        refusal);
     if (ok) return RK_OK;
     return rk__fail(RK_ERR_TIMEOUT, "rk_pubsub_sync: subscriptions not confirmed within the timeout%s",
                     atomic_load_explicit(&ps->conn, memory_order_acquire) ? "" : " (not connected to Redis)");

@@ -4,7 +4,8 @@
  * (binary payloads too), unsubscribe, the connection lost to a server
  * kill and restart and to CLIENT KILL TYPE pubsub (LOST, then
  * RESUBSCRIBED, then messages again), Redis down when the handle is made,
- * free while the server is SIGSTOPped, bad input, fork() (the child's
+ * free while the server is SIGSTOPped, bad input, a subscription an ACL
+ * refuses (reported by the next sync), fork() (the child's
  * handle is inert, the parent's keeps working), the metrics, a burst of
  * messages and a resubscription over TLS, and an allocation-failure walk.
  *
@@ -367,6 +368,33 @@ static void test_bad_input(void **state)
     assert_null(r);
 }
 
+/* A subscription the user's ACL refuses: the others stand, and the next
+ * sync says which was refused, once. */
+static void test_acl_refusal(void **state)
+{
+    (void)state;
+    rk_test_server_ok(server, "ACL SETUSER narrow on >narrow-pass ~* +@all resetchannels &ok:*");
+    char url[160];
+    snprintf(url, sizeof url, "redis://narrow:narrow-pass@127.0.0.1:%d", rk_test_server_port(server));
+    rk_client *c = NULL;
+    assert_int_equal(rk_client_new(&(rk_client_options){.url = url}, &c), RK_OK);
+    seen s;
+    seen_init(&s);
+    rk_pubsub *ps = ps_new(c, &s);
+    assert_int_equal(rk_pubsub_subscribe(ps, "ok:1"), RK_OK);
+    assert_int_equal(rk_pubsub_subscribe(ps, "secret:1"), RK_OK);
+    assert_int_equal(rk_pubsub_sync(ps, 5000), RK_ERR_SERVER);
+    assert_non_null(strstr(rk_last_error(), "NOPERM"));
+    assert_null(strstr(rk_last_error(), "narrow-pass"));
+    must_sync(ps); /* told once */
+    publish("ok:1", "yes", 3);
+    assert_true(wait_until(count(&s) == 1, 5000));
+    assert_string_equal(s.channel[0], "ok:1");
+    rk_pubsub_free(ps);
+    rk_client_free(c);
+    rk_test_server_ok(server, "ACL DELUSER narrow");
+}
+
 /* ---- fork() ----------------------------------------------------------------- */
 
 static void test_fork(void **state)
@@ -527,6 +555,7 @@ int main(void)
         cmocka_unit_test_setup(test_channels_and_patterns, rk_test_group_flush),
         cmocka_unit_test_setup(test_unsubscribe, rk_test_group_flush),
         cmocka_unit_test_setup(test_bad_input, rk_test_group_flush),
+        cmocka_unit_test_setup(test_acl_refusal, rk_test_group_flush),
         cmocka_unit_test_setup(test_fork, rk_test_group_flush),
         cmocka_unit_test_setup(test_client_kill, rk_test_group_flush),
         cmocka_unit_test_setup(test_server_restart, rk_test_group_flush),
