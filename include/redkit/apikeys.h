@@ -263,11 +263,13 @@ RK_EXPORT rk_status rk_apikeys_verify(rk_apikeys *keys, const char *key, rk_apik
  *   lookup callback, once per key across threads and processes, as in
  *   rk_apikeys_verify), then, for a valid key, one rk_limiter_check().
  * - Redis unavailable: the verdict from this process's memory (fresh or
- *   stale window, flagged degraded) when it knows the key, so the call
- *   ends within the limiter's deadline; otherwise as rk_apikeys_verify()
- *   gives it (degraded; its own deadline follows the limiter's). For a
- *   valid key the limiter's failure policy decides (decision->path,
- *   decision->redis_status).
+ *   stale window, flagged degraded) when it knows the key; otherwise
+ *   rk_apikeys_verify()'s degraded answer, without asking Redis again
+ *   (the lookup callback directly, once per key in the process, or
+ *   RK_ERR_UNAVAILABLE with fail_closed). Either way the call waits on
+ *   Redis once: it ends within the limiter's deadline, plus the lookup
+ *   callback's own time. For a valid key the limiter's failure policy
+ *   decides (decision->path, decision->redis_status).
  * - A key refused by the limiter's block cache: verified as by
  *   rk_apikeys_verify(), the refusal answered from the block cache.
  *

@@ -150,7 +150,9 @@ static rk_status compute(const char *key, rk_cache_computed *out, void *ctx)
     }
     RK__AK_COUNT(ak, lookups);
     rk_apikeys_record rec = {0};
+    int64_t cap = rk__deadline_cap_swap(0); /* the callback's redkit calls keep their own deadlines */
     rk_status st = ak->lookup(v->hex, &rec, ak->lookup_user);
+    rk__deadline_cap_swap(cap);
     if (st == RK_OK && !rec.set)
         st = rk__fail(RK_ERR_INVALID, "apikeys: the lookup callback returned RK_OK without a record%s",
                       rec.set_failed ? " (its rk_apikeys_record_set failed)" : "");

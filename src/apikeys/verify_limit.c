@@ -29,6 +29,7 @@
 
 #include "alloc.h"
 #include "apikeys.h"
+#include "client.h"
 #include "clock.h"
 #include "error.h"
 #include "keys.h"
@@ -152,7 +153,17 @@ rk_status rk_apikeys_verify_limit(rk_apikeys *ak, rk_limiter *lim, const char *k
          * degraded, without waiting on Redis a second time; else verify's
          * own degraded paths. Then the limiter's failure policy. */
         int got = rk__local_get(ak->local, d, rk__now_ns(), true, &a);
-        if (got <= 0) return slow_path(ak, lim, key, hex, cost, &c, st, r, dec);
+        if (got <= 0) {
+            /* Redis has just failed this call: verify asks it nothing
+             * more (each of its calls fails at once, so it takes its
+             * degraded paths), and the call ends by the limiter's
+             * deadline plus the lookup callback's own time, not after
+             * a second wait on Redis. */
+            int64_t prev = rk__deadline_cap_swap(rk__now_ns());
+            st = slow_path(ak, lim, key, hex, cost, &c, st, r, dec);
+            rk__deadline_cap_swap(prev);
+            return st;
+        }
         RK__AK_COUNT(ak, verifies);
         rk__apikeys_conclude(ak, r, &a, (char *)a.owner, RK_APIKEY_LAYER_PROCESS, true);
         if (r->verdict == RK_APIKEY_VALID) return rk__limiter_end(&c, st, NULL, dec);

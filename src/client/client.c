@@ -890,9 +890,25 @@ static rk_status request(rk_client *c, rk__call *k, const char *cmd, size_t len,
  * only when used (the server restarted, say). A read is safe to repeat, so
  * it gets one more try on a fresh connection within the same deadline; a
  * write never does: it may have been applied. */
+/* This thread's deadline cap (rk__deadline_cap_swap): 0 = none. */
+static _Thread_local int64_t deadline_cap;
+
+int64_t rk__deadline_cap_swap(int64_t cap)
+{
+    int64_t prev = deadline_cap;
+    deadline_cap = cap;
+    return prev;
+}
+
 static rk_status run_encoded(rk_client *c, const char *buf, size_t len, size_t n, rk_reply **replies, bool is_read,
                              bool exclusive, int64_t now, int64_t deadline_ns)
 {
+    if (deadline_cap && deadline_cap < deadline_ns) {
+        if (deadline_cap <= now)
+            return rk__fail(RK_ERR_TIMEOUT, "redis: not sent: the time of this call is spent (its earlier "
+                                            "round trips used it up)");
+        deadline_ns = deadline_cap;
+    }
     int64_t dead = now + (int64_t)c->command_timeout_ms * 1000000;
     rk__call k = {.deadline_ns = deadline_ns, .start_ns = now, .dead_ns = dead > deadline_ns ? dead : deadline_ns};
     rk_status st = request(c, &k, buf, len, n, replies, exclusive);

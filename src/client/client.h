@@ -60,6 +60,16 @@ void rk__client_protocol_error(rk_client *client);
  * CLOCK_MONOTONIC, in nanoseconds. */
 int64_t rk__client_deadline(const rk_client *client);
 
+/* One deadline for several calls of one public function: while a cap is
+ * set on this thread (nonzero, CLOCK_MONOTONIC ns), no call to any client
+ * ends later than it, and a call that starts after it fails at once with
+ * RK_ERR_TIMEOUT, sending nothing and counting towards neither the
+ * breaker nor the backoff. Sets the cap to exactly cap (0 = none) and
+ * returns the previous one, for the caller to put back. A module that
+ * calls user code under a cap lifts it around the call (the user's own
+ * redkit calls keep their own deadlines). */
+int64_t rk__deadline_cap_swap(int64_t cap);
+
 /* Raise the client's max_reply_bytes to at least bytes (capped at
  * RK_MAX_MAX_REPLY_BYTES); never lowers it. For a module whose replies
  * may be larger than the user's bound allows (a cache's values).

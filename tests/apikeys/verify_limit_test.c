@@ -361,6 +361,54 @@ static void test_redis_killed(void **state)
     rk_test_server_stop(s);
 }
 
+/* Redis paused (SIGSTOP) and a key this process never saw: the call waits
+ * on Redis once, not twice — it ends by the client's timeout plus the
+ * lookup, answered degraded from the database, under the limiter's
+ * failure policy. */
+#define PAUSED_TIMEOUT_MS 500
+
+static void test_redis_paused_cold_key(void **state)
+{
+    (void)state;
+    rk_test_server *s = rk_test_server_start(NULL);
+    assert_non_null(s);
+    rk_client *dc = NULL;
+    assert_int_equal(rk_client_new(&(rk_client_options){.url = rk_test_server_url(s),
+                                                        .command_timeout_ms = PAUSED_TIMEOUT_MS,
+                                                        .connect_timeout_ms = PAUSED_TIMEOUT_MS},
+                                   &dc),
+                     RK_OK);
+    db d = {0};
+    rk_apikeys *ak = keys_new(dc, &d, (rk_apikeys_options){.no_subscribe = true});
+    rk_limiter *open = limiter_new(dc, RK_LIMIT_GCRA, 5, RK_LIMIT_FAIL_OPEN);
+    char cold[RK_APIKEYS_KEY_BUF], warm[RK_APIKEYS_KEY_BUF];
+    db_add(&d, ak, 0, cold);
+    db_add(&d, ak, 0, warm);
+    rk_limit_result dec;
+    assert_int_equal(vl(ak, open, warm, &dec, NULL), RK_APIKEY_VALID); /* connections open */
+    assert_true(rk_test_server_signal(s, SIGSTOP));
+
+    rk_apikey_result r;
+    int64_t t0 = rk_test_now_ms();
+    assert_int_equal(vl(ak, open, cold, &dec, &r), RK_APIKEY_VALID);
+    int64_t took = rk_test_now_ms() - t0;
+    assert_true(r.degraded);
+    assert_true(dec.allowed);
+    assert_int_equal(dec.path, RK_LIMIT_PATH_FAIL_OPEN);
+    rk_apikeys_result_clear(&r);
+    print_message("verify_limit, Redis paused, cold key: %lld ms (timeout %d ms)\n", (long long)took,
+                  PAUSED_TIMEOUT_MS);
+    if (took >= 2 * PAUSED_TIMEOUT_MS)
+        fail_msg("verify_limit waited on a paused Redis twice: %lld ms, timeout %d ms", (long long)took,
+                 PAUSED_TIMEOUT_MS);
+
+    assert_true(rk_test_server_signal(s, SIGCONT));
+    rk_limiter_free(open);
+    rk_apikeys_free(ak);
+    rk_client_free(dc);
+    rk_test_server_stop(s);
+}
+
 /* ---- allocation failures ------------------------------------------------------ */
 
 static int nomem_scenario(const char *url, const char *hash, const char *key)
@@ -431,6 +479,7 @@ int main(void)
         cmocka_unit_test_setup(test_invalid_consumes_nothing, rk_test_group_flush),
         cmocka_unit_test_setup(test_block_cache, rk_test_group_flush),
         cmocka_unit_test_setup(test_redis_killed, rk_test_group_flush),
+        cmocka_unit_test_setup(test_redis_paused_cold_key, rk_test_group_flush),
         cmocka_unit_test_setup(test_out_of_memory, rk_test_group_flush),
     };
     return cmocka_run_group_tests(tests, group_setup, rk_test_group_teardown);
