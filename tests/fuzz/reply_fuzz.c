@@ -1,6 +1,6 @@
 /*
  * reply_fuzz.c — libFuzzer target for the reply path: bytes from a server
- * through hiredis's reader with redkit's reply functions (src/transport/reply.c,
+ * through the reply guard and hiredis's reader with redkit's reply functions (src/transport/reply.c,
  * the same rk__reader_new() a connection uses), then the code that
  * interprets each reply: the error-reply → status mapping of every command
  * (rk__reply_fail) and the cache's decoding of a GET reply
@@ -29,8 +29,11 @@
  *    NUL-terminated at len; arrays with an element for each count, none
  *    NULL; nesting no deeper than the reader allows.
  *  - A top-level error reply maps to RK_ERR_AUTH exactly when its error
- *    code (the first word, RESP's rule) is NOAUTH or WRONGPASS, and to
- *    RK_ERR_SERVER otherwise, with the message "<command>: <text>".
+ *    code (the first word, RESP's rule) is NOAUTH or WRONGPASS, to
+ *    RK_ERR_UNAVAILABLE when it is LOADING, BUSY, MASTERDOWN or TRYAGAIN,
+ *    and to RK_ERR_SERVER otherwise, with the message "<command>: <text>".
+ *  - The reply guard (reply_guard.c, which sees every byte before the
+ *    reader) reaches the same verdict on the stream whole and in pieces.
  *  - The cache's reading of a string reply (top-level, as GET, and each
  *    string in a top-level array, as MGET): a raw cache gets the bytes
  *    unchanged; a typed cache accepts a format-1 value exactly when
@@ -60,6 +63,7 @@
 #include "compress.h"
 #include "error.h"
 #include "reply.h"
+#include "reply_guard.h"
 #include "value.h"
 
 #define FUZZ_MAX_INPUT 65536
@@ -212,18 +216,29 @@ static verdict strict_reply(const char *s, size_t n, size_t *pos, const rk_reply
 
 /* RESP: "the first word after the '-', up to the first space or newline,
  * represents the kind of error returned". */
-static bool is_auth_error(const char *s, size_t len)
+static bool is_code(const char *s, size_t len, const char *code)
 {
-    size_t n = 0;
+    size_t n = 0, c = strlen(code);
     while (n < len && s[n] != ' ' && s[n] != '\r' && s[n] != '\n') n++;
-    return (n == 6 && memcmp(s, "NOAUTH", 6) == 0) || (n == 9 && memcmp(s, "WRONGPASS", 9) == 0);
+    return n == c && memcmp(s, code, c) == 0;
+}
+
+/* The status an error reply maps to: auth failures, the "not now" states
+ * (docs/resilience.md), anything else a server error. */
+static rk_status error_status(const char *s, size_t len)
+{
+    if (is_code(s, len, "NOAUTH") || is_code(s, len, "WRONGPASS")) return RK_ERR_AUTH;
+    if (is_code(s, len, "LOADING") || is_code(s, len, "BUSY") || is_code(s, len, "MASTERDOWN") ||
+        is_code(s, len, "TRYAGAIN"))
+        return RK_ERR_UNAVAILABLE;
+    return RK_ERR_SERVER;
 }
 
 /* A top-level error reply, as rk__client_run handles it (consumes r). */
 static void interpret_error(rk_reply *r)
 {
     static const char what[] = "GET";
-    bool auth = is_auth_error(r->str, r->len);
+    rk_status expect = error_status(r->str, r->len);
 
     /* The expected message: "GET: " and at most 300 bytes of the text
      * (up to a NUL), cut to the message buffer. */
@@ -237,7 +252,7 @@ static void interpret_error(rk_reply *r)
     want[total] = '\0';
 
     rk_status st = rk__reply_fail(r, what);
-    CHECK(st == (auth ? RK_ERR_AUTH : RK_ERR_SERVER));
+    CHECK(st == expect);
     CHECK(strcmp(rk_last_error(), want) == 0);
 }
 
@@ -397,6 +412,27 @@ static size_t next_piece(uint32_t *x, unsigned n)
     return 1 + *x % (4 * n - 3);
 }
 
+/* The reply guard (reply_guard.h) over the same bytes: no crash, and the
+ * same verdict whether the stream comes whole or in the split reader's
+ * pieces (its state carries every header across a cut). */
+static void guard_check(const char *stream, size_t n, unsigned pattern)
+{
+    size_t limit = 16 + (size_t)pattern * 97; /* small enough for the seeds to cross */
+    rk__reply_guard whole, split;
+    rk__reply_guard_init(&whole);
+    rk__reply_guard_init(&split);
+    rk_status w = rk__reply_guard_scan(&whole, stream, n, limit, "fuzz");
+    uint32_t x = 88172645u ^ pattern;
+    rk_status sp = RK_OK;
+    for (size_t pos = 0; pos < n && sp == RK_OK;) {
+        size_t piece = pattern ? next_piece(&x, pattern) : n;
+        if (piece > n - pos) piece = n - pos;
+        sp = rk__reply_guard_scan(&split, stream + pos, piece, limit, "fuzz");
+        pos += piece;
+    }
+    CHECK(w == sp);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > FUZZ_MAX_INPUT) return 0;
@@ -405,6 +441,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned pattern = data[0] >> 3;
     const char *stream = (const char *)data + 1;
     size_t n = size - 1;
+    guard_check(stream, n, pattern);
 
     redisReader *whole = rk__reader_new();
     redisReader *split = rk__reader_new();
