@@ -87,7 +87,7 @@ rk_status rk_pipeline_add(rk_pipeline *p, int argc, const char *const *argv, con
 {
     if (!p) return rk__fail(RK_ERR_INVALID, "rk_pipeline_add: pipeline is NULL");
     char *cmd;
-    size_t len;
+    size_t len = 0;
     rk_status st = encode("rk_pipeline_add", argc, argv, argvlen, false, &cmd, &len);
     if (st != RK_OK) return st;
     if (p->cap - p->len < len) {
@@ -203,7 +203,7 @@ rk_status rk_pipeline_exec(rk_client *c, rk_pipeline *p, const rk_pipeline_optio
         else rk__free(r);
         return st;
     }
-    size_t len;
+    size_t len = 0;
     char *tx = wrap(p, &len);
     if (!tx) {
         rk__free(r);
@@ -223,7 +223,7 @@ rk_status rk_watch_command(rk_watch *w, int argc, const char *const *argv, const
     if (reply) *reply = NULL;
     if (!w || !reply) return rk__fail(RK_ERR_INVALID, "rk_watch_command: NULL argument");
     char *cmd;
-    size_t len;
+    size_t len = 0;
     rk_status st = encode("rk_watch_command", argc, argv, argvlen, false, &cmd, &len);
     if (st != RK_OK) return st;
     st = rk__conn_request(w->conn, cmd, len, 1, reply, w->deadline_ns);
@@ -259,7 +259,7 @@ static rk_status watch_once(rk_client *c, rk__conn *conn, int64_t deadline, cons
         }
         return st;
     }
-    size_t len;
+    size_t len = 0;
     char *tx = wrap(p, &len);
     rk_reply **rs = rk__calloc(p->n + 2, sizeof *rs);
     if (!tx || !rs) {

@@ -57,7 +57,7 @@ static rk_status check_key(const char *key, size_t max_key, size_t *len)
 
 rk_status rk__key_make(rk__key *k, const char *head, size_t head_len, const char *key, size_t max_key)
 {
-    size_t n;
+    size_t n = 0;
     k->str = NULL;
     k->len = 0;
     rk_status st = check_key(key, max_key, &n);
@@ -110,7 +110,7 @@ rk_status rk_key_build(const rk_client *client, const char *ns, const char *key,
     if (!client || !len || (!buf && buf_size))
         return rk__fail(RK_ERR_INVALID, "rk_key_build: NULL argument");
     char *head;
-    size_t head_len, n;
+    size_t head_len, n = 0;
     rk_status st = rk__key_head(client, ns, &head, &head_len);
     if (st != RK_OK) return st;
     if ((st = check_key(key, RK_DEFAULT_MAX_KEY_BYTES, &n)) != RK_OK) {

@@ -263,7 +263,7 @@ static rk_status check_names(const char *const *names, size_t n)
 {
     if (n && !names) return rk__fail(RK_ERR_INVALID, "names is NULL with n %zu", n);
     if (n > 100000) return rk__fail(RK_ERR_TOO_LARGE, "too many names");
-    size_t len;
+    size_t len = 0;
     for (size_t i = 0; i < n; i++) {
         rk_status st = check_text("attribute name", names[i], RK_SESSIONS_MAX_NAME_BYTES, &len);
         if (st != RK_OK) return st;
@@ -872,7 +872,7 @@ out:
  * On RK_OK *r is the reply whose elements are the ids. */
 static rk_status index_read(rk_sessions *s, const char *user, int64_t deadline, rk_reply **r)
 {
-    size_t ulen;
+    size_t ulen = 0;
     rk_status st = check_text("user", user, RK_SESSIONS_MAX_USER_BYTES, &ulen);
     if (st != RK_OK) return st;
     skey ik;
