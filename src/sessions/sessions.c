@@ -245,7 +245,7 @@ static rk_status check_attrs(const rk_sessions *s, const rk_session_attr *a, siz
 {
     if (n && !a) return rk__fail(RK_ERR_INVALID, "attrs is NULL with %zu attributes", n);
     if (n > s->max_attrs) return rk__fail(RK_ERR_TOO_LARGE, "more than max_attrs (%zu) attributes", s->max_attrs);
-    size_t total = 0, len;
+    size_t total = 0, len = 0;
     for (size_t i = 0; i < n; i++) {
         rk_status st = check_text("attribute name", a[i].name, RK_SESSIONS_MAX_NAME_BYTES, &len);
         if (st != RK_OK) return st;
