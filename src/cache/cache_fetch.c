@@ -171,7 +171,7 @@ typedef struct fetch_call {
     bool wait_counted;        /* lock_waits counts calls, not waits */
     uint64_t mark;            /* the copies' mark, taken before the first read */
     bool degraded_compute;    /* computing because Redis could not be read */
-    bool writes_refused;      /* the lock SET met OOM or READONLY: compute, never store */
+    bool writes_refused;      /* the lock SET met OOM, READONLY or NOREPLICAS: compute, never store */
     char refused[120];        /* that refusal's text, for messages */
 } fetch_call;
 

@@ -242,11 +242,12 @@ rk_status rk__reply_error_status(const char *text, size_t len)
      * something on its side ends — loading its data set (LOADING), running
      * a script or function past its time limit (BUSY), a replica whose
      * master is down with replica-serve-stale-data off (MASTERDOWN), a
-     * cluster slot being migrated (TRYAGAIN). For the caller that is Redis
+     * cluster slot being migrated (TRYAGAIN), a cluster that has lost
+     * slots or its quorum (CLUSTERDOWN). For the caller that is Redis
      * being unavailable (a cache read degrades); the breaker does not count
      * it, since the connection answered (see docs/resilience.md). */
     if (has_code(text, len, "LOADING") || has_code(text, len, "BUSY") || has_code(text, len, "MASTERDOWN") ||
-        has_code(text, len, "TRYAGAIN"))
+        has_code(text, len, "TRYAGAIN") || has_code(text, len, "CLUSTERDOWN"))
         return RK_ERR_UNAVAILABLE;
     return RK_ERR_SERVER;
 }
@@ -254,7 +255,8 @@ rk_status rk__reply_error_status(const char *text, size_t len)
 bool rk__reply_refuses_writes(const rk_reply *r)
 {
     if (!r || r->type != RK_REPLY_ERROR || !r->str) return false;
-    return has_code(r->str, r->len, "OOM") || has_code(r->str, r->len, "READONLY");
+    return has_code(r->str, r->len, "OOM") || has_code(r->str, r->len, "READONLY") ||
+           has_code(r->str, r->len, "NOREPLICAS");
 }
 
 rk_status rk__reply_fail(rk_reply *reply, const char *what)

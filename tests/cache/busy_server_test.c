@@ -1,11 +1,12 @@
 /*
  * busy_server_test.c — a healthy Redis that will not serve right now:
  * running a script past its time limit (BUSY), loading its data set after
- * a restart (LOADING), a replica whose master is gone (MASTERDOWN); and
- * servers that serve reads but refuse writes: out of memory under
- * noeviction (OOM) and a replica (READONLY).
+ * a restart (LOADING), a replica whose master is gone (MASTERDOWN), a
+ * cluster with no slot served (CLUSTERDOWN); and servers that serve reads
+ * but refuse writes: out of memory under noeviction (OOM) and a replica
+ * (READONLY).
  *
- * In the first three the cache must behave as when Redis is unavailable — a
+ * In the first four the cache must behave as when Redis is unavailable — a
  * read degrades (RK_DEGRADED), rk_cache_fetch computes and serves the
  * value flagged degraded — but the circuit breaker must stay closed: the
  * server answered every call. Under OOM the fetch lock's SET is refused,
@@ -203,6 +204,27 @@ static void test_masterdown(void **state)
     rk_test_server_stop(s);
 }
 
+static void test_clusterdown(void **state)
+{
+    (void)state;
+    rk_test_server *s = rk_test_server_start_opts(&(rk_test_server_options){.cluster = true});
+    assert_non_null(s);
+    handles h = open_handles(s);
+    assert_int_equal(rk_client_ping(h.client), RK_OK);
+    /* No slot served: cluster_state:fail, every key command CLUSTERDOWN. */
+    rk_test_server_ok(s, "CLUSTER DELSLOTSRANGE 0 16383");
+    wait_for_state(s, "CLUSTERDOWN");
+
+    expect_not_now(&h, "CLUSTERDOWN");
+
+    rk_test_server_ok(s, "CLUSTER ADDSLOTSRANGE 0 16383");
+    /* cluster_state:ok comes back with the cluster cron: up to seconds. */
+    for (int i = 0; i < 1000 && rk_cache_set_str(h.cache, "k", "v", NULL) != RK_OK; i++) rk_test_sleep_ms(10);
+    assert_int_equal(rk_cache_set_str(h.cache, "k", "v", NULL), RK_OK);
+    close_handles(&h);
+    rk_test_server_stop(s);
+}
+
 static void test_out_of_memory(void **state)
 {
     (void)state;
@@ -273,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_busy_script),
         cmocka_unit_test(test_loading),
         cmocka_unit_test(test_masterdown),
+        cmocka_unit_test(test_clusterdown),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_readonly_replica),
     };

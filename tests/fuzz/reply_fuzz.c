@@ -30,7 +30,8 @@
  *    NULL; nesting no deeper than the reader allows.
  *  - A top-level error reply maps to RK_ERR_AUTH exactly when its error
  *    code (the first word, RESP's rule) is NOAUTH or WRONGPASS, to
- *    RK_ERR_UNAVAILABLE when it is LOADING, BUSY, MASTERDOWN or TRYAGAIN,
+ *    RK_ERR_UNAVAILABLE when it is LOADING, BUSY, MASTERDOWN, TRYAGAIN or
+ *    CLUSTERDOWN,
  *    and to RK_ERR_SERVER otherwise, with the message "<command>: <text>".
  *  - The reply guard (reply_guard.c, which sees every byte before the
  *    reader) reaches the same verdict on the stream whole and in pieces.
@@ -229,7 +230,7 @@ static rk_status error_status(const char *s, size_t len)
 {
     if (is_code(s, len, "NOAUTH") || is_code(s, len, "WRONGPASS")) return RK_ERR_AUTH;
     if (is_code(s, len, "LOADING") || is_code(s, len, "BUSY") || is_code(s, len, "MASTERDOWN") ||
-        is_code(s, len, "TRYAGAIN"))
+        is_code(s, len, "TRYAGAIN") || is_code(s, len, "CLUSTERDOWN"))
         return RK_ERR_UNAVAILABLE;
     return RK_ERR_SERVER;
 }

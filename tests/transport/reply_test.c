@@ -132,6 +132,8 @@ static void test_error_codes(void **state)
          RK_ERR_UNAVAILABLE},
         {"MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", RK_ERR_UNAVAILABLE},
         {"TRYAGAIN Multiple keys request during rehashing of slot", RK_ERR_UNAVAILABLE},
+        {"CLUSTERDOWN Hash slot not served", RK_ERR_UNAVAILABLE},
+        {"CLUSTERDOWN The cluster is down", RK_ERR_UNAVAILABLE},
         {"BUSY", RK_ERR_UNAVAILABLE},
         /* Other codes that merely begin the same way are errors. */
         {"BUSYKEY Target key name already exists.", RK_ERR_SERVER},
@@ -139,6 +141,7 @@ static void test_error_codes(void **state)
         {"LOADINGX x", RK_ERR_SERVER},
         {"OOM command not allowed when used memory > 'maxmemory'.", RK_ERR_SERVER},
         {"READONLY You can't write against a read only replica.", RK_ERR_SERVER},
+        {"NOREPLICAS Not enough good replicas to write.", RK_ERR_SERVER},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rk_status got = rk__reply_error_status(cases[i].text, strlen(cases[i].text));
@@ -149,6 +152,9 @@ static void test_error_codes(void **state)
     rk_reply r = {.type = RK_REPLY_ERROR, .str = oom, .len = strlen(oom)};
     assert_true(rk__reply_refuses_writes(&r));
     r.str = ro, r.len = strlen(ro);
+    assert_true(rk__reply_refuses_writes(&r));
+    char norep[] = "NOREPLICAS Not enough good replicas to write.";
+    r.str = norep, r.len = strlen(norep);
     assert_true(rk__reply_refuses_writes(&r));
     r.str = err, r.len = strlen(err);
     assert_false(rk__reply_refuses_writes(&r));
