@@ -330,9 +330,14 @@ static void fork_parent(void)
     pthread_mutex_unlock(&clients_lock);
 }
 
+/* The child's one thread is the one that took every lock in
+ * fork_prepare: it releases them before they are made anew (a lock is
+ * never destroyed held, which ThreadSanitizer rightly reports). */
 static void fork_child(void)
 {
     for (rk_client *c = clients; c; c = c->fork_next) {
+        pthread_mutex_unlock(&c->lock);
+        for (int i = 0; i < c->n_lanes; i++) pthread_mutex_unlock(&c->lanes[i].lock);
         for (int i = 0; i < c->n_lanes; i++) rk__lane_after_fork(&c->lanes[i]);
         for (int i = 0; i < c->n_idle; i++) rk__conn_abandon(c->idle[i]);
         c->n_idle = 0;
@@ -340,7 +345,7 @@ static void fork_child(void)
         c->health.probing = false;
         rk__lock_init(&c->lock, &c->freed);
     }
-    pthread_mutex_init(&clients_lock, NULL);
+    pthread_mutex_unlock(&clients_lock);
 }
 
 static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }

@@ -124,8 +124,13 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
-    for (rk_pubsub *p = handles; p; p = p->fork_next) rk__lock_init(&p->lock, &p->synced);
-    pthread_mutex_init(&handles_lock, NULL);
+    /* This thread took every lock in fork_prepare: released, then made
+     * anew (the parent's threads may have left the condition waited on). */
+    for (rk_pubsub *p = handles; p; p = p->fork_next) {
+        pthread_mutex_unlock(&p->lock);
+        rk__lock_init(&p->lock, &p->synced);
+    }
+    pthread_mutex_unlock(&handles_lock);
 }
 
 static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
