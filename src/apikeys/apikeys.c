@@ -40,6 +40,7 @@
 #include "client.h"
 #include "clock.h"
 #include "error.h"
+#include "forkgen.h"
 #include "keys.h"
 #include "number.h"
 #include "pubsub_internal.h"
@@ -48,7 +49,6 @@
 #include "script.h"
 
 #define HDR 9 /* 'V' + 8-byte expiry */
-
 
 /* Store a computed answer unless the key holds a tombstone, which is then
  * returned (and served) instead. The key arrives in KEYS. */
@@ -188,7 +188,7 @@ static int64_t fresh_for(const rk_apikeys *ak, char kind)
 
 /* A cached answer's bytes (NUL-terminated) into *a, the owner pointing
  * into them. */
-static bool parse_answer(const char *v, size_t len, rk__answer *a)
+bool rk__apikeys_parse_answer(const char *v, size_t len, rk__answer *a)
 {
     memset(a, 0, sizeof *a);
     if (len == 1 && (v[0] == 'N' || v[0] == 'R')) {
@@ -208,8 +208,8 @@ static bool parse_answer(const char *v, size_t len, rk__answer *a)
 
 /* Fill in the result from answer a; owner is the heap buffer holding a's
  * record (or NULL), whose ownership passes to the result or is freed. */
-static void conclude(rk_apikeys *ak, rk_apikey_result *r, const rk__answer *a, char *owner, rk_apikey_layer layer,
-                     bool degraded)
+void rk__apikeys_conclude(rk_apikeys *ak, rk_apikey_result *r, const rk__answer *a, char *owner,
+                          rk_apikey_layer layer, bool degraded)
 {
     r->layer = layer;
     r->degraded = degraded;
@@ -257,7 +257,7 @@ rk_status rk_apikeys_verify(rk_apikeys *ak, const char *key, rk_apikey_result *r
         int got = rk__local_get(ak->local, d, rk__now_ns(), false, &a);
         if (got < 0) return no_verdict(ak, rk__fail(RK_ERR_NOMEM, "apikeys: out of memory"));
         if (got == 1) {
-            conclude(ak, r, &a, (char *)a.owner, RK_APIKEY_LAYER_PROCESS, false);
+            rk__apikeys_conclude(ak, r, &a, (char *)a.owner, RK_APIKEY_LAYER_PROCESS, false);
             return RK_OK;
         }
     }
@@ -274,7 +274,7 @@ rk_status rk_apikeys_verify(rk_apikeys *ak, const char *key, rk_apikey_result *r
     rk_status st = rk_cache_fetch(ak->cache, ukey, compute, &v, &(rk_cache_fetch_options){.ttl_ms = ak->positive_ttl_ms},
                                   &val, &vlen, &info);
     if (st == RK_OK) {
-        if (!parse_answer(val, vlen, &a)) {
+        if (!rk__apikeys_parse_answer(val, vlen, &a)) {
             rk__free(val);
             return no_verdict(ak, rk__fail(RK_ERR_TYPE, "apikeys: the value cached under the key's hash is not an "
                                                          "apikeys answer (written by something else)"));
@@ -292,7 +292,8 @@ rk_status rk_apikeys_verify(rk_apikeys *ak, const char *key, rk_apikey_result *r
             rk__free(val);
         }
         a.owner = owner;
-        conclude(ak, r, &a, owner, info.computed ? RK_APIKEY_LAYER_LOOKUP : RK_APIKEY_LAYER_REDIS, info.degraded);
+        rk__apikeys_conclude(ak, r, &a, owner, info.computed ? RK_APIKEY_LAYER_LOOKUP : RK_APIKEY_LAYER_REDIS,
+                             info.degraded);
         if (info.degraded) { /* (the message is copied first: rk__fail writes where it lives) */
             char why[RK__ERRMSG_MAX];
             snprintf(why, sizeof why, "%s", rk_last_error());
@@ -308,7 +309,7 @@ rk_status rk_apikeys_verify(rk_apikeys *ak, const char *key, rk_apikey_result *r
     if (ak->stale_ms > 0 && st != RK_ERR_INVALID && st != RK_ERR_NOMEM) {
         int got = rk__local_get(ak->local, d, rk__now_ns(), true, &a);
         if (got > 0) {
-            conclude(ak, r, &a, (char *)a.owner, RK_APIKEY_LAYER_PROCESS, true);
+            rk__apikeys_conclude(ak, r, &a, (char *)a.owner, RK_APIKEY_LAYER_PROCESS, true);
             rk__fail(RK_OK, "apikeys: degraded: served this process's %s answer (%.400s)",
                      got == 1 ? "fresh" : "stale", why);
             return RK_OK;
@@ -344,7 +345,7 @@ const char *rk_apikeys_verdict_name(rk_apikey_verdict v)
 /* ---- revoke ----------------------------------------------------------------- */
 
 /* The Redis key of digest d ("<prefix>:<ns>:{<hex>}") into k, its hex into hex. */
-static rk_status redis_key(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], rk__key *k,
+rk_status rk__apikeys_redis_key(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], rk__key *k,
                            char hex[RK_APIKEYS_HASH_BUF])
 {
     rk__hex32(d, hex);
@@ -370,7 +371,7 @@ static rk_status revoke_digest(rk_apikeys *ak, const unsigned char d[RK__SHA256_
 {
     char hex[RK_APIKEYS_HASH_BUF];
     rk__key k;
-    rk_status st = redis_key(ak, d, &k, hex);
+    rk_status st = rk__apikeys_redis_key(ak, d, &k, hex);
     if (st != RK_OK) return st;
     char ttl[RK__NUMBER_TEXT_MAX + 1];
     const char *set_argv[5] = {"SET", k.str, "R", "PX", ttl};
@@ -409,7 +410,7 @@ rk_status rk_apikeys_forget(rk_apikeys *ak, const char *key)
     if (!rk__sha256(key, len, d)) return rk__fail(RK_ERR_SYSTEM, "apikeys: SHA-256 unavailable");
     char hex[RK_APIKEYS_HASH_BUF];
     rk__key k;
-    rk_status st = redis_key(ak, d, &k, hex);
+    rk_status st = rk__apikeys_redis_key(ak, d, &k, hex);
     if (st != RK_OK) return st;
     const char *keys[1] = {k.str};
     size_t keylens[1] = {k.len};
@@ -459,11 +460,6 @@ void rk__apikeys_invalidated(rk_apikeys *ak, const char *payload, size_t len)
     rk__local_drop(ak->local, d);
 }
 
-void rk__apikeys_subscription_lost(rk_apikeys *ak)
-{
-    if (ak) rk__local_flush(ak->local);
-}
-
 void rk__apikeys_subscription_changed(rk_apikeys *ak, bool lost)
 {
     if (lost) RK__AK_COUNT(ak, subscription_losses);
@@ -490,7 +486,7 @@ static void on_subscriber_event(rk_pubsub_event ev, void *user)
 
 static rk_status start_subscriber(rk_apikeys *ak)
 {
-    atomic_store_explicit(&ak->fork_gen, rk__pubsub_fork_generation(), memory_order_relaxed);
+    atomic_store_explicit(&ak->fork_gen, rk__fork_generation(), memory_order_relaxed);
     rk_pubsub_options po = {.on_message = on_invalidation, .on_event = on_subscriber_event, .user = ak};
     rk_status st = rk__pubsub_new_labelled(ak->client, &po, ak->ns, &ak->ps);
     if (st == RK_OK && (st = rk_pubsub_subscribe(ak->ps, ak->channel)) != RK_OK) {
@@ -507,7 +503,7 @@ static rk_status start_subscriber(rk_apikeys *ak)
 void rk__apikeys_check_fork(rk_apikeys *ak)
 {
     unsigned seen = atomic_load_explicit(&ak->fork_gen, memory_order_relaxed);
-    unsigned now = rk__pubsub_fork_generation();
+    unsigned now = rk__fork_generation();
     if (seen == now || ak->no_subscribe ||
         !atomic_compare_exchange_strong_explicit(&ak->fork_gen, &seen, now, memory_order_relaxed,
                                                  memory_order_relaxed))
@@ -611,7 +607,7 @@ rk_status rk_apikeys_new(rk_client *client, const rk_apikeys_options *o, rk_apik
             ak->cache->fill = fill;
         }
         ak->no_subscribe = o->no_subscribe;
-        atomic_store_explicit(&ak->fork_gen, rk__pubsub_fork_generation(), memory_order_relaxed);
+        atomic_store_explicit(&ak->fork_gen, rk__fork_generation(), memory_order_relaxed);
         if (st == RK_OK && !o->no_subscribe) st = start_subscriber(ak);
     } else {
         ak->client = NULL; /* not registered: _free must not unregister */
@@ -641,27 +637,10 @@ void rk_apikeys_free(rk_apikeys *ak)
 
 /* ---- for verify_limit.c (apikeys.h) -------------------------------------------- */
 
-bool rk__apikeys_parse_answer(const char *v, size_t len, rk__answer *a)
-{
-    return parse_answer(v, len, a);
-}
-
-void rk__apikeys_conclude(rk_apikeys *ak, rk_apikey_result *r, const rk__answer *a, char *owner,
-                          rk_apikey_layer layer, bool degraded)
-{
-    conclude(ak, r, a, owner, layer, degraded);
-}
-
 void rk__apikeys_learned(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], const rk__answer *a,
                          uint64_t mark)
 {
     int64_t fresh = fresh_for(ak, a->kind);
     rk__local_put(ak->local, d, a, rk__now_ns(), fresh > 0 ? fresh * 1000000 : 0,
                   ak->stale_ms > 0 ? ak->stale_ms * 1000000 : 0, mark);
-}
-
-rk_status rk__apikeys_redis_key(rk_apikeys *ak, const unsigned char d[RK__SHA256_BYTES], struct rk__key *k,
-                                char hex[RK_APIKEYS_HASH_BUF])
-{
-    return redis_key(ak, d, k, hex);
 }

@@ -135,16 +135,12 @@ struct rk_apikeys {
     rk__apikeys_counters counters;
     struct rk_pubsub *ps;       /* hears the channel; NULL with no_subscribe */
     bool no_subscribe;
-    _Atomic unsigned fork_gen;  /* rk__pubsub_fork_generation() ps was made in */
+    _Atomic unsigned fork_gen;  /* rk__fork_generation() ps was made in */
 };
 
 /* An invalidation message from another process (the payload: the hash in
  * hex): drop it from this process's memory. For the subscriber. */
 void rk__apikeys_invalidated(rk_apikeys *ak, const char *payload, size_t len);
-
-/* The subscription was lost: invalidations may have been missed, so
- * forget every answer. For the subscriber. */
-void rk__apikeys_subscription_lost(rk_apikeys *ak);
 
 /* The subscriber's connection was lost (lost: counted as such), or made
  * again: answers held may have missed invalidations, so they are demoted

@@ -30,6 +30,7 @@
 #include "client.h"
 #include "clock.h"
 #include "error.h"
+#include "forkgen.h"
 #include "near.h"
 #include "near_tracking.h"
 

@@ -52,6 +52,7 @@
 #include "clock.h"
 #include "error.h"
 #include "fetch_state.h"
+#include "forkgen.h"
 #include "rand.h"
 
 #define FLIGHT_BUCKETS 64             /* keys in flight at once are few: one per computing thread */
@@ -60,17 +61,12 @@
 
 /* ---- clocks and randomness ---------------------------------------------- */
 
-static atomic_uint fork_generation = 1;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static _Thread_local uint64_t rng_state;
-static _Thread_local unsigned rng_generation;
-
-static void after_fork_child(void) { atomic_fetch_add_explicit(&fork_generation, 1, memory_order_relaxed); }
-static void register_atfork(void) { pthread_atfork(NULL, NULL, after_fork_child); }
+static _Thread_local unsigned rng_generation; /* 0: not seeded (generations start at 1) */
 
 uint64_t rk__fetch_rng_next(void)
 {
-    unsigned gen = atomic_load_explicit(&fork_generation, memory_order_relaxed);
+    unsigned gen = rk__fork_generation(); /* a child reseeds: it must not repeat its parent's draws */
     if (rng_generation != gen) {
         uint64_t seed;
         if (!rk__fill_random(&seed, sizeof seed)) /* never expected; any spread will do */
@@ -153,7 +149,7 @@ rk_status rk__fetch_state_new(rk_cache *c)
 {
     struct rk__fetch_state *fs = rk__calloc(1, sizeof *fs);
     if (!fs) return rk__fail(RK_ERR_NOMEM, "cache: out of memory");
-    pthread_once(&atfork_once, register_atfork);
+    rk__fork_watch();
     fs->lock_head_len = c->aux_head_len + 5;
     fs->lock_head = rk__malloc(fs->lock_head_len + 1);
     fs->max_copies = c->local_copies;

@@ -46,6 +46,7 @@
 #include "client.h"
 #include "conn.h"
 #include "error.h"
+#include "forkgen.h"
 #include "near_tracking.h"
 #include "rand.h"
 
@@ -217,20 +218,6 @@ static void *run(void *arg)
     return NULL;
 }
 
-/* ---- fork() ------------------------------------------------------------------ */
-
-/* Bumped in every child process, by a pthread_atfork handler that does
- * nothing else (it runs where little is allowed); the near caches compare
- * it, one relaxed load per read, and reset themselves lazily. */
-static _Atomic unsigned fork_generation;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-
-static void in_child(void) { atomic_fetch_add_explicit(&fork_generation, 1, memory_order_relaxed); }
-
-static void watch_forks(void) { pthread_atfork(NULL, NULL, in_child); }
-
-unsigned rk__fork_generation(void) { return atomic_load_explicit(&fork_generation, memory_order_relaxed); }
-
 static void near_invalidate(void *ctx, const char *key, size_t len) { rk__near_invalidate(ctx, key, len); }
 
 static void near_flush(void *ctx, rk__near_flush_reason why, bool live) { rk__near_flush(ctx, why, live); }
@@ -246,7 +233,7 @@ rk_status rk__tracker_start_sink(rk_client *client, const rk__tracker_sink *sink
                                  size_t prefix_len, rk__tracker **out)
 {
     *out = NULL;
-    pthread_once(&fork_once, watch_forks);
+    rk__fork_watch(); /* the near caches compare rk__fork_generation() and reset lazily */
     rk__tracker *t = rk__calloc(1, sizeof *t);
     if (!t) return rk__fail(RK_ERR_NOMEM, "tracking: out of memory");
     t->client = client;

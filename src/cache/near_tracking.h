@@ -48,11 +48,6 @@ void rk__tracker_stop(rk__tracker *t);
  * sending anything. */
 void rk__tracker_abandon(rk__tracker *t);
 
-/* A number that changes in every child process after fork() (once a
- * tracker has been started in the process): a near cache that saw another
- * number last resets itself before use. */
-unsigned rk__fork_generation(void);
-
 /* Tests only (NULL otherwise): called on the tracking thread after each
  * key an invalidation named has been dropped. */
 extern void (*_Atomic rk__tracker_test_on_invalidate)(const char *key, size_t len);

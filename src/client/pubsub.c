@@ -30,8 +30,8 @@
  *
  * fork(): handles are on a list; pthread_atfork handlers hold every
  * handle's lock across fork() so the child's copy of the table is
- * consistent, and bump a generation in the child. A handle whose
- * generation is not the current one is inert (pubsub.h says what the
+ * consistent. A handle made under another fork generation (forkgen.h)
+ * than the current one is inert (pubsub.h says what the
  * child gets): the thread does not exist there and the socket is the
  * parent's, so the child only ever abandons it (rk__conn_abandon: no byte
  * sent).
@@ -54,6 +54,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "error.h"
+#include "forkgen.h"
 #include "mux.h"
 #include "pubsub_internal.h"
 #include "rand.h"
@@ -106,7 +107,6 @@ struct rk_pubsub {
 
 static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
 static rk_pubsub *handles;
-static _Atomic unsigned fork_gen;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 static void fork_prepare(void)
@@ -123,7 +123,6 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
-    atomic_fetch_add_explicit(&fork_gen, 1, memory_order_relaxed);
     /* This thread took every lock in fork_prepare: released, then made
      * anew (the parent's threads may have left the condition waited on). */
     for (rk_pubsub *p = handles; p; p = p->fork_next) {
@@ -135,9 +134,7 @@ static void fork_child(void)
 
 static void register_atfork(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
 
-unsigned rk__pubsub_fork_generation(void) { return atomic_load_explicit(&fork_gen, memory_order_relaxed); }
-
-static bool inert(const rk_pubsub *ps) { return ps->fork_gen != rk__pubsub_fork_generation(); }
+static bool inert(const rk_pubsub *ps) { return ps->fork_gen != rk__fork_generation(); }
 
 static rk_status refuse_inert(const char *fn)
 {
@@ -499,10 +496,11 @@ rk_status rk__pubsub_new_labelled(rk_client *client, const rk_pubsub_options *op
     if (!client || !opts) return rk__fail(RK_ERR_INVALID, "rk_pubsub_new: NULL client or options");
     if (!opts->on_message) return rk__fail(RK_ERR_INVALID, "rk_pubsub_new: on_message is NULL");
     pthread_once(&fork_once, register_atfork);
+    rk__fork_watch();
     rk_pubsub *ps = rk__calloc(1, sizeof *ps);
     if (!ps) return rk__fail(RK_ERR_NOMEM, "pubsub: out of memory");
     ps->opts = *opts;
-    ps->fork_gen = rk__pubsub_fork_generation();
+    ps->fork_gen = rk__fork_generation();
     ps->wake[0] = ps->wake[1] = -1;
     if (!(ps->label = rk__strdup(label))) {
         rk__free(ps);

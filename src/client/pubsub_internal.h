@@ -1,7 +1,7 @@
 /*
  * pubsub_internal.h — what other modules use of rk_pubsub
  * (src/client/pubsub.c): a handle whose metrics carry a label of the
- * module's choosing, and the process's fork generation.
+ * module's choosing.
  */
 #ifndef RK_SRC_CLIENT_PUBSUB_INTERNAL_H
 #define RK_SRC_CLIENT_PUBSUB_INTERNAL_H
@@ -13,11 +13,5 @@
  * subscriber with its namespace. */
 rk_status rk__pubsub_new_labelled(rk_client *client, const rk_pubsub_options *opts, const char *label,
                                   rk_pubsub **out);
-
-/* A number that changes in every child process after fork() (once a
- * handle has been made in the process): a module holding a handle made
- * under another number is in the child of a fork, where that handle is
- * inert. One relaxed load. */
-unsigned rk__pubsub_fork_generation(void);
 
 #endif
