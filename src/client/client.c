@@ -890,11 +890,6 @@ static rk_status request(rk_client *c, rk__call *k, const char *cmd, size_t len,
     return st;
 }
 
-/* A call of n encoded commands under deadline_ns (set from `now`), on a
- * lane or an exclusive connection. A pooled connection can turn out dead
- * only when used (the server restarted, say). A read is safe to repeat, so
- * it gets one more try on a fresh connection within the same deadline; a
- * write never does: it may have been applied. */
 /* This thread's deadline cap (rk__deadline_cap_swap): 0 = none. */
 static _Thread_local int64_t deadline_cap;
 
@@ -905,6 +900,13 @@ int64_t rk__deadline_cap_swap(int64_t cap)
     return prev;
 }
 
+/* A call of n encoded commands under deadline_ns (set from `now`), on a
+ * lane or an exclusive connection. A pooled connection can turn out dead
+ * only when used (the server restarted, say). A read is safe to repeat, so
+ * it gets one more try on a fresh connection within the same deadline; a
+ * write never does: it may have been applied. A deadline cap set on this
+ * thread (client.h) shortens the deadline, or refuses the call unsent
+ * once it has passed. */
 static rk_status run_encoded(rk_client *c, const char *buf, size_t len, size_t n, rk_reply **replies, bool is_read,
                              bool exclusive, int64_t now, int64_t deadline_ns)
 {

@@ -1,10 +1,11 @@
 /*
  * reply_guard.c — the announced-size check of reply_guard.h.
  *
- * A byte-at-a-time state machine over the RESP2 stream: a type byte, a
- * line up to its CRLF (as hiredis reads it: a lone LF is part of the line) (a $ or * header's digits kept, any line's bytes
- * counted), a bulk string's payload skipped by count, and a stack of the
- * elements each open array still expects, so that it knows when a
+ * A byte-at-a-time state machine over the RESP2 stream: a type byte; a
+ * line up to its CRLF, as hiredis reads it (a lone LF is part of the
+ * line), with a $ or * header's digits kept and every line byte counted;
+ * a bulk string's payload skipped by count, not byte by byte; and a stack
+ * of the elements each open array still expects, so that it knows when a
  * top-level reply ends and its cost starts again from zero — pipelined
  * replies are judged one by one. It never allocates and never looks back:
  * a reply is refused on the byte that takes it over the bound.
