@@ -1,7 +1,7 @@
 /*
  * pubsub.c — subscribe to a channel and a pattern with rk_pubsub, publish
  * with rk_client_publish(), and hear the messages on the handle's thread
- * (docs/client.md, "Pub/Sub").
+ * (docs/pubsub.md).
  */
 #include <stdatomic.h>
 #include <stdio.h>
