@@ -39,6 +39,7 @@
 #include "support/clock.h"
 #include "support/fail_alloc.h"
 #include "support/fixture.h"
+#include "support/fork_check.h"
 #include "support/redis_server.h"
 
 static rk_test_server *server;
@@ -589,19 +590,6 @@ static int revoke_side(rk_apikeys *ak, const char *key, atomic_bool *revoked, lo
  * next verify whatever its subscriber hears (revoke_test covers the
  * pub/sub path). It learns that the revoke returned from a byte on a
  * pipe. */
-typedef struct child_revoked {
-    int fd;
-    atomic_bool *flag;
-} child_revoked;
-
-static void *watch_pipe(void *arg)
-{
-    child_revoked *c = arg;
-    char b;
-    if (read(c->fd, &b, 1) == 1) atomic_store(c->flag, true);
-    return NULL;
-}
-
 static void test_revoke_while_verifying(void **state)
 {
     (void)state;
@@ -629,9 +617,9 @@ static void test_revoke_while_verifying(void **state)
                            &cak) != RK_OK)
             _exit(101);
         atomic_bool flag = false;
-        child_revoked cr = {.fd = rev[0], .flag = &flag};
+        rk_test_pipe_flag cr = {.fd = rev[0], .flag = &flag};
         pthread_t w;
-        pthread_create(&w, NULL, watch_pipe, &cr);
+        pthread_create(&w, NULL, rk_test_pipe_watch, &cr);
         /* A verify that started before the byte arrived may still say
          * VALID: at most one per thread. */
         int bad = revoke_side(cak, key, &flag, 1);

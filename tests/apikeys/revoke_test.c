@@ -237,19 +237,6 @@ static long join_loopers(looper *l, pthread_t *t, int64_t *latest_us)
     return bad ? -1 : worst;
 }
 
-typedef struct pipe_flag {
-    int fd;
-    atomic_bool *flag;
-} pipe_flag;
-
-static void *watch_pipe(void *arg)
-{
-    pipe_flag *p = arg;
-    char b;
-    if (read(p->fd, &b, 1) == 1) atomic_store(p->flag, true);
-    return NULL;
-}
-
 static void test_two_processes(void **state)
 {
     (void)state;
@@ -275,9 +262,9 @@ static void test_two_processes(void **state)
         rk_apikeys_metrics_get(ak, &m);
         if (m.subscription_losses != 1) _exit(11); /* answers inherited were demoted */
         atomic_bool flag = false;
-        pipe_flag pf = {.fd = to_child[0], .flag = &flag};
+        rk_test_pipe_flag pf = {.fd = to_child[0], .flag = &flag};
         pthread_t w;
-        if (pthread_create(&w, NULL, watch_pipe, &pf) != 0) _exit(12);
+        if (pthread_create(&w, NULL, rk_test_pipe_watch, &pf) != 0) _exit(12);
         looper l[THREADS];
         pthread_t t[THREADS];
         start_loopers(l, t, ak, key, &flag);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -85,4 +86,12 @@ void rk_test_fork_check(rk_client *(*new_client)(void *arg), void *arg, int roun
         assert_int_equal(st.disconnects, 0); /* the child sent nothing on the parent's connections */
         rk_client_free(c);
     }
+}
+
+void *rk_test_pipe_watch(void *arg)
+{
+    rk_test_pipe_flag *p = arg;
+    char b;
+    if (read(p->fd, &b, 1) == 1) atomic_store(p->flag, true);
+    return NULL;
 }

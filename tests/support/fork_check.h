@@ -6,6 +6,8 @@
 #ifndef RK_TEST_FORK_CHECK_H
 #define RK_TEST_FORK_CHECK_H
 
+#include <stdbool.h>
+
 #include <redkit/redkit.h>
 
 /* Reads each side makes per round. */
@@ -26,4 +28,14 @@ void rk_test_fork_check(rk_client *(*new_client)(void *arg), void *arg, int roun
  * cmocka test under TSan (see fork_check.c), return otherwise.
  */
 void rk_test_fork_skip_under_tsan(void);
+
+/* A word from the other side of a fork(): a thread started on
+ * rk_test_pipe_watch with a rk_test_pipe_flag reads one byte from fd,
+ * then sets *flag (for threads that poll the flag while they work). */
+typedef struct rk_test_pipe_flag {
+    int fd;
+    _Atomic bool *flag;
+} rk_test_pipe_flag;
+
+void *rk_test_pipe_watch(void *arg);
 #endif
