@@ -283,7 +283,7 @@ static rk_status init_lanes(rk_client *c)
         return rk__fail(RK_ERR_NOMEM, "client: out of memory");
     }
     for (int i = 0; i < c->n_lanes; i++) {
-        rk_status st = rk__lane_init(&c->lanes[i]);
+        rk_status st = rk__lane_init(&c->lanes[i], (int64_t)c->command_timeout_ms * 1000000);
         if (st != RK_OK) {
             while (i-- > 0) rk__lane_destroy(&c->lanes[i]);
             rk__free(c->lanes);
@@ -861,6 +861,42 @@ static rk_status lane_request(rk_client *c, rk__call *k, const char *cmd, size_t
     return rk__lane_call(c, other, k, cmd, len, n, replies);
 }
 
+rk_status rk__client_send(rk_client *c, rk__call *k, const char *cmd, size_t len, size_t n, rk_reply **replies,
+                          rk__slot *s, rk__lane **lane)
+{
+    *lane = NULL;
+    k->probe = k->gated = k->exclusive = false;
+    k->reused = false;
+    if (atomic_load_explicit(&c->health_dirty, memory_order_relaxed)) {
+        rk_status st = gate(c, k);
+        if (st != RK_OK) return st;
+    }
+    /* As lane_request: a working lane first while reconnects are held
+     * back, and one more try on a working lane for a call that could not
+     * get a connection on its own. */
+    bool held_back = k->start_ns < atomic_load_explicit(&c->connect_after_ns, memory_order_relaxed);
+    rk__lane *l = held_back ? pick_lane(c, true) : NULL;
+    if (!l) l = pick_lane(c, false);
+    k->unsent = false;
+    rk_status st = rk__lane_send(c, l, k, cmd, len, n, replies, s);
+    if (st != RK_OK && k->unsent && !k->probe && rk__now_ns() < k->deadline_ns) {
+        rk__lane *other = pick_lane(c, true);
+        if (other && other != l) {
+            k->unsent = false;
+            l = other;
+            st = rk__lane_send(c, l, k, cmd, len, n, replies, s);
+        }
+    }
+    if (st == RK_OK) *lane = l;
+    return st;
+}
+
+bool rk__client_has_lanes(const rk_client *c) { return c->n_lanes > 0; }
+
+int rk__client_timeout_ms(const rk_client *c) { return c->command_timeout_ms; }
+
+void rk__client_record_latency(rk_client *c, int64_t ns) { rk__hist_record(&c->latency, ns); }
+
 /* Run already-encoded commands: on a shared connection (a lane), or, when
  * exclusive or the client has no lanes, on a pooled connection of its own. */
 static rk_status request(rk_client *c, rk__call *k, const char *cmd, size_t len, size_t n, rk_reply **replies,
@@ -1050,13 +1086,10 @@ static rk_status command(const char *fn, rk_client *c, const rk_command_options 
                          const char *const *argv, const size_t *argvlen, rk_reply **reply)
 {
     if (reply) *reply = NULL;
-    if (!c || !reply) return rk__fail(RK_ERR_INVALID, "%s: NULL argument", fn);
-    int timeout_ms = o ? o->timeout_ms : 0;
-    if (timeout_ms < 0 || timeout_ms > RK_MAX_TIMEOUT_MS)
-        return rk__fail(RK_ERR_INVALID, "%s: timeout_ms %d is outside 0..%d", fn, timeout_ms, RK_MAX_TIMEOUT_MS);
     size_t small[RK__SMALL_ARGS], *lens;
     rk__cmd_kind kind;
-    rk_status st = rk__command_prepare(fn, argc, argv, argvlen, small, &lens, &kind);
+    int timeout_ms;
+    rk_status st = rk__command_begin(fn, c && reply, o, argc, argv, argvlen, small, &lens, &kind, &timeout_ms);
     if (st != RK_OK) return st;
     st = run(c, argc, (const char **)argv, lens, false, reply, timeout_ms, kind == RK__CMD_BLOCKING);
     rk__command_lens_free(lens, argvlen, small);

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <redkit/client.h>
+
 #include "alloc.h"
 #include "error.h"
 
@@ -125,4 +127,15 @@ rk_status rk__command_prepare(const char *fn, int argc, const char *const *argv,
 void rk__command_lens_free(size_t *lens, const size_t *argvlen, const size_t *small)
 {
     if (lens != argvlen && lens != small) rk__free(lens);
+}
+
+rk_status rk__command_begin(const char *fn, bool pointers_ok, const rk_command_options *o, int argc,
+                            const char *const *argv, const size_t *argvlen, size_t small[RK__SMALL_ARGS],
+                            size_t **lens, rk__cmd_kind *kind, int *timeout_ms)
+{
+    if (!pointers_ok) return rk__fail(RK_ERR_INVALID, "%s: NULL argument", fn);
+    *timeout_ms = o ? o->timeout_ms : 0;
+    if (*timeout_ms < 0 || *timeout_ms > RK_MAX_TIMEOUT_MS)
+        return rk__fail(RK_ERR_INVALID, "%s: timeout_ms %d is outside 0..%d", fn, *timeout_ms, RK_MAX_TIMEOUT_MS);
+    return rk__command_prepare(fn, argc, argv, argvlen, small, lens, kind);
 }

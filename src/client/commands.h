@@ -6,6 +6,7 @@
 #ifndef RK_SRC_COMMANDS_H
 #define RK_SRC_COMMANDS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <redkit/status.h>
@@ -22,6 +23,9 @@ typedef enum rk__cmd_kind {
 rk__cmd_kind rk__command_kind(int argc, const char *const *argv, const size_t *lens, const char **name,
                               const char **advice);
 
+struct rk_command_options;
+
+
 /* Arguments this many or fewer need no allocation for their lengths. */
 #define RK__SMALL_ARGS 16
 
@@ -34,5 +38,14 @@ rk__cmd_kind rk__command_kind(int argc, const char *const *argv, const size_t *l
 rk_status rk__command_prepare(const char *fn, int argc, const char *const *argv, const size_t *argvlen,
                               size_t small[RK__SMALL_ARGS], size_t **lens, rk__cmd_kind *kind);
 void rk__command_lens_free(size_t *lens, const size_t *argvlen, const size_t *small);
+
+/* What every raw command call (rk_client_command_opts, rk_client_send_opts)
+ * checks first: its pointers (pointers_ok: the client and the out
+ * parameter are not NULL), opts->timeout_ms (opts may be NULL: 0) into
+ * *timeout_ms, and argv as rk__command_prepare does. RK_ERR_INVALID,
+ * RK_ERR_NOMEM; on RK_OK release *lens with rk__command_lens_free(). */
+rk_status rk__command_begin(const char *fn, bool pointers_ok, const struct rk_command_options *opts, int argc,
+                            const char *const *argv, const size_t *argvlen, size_t small[RK__SMALL_ARGS],
+                            size_t **lens, rk__cmd_kind *kind, int *timeout_ms);
 
 #endif

@@ -20,10 +20,10 @@
  *
  * Waking. With many threads the cost per call is not the I/O but putting
  * the caller to sleep and waking it. The callers of one write sleep on
- * one futex word (its "bell"); when the write's last reply has been
- * handed out, one FUTEX_WAKE wakes them all, with the lane's lock
- * released; a woken caller whose reply is in returns without touching the
- * lock. Waking each caller with a semaphore of its own cost twice the CPU
+ * one futex word (its "bell"); when a round of replies has been handed
+ * out, one FUTEX_WAKE per write they answered wakes its callers, with the
+ * lane's lock released; a woken caller whose reply is in returns without
+ * touching the lock. Waking each caller with a semaphore of its own cost twice the CPU
  * per call at 256 threads (a system call, and often the driver's CPU, per
  * reply). The lock spins briefly before sleeping, since the callers a
  * bell wakes all queue their next command at once (details at futex()).
@@ -66,19 +66,6 @@
 #include "fdwait.h"
 #include "mux.h"
 
-struct rk__slot {
-    rk__slot *next;
-    size_t n, got;        /* replies expected, received */
-    rk_reply **replies;   /* the caller's array; NULL for a tombstone */
-    int64_t dead_ns;
-    uint32_t write;       /* the lane's write that carries the command: its bell */
-    _Atomic bool done;    /* set last, after everything the caller reads */
-    _Atomic bool nominated; /* woken to take the driver's role over */
-    uint32_t bit;         /* its thread's futex bitset bit (thread_bit) */
-    rk_status st;
-    char msg[RK__ERRMSG_MAX]; /* rk_last_error() for a failure */
-};
-
 /* Replies taken from the buffer per pass of the lock. */
 #define BATCH 64
 
@@ -93,9 +80,13 @@ struct rk__slot {
 #define EXTRA_WAIT_NS 200000
 
 /* Waiting callers sleep on a futex word, a "bell", shared by the calls
- * of one write (bells[write % RK__LANE_BELLS]). When the last reply of a
- * write has been handed out, one FUTEX_WAKE wakes all of its callers:
- * waking each thread with a call of its own cost the driver a system call
+ * of one write (bells[write % RK__LANE_BELLS]). When the driver has
+ * handed out a round of replies (up to BATCH), one FUTEX_WAKE per write
+ * they answered wakes the callers of that write; those whose reply is
+ * still to come sleep again. (Ringing only after a write's last reply
+ * would leave callers asleep whose replies were in when the rest of the
+ * write was calls given up, which nobody waits for and so nobody reads.)
+ * Waking each thread with a call of its own instead cost the driver a system call
  * and, often, its CPU to the thread it woke, per reply — measured at
  * about twice the CPU per operation with 256 threads on 2 cores. A bell
  * is rung only when somebody sleeps on it (sleepers), so a lone caller,
@@ -170,9 +161,10 @@ static void lane_lock_adaptive(rk__lane *l)
     pthread_mutexattr_destroy(&a);
 }
 
-rk_status rk__lane_init(rk__lane *l)
+rk_status rk__lane_init(rk__lane *l, int64_t timeout_ns)
 {
     memset(l, 0, sizeof *l);
+    l->timeout_ns = timeout_ns;
     rk_status st = rk__lock_init(&l->lock, &l->ready);
     if (st == RK_OK) lane_lock_adaptive(l);
     return st;
@@ -290,15 +282,33 @@ static rk__conn *kill_lane(rk__lane *l, rk_status st)
     return conn;
 }
 
+/* Must write w's bell ring before the write is fully answered (lock
+ * held)? Its callers whose replies are in sleep on it until it rings.
+ * The rest of the write is answered — and the bell rung — only if
+ * somebody reads on: a driver, or a caller waiting in the queue whom
+ * hand_off can nominate. When none of the write's calls still queued is
+ * waited for (given up, or sent ahead and not waited yet), nobody may,
+ * and the bell rings now. Walks the queue up to the end of the write. */
+static bool ring_early(const rk__lane *l, uint32_t w)
+{
+    for (const rk__slot *q = l->head; q; q = q->next) {
+        if ((int32_t)(q->write - w) > 0) break;
+        if (q->write == w && q->replies && q->waiting) return false;
+    }
+    return true;
+}
+
 /* One reply arrived: it belongs to the head of the queue (lock held).
  * When it completes the last call of a write, that write's bell is added
  * to bells[*n_bells], to be rung once the lock is released (the calls of
- * one write are next to each other in the queue). A reply nobody will
+ * one write are next to each other in the queue); when it completes a
+ * live call before the rest of its write, *partial receives the write
+ * (see ring_early). A reply nobody will
  * read (its caller gave up) is added to discard[*n_discard], to be freed
  * once the lock is released: a large reply takes a while to free. False
  * when nobody was waiting for it (a protocol violation; discarded too). */
 static bool dispatch(rk__lane *l, rk_reply *r, uint32_t *bells, int *n_bells, rk_reply **discard,
-                     int *n_discard)
+                     int *n_discard, uint32_t *partial, bool *has_partial)
 {
     rk__slot *s = l->head;
     if (!s) {
@@ -311,13 +321,15 @@ static bool dispatch(rk__lane *l, rk_reply *r, uint32_t *bells, int *n_bells, rk
     l->head = s->next;
     if (!l->head) l->tail = NULL;
     uint32_t write = s->write;
-    if (!l->head || l->head->write != write) bells[(*n_bells)++] = write;
+    bool last = !l->head || l->head->write != write;
+    if (last) bells[(*n_bells)++] = write;
     if (!s->replies) {
         rk__free(s);
         atomic_fetch_sub_explicit(&l->load, 1, memory_order_relaxed);
         return true;
     }
     finish(l, s, RK_OK);
+    if (!last) *partial = write, *has_partial = true;
     return true;
 }
 
@@ -340,7 +352,8 @@ static rk__conn *abandon(rk__lane *l, rk__slot *s)
         atomic_store_explicit(&s->done, true, memory_order_relaxed); /* its own thread */
         return conn;
     }
-    *t = (rk__slot){.next = s->next, .n = s->n, .got = s->got, .dead_ns = s->dead_ns, .write = s->write};
+    *t = (rk__slot){.next = s->next, .n = s->n, .got = s->got, .dead_ns = s->dead_ns, .write = s->write,
+                    .ahead = s->ahead};
     rk__slot **at = &l->head, *prev = NULL;
     while (*at != s) {
         prev = *at;
@@ -349,6 +362,7 @@ static rk__conn *abandon(rk__lane *l, rk__slot *s)
     *at = t;
     if (l->tail == s) l->tail = t;
     (void)prev;
+    if (ring_early(l, t->write)) ring(l, t->write); /* rare: rung with the lock held */
     atomic_store_explicit(&s->done, true, memory_order_relaxed); /* its own thread */
     s->st = RK_ERR_TIMEOUT;
     snprintf(s->msg, sizeof s->msg, "read from %s: timed out (the reply will be discarded)",
@@ -357,15 +371,60 @@ static rk__conn *abandon(rk__lane *l, rk__slot *s)
 }
 
 /* Wake the oldest caller still waiting to take over the driver's role
- * (lock held, nobody driving). */
+ * (lock held, nobody driving). A slot nobody waits on (a command sent
+ * ahead, not yet waited for) cannot take it. */
 static void hand_off(rk__lane *l)
 {
     for (rk__slot *s = l->head; s; s = s->next)
-        if (s->replies) {
+        if (s->replies && s->waiting) {
             atomic_store(&s->nominated, true);
             ring_bits(l, s->write, s->bit);
             return;
         }
+}
+
+/* Write everything queued in one write (lock held, dropped for the
+ * write; l->driving set). The write may take as long as the connection
+ * may live (dead_ns): a partial write would leave the stream unusable
+ * for all. On failure the lane is killed and *gone receives its
+ * connection. */
+static rk_status write_out(rk__lane *l, int64_t dead_ns, rk__conn **gone)
+{
+    char *buf = l->out;
+    size_t len = l->out_len, cap = l->out_cap;
+    l->out = l->spare;
+    l->out_cap = l->spare_cap;
+    l->out_len = 0;
+    l->written++; /* calls queued from now on go out in the next write */
+    l->spare = buf;
+    l->spare_cap = cap;
+    rk__conn *conn = l->conn;
+    int64_t now = rk__now_ns();
+    l->write_ns[l->written % RK__LANE_BELLS] = now;
+    pthread_mutex_unlock(&l->lock);
+    rk_status st = rk__conn_send(conn, buf, len, dead_ns > now ? dead_ns : now + SILENCE_NS);
+    pthread_mutex_lock(&l->lock);
+    if (st != RK_OK) *gone = kill_lane(l, st);
+    return st;
+}
+
+/* When the oldest reply awaited is overdue (lock held, l->head set): its
+ * call's dead_ns, nor sooner than SILENCE_NS from now. A command sent
+ * ahead (rk__lane_send) may have waited in the queue for a long while
+ * before it went out: its reply is not overdue before the command
+ * timeout has run from the write that carried it. (A write more than
+ * RK__LANE_BELLS writes old has its time overwritten by a later one:
+ * that only moves the bound later.) A blocking call is written within
+ * the driver's round: its own dead_ns stands, so that a lone caller's
+ * deadline on a silent server is also the connection's. */
+static int64_t overdue_at(const rk__lane *l, int64_t now)
+{
+    int64_t dead = l->head->dead_ns;
+    if (l->head->ahead) {
+        int64_t sent = l->write_ns[l->head->write % RK__LANE_BELLS] + l->timeout_ns;
+        if (sent > dead) dead = sent;
+    }
+    return dead > now + SILENCE_NS ? dead : now + SILENCE_NS;
 }
 
 /* Drive the lane until s is complete, abandoned, or the connection dies
@@ -385,28 +444,15 @@ static void drive(rk__lane *l, rk__call *k, rk__slot *s, rk__conn **gone, rk_sta
             extra++;
         }
         if (l->out_len) {
-            char *buf = l->out;
-            size_t len = l->out_len, cap = l->out_cap;
-            l->out = l->spare;
-            l->out_cap = l->spare_cap;
-            l->out_len = 0;
-            l->written++; /* calls queued from now on go out in the next write */
-            l->spare = buf;
-            l->spare_cap = cap;
-            pthread_mutex_unlock(&l->lock);
-            /* The write may take as long as the connection may live: a
-             * partial write would leave the stream unusable for all. */
-            rk_status st = rk__conn_send(conn, buf, len, s->dead_ns);
-            pthread_mutex_lock(&l->lock);
+            rk_status st = write_out(l, s->dead_ns, gone);
             if (st != RK_OK) {
                 *gone_st = st;
-                *gone = kill_lane(l, st);
                 break;
             }
             continue;
         }
         int64_t now = rk__now_ns();
-        int64_t dead = l->head->dead_ns > now + SILENCE_NS ? l->head->dead_ns : now + SILENCE_NS;
+        int64_t dead = overdue_at(l, now);
         int64_t until = s->done ? now + EXTRA_WAIT_NS : k->deadline_ns;
         bool at_dead = dead <= until;
         if (at_dead) until = dead;
@@ -418,11 +464,13 @@ static void drive(rk__lane *l, rk__call *k, rk__slot *s, rk__conn **gone, rk_sta
             for (n = 1; n < BATCH; n++)
                 if ((st = rk__conn_buffered_reply(conn, &got[n])) != RK_OK || !got[n]) break;
         pthread_mutex_lock(&l->lock);
-        bool stray = false;
-        uint32_t bells[BATCH];
+        bool stray = false, has_partial = false;
+        uint32_t bells[BATCH + 1], partial = 0;
         int n_bells = 0, n_discard = 0;
         for (int i = 0; i < n; i++)
-            if (!dispatch(l, got[i], bells, &n_bells, got, &n_discard)) stray = true;
+            if (!dispatch(l, got[i], bells, &n_bells, got, &n_discard, &partial, &has_partial)) stray = true;
+        if (has_partial && l->head && l->head->write == partial && ring_early(l, partial))
+            bells[n_bells++] = partial;
         if (n_bells || n_discard) {
             /* Rung with the lock released, so that the woken need not
              * wait for it; discarded replies freed likewise. (got[] is
@@ -466,10 +514,15 @@ rk__conn *rk__lane_take_idle(rk__lane *l)
     return conn;
 }
 
-rk_status rk__lane_call(rk_client *c, rk__lane *l, rk__call *k, const char *cmd, size_t len, size_t n,
-                        rk_reply **replies)
+/* Queue n encoded commands in slot s (lock held on return when RK_OK;
+ * released on failure, with nothing queued): take or check the lane's
+ * connection first if it has none or sat idle. */
+static rk_status queue(rk_client *c, rk__lane *l, rk__call *k, const char *cmd, size_t len, size_t n,
+                       rk_reply **replies, rk__slot *s)
 {
     for (size_t i = 0; i < n; i++) replies[i] = NULL;
+    k->gone = NULL;
+    k->gone_st = RK_OK;
     pthread_mutex_lock(&l->lock);
     bool opened = false;
     for (;;) {
@@ -516,19 +569,24 @@ rk_status rk__lane_call(rk_client *c, rk__lane *l, rk__call *k, const char *cmd,
         pthread_mutex_unlock(&l->lock);
         return rk__fail(RK_ERR_NOMEM, "shared connection: out of memory queueing a command");
     }
-    rk__slot s = {.n = n, .replies = replies, .dead_ns = k->dead_ns, .write = l->written + 1,
-                 .bit = thread_bit()};
-    if (l->tail) l->tail->next = &s;
-    else l->head = &s;
-    l->tail = &s;
+    *s = (rk__slot){.n = n, .replies = replies, .dead_ns = k->dead_ns, .write = l->written + 1};
+    if (l->tail) l->tail->next = s;
+    else l->head = s;
+    l->tail = s;
     atomic_fetch_add_explicit(&l->load, 1, memory_order_relaxed);
+    return RK_OK;
+}
 
-    rk__conn *gone = NULL;
-    rk_status gone_st = RK_OK;
-    bool locked = true;
-    while (!atomic_load_explicit(&s.done, memory_order_acquire)) {
+/* Wait until s is complete (lock held on entry if locked; released on
+ * return), driving the lane whenever nobody does; then end the call. */
+static rk_status await(rk_client *c, rk__lane *l, rk__call *k, rk__slot *s, bool locked)
+{
+    rk__conn *gone = k->gone;
+    rk_status gone_st = k->gone_st;
+    s->bit = thread_bit();
+    while (!atomic_load_explicit(&s->done, memory_order_acquire)) {
         if (!l->driving) {
-            drive(l, k, &s, &gone, &gone_st);
+            drive(l, k, s, &gone, &gone_st);
             continue;
         }
         /* Sleep on the bell of this call's write. Counted among its
@@ -537,36 +595,41 @@ rk_status rk__lane_call(rk_client *c, rk__lane *l, rk__call *k, const char *cmd,
          * sequentially consistent): either the ringer sees this thread
          * and wakes it, or this thread sees `done`; and a ring after the
          * bell was read makes the wait return at once. */
-        unsigned b = s.write % RK__LANE_BELLS;
+        unsigned b = s->write % RK__LANE_BELLS;
         atomic_fetch_add(&l->sleepers[b], 1);
         uint32_t seen = atomic_load(&l->bells[b]);
+        s->waiting = true;
         pthread_mutex_unlock(&l->lock);
         struct timespec ts = to_ts(k->deadline_ns);
-        for (int i = 0; i < RK__MAX_WAKEUPS && !atomic_load(&s.done) && !atomic_load(&s.nominated); i++) {
+        for (int i = 0; i < RK__MAX_WAKEUPS && !atomic_load(&s->done) && !atomic_load(&s->nominated); i++) {
             /* Absolute, on CLOCK_MONOTONIC (FUTEX_WAIT_BITSET's clock). */
-            if (futex(&l->bells[b], FUTEX_WAIT_BITSET_PRIVATE, seen, &ts, s.bit) != 0 && errno == ETIMEDOUT) break;
+            if (futex(&l->bells[b], FUTEX_WAIT_BITSET_PRIVATE, seen, &ts, s->bit) != 0 && errno == ETIMEDOUT) break;
             seen = atomic_load(&l->bells[b]); /* another write's ring, or this one's: look again */
         }
         atomic_fetch_sub(&l->sleepers[b], 1);
-        /* The common case: the reply is in, and the lock is not needed. */
-        if (atomic_load(&s.done)) {
+        /* The common case: the reply is in, and the lock is not needed
+         * (a done slot is out of the queue: nobody reads `waiting`). */
+        if (atomic_load(&s->done)) {
             locked = false;
             break;
         }
         pthread_mutex_lock(&l->lock);
-        atomic_store(&s.nominated, false);
-        if (!atomic_load(&s.done) && rk__now_ns() >= k->deadline_ns) {
-            gone = abandon(l, &s);
+        s->waiting = false;
+        atomic_store(&s->nominated, false);
+        if (!atomic_load(&s->done) && rk__now_ns() >= k->deadline_ns) {
+            gone = abandon(l, s);
             gone_st = RK_ERR_NOMEM;
             if (!l->driving) hand_off(l);
         }
     }
     if (locked) pthread_mutex_unlock(&l->lock);
 
-    rk_status st = s.st;
+    size_t n = s->n;
+    rk_reply **replies = s->replies;
+    rk_status st = s->st;
     char msg[RK__ERRMSG_MAX];
     if (st != RK_OK) {
-        snprintf(msg, sizeof msg, "%s", s.msg);
+        snprintf(msg, sizeof msg, "%s", s->msg);
         /* A failed call's partial replies: freed here, with no lock held
          * (kill_lane and abandon leave them). */
         for (size_t i = 0; i < n; i++) {
@@ -576,4 +639,76 @@ rk_status rk__lane_call(rk_client *c, rk__lane *l, rk__call *k, const char *cmd,
     }
     rk__pool_lane_end(c, k->probe, st, gone, gone_st);
     return st == RK_OK ? st : rk__fail_str(st, msg);
+}
+
+rk_status rk__lane_call(rk_client *c, rk__lane *l, rk__call *k, const char *cmd, size_t len, size_t n,
+                        rk_reply **replies)
+{
+    rk__slot s;
+    rk_status st = queue(c, l, k, cmd, len, n, replies, &s);
+    return st == RK_OK ? await(c, l, k, &s, true) : st;
+}
+
+rk_status rk__lane_send(rk_client *c, rk__lane *l, rk__call *k, const char *cmd, size_t len, size_t n,
+                        rk_reply **replies, rk__slot *s)
+{
+    rk_status st = queue(c, l, k, cmd, len, n, replies, s);
+    if (st != RK_OK) return st;
+    s->ahead = true;
+    /* A lone command goes out now, so that it is not kept back until the
+     * caller waits; behind others, it joins the write the lane's driver
+     * (or the next waiter) makes, with everything queued meanwhile. */
+    if (!l->driving && l->head == s) {
+        l->driving = true;
+        if (write_out(l, s->dead_ns, &k->gone) != RK_OK) k->gone_st = s->st;
+        l->driving = false;
+        hand_off(l);
+    }
+    pthread_mutex_unlock(&l->lock);
+    return RK_OK;
+}
+
+rk_status rk__lane_wait(rk_client *c, rk__lane *l, rk__call *k, rk__slot *s)
+{
+    if (atomic_load_explicit(&s->done, memory_order_acquire)) return await(c, l, k, s, false);
+    pthread_mutex_lock(&l->lock);
+    if (!atomic_load(&s->done) && rk__now_ns() >= k->deadline_ns) {
+        /* Too late to drive for it (a write now could not be waited
+         * for): given up without I/O. */
+        rk__conn *gone = abandon(l, s);
+        if (gone) k->gone = gone, k->gone_st = RK_ERR_NOMEM;
+        if (!l->driving) hand_off(l);
+    }
+    return await(c, l, k, s, true);
+}
+
+void rk__lane_forget(rk_client *c, rk__lane *l, rk__call *k, rk__slot *s)
+{
+    pthread_mutex_lock(&l->lock);
+    bool done = atomic_load(&s->done);
+    rk__conn *gone = k->gone;
+    rk_status gone_st = k->gone_st;
+    if (!done) {
+        rk__conn *killed = abandon(l, s);
+        if (killed) gone = killed, gone_st = RK_ERR_NOMEM;
+        /* Its command still goes out if nobody else is about to write
+         * it: a command sent and forgotten is sent all the same. */
+        if (!l->driving && l->out_len && l->conn && !gone) {
+            l->driving = true;
+            rk_status st = write_out(l, k->dead_ns, &gone);
+            if (st != RK_OK) gone_st = st;
+            l->driving = false;
+        }
+        if (!l->driving) hand_off(l);
+    }
+    pthread_mutex_unlock(&l->lock);
+    for (size_t i = 0; i < s->n; i++) {
+        rk_reply_free(s->replies[i]);
+        s->replies[i] = NULL;
+    }
+    /* A call given up before its reply is not counted as an outcome, but
+     * a half-open probe must report one: it counts as timed out, which
+     * keeps the breaker open until its next probe. */
+    if (done) rk__pool_lane_end(c, k->probe, s->st, gone, gone_st);
+    else if (k->probe || gone) rk__pool_lane_end(c, k->probe, RK_ERR_TIMEOUT, gone, gone_st);
 }

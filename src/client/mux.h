@@ -18,6 +18,7 @@
 #include <redkit/client.h>
 
 #include "conn.h"
+#include "error.h"
 #include "health.h"
 
 /* What one call carries through the pool and a lane. */
@@ -34,10 +35,33 @@ typedef struct rk__call {
     bool unsent;         /* it failed before its command was queued (no
                             connection could be had): safe to try again
                             on another lane, writes included */
+    rk__conn *gone;      /* rk__lane_send's write failed: the connection to
+                            give back, with gone_st, when the call ends */
+    rk_status gone_st;
     rk__events ev;
 } rk__call;
 
+/* A call's place in a lane's queue: on its caller's stack for a blocking
+ * call, inside an rk_future for one sent ahead (async.c). Once queued it
+ * belongs to the lane until `done`; a caller that gives up first leaves a
+ * heap copy behind (a "tombstone", replies NULL) whose replies are read
+ * and discarded, so that the queue stays aligned with the stream. */
 typedef struct rk__slot rk__slot;
+struct rk__slot {
+    rk__slot *next;
+    size_t n, got;        /* replies expected, received */
+    rk_reply **replies;   /* the caller's array; NULL for a tombstone */
+    int64_t dead_ns;
+    uint32_t write;       /* the lane's write that carries the command: its bell */
+    _Atomic bool done;    /* set last, after everything the caller reads */
+    _Atomic bool nominated; /* woken to take the driver's role over */
+    bool waiting;         /* a thread sleeps on it (lock held to read or
+                             write): only such a slot can be nominated */
+    bool ahead;           /* sent ahead of its wait (rk__lane_send) */
+    uint32_t bit;         /* its waiting thread's futex bitset bit */
+    rk_status st;
+    char msg[RK__ERRMSG_MAX]; /* rk_last_error() for a failure */
+};
 
 /* Bells per lane (see rk__lane): more than the writes a lane ever has in
  * flight, so that two writes rarely share one. */
@@ -62,13 +86,21 @@ typedef struct rk__lane {
      * RK__LANE_BELLS, and how many sleep on each (mux.c). */
     _Atomic uint32_t bells[RK__LANE_BELLS];
     _Atomic int sleepers[RK__LANE_BELLS];
+    /* When each write went out (written % RK__LANE_BELLS; guarded by
+     * lock), and the client's command timeout: a command sent ahead
+     * (rk_client_send) may go out well after it was queued, and its
+     * reply is not overdue before the timeout has run from then
+     * (mux.c, overdue_at). */
+    int64_t write_ns[RK__LANE_BELLS];
+    int64_t timeout_ns;
 } rk__lane;
 
 /* A mutex and a condition variable that waits on CLOCK_MONOTONIC:
  * RK_OK or RK_ERR_SYSTEM (nothing left initialised). */
 rk_status rk__lock_init(pthread_mutex_t *lock, pthread_cond_t *cond);
 
-rk_status rk__lane_init(rk__lane *lane);
+/* timeout_ns: the client's command timeout (see rk__lane.write_ns). */
+rk_status rk__lane_init(rk__lane *lane, int64_t timeout_ns);
 /* Close the connection and free the buffers; nobody may be using it. */
 void rk__lane_destroy(rk__lane *lane);
 
@@ -84,6 +116,31 @@ void rk__lane_destroy(rk__lane *lane);
  */
 rk_status rk__lane_call(rk_client *client, rk__lane *lane, rk__call *k, const char *cmd, size_t len, size_t n,
                         rk_reply **replies);
+
+/*
+ * The two halves of rk__lane_call, for a command sent ahead of its wait
+ * (rk_client_send). rk__lane_send queues the commands like
+ * rk__lane_call, in the slot s (which must stay where it is until
+ * rk__lane_wait or rk__lane_forget), and writes them at once when the
+ * lane is idle (nobody doing its I/O and no reply awaited); otherwise
+ * they go out with the lane's next write, made by whoever drives it. On
+ * failure nothing was queued. The slot's outcome, replies included,
+ * reaches s->replies when `done` is set.
+ */
+rk_status rk__lane_send(rk_client *client, rk__lane *lane, rk__call *k, const char *cmd, size_t len, size_t n,
+                        rk_reply **replies, rk__slot *s);
+
+/* Wait for a slot queued by rk__lane_send, driving the lane if nobody
+ * does, until it is complete or k->deadline_ns passes (at once if it has
+ * passed: nothing is read or written then); as rk__lane_call from there
+ * on, the call counted. The slot is out of the queue when it returns. */
+rk_status rk__lane_wait(rk_client *client, rk__lane *lane, rk__call *k, rk__slot *s);
+
+/* Give up a slot queued by rk__lane_send without waiting: its replies, if
+ * in, are freed; if not, it is left as a tombstone and its replies are
+ * discarded when they come. Never waits for a reply; writes what is
+ * queued when nobody drives the lane (its command must still go out). */
+void rk__lane_forget(rk_client *client, rk__lane *lane, rk__call *k, rk__slot *s);
 
 /* In a child after fork(), with no other thread: drop the lane's
  * connection without sending anything, forget the queue (its callers are
@@ -129,5 +186,16 @@ bool rk__pool_check(rk_client *client, rk__conn *conn, int64_t deadline_ns);
  * many calls it failed. No lock needed by the caller; none is taken on
  * the common path (success, healthy, no connection to give back). */
 void rk__pool_lane_end(rk_client *client, bool probe, rk_status call_st, rk__conn *conn, rk_status conn_st);
+
+/* For rk_client_send (async.c): pass the circuit breaker's gate, choose a
+ * lane as rk_client_command does, and rk__lane_send the commands there;
+ * *lane receives the lane on RK_OK. k's deadlines and start_ns are the
+ * caller's to set. Needs a client with lanes (rk__client_has_lanes). */
+rk_status rk__client_send(rk_client *client, rk__call *k, const char *cmd, size_t len, size_t n,
+                          rk_reply **replies, rk__slot *s, rk__lane **lane);
+bool rk__client_has_lanes(const rk_client *client);
+int rk__client_timeout_ms(const rk_client *client);
+/* Count one call's duration in the client's latency histogram. */
+void rk__client_record_latency(rk_client *client, int64_t ns);
 
 #endif
