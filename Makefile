@@ -68,7 +68,7 @@ test: deps build
 # takes too long for CI). Fork checks skip themselves there: TSan does not
 # support fork() while threads run.
 TSAN_BUILD ?= build-tsan
-TSAN_TESTS ?= near_test near_cache_test mux_test pipeline_test pubsub_test
+TSAN_TESTS ?= near_test near_cache_test mux_test pipeline_test pubsub_test async_test
 space := $(subst ,, )
 tsan: deps
 	CC=clang cmake -S . -B $(TSAN_BUILD) -DRK_TSAN=ON -DRK_WERROR=$(call on,$(WERROR)) \

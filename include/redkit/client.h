@@ -323,7 +323,7 @@ typedef struct rk_reply {
  * state of a shared connection are refused with RK_ERR_INVALID, and
  * rk_last_error() names the API to use instead: SUBSCRIBE, PSUBSCRIBE,
  * SSUBSCRIBE and their UNSUBSCRIBEs (pub/sub needs a connection of its
- * own; no pub/sub API yet), MULTI, EXEC,
+ * own: redkit/pubsub.h), MULTI, EXEC,
  * DISCARD, WATCH, UNWATCH (redkit/pipeline.h), SELECT, AUTH, HELLO (the
  * client's options), MONITOR, RESET, QUIT, READONLY, READWRITE, SYNC,
  * PSYNC, CLIENT REPLY, CLIENT TRACKING, CLIENT CACHING, CLIENT SETNAME.
@@ -331,6 +331,9 @@ typedef struct rk_reply {
  * BZPOPMAX, BZMPOP, WAIT, WAITAOF, XREAD and XREADGROUP with BLOCK) run on
  * a pooled connection of their own, so that they hold up no other call;
  * give them a timeout with rk_client_command_opts().
+ *
+ * To keep many commands in flight from one thread, send them ahead and
+ * wait for them later: rk_client_send() (redkit/async.h).
  *
  * The command is never retried: whether a command that failed with
  * RK_ERR_TIMEOUT or RK_ERR_UNAVAILABLE was applied is unknown. (redkit's

@@ -16,6 +16,7 @@
 #include "url.h"
 #include "client.h"
 #include "pipeline.h"
+#include "async.h"
 #include "pubsub.h"
 #include "keys.h"
 #include "cache.h"

@@ -384,11 +384,13 @@ static void hand_off(rk__lane *l)
 }
 
 /* Write everything queued in one write (lock held, dropped for the
- * write; l->driving set). The write may take as long as the connection
- * may live (dead_ns): a partial write would leave the stream unusable
- * for all. On failure the lane is killed and *gone receives its
- * connection. */
-static rk_status write_out(rk__lane *l, int64_t dead_ns, rk__conn **gone)
+ * write; l->driving set), by deadline_ns: the deadline of the call whose
+ * thread writes. A write cannot be given up half-way without leaving
+ * the stream unusable for all, so a server that does not take the bytes
+ * by then (paused, or not reading) costs the connection: the lane is
+ * killed, every waiter failed, and *gone receives the connection. Each
+ * caller's deadline holds, whoever's bytes its thread is writing. */
+static rk_status write_out(rk__lane *l, int64_t deadline_ns, rk__conn **gone)
 {
     char *buf = l->out;
     size_t len = l->out_len, cap = l->out_cap;
@@ -402,7 +404,7 @@ static rk_status write_out(rk__lane *l, int64_t dead_ns, rk__conn **gone)
     int64_t now = rk__now_ns();
     l->write_ns[l->written % RK__LANE_BELLS] = now;
     pthread_mutex_unlock(&l->lock);
-    rk_status st = rk__conn_send(conn, buf, len, dead_ns > now ? dead_ns : now + SILENCE_NS);
+    rk_status st = rk__conn_send(conn, buf, len, deadline_ns);
     pthread_mutex_lock(&l->lock);
     if (st != RK_OK) *gone = kill_lane(l, st);
     return st;
@@ -444,7 +446,7 @@ static void drive(rk__lane *l, rk__call *k, rk__slot *s, rk__conn **gone, rk_sta
             extra++;
         }
         if (l->out_len) {
-            rk_status st = write_out(l, s->dead_ns, gone);
+            rk_status st = write_out(l, k->deadline_ns, gone);
             if (st != RK_OK) {
                 *gone_st = st;
                 break;
@@ -660,7 +662,7 @@ rk_status rk__lane_send(rk_client *c, rk__lane *l, rk__call *k, const char *cmd,
      * (or the next waiter) makes, with everything queued meanwhile. */
     if (!l->driving && l->head == s) {
         l->driving = true;
-        if (write_out(l, s->dead_ns, &k->gone) != RK_OK) k->gone_st = s->st;
+        if (write_out(l, k->deadline_ns, &k->gone) != RK_OK) k->gone_st = s->st;
         l->driving = false;
         hand_off(l);
     }
@@ -693,9 +695,9 @@ void rk__lane_forget(rk_client *c, rk__lane *l, rk__call *k, rk__slot *s)
         if (killed) gone = killed, gone_st = RK_ERR_NOMEM;
         /* Its command still goes out if nobody else is about to write
          * it: a command sent and forgotten is sent all the same. */
-        if (!l->driving && l->out_len && l->conn && !gone) {
+        if (!l->driving && l->out_len && l->conn && !gone && rk__now_ns() < k->deadline_ns) {
             l->driving = true;
-            rk_status st = write_out(l, k->dead_ns, &gone);
+            rk_status st = write_out(l, k->deadline_ns, &gone);
             if (st != RK_OK) gone_st = st;
             l->driving = false;
         }
