@@ -10,8 +10,18 @@
  * hiredis connection doing GET in a loop (the figure T = 1 is held to).
  * Each redkit line prints its ratio to them.
  *
+ * Two more parts. The hand-off ceiling: how many operations per second
+ * threads that each sleep until their reply is in can make on this
+ * machine with no Redis and no I/O at all (one sleep and one wake-up per
+ * operation, woken in batches as mux.c does) — the bound of every
+ * blocking line, printed beside each. And futures (redkit/async.h): T
+ * threads each keeping a window of commands in flight with
+ * rk_client_send / rk_future_wait, the latency of one from its send to
+ * its wait's return.
+ *
  * Usage: concurrency_bench [seconds per measurement, default 2]
  *   BENCH_THREADS=256  run only that thread count (for strace -c -f)
+ *   BENCH_MODE=blocking|futures  run only the blocking or the futures lines
  *   BENCH_CONNECTIONS=n  rk_client_options.pool_size (default: the default)
  *
  * The machine these run on is usually shared: every figure is noisy, and
@@ -21,17 +31,27 @@
 
 #include <pthread.h>
 
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <redkit/async.h>
+
 #include "bench_support.h"
 #include "measure.h"
 
 #define VALUE_BYTES 100
 #define KEYS 1000
 #define MAX_SAMPLES_ALL 2000000 /* all threads together; at least 20000 each */
+#define MAX_WINDOW 256          /* futures in flight per thread, at most */
 
 typedef struct worker {
     rk_client *client;
     int id;
     bool set;
+    int window;     /* 0: blocking calls; else futures kept in flight */
     int64_t *lat;
     size_t n, cap;
     uint64_t errors;
@@ -42,9 +62,53 @@ static char value[VALUE_BYTES];
 static pthread_barrier_t go;    /* the threads start together */
 static int64_t until_ns;        /* set before the barrier opens */
 
+/* Futures (redkit/async.h): the thread keeps w->window commands in
+ * flight, waiting for the oldest and sending a new one in its place; the
+ * latency of one is from its send to its wait's return. */
+static void *work_async(worker *w)
+{
+    char key[32];
+    unsigned k = (unsigned)w->id * 7919u, next = 0;
+    rk_future *f[MAX_WINDOW];
+    int64_t sent[MAX_WINDOW];
+    const char *argv[3] = { w->set ? "SET" : "GET", key, value };
+    size_t lens[3] = { 3, 0, VALUE_BYTES };
+
+    pthread_barrier_wait(&go);
+    for (int i = 0; i < w->window; i++) {
+        lens[1] = (size_t)snprintf(key, sizeof key, "cb:%u", (k + next++) % KEYS);
+        sent[i] = bench_now_ns();
+        if (rk_client_send(w->client, w->set ? 3 : 2, argv, lens, &f[i]) != RK_OK)
+            f[i] = NULL, w->errors++;
+    }
+    for (int i = 0; w->n < w->cap; i = (i + 1) % w->window) {
+        rk_reply *r = NULL;
+        rk_status st = f[i] ? rk_future_wait(f[i], &r) : RK_ERR_INVALID;
+        int64_t t1 = bench_now_ns();
+        if (st != RK_OK || (w->set ? r->type != RK_REPLY_STATUS : r->type != RK_REPLY_STRING)) {
+            if (w->errors++ == 0)
+                fprintf(stderr, BENCH_NAME ": async %s: %s: %s\n", argv[0], rk_strerror(st), rk_last_error());
+        }
+        rk_reply_free(r);
+        w->lat[w->n++] = t1 - sent[i];
+        f[i] = NULL;
+        if (t1 >= until_ns)
+            break;
+        lens[1] = (size_t)snprintf(key, sizeof key, "cb:%u", (k + next++) % KEYS);
+        sent[i] = t1;
+        if (rk_client_send(w->client, w->set ? 3 : 2, argv, lens, &f[i]) != RK_OK)
+            f[i] = NULL, w->errors++;
+    }
+    for (int i = 0; i < w->window; i++)
+        rk_future_free(f[i]); /* past the measurement: not counted */
+    return NULL;
+}
+
 static void *work(void *arg)
 {
     worker *w = arg;
+    if (w->window)
+        return work_async(w);
     char key[32];
     unsigned k = (unsigned)w->id * 7919u;
 
@@ -74,7 +138,7 @@ typedef struct figures {
     uint64_t errors, ops;
 } figures;
 
-static figures run_threads(rk_client *client, int threads, bool set, double seconds)
+static figures run_threads(rk_client *client, int threads, bool set, int window, double seconds)
 {
     worker *w = calloc((size_t)threads, sizeof *w);
     if (w == NULL)
@@ -83,7 +147,8 @@ static figures run_threads(rk_client *client, int threads, bool set, double seco
         bench_die("pthread_barrier_init", "failed");
     for (int i = 0; i < threads; i++) {
         size_t cap = MAX_SAMPLES_ALL / (size_t)threads;
-        w[i] = (worker){ .client = client, .id = i, .set = set, .cap = cap < 20000 ? 20000 : cap };
+        w[i] = (worker){ .client = client, .id = i, .set = set, .window = window,
+                         .cap = cap < 20000 ? 20000 : cap };
         bench_alloc_samples(&w[i].lat, 1, w[i].cap);
         if (pthread_create(&w[i].thread, NULL, work, &w[i]) != 0)
             bench_die("pthread_create", "failed");
@@ -119,18 +184,117 @@ static figures run_threads(rk_client *client, int threads, bool set, double seco
     return f;
 }
 
-/* redis-benchmark -c 50 -P 16 -t get against the same server: ops/s. */
-static double ceiling(const char *url)
+/* ---- the hand-off ceiling --------------------------------------------
+ *
+ * What any design in which a thread sleeps until its reply is in can
+ * reach on this machine, with no Redis and no I/O at all: T threads each
+ * queue a request and sleep on a futex; one thread takes every queued
+ * request at once, marks them answered, and wakes all their threads with
+ * one FUTEX_WAKE (what the shared connections do, mux.c). Every
+ * operation costs a sleep and a wake-up of its thread, nothing else. */
+
+typedef struct ho_req {
+    struct ho_req *next;
+    _Atomic bool done;
+} ho_req;
+
+static pthread_mutex_t ho_lock = PTHREAD_MUTEX_INITIALIZER;
+static ho_req *ho_head;
+static _Atomic uint32_t ho_bell;
+static _Atomic int ho_sleepers;
+static _Atomic bool ho_stop;
+static _Atomic uint64_t ho_ops;
+static _Atomic int ho_exited;
+
+static long ho_futex(int op, uint32_t val)
+{
+    return syscall(SYS_futex, (uint32_t *)&ho_bell, op, val, NULL, NULL, 0);
+}
+
+static void *ho_worker(void *arg)
+{
+    (void)arg;
+    uint64_t n = 0;
+    pthread_barrier_wait(&go);
+    while (!atomic_load(&ho_stop)) {
+        ho_req r = { 0 };
+        pthread_mutex_lock(&ho_lock);
+        r.next = ho_head;
+        ho_head = &r;
+        pthread_mutex_unlock(&ho_lock);
+        for (int i = 0; i < 1000000 && !atomic_load(&r.done); i++) {
+            atomic_fetch_add(&ho_sleepers, 1);
+            uint32_t seen = atomic_load(&ho_bell);
+            if (!atomic_load(&r.done))
+                ho_futex(FUTEX_WAIT_PRIVATE, seen);
+            atomic_fetch_sub(&ho_sleepers, 1);
+        }
+        n++;
+    }
+    atomic_fetch_add(&ho_ops, n);
+    atomic_fetch_add(&ho_exited, 1);
+    return NULL;
+}
+
+/* Answer everything queued; false when nothing was. */
+static bool ho_answer(void)
+{
+    pthread_mutex_lock(&ho_lock);
+    ho_req *r = ho_head;
+    ho_head = NULL;
+    pthread_mutex_unlock(&ho_lock);
+    if (r == NULL)
+        return false;
+    for (ho_req *next; r != NULL; r = next) {
+        next = r->next;
+        atomic_store(&r->done, true);
+    }
+    atomic_fetch_add(&ho_bell, 1);
+    if (atomic_load(&ho_sleepers) > 0)
+        ho_futex(FUTEX_WAKE_PRIVATE, INT_MAX);
+    return true;
+}
+
+static double handoff_ceiling(int threads, double seconds)
+{
+    pthread_t *t = calloc((size_t)threads, sizeof *t);
+    if (t == NULL || pthread_barrier_init(&go, NULL, (unsigned)threads + 1) != 0)
+        bench_die("setup", "hand-off threads");
+    atomic_store(&ho_stop, false);
+    atomic_store(&ho_ops, 0);
+    atomic_store(&ho_exited, 0);
+    for (int i = 0; i < threads; i++)
+        if (pthread_create(&t[i], NULL, ho_worker, NULL) != 0)
+            bench_die("pthread_create", "failed");
+    pthread_barrier_wait(&go);
+    int64_t began = bench_now_ns(), until = began + (int64_t)(seconds * 1e9), now;
+    while ((now = bench_now_ns()) < until)
+        if (!ho_answer())
+            sched_yield();
+    atomic_store(&ho_stop, true);
+    while (atomic_load(&ho_exited) < threads) /* answer until every worker has seen the stop */
+        if (!ho_answer())
+            usleep(50);
+    for (int i = 0; i < threads; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&go);
+    free(t);
+    return (double)atomic_load(&ho_ops) / ((double)(now - began) / 1e9);
+}
+
+/* redis-benchmark -c 50 -P 16 -t get against the same server: ops/s of
+ * one run. */
+static double ceiling_once(const char *url)
 {
     rk__url u;
     if (rk__url_parse(url, &u) != RK_OK)
         bench_die("REDIS_URL", rk_last_error());
     char cmd[512];
     if (u.unix_path != NULL)
-        snprintf(cmd, sizeof cmd, "redis-benchmark -s '%s' -c 50 -P 16 -t get -n 400000 -d %d -q 2>&1",
+        snprintf(cmd, sizeof cmd, "redis-benchmark -s '%s' -c 50 -P 16 -t get -n 1000000 -d %d -q 2>&1",
                  u.unix_path, VALUE_BYTES);
     else
-        snprintf(cmd, sizeof cmd, "redis-benchmark -h %s -p %d%s%s -c 50 -P 16 -t get -n 400000 -d %d -q 2>&1",
+        snprintf(cmd, sizeof cmd, "redis-benchmark -h %s -p %d%s%s -c 50 -P 16 -t get -n 1000000 -d %d -q 2>&1",
                  u.host ? u.host : RK_DEFAULT_HOST, u.port ? u.port : RK_DEFAULT_PORT, u.password ? " -a " : "",
                  u.password ? u.password : "", VALUE_BYTES);
     rk__url_clear(&u);
@@ -151,6 +315,20 @@ static double ceiling(const char *url)
     }
     if (best <= 0)
         bench_die("redis-benchmark", "no \"GET: N requests per second\" in its output");
+    return best;
+}
+
+/* The ceiling: the best of 3 runs of about a second each. A single
+ * run's figure moved by a quarter between runs on a 2-core machine; the
+ * best is the least that every ratio is measured against. */
+static double ceiling(const char *url)
+{
+    double best = 0;
+    for (int i = 0; i < 3; i++) {
+        double v = ceiling_once(url);
+        if (v > best)
+            best = v;
+    }
     return best;
 }
 
@@ -180,9 +358,9 @@ static double one_thread_ratio(rk_client *client, redisContext *h, double second
         double raw, rk;
         if (r % 2) {
             raw = raw_hiredis(h, seconds / ROUNDS);
-            rk = run_threads(client, 1, false, seconds / ROUNDS).per_s;
+            rk = run_threads(client, 1, false, 0, seconds / ROUNDS).per_s;
         } else {
-            rk = run_threads(client, 1, false, seconds / ROUNDS).per_s;
+            rk = run_threads(client, 1, false, 0, seconds / ROUNDS).per_s;
             raw = raw_hiredis(h, seconds / ROUNDS);
         }
         ratio[r] = rk / raw;
@@ -204,6 +382,7 @@ int main(int argc, char **argv)
     double seconds = (double)bench_count(argc, argv, 2, "seconds", "seconds", 60);
     const char *only = getenv("BENCH_THREADS");
     const char *conns = getenv("BENCH_CONNECTIONS");
+    const char *mode = getenv("BENCH_MODE");
     memset(value, 'v', sizeof value);
 
     rk_client *client;
@@ -234,22 +413,52 @@ int main(int argc, char **argv)
     if (!only) {
         printf("concurrency_bench: %.0f s per line, 100-byte values, one shared client (%s connections)\n",
                seconds, conns ? conns : "default");
-        printf("ceiling  redis-benchmark -c 50 -P 16 -t get: %10.0f ops/s\n", ceil_ops);
+        printf("ceiling  redis-benchmark -c 50 -P 16 -t get, best of 3: %10.0f ops/s\n", ceil_ops);
         printf("raw hiredis, 1 connection, GET:           %10.0f ops/s\n", raw);
         printf("1 thread GET / raw hiredis GET, median of %d alternating rounds: %.3f\n", ROUNDS, one);
-        printf("%-4s %7s %9s %12s %9s %9s %8s %8s %9s\n", "op", "threads", "ops", "ops/s", "p50 us", "p99 us", "errors",
-               "x ceil", "x hiredis");
+        printf("%-4s %7s %9s %12s %9s %9s %8s %8s %9s %9s\n", "op", "threads", "ops", "ops/s", "p50 us", "p99 us",
+               "errors", "x ceil", "x hiredis", "x handoff");
     }
     static const int counts[] = { 1, 4, 16, 64, 256 };
+    double handoff[sizeof counts / sizeof counts[0]] = { 0 };
+    if (!only)
+        for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+            handoff[i] = handoff_ceiling(counts[i], seconds / 2);
     for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
-        if (only && atoi(only) != counts[i])
+        if ((only && atoi(only) != counts[i]) || (mode && strcmp(mode, "blocking") != 0))
             continue;
         for (int set = 0; set <= 1; set++) {
-            figures f = run_threads(client, counts[i], set, seconds);
-            printf("%-4s %7d %9llu %12.0f %9.1f %9.1f %8llu %8.3f %9.3f\n", set ? "SET" : "GET", counts[i],
+            figures f = run_threads(client, counts[i], set, 0, seconds);
+            printf("%-4s %7d %9llu %12.0f %9.1f %9.1f %8llu %8.3f %9.3f %9.3f\n", set ? "SET" : "GET", counts[i],
                    (unsigned long long)f.ops, f.per_s,
                    f.p50_us, f.p99_us, (unsigned long long)f.errors, ceil_ops > 0 ? f.per_s / ceil_ops : 0,
-                   raw > 0 ? f.per_s / raw : 0);
+                   raw > 0 ? f.per_s / raw : 0, handoff[i] > 0 ? f.per_s / handoff[i] : 0);
+            fflush(stdout);
+        }
+    }
+    if (!only) {
+        printf("\nhand-off ceiling (no Redis, no I/O: one sleep and one wake-up per operation), ops/s:");
+        for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+            printf(" %d: %.0f%s", counts[i], handoff[i], i + 1 < sizeof counts / sizeof counts[0] ? "," : "\n");
+        printf("    = %.3f x ceiling at 16 threads, %.3f x at 256: no blocking call per thread can pass these\n",
+               ceil_ops > 0 ? handoff[2] / ceil_ops : 0, ceil_ops > 0 ? handoff[4] / ceil_ops : 0);
+        printf("\nfutures (rk_client_send + rk_future_wait): each thread keeps `each` commands in flight\n");
+        printf("%-4s %7s %7s %9s %12s %9s %9s %8s %8s\n", "op", "threads", "each", "ops", "ops/s", "p50 us", "p99 us",
+               "errors", "x ceil");
+    }
+    /* 256 in flight in all, from 1 and 16 threads; then more per thread,
+     * and 256 threads with a few each. */
+    static const int async_counts[] = { 1, 16, 16, 256, 256 };
+    static const int windows[] = { 256, 16, 64, 8, 32 };
+    for (size_t i = 0; i < sizeof async_counts / sizeof async_counts[0]; i++) {
+        if ((only && atoi(only) != async_counts[i]) || (mode && strcmp(mode, "futures") != 0))
+            continue;
+        int window = windows[i];
+        for (int set = 0; set <= 1; set++) {
+            figures f = run_threads(client, async_counts[i], set, window, seconds);
+            printf("%-4s %7d %7d %9llu %12.0f %9.1f %9.1f %8llu %8.3f\n", set ? "SET" : "GET", async_counts[i], window,
+                   (unsigned long long)f.ops, f.per_s, f.p50_us, f.p99_us, (unsigned long long)f.errors,
+                   ceil_ops > 0 ? f.per_s / ceil_ops : 0);
             fflush(stdout);
         }
     }
