@@ -245,7 +245,7 @@ static bool append(rk__lane *l, const char *cmd, size_t len)
 /* Complete a live slot (lock held). The caller may return the moment it
  * sees `done`, its slot with it: nothing of s may be read after. Its bell
  * is the dispatcher's to ring. (Sequentially consistent, as every
- * store and load around a bell: see rk__lane_call's wait.) */
+ * store and load around a bell: see await().) */
 static void finish(rk__lane *l, rk__slot *s, rk_status st)
 {
     s->st = st;
@@ -268,7 +268,7 @@ static rk__conn *kill_lane(rk__lane *l, rk_status st)
             atomic_fetch_sub_explicit(&l->load, 1, memory_order_relaxed);
         } else {
             /* Its replies so far are freed by its caller, with the lock
-             * released (rk__lane_call). */
+             * released (await). */
             snprintf(s->msg, sizeof s->msg, "%s", why);
             finish(l, s, st);
         }
@@ -335,12 +335,14 @@ static bool dispatch(rk__lane *l, rk_reply *r, uint32_t *bells, int *n_bells, rk
 
 /* The caller of s gives up (lock held): its slot becomes a tombstone whose
  * replies will be discarded. If no memory is left for the tombstone the
- * connection is killed instead (returned, as by kill_lane), since a slot
- * on a stack that is about to go cannot stay in the queue. */
-static rk__conn *abandon(rk__lane *l, rk__slot *s)
+ * connection is killed instead, since a slot on a stack that is about to
+ * go cannot stay in the queue; the connection is returned, as by
+ * kill_lane, to the driver (by_driver) or when nobody drives — a driver
+ * in another thread is using it, and gives it back itself. */
+static rk__conn *abandon(rk__lane *l, rk__slot *s, bool by_driver)
 {
     /* The replies it got so far stay in the caller's array, freed by the
-     * caller with the lock released (rk__lane_call). */
+     * caller with the lock released (await). */
     rk__slot *t = rk__malloc(sizeof *t);
     if (!t) {
         char saved[RK__ERRMSG_MAX];
@@ -350,22 +352,21 @@ static rk__conn *abandon(rk__lane *l, rk__slot *s)
         snprintf(s->msg, sizeof s->msg, "%s", saved);
         s->st = RK_ERR_TIMEOUT;
         atomic_store_explicit(&s->done, true, memory_order_relaxed); /* its own thread */
-        return conn;
+        /* Another thread driving holds the connection in its I/O: it sees
+         * the lane killed when it takes the lock again, and gives the
+         * connection back itself. */
+        return by_driver || !l->driving ? conn : NULL;
     }
     *t = (rk__slot){.next = s->next, .n = s->n, .got = s->got, .dead_ns = s->dead_ns, .write = s->write,
                     .ahead = s->ahead};
-    rk__slot **at = &l->head, *prev = NULL;
-    while (*at != s) {
-        prev = *at;
-        at = &(*at)->next;
-    }
+    rk__slot **at = &l->head;
+    while (*at != s) at = &(*at)->next;
     *at = t;
     if (l->tail == s) l->tail = t;
-    (void)prev;
     if (ring_early(l, t->write)) ring(l, t->write); /* rare: rung with the lock held */
     atomic_store_explicit(&s->done, true, memory_order_relaxed); /* its own thread */
     s->st = RK_ERR_TIMEOUT;
-    snprintf(s->msg, sizeof s->msg, "read from %s: timed out (the reply will be discarded)",
+    snprintf(s->msg, sizeof s->msg, "read from %s: timed out (the command may still be applied; its reply will be discarded)",
              l->conn ? rk__conn_peer(l->conn) : "Redis");
     return NULL;
 }
@@ -383,13 +384,39 @@ static void hand_off(rk__lane *l)
         }
 }
 
+/* Put back the part of a write the server did not take, in front of
+ * whatever was queued meanwhile (lock held): the stream must go on with
+ * exactly those bytes. */
+static bool put_back(rk__lane *l, const char *rest, size_t len)
+{
+    if (l->out_cap - l->out_len < len) {
+        size_t cap = l->out_cap ? l->out_cap : 4096;
+        while (cap - l->out_len < len) cap *= 2;
+        char *grown = rk__realloc(l->out, cap);
+        if (!grown) return false;
+        l->out = grown;
+        l->out_cap = cap;
+    }
+    memmove(l->out + len, l->out, l->out_len);
+    memcpy(l->out, rest, len);
+    l->out_len += len;
+    return true;
+}
+
+static int64_t head_dead(const rk__lane *l);
+
 /* Write everything queued in one write (lock held, dropped for the
  * write; l->driving set), by deadline_ns: the deadline of the call whose
- * thread writes. A write cannot be given up half-way without leaving
- * the stream unusable for all, so a server that does not take the bytes
- * by then (paused, or not reading) costs the connection: the lane is
- * killed, every waiter failed, and *gone receives the connection. Each
- * caller's deadline holds, whoever's bytes its thread is writing. */
+ * thread writes, so that it returns by then whoever's bytes it writes.
+ * On a plain connection a write the server has not taken by then stops
+ * half-way (RK_ERR_TIMEOUT, *gone NULL): the rest is put back in front of
+ * the queue for the next driver, and the connection lives on — unless
+ * the oldest reply awaited is overdue too (the server stopped reading
+ * altogether), which kills the lane. A TLS record cannot stop half-way:
+ * there the write may run until the oldest reply is overdue. Any other
+ * failure kills the lane; *gone then receives the connection. If the lane
+ * was killed meanwhile by another thread (abandon, out of memory), the
+ * connection is this driver's to give back: *gone, RK_ERR_UNAVAILABLE. */
 static rk_status write_out(rk__lane *l, int64_t deadline_ns, rk__conn **gone)
 {
     char *buf = l->out;
@@ -403,29 +430,52 @@ static rk_status write_out(rk__lane *l, int64_t deadline_ns, rk__conn **gone)
     rk__conn *conn = l->conn;
     int64_t now = rk__now_ns();
     l->write_ns[l->written % RK__LANE_BELLS] = now;
+    int64_t tls_deadline = l->head && head_dead(l) > deadline_ns ? head_dead(l) : deadline_ns;
     pthread_mutex_unlock(&l->lock);
-    rk_status st = rk__conn_send(conn, buf, len, deadline_ns);
+    size_t sent = 0;
+    rk_status st = rk__conn_send_some(conn, buf, len, deadline_ns, tls_deadline, &sent);
     pthread_mutex_lock(&l->lock);
+    if (l->conn != conn) { /* killed under this driver */
+        *gone = conn;
+        return RK_ERR_UNAVAILABLE;
+    }
+    if (st == RK_ERR_TIMEOUT && !rk__conn_broken(conn)) {
+        if (!put_back(l, buf + sent, len - sent))
+            st = rk__fail(RK_ERR_NOMEM, "write to %s: out of memory keeping the rest of a write", rk__conn_peer(conn));
+        else if (l->head && head_dead(l) <= rk__now_ns())
+            st = rk__fail(RK_ERR_TIMEOUT, "write to %s: the server took no more bytes (%zu of %zu written) and "
+                                          "the oldest reply is overdue", rk__conn_peer(conn), sent, len);
+        else
+            return RK_ERR_TIMEOUT; /* the connection lives on */
+    }
     if (st != RK_OK) *gone = kill_lane(l, st);
     return st;
 }
 
 /* When the oldest reply awaited is overdue (lock held, l->head set): its
- * call's dead_ns, nor sooner than SILENCE_NS from now. A command sent
- * ahead (rk__lane_send) may have waited in the queue for a long while
- * before it went out: its reply is not overdue before the command
- * timeout has run from the write that carried it. (A write more than
- * RK__LANE_BELLS writes old has its time overwritten by a later one:
- * that only moves the bound later.) A blocking call is written within
- * the driver's round: its own dead_ns stands, so that a lone caller's
- * deadline on a silent server is also the connection's. */
-static int64_t overdue_at(const rk__lane *l, int64_t now)
+ * call's dead_ns. A command sent ahead (rk__lane_send) may have waited in
+ * the queue for a long while before it went out: its reply is not
+ * overdue before the command timeout has run from the write that carried
+ * it. (A write more than RK__LANE_BELLS writes old has its time
+ * overwritten by a later one: that only moves the bound later.) A
+ * blocking call is written within the driver's round: its own dead_ns
+ * stands, so that a lone caller's deadline on a silent server is also
+ * the connection's. */
+static int64_t head_dead(const rk__lane *l)
 {
     int64_t dead = l->head->dead_ns;
     if (l->head->ahead) {
         int64_t sent = l->write_ns[l->head->write % RK__LANE_BELLS] + l->timeout_ns;
         if (sent > dead) dead = sent;
     }
+    return dead;
+}
+
+/* The time the driver reads until, at most, before it declares the
+ * connection dead: head_dead, but never sooner than SILENCE_NS from now. */
+static int64_t overdue_at(const rk__lane *l, int64_t now)
+{
+    int64_t dead = head_dead(l);
     return dead > now + SILENCE_NS ? dead : now + SILENCE_NS;
 }
 
@@ -443,10 +493,25 @@ static void drive(rk__lane *l, rk__call *k, rk__slot *s, rk__conn **gone, rk_sta
          * hand-off. */
         if (s->done) {
             if (!l->out_len && (extra >= EXTRA_ROUNDS || !l->head)) break;
+            /* Past its own deadline, it leaves the writing to the next
+             * driver rather than write under a deadline that has passed. */
+            if (rk__now_ns() >= k->deadline_ns) break;
             extra++;
         }
         if (l->out_len) {
             rk_status st = write_out(l, k->deadline_ns, gone);
+            if (st == RK_ERR_TIMEOUT && !*gone) {
+                /* Stopped half-way at this caller's deadline: it gives up
+                 * its own call, and the next driver writes the rest. */
+                if (!s->done) {
+                    *gone = abandon(l, s, true), *gone_st = RK_ERR_NOMEM;
+                    if (!*gone)
+                        snprintf(s->msg, sizeof s->msg, "write to %s: timed out with the server not taking "
+                                 "bytes (the rest goes out with the next write; the reply will be discarded)",
+                                 rk__conn_peer(conn));
+                }
+                break;
+            }
             if (st != RK_OK) {
                 *gone_st = st;
                 break;
@@ -466,6 +531,12 @@ static void drive(rk__lane *l, rk__call *k, rk__slot *s, rk__conn **gone, rk_sta
             for (n = 1; n < BATCH; n++)
                 if ((st = rk__conn_buffered_reply(conn, &got[n])) != RK_OK || !got[n]) break;
         pthread_mutex_lock(&l->lock);
+        if (l->conn != conn) { /* killed under this driver (abandon, out of memory): it gives it back */
+            for (int i = 0; i < n; i++) rk_reply_free(got[i]);
+            *gone = conn;
+            *gone_st = RK_ERR_UNAVAILABLE;
+            break;
+        }
         bool stray = false, has_partial = false;
         uint32_t bells[BATCH + 1], partial = 0;
         int n_bells = 0, n_discard = 0;
@@ -490,7 +561,7 @@ static void drive(rk__lane *l, rk__call *k, rk__slot *s, rk__conn **gone, rk_sta
         }
         if (st == RK_OK) continue;
         if (st == RK_ERR_TIMEOUT && !at_dead) {
-            if (!s->done) *gone = abandon(l, s), *gone_st = RK_ERR_NOMEM;
+            if (!s->done) *gone = abandon(l, s, true), *gone_st = RK_ERR_NOMEM;
             break;
         }
         if (st == RK_ERR_TIMEOUT)
@@ -619,7 +690,7 @@ static rk_status await(rk_client *c, rk__lane *l, rk__call *k, rk__slot *s, bool
         s->waiting = false;
         atomic_store(&s->nominated, false);
         if (!atomic_load(&s->done) && rk__now_ns() >= k->deadline_ns) {
-            gone = abandon(l, s);
+            gone = abandon(l, s, false);
             gone_st = RK_ERR_NOMEM;
             if (!l->driving) hand_off(l);
         }
@@ -677,7 +748,7 @@ rk_status rk__lane_wait(rk_client *c, rk__lane *l, rk__call *k, rk__slot *s)
     if (!atomic_load(&s->done) && rk__now_ns() >= k->deadline_ns) {
         /* Too late to drive for it (a write now could not be waited
          * for): given up without I/O. */
-        rk__conn *gone = abandon(l, s);
+        rk__conn *gone = abandon(l, s, false);
         if (gone) k->gone = gone, k->gone_st = RK_ERR_NOMEM;
         if (!l->driving) hand_off(l);
     }
@@ -691,7 +762,7 @@ void rk__lane_forget(rk_client *c, rk__lane *l, rk__call *k, rk__slot *s)
     rk__conn *gone = k->gone;
     rk_status gone_st = k->gone_st;
     if (!done) {
-        rk__conn *killed = abandon(l, s);
+        rk__conn *killed = abandon(l, s, false);
         if (killed) gone = killed, gone_st = RK_ERR_NOMEM;
         /* Its command still goes out if nobody else is about to write
          * it: a command sent and forgotten is sent all the same. */

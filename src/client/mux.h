@@ -111,7 +111,9 @@ void rk__lane_destroy(rk__lane *lane);
  * rk_last_error() says why. A caller whose deadline passes gets
  * RK_ERR_TIMEOUT and its replies are discarded when they arrive; the
  * connection is closed (every waiter failed) only when the oldest reply
- * awaited is past its dead_ns, or on a transport or protocol failure.
+ * awaited is past its dead_ns, or on a transport or protocol failure. A
+ * write the server does not take by the writing caller's deadline stops
+ * there (plain connections), the rest put back for the next write.
  * k->reused is set when the connection was already open.
  */
 rk_status rk__lane_call(rk_client *client, rk__lane *lane, rk__call *k, const char *cmd, size_t len, size_t n,

@@ -120,6 +120,14 @@ rk_status rk__conn_request(rk__conn *conn, const char *cmd, size_t len, size_t n
  *  - rk__conn_buffered_reply: the next reply if one is already complete
  *    in the buffer (*out NULL otherwise), without any system call. */
 rk_status rk__conn_send(rk__conn *conn, const char *buf, size_t len, int64_t deadline_ns);
+/* rk__conn_send that may stop half-way on a plain connection: RK_OK when
+ * all len bytes are written; RK_ERR_TIMEOUT when deadline_ns passed first,
+ * with *sent bytes written, the connection NOT marked broken and the
+ * stream intact (the caller must write buf + *sent next, before anything
+ * else). A TLS connection cannot stop inside a record: it writes all or
+ * fails, by tls_deadline_ns. Every other failure marks it broken. */
+rk_status rk__conn_send_some(rk__conn *conn, const char *buf, size_t len, int64_t deadline_ns,
+                             int64_t tls_deadline_ns, size_t *sent);
 rk_status rk__conn_read_reply(rk__conn *conn, rk_reply **out, int64_t deadline_ns);
 rk_status rk__conn_buffered_reply(rk__conn *conn, rk_reply **out);
 

@@ -980,6 +980,40 @@ static void test_wait_returns_by_its_deadline_behind_a_big_write(void **state)
     assert_true(st == RK_ERR_TIMEOUT || st == RK_ERR_UNAVAILABLE);
 }
 
+/* A caller with a very short deadline that ends up writing another
+ * future's big command to a healthy server stops at its own deadline;
+ * the rest goes out with the next write and the connection lives on:
+ * the others' futures are answered, and nothing disconnects. */
+static void test_short_deadline_writer_costs_nobody_the_connection(void **state)
+{
+    (void)state;
+    SKIP_UNDER_TSAN();
+    char *v = big_value();
+    const char *set[] = {"SET", "async:big", v};
+    const size_t lens[] = {3, 9, BIG_VALUE};
+    rk_client *c = client_with(&(rk_client_options){.shared_connections = 1, .command_timeout_ms = 10000});
+    set_blocking(c, "async:big:small", "small");
+    for (int round = 0; round < 3; round++) {
+        rk_future *first = SEND(c, "GET", "async:big:small"); /* goes out at once: the lane is busy after */
+        rk_future *big = NULL;
+        assert_int_equal(rk_client_send(c, 3, set, lens, &big), RK_OK);
+        rk_future *hasty = SEND_OPTS(c, &(rk_command_options){.timeout_ms = 1}, "PING");
+        rk_reply *r = NULL;
+        rk_status st = rk_future_wait(hasty, &r); /* it drives: writes the big command until its deadline */
+        rk_reply_free(r);
+        assert_true(st == RK_OK || st == RK_ERR_TIMEOUT);
+        expect_str(first, "small");
+        expect_ok(big);
+        expect_str(SEND(c, "GET", "async:big:small"), "small");
+    }
+    free(v);
+    rk_client_stats stats;
+    assert_int_equal(rk_client_stats_get(c, &stats), RK_OK);
+    assert_int_equal(stats.disconnects, 0);
+    assert_int_equal(stats.connects, 1);
+    rk_client_free(c);
+}
+
 /* ---- 7c. the circuit breaker's probe sent as a future --------------------------- */
 
 /* After an outage the first call is the breaker's probe and "runs
@@ -1412,6 +1446,7 @@ int main(void)
         TEST(test_deadlines_against_a_paused_server),
         TEST(test_send_of_a_big_command_to_a_paused_server_returns_by_its_deadline),
         TEST(test_wait_returns_by_its_deadline_behind_a_big_write),
+        TEST(test_short_deadline_writer_costs_nobody_the_connection),
         TEST(test_probe_future_held_past_its_deadline),
         TEST(test_ready_when_somebody_else_drives),
         TEST(test_fork),
