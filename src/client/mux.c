@@ -226,17 +226,23 @@ void rk__lane_poison(rk__lane *l)
     pthread_mutex_unlock(&l->lock);
 }
 
+/* Room for len more bytes in the output buffer (lock held). */
+static bool reserve(rk__lane *l, size_t len)
+{
+    if (l->out_cap - l->out_len >= len) return true;
+    size_t cap = l->out_cap ? l->out_cap : 4096;
+    while (cap - l->out_len < len) cap *= 2;
+    char *grown = rk__realloc(l->out, cap);
+    if (!grown) return false;
+    l->out = grown;
+    l->out_cap = cap;
+    return true;
+}
+
 /* Append len bytes to the output buffer (lock held). */
 static bool append(rk__lane *l, const char *cmd, size_t len)
 {
-    if (l->out_cap - l->out_len < len) {
-        size_t cap = l->out_cap ? l->out_cap : 4096;
-        while (cap - l->out_len < len) cap *= 2;
-        char *grown = rk__realloc(l->out, cap);
-        if (!grown) return false;
-        l->out = grown;
-        l->out_cap = cap;
-    }
+    if (!reserve(l, len)) return false;
     memcpy(l->out + l->out_len, cmd, len);
     l->out_len += len;
     return true;
@@ -389,14 +395,7 @@ static void hand_off(rk__lane *l)
  * exactly those bytes. */
 static bool put_back(rk__lane *l, const char *rest, size_t len)
 {
-    if (l->out_cap - l->out_len < len) {
-        size_t cap = l->out_cap ? l->out_cap : 4096;
-        while (cap - l->out_len < len) cap *= 2;
-        char *grown = rk__realloc(l->out, cap);
-        if (!grown) return false;
-        l->out = grown;
-        l->out_cap = cap;
-    }
+    if (!reserve(l, len)) return false;
     memmove(l->out + len, l->out, l->out_len);
     memcpy(l->out, rest, len);
     l->out_len += len;

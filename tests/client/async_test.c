@@ -882,6 +882,14 @@ static void *mix_blocking_once(void *arg)
 #define SKIP_UNDER_TSAN() ((void)0)
 #endif
 
+/* One shared connection, a long command timeout, async:big:small set. */
+static rk_client *big_write_client(void)
+{
+    rk_client *c = client_with(&(rk_client_options){.shared_connections = 1, .command_timeout_ms = 10000});
+    set_blocking(c, "async:big:small", "small");
+    return c;
+}
+
 static char *big_value(void)
 {
     char *v = malloc(BIG_VALUE);
@@ -915,8 +923,7 @@ static void test_send_of_a_big_command_to_a_paused_server_returns_by_its_deadlin
     char *v = big_value();
     const char *set[] = {"SET", "async:big", v};
     const size_t lens[] = {3, 9, BIG_VALUE};
-    rk_client *c = client_with(&(rk_client_options){.shared_connections = 1, .command_timeout_ms = 10000});
-    set_blocking(c, "async:big:small", "small");
+    rk_client *c = big_write_client();
     assert_true(rk_test_server_signal(server, SIGSTOP));
     int64_t t0 = rk_test_now_ms();
     rk_future *f = NULL;
@@ -953,8 +960,7 @@ static void test_wait_returns_by_its_deadline_behind_a_big_write(void **state)
     char *v = big_value();
     const char *set[] = {"SET", "async:big", v};
     const size_t lens[] = {3, 9, BIG_VALUE};
-    rk_client *c = client_with(&(rk_client_options){.shared_connections = 1, .command_timeout_ms = 10000});
-    set_blocking(c, "async:big:small", "small");
+    rk_client *c = big_write_client();
     assert_true(rk_test_server_signal(server, SIGSTOP));
     /* A future given up leaves the lane busy (its reply awaited): what
      * is sent next is queued for the next write, not written at send. */
@@ -991,8 +997,7 @@ static void test_short_deadline_writer_costs_nobody_the_connection(void **state)
     char *v = big_value();
     const char *set[] = {"SET", "async:big", v};
     const size_t lens[] = {3, 9, BIG_VALUE};
-    rk_client *c = client_with(&(rk_client_options){.shared_connections = 1, .command_timeout_ms = 10000});
-    set_blocking(c, "async:big:small", "small");
+    rk_client *c = big_write_client();
     for (int round = 0; round < 3; round++) {
         rk_future *first = SEND(c, "GET", "async:big:small"); /* goes out at once: the lane is busy after */
         rk_future *big = NULL;
