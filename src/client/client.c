@@ -784,6 +784,15 @@ void rk__pool_release(rk_client *c, rk__call *k, rk__conn *conn, rk_status st)
     deliver(c, &k->ev);
 }
 
+void rk__pool_probe_cancel(rk_client *c, bool probe)
+{
+    if (!probe) return;
+    pthread_mutex_lock(&c->lock);
+    rk__health_cancel_probe(&c->health, true);
+    mirror_health(c);
+    pthread_mutex_unlock(&c->lock);
+}
+
 void rk__pool_lane_end(rk_client *c, bool probe, rk_status call_st, rk__conn *conn, rk_status conn_st)
 {
     if (call_st == RK_OK) atomic_fetch_add_explicit(&c->lane_requests, 1, memory_order_relaxed);

@@ -639,6 +639,7 @@ static rk_status queue(rk_client *c, rk__lane *l, rk__call *k, const char *cmd, 
     if (!opened) k->reused = true;
     if (!append(l, cmd, len)) {
         pthread_mutex_unlock(&l->lock);
+        rk__pool_probe_cancel(c, k->probe); /* or every other call would fail fast for good */
         return rk__fail(RK_ERR_NOMEM, "shared connection: out of memory queueing a command");
     }
     *s = (rk__slot){.n = n, .replies = replies, .dead_ns = k->dead_ns, .write = l->written + 1};

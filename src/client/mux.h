@@ -189,6 +189,11 @@ bool rk__pool_check(rk_client *client, rk__conn *conn, int64_t deadline_ns);
  * the common path (success, healthy, no connection to give back). */
 void rk__pool_lane_end(rk_client *client, bool probe, rk_status call_st, rk__conn *conn, rk_status conn_st);
 
+/* A call that was the circuit breaker's half-open probe (probe true)
+ * ends without having run (it could not even be queued): the next call
+ * may probe. Nothing for a call that was not the probe. */
+void rk__pool_probe_cancel(rk_client *client, bool probe);
+
 /* For rk_client_send (async.c): pass the circuit breaker's gate, choose a
  * lane as rk_client_command does, and rk__lane_send the commands there;
  * *lane receives the lane on RK_OK. k's deadlines and start_ns are the
