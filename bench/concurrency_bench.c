@@ -62,42 +62,56 @@ static char value[VALUE_BYTES];
 static pthread_barrier_t go;    /* the threads start together */
 static int64_t until_ns;        /* set before the barrier opens */
 
+/* Count a call that failed or got the wrong kind of reply (the first
+ * one said on stderr). */
+static void check_reply(worker *w, const char *what, rk_status st, const rk_reply *r)
+{
+    if (st == RK_OK && r != NULL && (w->set ? r->type == RK_REPLY_STATUS : r->type == RK_REPLY_STRING))
+        return;
+    if (w->errors++ == 0)
+        fprintf(stderr, BENCH_NAME ": %s: %s: %s\n", what, rk_strerror(st), rk_last_error());
+}
+
+/* Send the GET or SET of the next key (*next) as a future; NULL, counted
+ * as an error, when the send fails. */
+static rk_future *send_next(worker *w, unsigned *next)
+{
+    char key[32];
+    unsigned k = (unsigned)w->id * 7919u + (*next)++;
+    const char *argv[3] = { w->set ? "SET" : "GET", key, value };
+    size_t lens[3] = { 3, (size_t)snprintf(key, sizeof key, "cb:%u", k % KEYS), VALUE_BYTES };
+    rk_future *f = NULL;
+    if (rk_client_send(w->client, w->set ? 3 : 2, argv, lens, &f) != RK_OK)
+        w->errors++;
+    return f;
+}
+
 /* Futures (redkit/async.h): the thread keeps w->window commands in
  * flight, waiting for the oldest and sending a new one in its place; the
  * latency of one is from its send to its wait's return. */
 static void *work_async(worker *w)
 {
-    char key[32];
-    unsigned k = (unsigned)w->id * 7919u, next = 0;
+    unsigned next = 0;
     rk_future *f[MAX_WINDOW];
     int64_t sent[MAX_WINDOW];
-    const char *argv[3] = { w->set ? "SET" : "GET", key, value };
-    size_t lens[3] = { 3, 0, VALUE_BYTES };
 
     pthread_barrier_wait(&go);
     for (int i = 0; i < w->window; i++) {
-        lens[1] = (size_t)snprintf(key, sizeof key, "cb:%u", (k + next++) % KEYS);
         sent[i] = bench_now_ns();
-        if (rk_client_send(w->client, w->set ? 3 : 2, argv, lens, &f[i]) != RK_OK)
-            f[i] = NULL, w->errors++;
+        f[i] = send_next(w, &next);
     }
     for (int i = 0; w->n < w->cap; i = (i + 1) % w->window) {
         rk_reply *r = NULL;
         rk_status st = f[i] ? rk_future_wait(f[i], &r) : RK_ERR_INVALID;
         int64_t t1 = bench_now_ns();
-        if (st != RK_OK || (w->set ? r->type != RK_REPLY_STATUS : r->type != RK_REPLY_STRING)) {
-            if (w->errors++ == 0)
-                fprintf(stderr, BENCH_NAME ": async %s: %s: %s\n", argv[0], rk_strerror(st), rk_last_error());
-        }
+        check_reply(w, w->set ? "async SET" : "async GET", st, r);
         rk_reply_free(r);
         w->lat[w->n++] = t1 - sent[i];
         f[i] = NULL;
         if (t1 >= until_ns)
             break;
-        lens[1] = (size_t)snprintf(key, sizeof key, "cb:%u", (k + next++) % KEYS);
         sent[i] = t1;
-        if (rk_client_send(w->client, w->set ? 3 : 2, argv, lens, &f[i]) != RK_OK)
-            f[i] = NULL, w->errors++;
+        f[i] = send_next(w, &next);
     }
     for (int i = 0; i < w->window; i++)
         rk_future_free(f[i]); /* past the measurement: not counted */
@@ -123,10 +137,7 @@ static void *work(void *arg)
         rk_reply *r = NULL;
         rk_status st = rk_client_command(w->client, w->set ? 3 : 2, argv, lens, &r);
         int64_t t1 = bench_now_ns();
-        if (st != RK_OK || r == NULL || (w->set ? r->type != RK_REPLY_STATUS : r->type != RK_REPLY_STRING)) {
-            if (w->errors++ == 0)
-                fprintf(stderr, BENCH_NAME ": %s: %s: %s\n", argv[0], rk_strerror(st), rk_last_error());
-        }
+        check_reply(w, argv[0], st, r);
         rk_reply_free(r);
         w->lat[w->n++] = t1 - t0;
     }
@@ -440,7 +451,7 @@ int main(int argc, char **argv)
         printf("\nhand-off ceiling (no Redis, no I/O: one sleep and one wake-up per operation), ops/s:");
         for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
             printf(" %d: %.0f%s", counts[i], handoff[i], i + 1 < sizeof counts / sizeof counts[0] ? "," : "\n");
-        printf("    = %.3f x ceiling at 16 threads, %.3f x at 256: no blocking call per thread can pass these\n",
+        printf("    = %.3f x ceiling at 16 threads, %.3f x at 256: about what blocking calls, one per thread, can reach here\n",
                ceil_ops > 0 ? handoff[2] / ceil_ops : 0, ceil_ops > 0 ? handoff[4] / ceil_ops : 0);
         printf("\nfutures (rk_client_send + rk_future_wait): each thread keeps `each` commands in flight\n");
         printf("%-4s %7s %7s %9s %12s %9s %9s %8s %8s\n", "op", "threads", "each", "ops", "ops/s", "p50 us", "p99 us",

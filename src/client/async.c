@@ -86,9 +86,7 @@ static rk_status send_future(const char *fn, rk_client *c, const rk_command_opti
         goto done;
     }
     int64_t now = rk__now_ns();
-    int64_t deadline = now + (int64_t)(timeout_ms ? timeout_ms : rk__client_timeout_ms(c)) * 1000000;
-    int64_t dead = now + (int64_t)rk__client_timeout_ms(c) * 1000000;
-    f->k = (rk__call){.deadline_ns = deadline, .start_ns = now, .dead_ns = dead > deadline ? dead : deadline};
+    f->k = rk__client_call(c, now, timeout_ms ? now + (int64_t)timeout_ms * 1000000 : 0);
     st = rk__client_send(c, &f->k, cmd, (size_t)len, 1, &f->reply, &f->slot, &f->lane);
     if (st == RK_OK && f->k.probe) {
         /* The circuit breaker's half-open probe: every other call fails

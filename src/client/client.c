@@ -850,24 +850,36 @@ static rk__lane *pick_lane(rk_client *c, bool up_only)
     return best;
 }
 
-/* A call on a lane. While the reconnect schedule holds new connections
- * back, a lane without one could only fail the call fast (or make it wait
- * for an attempt that is likely to fail too): lanes that have a working
- * connection are preferred, and a call that could not get a connection
- * on its lane, before anything was sent, tries once more on a working
- * one within its deadline. */
-static rk_status lane_request(rk_client *c, rk__call *k, const char *cmd, size_t len, size_t n, rk_reply **replies)
+/* Run the call on lane l: to its end, or, with a slot to keep its place
+ * (ahead), only queued (rk__lane_send). */
+static rk_status on_lane(rk_client *c, rk__lane *l, rk__call *k, const char *cmd, size_t len, size_t n,
+                         rk_reply **replies, rk__slot *ahead)
+{
+    return ahead ? rk__lane_send(c, l, k, cmd, len, n, replies, ahead) : rk__lane_call(c, l, k, cmd, len, n, replies);
+}
+
+/* A call on a lane (*used: the lane it ran or was queued on). While the
+ * reconnect schedule holds new connections back, a lane without one
+ * could only fail the call fast (or make it wait for an attempt that is
+ * likely to fail too): lanes that have a working connection are
+ * preferred, and a call that could not get a connection on its lane,
+ * before anything was sent, tries once more on a working one within its
+ * deadline. */
+static rk_status lane_request(rk_client *c, rk__call *k, const char *cmd, size_t len, size_t n, rk_reply **replies,
+                              rk__slot *ahead, rk__lane **used)
 {
     bool held_back = k->start_ns < atomic_load_explicit(&c->connect_after_ns, memory_order_relaxed);
     rk__lane *lane = held_back ? pick_lane(c, true) : NULL;
     if (!lane) lane = pick_lane(c, false);
     k->unsent = false;
-    rk_status st = rk__lane_call(c, lane, k, cmd, len, n, replies);
+    *used = lane;
+    rk_status st = on_lane(c, lane, k, cmd, len, n, replies, ahead);
     if (st == RK_OK || !k->unsent || k->probe || rk__now_ns() >= k->deadline_ns) return st;
     rk__lane *other = pick_lane(c, true);
     if (!other || other == lane) return st;
     k->unsent = false;
-    return rk__lane_call(c, other, k, cmd, len, n, replies);
+    *used = other;
+    return on_lane(c, other, k, cmd, len, n, replies, ahead);
 }
 
 rk_status rk__client_send(rk_client *c, rk__call *k, const char *cmd, size_t len, size_t n, rk_reply **replies,
@@ -876,33 +888,22 @@ rk_status rk__client_send(rk_client *c, rk__call *k, const char *cmd, size_t len
     *lane = NULL;
     k->probe = k->gated = k->exclusive = false;
     k->reused = false;
-    if (atomic_load_explicit(&c->health_dirty, memory_order_relaxed)) {
-        rk_status st = gate(c, k);
-        if (st != RK_OK) return st;
-    }
-    /* As lane_request: a working lane first while reconnects are held
-     * back, and one more try on a working lane for a call that could not
-     * get a connection on its own. */
-    bool held_back = k->start_ns < atomic_load_explicit(&c->connect_after_ns, memory_order_relaxed);
-    rk__lane *l = held_back ? pick_lane(c, true) : NULL;
-    if (!l) l = pick_lane(c, false);
-    k->unsent = false;
-    rk_status st = rk__lane_send(c, l, k, cmd, len, n, replies, s);
-    if (st != RK_OK && k->unsent && !k->probe && rk__now_ns() < k->deadline_ns) {
-        rk__lane *other = pick_lane(c, true);
-        if (other && other != l) {
-            k->unsent = false;
-            l = other;
-            st = rk__lane_send(c, l, k, cmd, len, n, replies, s);
-        }
-    }
-    if (st == RK_OK) *lane = l;
+    rk_status st;
+    if (atomic_load_explicit(&c->health_dirty, memory_order_relaxed) && (st = gate(c, k)) != RK_OK) return st;
+    rk__lane *used;
+    st = lane_request(c, k, cmd, len, n, replies, s, &used);
+    if (st == RK_OK) *lane = used;
     return st;
 }
 
 bool rk__client_has_lanes(const rk_client *c) { return c->n_lanes > 0; }
 
-int rk__client_timeout_ms(const rk_client *c) { return c->command_timeout_ms; }
+rk__call rk__client_call(const rk_client *c, int64_t now, int64_t deadline_ns)
+{
+    if (!deadline_ns) deadline_ns = now + (int64_t)c->command_timeout_ms * 1000000;
+    int64_t dead = now + (int64_t)c->command_timeout_ms * 1000000;
+    return (rk__call){.deadline_ns = deadline_ns, .start_ns = now, .dead_ns = dead > deadline_ns ? dead : deadline_ns};
+}
 
 void rk__client_record_latency(rk_client *c, int64_t ns) { rk__hist_record(&c->latency, ns); }
 
@@ -922,7 +923,8 @@ static rk_status request(rk_client *c, rk__call *k, const char *cmd, size_t len,
     rk_status st;
     if (!exclusive && c->n_lanes > 0) {
         if (atomic_load_explicit(&c->health_dirty, memory_order_relaxed) && (st = gate(c, k)) != RK_OK) return st;
-        st = lane_request(c, k, cmd, len, n, replies);
+        rk__lane *used;
+        st = lane_request(c, k, cmd, len, n, replies, NULL, &used);
         rk__hist_record(&c->latency, rk__now_ns() - started);
     } else {
         rk__conn *conn;
@@ -961,8 +963,7 @@ static rk_status run_encoded(rk_client *c, const char *buf, size_t len, size_t n
                                             "round trips used it up)");
         deadline_ns = deadline_cap;
     }
-    int64_t dead = now + (int64_t)c->command_timeout_ms * 1000000;
-    rk__call k = {.deadline_ns = deadline_ns, .start_ns = now, .dead_ns = dead > deadline_ns ? dead : deadline_ns};
+    rk__call k = rk__client_call(c, now, deadline_ns);
     rk_status st = request(c, &k, buf, len, n, replies, exclusive);
     if (is_read && st == RK_ERR_UNAVAILABLE && k.reused && rk__now_ns() < k.deadline_ns) {
         pthread_mutex_lock(&c->lock);

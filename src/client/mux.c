@@ -20,10 +20,10 @@
  *
  * Waking. With many threads the cost per call is not the I/O but putting
  * the caller to sleep and waking it. The callers of one write sleep on
- * one futex word (its "bell"); when a round of replies has been handed
- * out, one FUTEX_WAKE per write they answered wakes its callers, with the
- * lane's lock released; a woken caller whose reply is in returns without
- * touching the lock. Waking each caller with a semaphore of its own cost twice the CPU
+ * one futex word (its "bell"); when the write's last reply has been
+ * handed out, one FUTEX_WAKE wakes them all, with the lane's lock
+ * released; a woken caller whose reply is in returns without touching the
+ * lock. Waking each caller with a semaphore of its own cost twice the CPU
  * per call at 256 threads (a system call, and often the driver's CPU, per
  * reply). The lock spins briefly before sleeping, since the callers a
  * bell wakes all queue their next command at once (details at futex()).
@@ -80,14 +80,12 @@
 #define EXTRA_WAIT_NS 200000
 
 /* Waiting callers sleep on a futex word, a "bell", shared by the calls
- * of one write (bells[write % RK__LANE_BELLS]). When the driver has
- * handed out a round of replies (up to BATCH), one FUTEX_WAKE per write
- * they answered wakes the callers of that write; those whose reply is
- * still to come sleep again. (Ringing only after a write's last reply
- * would leave callers asleep whose replies were in when the rest of the
- * write was calls given up, which nobody waits for and so nobody reads.)
- * Waking each thread with a call of its own instead cost the driver a system call
- * and, often, its CPU to the thread it woke, per reply — measured at
+ * of one write (bells[write % RK__LANE_BELLS]). When the last reply of a
+ * write has been handed out, one FUTEX_WAKE wakes all of its callers —
+ * or earlier, when the rest of the write is calls nobody waits for and
+ * so nobody may read (ring_early). Waking each thread with a call of its
+ * own cost the driver a system call and, often, its CPU to the thread it
+ * woke, per reply — measured at
  * about twice the CPU per operation with 256 threads on 2 cores. A bell
  * is rung only when somebody sleeps on it (sleepers), so a lone caller,
  * which drives its own call, makes no wake-up call at all. A thread that
@@ -429,7 +427,8 @@ static rk_status write_out(rk__lane *l, int64_t deadline_ns, rk__conn **gone)
     rk__conn *conn = l->conn;
     int64_t now = rk__now_ns();
     l->write_ns[l->written % RK__LANE_BELLS] = now;
-    int64_t tls_deadline = l->head && head_dead(l) > deadline_ns ? head_dead(l) : deadline_ns;
+    int64_t tls_deadline = l->head ? head_dead(l) : 0;
+    if (tls_deadline < deadline_ns) tls_deadline = deadline_ns;
     pthread_mutex_unlock(&l->lock);
     size_t sent = 0;
     rk_status st = rk__conn_send_some(conn, buf, len, deadline_ns, tls_deadline, &sent);
@@ -448,6 +447,18 @@ static rk_status write_out(rk__lane *l, int64_t deadline_ns, rk__conn **gone)
             return RK_ERR_TIMEOUT; /* the connection lives on */
     }
     if (st != RK_OK) *gone = kill_lane(l, st);
+    return st;
+}
+
+/* One write by a thread that is not driving (lock held, nobody driving):
+ * it takes the driver's role for the write only, then hands it to a
+ * waiting caller. As write_out. */
+static rk_status write_alone(rk__lane *l, int64_t deadline_ns, rk__conn **gone)
+{
+    l->driving = true;
+    rk_status st = write_out(l, deadline_ns, gone);
+    l->driving = false;
+    hand_off(l);
     return st;
 }
 
@@ -494,7 +505,7 @@ static void drive(rk__lane *l, rk__call *k, rk__slot *s, rk__conn **gone, rk_sta
             if (!l->out_len && (extra >= EXTRA_ROUNDS || !l->head)) break;
             /* Past its own deadline, it leaves the writing to the next
              * driver rather than write under a deadline that has passed. */
-            if (rk__now_ns() >= k->deadline_ns) break;
+            if (l->out_len && rk__now_ns() >= k->deadline_ns) break;
             extra++;
         }
         if (l->out_len) {
@@ -732,10 +743,8 @@ rk_status rk__lane_send(rk_client *c, rk__lane *l, rk__call *k, const char *cmd,
      * caller waits; behind others, it joins the write the lane's driver
      * (or the next waiter) makes, with everything queued meanwhile. */
     if (!l->driving && l->head == s) {
-        l->driving = true;
-        if (write_out(l, k->deadline_ns, &k->gone) != RK_OK) k->gone_st = s->st;
-        l->driving = false;
-        hand_off(l);
+        rk_status wst = write_alone(l, k->deadline_ns, &k->gone);
+        if (k->gone) k->gone_st = wst;
     }
     pthread_mutex_unlock(&l->lock);
     return RK_OK;
@@ -767,21 +776,20 @@ void rk__lane_forget(rk_client *c, rk__lane *l, rk__call *k, rk__slot *s)
         /* Its command still goes out if nobody else is about to write
          * it: a command sent and forgotten is sent all the same. */
         if (!l->driving && l->out_len && l->conn && !gone && rk__now_ns() < k->deadline_ns) {
-            l->driving = true;
-            rk_status st = write_out(l, k->deadline_ns, &gone);
-            if (st != RK_OK) gone_st = st;
-            l->driving = false;
+            rk_status wst = write_alone(l, k->deadline_ns, &gone);
+            if (gone) gone_st = wst;
+        } else if (!l->driving) {
+            hand_off(l);
         }
-        if (!l->driving) hand_off(l);
     }
     pthread_mutex_unlock(&l->lock);
     for (size_t i = 0; i < s->n; i++) {
         rk_reply_free(s->replies[i]);
         s->replies[i] = NULL;
     }
-    /* A call given up before its reply is not counted as an outcome, but
-     * a half-open probe must report one: it counts as timed out, which
-     * keeps the breaker open until its next probe. */
+    /* A call given up before its reply is not counted as an outcome; a
+     * connection it leaves to give back is. (Never the breaker's probe:
+     * a probe future runs to its end at send, async.c.) */
     if (done) rk__pool_lane_end(c, k->probe, s->st, gone, gone_st);
-    else if (k->probe || gone) rk__pool_lane_end(c, k->probe, RK_ERR_TIMEOUT, gone, gone_st);
+    else if (gone) rk__pool_lane_end(c, k->probe, RK_ERR_TIMEOUT, gone, gone_st);
 }

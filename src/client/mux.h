@@ -201,7 +201,10 @@ void rk__pool_probe_cancel(rk_client *client, bool probe);
 rk_status rk__client_send(rk_client *client, rk__call *k, const char *cmd, size_t len, size_t n,
                           rk_reply **replies, rk__slot *s, rk__lane **lane);
 bool rk__client_has_lanes(const rk_client *client);
-int rk__client_timeout_ms(const rk_client *client);
+/* A call started at now with deadline_ns (0: the client's command
+ * timeout from now); its dead_ns is the later of the deadline and the
+ * command timeout from now (see rk__call). */
+rk__call rk__client_call(const rk_client *client, int64_t now, int64_t deadline_ns);
 /* Count one call's duration in the client's latency histogram. */
 void rk__client_record_latency(rk_client *client, int64_t ns);
 

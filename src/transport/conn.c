@@ -416,22 +416,32 @@ static rk_status connect_tcp(rk__conn *c, const char *host, int port, int64_t de
     return st;
 }
 
-static rk_status send_all(rk__conn *c, const char *buf, size_t len, int64_t deadline_ns)
+/* Bytes a plain connection writes between two looks at the deadline: a
+ * socket that keeps taking data would otherwise hold one send() for
+ * tens of milliseconds on a large buffer. */
+#define SEND_CHUNK (256 * 1024)
+
+/* Write len bytes on a plain connection by deadline_ns; *sent says how
+ * many went. RK_ERR_TIMEOUT leaves the connection unmarked, the stream
+ * intact up to *sent (the caller decides); any other failure marks it
+ * broken. The deadline is looked at between pieces of SEND_CHUNK bytes
+ * too, so a large write that the socket keeps taking ends by then. */
+static rk_status send_plain(rk__conn *c, const char *buf, size_t len, int64_t deadline_ns, size_t *sent)
 {
-    if (c->tls) {
-        rk_status st = rk__tls_write(c->tls, buf, len, deadline_ns);
-        return st == RK_OK ? st : mark_broken(c, st);
-    }
-    while (len > 0) {
-        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    *sent = 0;
+    while (*sent < len) {
+        size_t chunk = len - *sent < SEND_CHUNK ? len - *sent : SEND_CHUNK;
+        ssize_t n = send(c->fd, buf + *sent, chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
-            buf += n;
-            len -= (size_t)n;
+            *sent += (size_t)n;
+            if (*sent < len && rk__now_ns() >= deadline_ns)
+                return rk__fail(RK_ERR_TIMEOUT, "write to %s: timed out", c->peer);
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             rk_status st = wait_fd(c, POLLOUT, deadline_ns, "write to");
+            if (st == RK_ERR_TIMEOUT) return st;
             if (st != RK_OK) return mark_broken(c, st);
             continue;
         }
@@ -439,6 +449,19 @@ static rk_status send_all(rk__conn *c, const char *buf, size_t len, int64_t dead
                                        n < 0 ? strerror(errno) : "nothing written"));
     }
     return RK_OK;
+}
+
+/* Write all len bytes by deadline_ns, or mark the connection broken: a
+ * write stopped half-way leaves the stream unusable. */
+static rk_status send_all(rk__conn *c, const char *buf, size_t len, int64_t deadline_ns)
+{
+    if (c->tls) {
+        rk_status st = rk__tls_write(c->tls, buf, len, deadline_ns);
+        return st == RK_OK ? st : mark_broken(c, st);
+    }
+    size_t sent;
+    rk_status st = send_plain(c, buf, len, deadline_ns, &sent);
+    return st == RK_ERR_TIMEOUT ? mark_broken(c, st) : st;
 }
 
 /* May a read with `left` ns to go block in recv()? Only on a blocking
@@ -554,43 +577,17 @@ rk_status rk__conn_send(rk__conn *c, const char *buf, size_t len, int64_t deadli
     return send_all(c, buf, len, deadline_ns);
 }
 
-/* Bytes a plain connection writes between two looks at the deadline: a
- * socket that keeps taking data would otherwise hold one send() for
- * tens of milliseconds on a large buffer. */
-#define SEND_CHUNK (256 * 1024)
-
 rk_status rk__conn_send_some(rk__conn *c, const char *buf, size_t len, int64_t deadline_ns, int64_t tls_deadline_ns,
                              size_t *sent)
 {
     *sent = 0;
     if (c->broken) return rk__fail(RK_ERR_UNAVAILABLE, "connection to %s is closed", c->peer);
-    if (c->tls) {
-        /* A TLS record begun must be finished with the same bytes: no
-         * stopping half-way; the connection's own bound instead. */
-        rk_status st = send_all(c, buf, len, tls_deadline_ns);
-        if (st == RK_OK) *sent = len;
-        return st;
-    }
-    while (*sent < len) {
-        size_t chunk = len - *sent < SEND_CHUNK ? len - *sent : SEND_CHUNK;
-        ssize_t n = send(c->fd, buf + *sent, chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            *sent += (size_t)n;
-            if (*sent < len && rk__now_ns() >= deadline_ns)
-                return rk__fail(RK_ERR_TIMEOUT, "write to %s: timed out", c->peer);
-            continue;
-        }
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            rk_status st = wait_fd(c, POLLOUT, deadline_ns, "write to");
-            if (st == RK_ERR_TIMEOUT) return st; /* the stream is intact: the rest is the caller's */
-            if (st != RK_OK) return mark_broken(c, st);
-            continue;
-        }
-        return mark_broken(c, rk__fail(RK_ERR_UNAVAILABLE, "write to %s: %s", c->peer,
-                                       n < 0 ? strerror(errno) : "nothing written"));
-    }
-    return RK_OK;
+    if (!c->tls) return send_plain(c, buf, len, deadline_ns, sent);
+    /* A TLS record begun must be finished with the same bytes: no
+     * stopping half-way; the connection's own bound instead. */
+    rk_status st = send_all(c, buf, len, tls_deadline_ns);
+    if (st == RK_OK) *sent = len;
+    return st;
 }
 
 rk_status rk__conn_read_reply(rk__conn *c, rk_reply **out, int64_t deadline_ns)

@@ -466,17 +466,8 @@ static int process_side(const char *url, const char *hash, const char *owner, co
 
 static int wait_child(pid_t pid)
 {
-    int status = -1;
-    for (int i = 0; i < 600; i++) { /* bounded: 30 s */
-        if (waitpid(pid, &status, WNOHANG) == pid) break;
-        rk_test_sleep_ms(50);
-        status = -1;
-    }
-    if (status == -1) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        return -1;
-    }
+    int status = rk_test_wait_child(pid, 30000);
+    if (status == -1) return -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
 }
 

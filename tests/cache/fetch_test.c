@@ -45,6 +45,7 @@
 #include "value.h" /* src/: a hand-made META block */
 #include "support/clock.h"
 #include "support/fixture.h"
+#include "support/fork_check.h"
 #include "support/redis_server.h"
 
 static rk_test_server *server;
@@ -542,17 +543,8 @@ static void test_two_processes(void **state)
     close(self[1]);
     close(go[1]);
 
-    int status = -1;
-    for (int i = 0; i < 300; i++) { /* bounded: 15 s */
-        if (waitpid(pid, &status, WNOHANG) == pid) break;
-        rk_test_sleep_ms(50);
-        status = -1;
-    }
-    if (status == -1) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        fail_msg("child did not finish");
-    }
+    int status = rk_test_wait_child(pid, 15000);
+    if (status == -1) fail_msg("child did not finish");
     assert_int_equal(bad, 0);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);

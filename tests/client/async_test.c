@@ -866,36 +866,28 @@ static void *mix_blocking_once(void *arg)
  * writing it to a paused server blocks. */
 #define BIG_VALUE (64u << 20)
 
-/* Under ThreadSanitizer every byte copied is instrumented: building and
- * queueing a 64 MB command takes seconds before any deadline starts, so
- * the two tests of big writes run in the plain and ASan builds only. */
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifdef UNDER_TSAN
-#define SKIP_UNDER_TSAN() skip()
-#else
-#define SKIP_UNDER_TSAN() ((void)0)
-#endif
+/* What the big-write tests start from: a SET of a 64 MB value ready to
+ * send (argv, lens), and a client with one shared connection, a long
+ * command timeout and async:big:small set. Under ThreadSanitizer every
+ * byte copied is instrumented: building and queueing a 64 MB command
+ * takes seconds before any deadline starts, so these tests run in the
+ * plain and ASan builds only. */
+typedef struct big_write {
+    char *value;
+    const char *argv[3];
+    size_t lens[3];
+    rk_client *c;
+} big_write;
 
-/* One shared connection, a long command timeout, async:big:small set. */
-static rk_client *big_write_client(void)
+static void big_write_setup(big_write *b)
 {
-    rk_client *c = client_with(&(rk_client_options){.shared_connections = 1, .command_timeout_ms = 10000});
-    set_blocking(c, "async:big:small", "small");
-    return c;
-}
-
-static char *big_value(void)
-{
-    char *v = malloc(BIG_VALUE);
-    assert_non_null(v);
-    memset(v, 'b', BIG_VALUE);
-    return v;
+    if (rk_test_under_tsan()) skip();
+    b->value = malloc(BIG_VALUE);
+    assert_non_null(b->value);
+    memset(b->value, 'b', BIG_VALUE);
+    *b = (big_write){.value = b->value, .argv = {"SET", "async:big", b->value}, .lens = {3, 9, BIG_VALUE}};
+    b->c = client_with(&(rk_client_options){.shared_connections = 1, .command_timeout_ms = 10000});
+    set_blocking(b->c, "async:big:small", "small");
 }
 
 /* After a write that could not finish: the server back, the client
@@ -912,6 +904,15 @@ static void recovers_with_right_values(rk_client *c)
     }
 }
 
+/* End a big-write test whose server was paused: the value freed, the
+ * server resumed and the client shown to recover, then freed. */
+static void big_write_end(big_write *b)
+{
+    free(b->value);
+    recovers_with_right_values(b->c);
+    rk_client_free(b->c);
+}
+
 /* rk_client_send "returns at once" (it may wait for a connection, within
  * the deadline): on an idle lane it writes the command itself, and that
  * write must not outlast the future's deadline either, even when the
@@ -919,15 +920,12 @@ static void recovers_with_right_values(rk_client *c)
 static void test_send_of_a_big_command_to_a_paused_server_returns_by_its_deadline(void **state)
 {
     (void)state;
-    SKIP_UNDER_TSAN();
-    char *v = big_value();
-    const char *set[] = {"SET", "async:big", v};
-    const size_t lens[] = {3, 9, BIG_VALUE};
-    rk_client *c = big_write_client();
+    big_write b;
+    big_write_setup(&b);
     assert_true(rk_test_server_signal(server, SIGSTOP));
     int64_t t0 = rk_test_now_ms();
     rk_future *f = NULL;
-    rk_status st = rk_client_send_opts(c, &(rk_command_options){.timeout_ms = 300}, 3, set, lens, &f);
+    rk_status st = rk_client_send_opts(b.c, &(rk_command_options){.timeout_ms = 300}, 3, b.argv, b.lens, &f);
     int64_t sent_ms = rk_test_now_ms() - t0;
     rk_status wst = RK_OK;
     if (st == RK_OK) {
@@ -938,9 +936,7 @@ static void test_send_of_a_big_command_to_a_paused_server_returns_by_its_deadlin
     int64_t total_ms = rk_test_now_ms() - t0;
     char why[256];
     snprintf(why, sizeof why, "%s", rk_last_error());
-    free(v);
-    recovers_with_right_values(c);
-    rk_client_free(c);
+    big_write_end(&b);
     if (total_ms > 300 + MARGIN_MS)
         fail_msg("a 300 ms future to a paused server: rk_client_send took %lld ms (%s), its wait %lld ms more (%s: "
                  "%s); the write of the command was held to the client's 10 s command timeout, not the future's "
@@ -956,18 +952,16 @@ static void test_send_of_a_big_command_to_a_paused_server_returns_by_its_deadlin
 static void test_wait_returns_by_its_deadline_behind_a_big_write(void **state)
 {
     (void)state;
-    SKIP_UNDER_TSAN();
-    char *v = big_value();
-    const char *set[] = {"SET", "async:big", v};
-    const size_t lens[] = {3, 9, BIG_VALUE};
-    rk_client *c = big_write_client();
+    big_write b;
+    big_write_setup(&b);
+    rk_client *c = b.c;
     assert_true(rk_test_server_signal(server, SIGSTOP));
     /* A future given up leaves the lane busy (its reply awaited): what
      * is sent next is queued for the next write, not written at send. */
     expect_timeout_by(SEND_OPTS(c, &(rk_command_options){.timeout_ms = 100}, "GET", "async:big:small"), 100);
     rk_future *big = NULL;
-    assert_int_equal(rk_client_send_opts(c, &(rk_command_options){.timeout_ms = 300}, 3, set, lens, &big), RK_OK);
-    free(v);
+    assert_int_equal(rk_client_send_opts(c, &(rk_command_options){.timeout_ms = 300}, 3, b.argv, b.lens, &big),
+                     RK_OK);
     rk_future *small = SEND_OPTS(c, &(rk_command_options){.timeout_ms = 300}, "GET", "async:big:small");
     int64_t t0 = rk_test_now_ms();
     rk_reply *r = NULL;
@@ -977,8 +971,7 @@ static void test_wait_returns_by_its_deadline_behind_a_big_write(void **state)
     char why[256];
     snprintf(why, sizeof why, "%s", rk_last_error());
     rk_future_free(big);
-    recovers_with_right_values(c);
-    rk_client_free(c);
+    big_write_end(&b);
     if (took > 300 + MARGIN_MS)
         fail_msg("a 300 ms future waited %lld ms (%s: %s): its wait wrote the big command queued before it, "
                  "held to the client's 10 s command timeout, not the future's deadline",
@@ -993,15 +986,13 @@ static void test_wait_returns_by_its_deadline_behind_a_big_write(void **state)
 static void test_short_deadline_writer_costs_nobody_the_connection(void **state)
 {
     (void)state;
-    SKIP_UNDER_TSAN();
-    char *v = big_value();
-    const char *set[] = {"SET", "async:big", v};
-    const size_t lens[] = {3, 9, BIG_VALUE};
-    rk_client *c = big_write_client();
+    big_write b;
+    big_write_setup(&b);
+    rk_client *c = b.c;
     for (int round = 0; round < 3; round++) {
         rk_future *first = SEND(c, "GET", "async:big:small"); /* goes out at once: the lane is busy after */
         rk_future *big = NULL;
-        assert_int_equal(rk_client_send(c, 3, set, lens, &big), RK_OK);
+        assert_int_equal(rk_client_send(c, 3, b.argv, b.lens, &big), RK_OK);
         rk_future *hasty = SEND_OPTS(c, &(rk_command_options){.timeout_ms = 1}, "PING");
         rk_reply *r = NULL;
         rk_status st = rk_future_wait(hasty, &r); /* it drives: writes the big command until its deadline */
@@ -1011,7 +1002,7 @@ static void test_short_deadline_writer_costs_nobody_the_connection(void **state)
         expect_ok(big);
         expect_str(SEND(c, "GET", "async:big:small"), "small");
     }
-    free(v);
+    free(b.value);
     rk_client_stats stats;
     assert_int_equal(rk_client_stats_get(c, &stats), RK_OK);
     assert_int_equal(stats.disconnects, 0);
@@ -1191,17 +1182,8 @@ static void test_fork(void **state)
         expect_str(mine, val);
         expect_str(mine_too, val);
         for (int i = 0; i < 20; i++) expect_str(SEND(c, "GET", "async:fork:parent"), val);
-        int status = -1;
-        for (int i = 0; i < 400; i++) { /* bounded: 20 s */
-            if (waitpid(pid, &status, WNOHANG) == pid) break;
-            rk_test_sleep_ms(50);
-            status = -1;
-        }
-        if (status == -1) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            fail_msg("round %d: the child did not finish", round);
-        }
+        int status = rk_test_wait_child(pid, 20000);
+        if (status == -1) fail_msg("round %d: the child did not finish", round);
         assert_true(WIFEXITED(status));
         if (WEXITSTATUS(status) != 0) fail_msg("round %d: the child failed check %d", round, WEXITSTATUS(status));
         /* The child sent nothing on the parent's connections. */

@@ -7,12 +7,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fork_check.h"
 
 /* ThreadSanitizer does not support fork() while other threads run (and
@@ -49,6 +51,27 @@ void rk_test_fork_skip_under_tsan(void)
 #ifdef RK_TSAN
     skip();
 #endif
+}
+
+bool rk_test_under_tsan(void)
+{
+#ifdef RK_TSAN
+    return true;
+#else
+    return false;
+#endif
+}
+
+int rk_test_wait_child(pid_t pid, int timeout_ms)
+{
+    int status = -1;
+    for (int i = 0; i <= timeout_ms / 50; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid) return status;
+        rk_test_sleep_ms(50);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
 }
 
 void rk_test_fork_check(rk_client *(*new_client)(void *arg), void *arg, int rounds)

@@ -7,6 +7,7 @@
 #define RK_TEST_FORK_CHECK_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include <redkit/redkit.h>
 
@@ -28,6 +29,17 @@ void rk_test_fork_check(rk_client *(*new_client)(void *arg), void *arg, int roun
  * cmocka test under TSan (see fork_check.c), return otherwise.
  */
 void rk_test_fork_skip_under_tsan(void);
+
+/* Is this a ThreadSanitizer build? (For tests too slow there for other
+ * reasons than fork.) */
+bool rk_test_under_tsan(void);
+
+/*
+ * Wait for a forked child, at most timeout_ms (looking every 50 ms): its
+ * waitpid() status, or -1 when it had not finished, after killing it
+ * (SIGKILL) and reaping it.
+ */
+int rk_test_wait_child(pid_t pid, int timeout_ms);
 
 /* A word from the other side of a fork(): a thread started on
  * rk_test_pipe_watch with a rk_test_pipe_flag reads one byte from fd,
